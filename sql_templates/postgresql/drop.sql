@@ -1,0 +1,10 @@
+-- Remove the triggers and the function; the audit history stays.
+DROP TRIGGER IF EXISTS sqlaudit_insert ON {{ table }}
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS sqlaudit_update ON {{ table }}
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS sqlaudit_delete ON {{ table }}
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS sqlaudit_truncate ON {{ table }}
+-- sqlaudit:statement
+DROP FUNCTION IF EXISTS {{ function_name }}()

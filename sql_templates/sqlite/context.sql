@@ -1,0 +1,24 @@
+-- Per-connection objects of sqlaudit's own connections (TEMP: invisible to
+-- every other connection). The context row holds the acting user of the
+-- current transaction; the TEMP trigger re-inserts each audit row written by
+-- this connection with the user stamped and drops the unstamped original.
+-- Writes from other connections never see these objects and stay unstamped.
+CREATE TEMP TABLE IF NOT EXISTS sqlaudit_context (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    user_id TEXT,
+    reason TEXT,
+    transaction_id INTEGER NOT NULL
+)
+-- sqlaudit:statement
+CREATE TEMP TRIGGER IF NOT EXISTS sqlaudit_stamp BEFORE INSERT ON main.{{ audit_table }}
+WHEN NEW.transaction_id IS NULL AND EXISTS (SELECT 1 FROM temp.sqlaudit_context)
+BEGIN
+    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data)
+    SELECT
+        NEW.table_schema, NEW.table_name, NEW.resource_id, NEW.operation, NEW.changed_at,
+        c.user_id, NEW.db_role, c.transaction_id, c.reason, NEW.old_data, NEW.new_data
+    FROM temp.sqlaudit_context AS c;
+    SELECT RAISE(IGNORE);
+END

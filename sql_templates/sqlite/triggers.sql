@@ -1,0 +1,41 @@
+-- One AFTER trigger per operation, each writing one row into the audit table.
+-- Values are encoded as JSON text by sqlaudit (reals keep 17 digits, blobs are
+-- hex) so no value can make the application's write fail. changed_by is left
+-- NULL here: sqlaudit's own connections stamp it through a TEMP trigger
+-- (context.sql), any other connection is recorded without a user.
+DROP TRIGGER IF EXISTS {{ insert_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW
+BEGIN
+    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data)
+    VALUES (
+        NULL, {{ table_literal }}, {{ insert_key }}, 'insert', {{ now }},
+        NULL, NULL, NULL, NULL, NULL, {{ insert_data }});
+END
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ update_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW
+WHEN {{ update_when }}
+BEGIN
+    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data)
+    VALUES (
+        NULL, {{ table_literal }}, {{ update_key }}, 'update', {{ now }},
+        NULL, NULL, NULL, NULL, {{ update_old_data }}, {{ update_new_data }});
+END
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ delete_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ delete_trigger }} AFTER DELETE ON {{ table }} FOR EACH ROW
+BEGIN
+    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data)
+    VALUES (
+        NULL, {{ table_literal }}, {{ delete_key }}, 'delete', {{ now }},
+        NULL, NULL, NULL, NULL, {{ delete_data }}, NULL);
+END

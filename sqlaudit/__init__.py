@@ -1,0 +1,35 @@
+"""sqlaudit: a trigger-based audit trail for SQLAlchemy models.
+
+Decorate models with :func:`track_table`, let ``metadata.create_all()`` install
+the triggers, call :func:`register_hooks` so the acting user reaches the
+database, and read the history back with :func:`get_resource_changes`.
+"""
+
+from .config import SQLAuditConfig, clear_config, get_config, has_config, set_config
+from .context import audit_context
+from .ddl import drop_audit_triggers, install_audit_triggers, render_audit_ddl
+from .decorators import track_table
+from .exceptions import SQLAuditConfigError, SQLAuditError
+from .hooks import register_hooks, unregister_hooks
+from .retrieval import SQLAuditRecord, get_resource_changes
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "SQLAuditConfig",
+    "SQLAuditConfigError",
+    "SQLAuditError",
+    "SQLAuditRecord",
+    "audit_context",
+    "clear_config",
+    "drop_audit_triggers",
+    "get_config",
+    "get_resource_changes",
+    "has_config",
+    "install_audit_triggers",
+    "register_hooks",
+    "render_audit_ddl",
+    "set_config",
+    "track_table",
+    "unregister_hooks",
+]

@@ -1,0 +1,39 @@
+"""Names of every object sqlaudit creates: one prefix, so ownership is obvious."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import Table
+
+PREFIX = "sqlaudit_"
+AUDIT_TABLE_NAME = "sqlaudit_log"
+SQLITE_CONTEXT_TABLE = "sqlaudit_context"
+SQLITE_STAMP_TRIGGER = "sqlaudit_stamp"
+PG_SETTING_USER = "sqlaudit.user_id"
+PG_SETTING_REASON = "sqlaudit.reason"
+_PG_MAX_IDENTIFIER = 63
+
+
+def _fit(name: str, limit: int = _PG_MAX_IDENTIFIER) -> str:
+    """Shorten ``name`` to ``limit`` bytes, keeping it unique with a short hash."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    head = name.encode("utf-8")[: limit - 9].decode("utf-8", "ignore")
+    return f"{head}_{digest}"
+
+
+def pg_function_name(table: Table) -> str:
+    """Name of the PostgreSQL trigger function of ``table`` (in the table's schema)."""
+    return _fit(f"{PREFIX}fn_{table.name}")
+
+
+def pg_trigger_name(operation: str) -> str:
+    """PostgreSQL trigger names are per table, so they need no table name."""
+    return f"{PREFIX}{operation}"
+
+
+def sqlite_trigger_name(table: Table, operation: str) -> str:
+    """SQLite trigger names are per database, so they carry the table name."""
+    return f"{PREFIX}{table.name}_{operation}"

@@ -1,0 +1,152 @@
+"""Install, remove and render the audit triggers.
+
+``@track_table`` attaches :func:`attach_to_table` so that
+``metadata.create_all()`` installs the triggers of every tracked table it
+creates and ``drop_all()`` removes them. For databases that already exist use
+:func:`install_audit_triggers` (or the Alembic operations).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Union
+
+from sqlalchemy import MetaData, Table, event
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import ExecutableDDLElement
+
+from .dialects import module_for
+from .schema import audit_table
+from .spec import ModelOrTable, spec_for, table_of, tracked_tables
+
+__all__ = ["install_audit_triggers", "drop_audit_triggers", "render_audit_ddl"]
+
+log = logging.getLogger("sqlaudit")
+
+Bind = Union[Engine, Connection, Session]
+
+
+class AuditDDL(ExecutableDDLElement):
+    """One rendered statement, executed verbatim (``%`` escaped for the driver)."""
+
+    inherit_cache = False
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+
+
+@compiles(AuditDDL)
+def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
+    return str(compiler.sql_compiler.post_process_text(element.sql))
+
+
+def _install_sql(table: Table, dialect: Dialect) -> list[str]:
+    return list(module_for(dialect.name).install_statements(spec_for(table), dialect))
+
+
+def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
+    return list(module_for(dialect.name).drop_statements(spec_for(table), dialect))
+
+
+def _run(connection: Connection, statements: Iterable[str]) -> None:
+    for sql in statements:
+        connection.execute(AuditDDL(sql))
+
+
+def _on_after_create(table: Table, connection: Connection, **kw: Any) -> None:
+    if "sqlaudit" not in table.info:
+        return
+    log.info("installing audit triggers on %s", table.fullname)
+    _run(connection, _install_sql(table, connection.dialect))
+
+
+def _on_before_drop(table: Table, connection: Connection, **kw: Any) -> None:
+    if "sqlaudit" not in table.info:
+        return
+    log.info("removing audit triggers from %s", table.fullname)
+    _run(connection, _drop_sql(table, connection.dialect))
+
+
+def attach_to_table(table: Table) -> None:
+    """Make ``create_all``/``drop_all`` install and remove the triggers of ``table``."""
+    if not event.contains(table, "after_create", _on_after_create):
+        event.listen(table, "after_create", _on_after_create)
+    if not event.contains(table, "before_drop", _on_before_drop):
+        event.listen(table, "before_drop", _on_before_drop)
+
+
+def _tables(models: Iterable[Union[ModelOrTable, MetaData]]) -> list[Table]:
+    tables: list[Table] = []
+    for model in models:
+        found = list(tracked_tables(model)) if isinstance(model, MetaData) else [table_of(model)]
+        for table in found:
+            spec_for(table)  # raises a clear error for untracked models
+            if table not in tables:
+                tables.append(table)
+    if not tables:
+        raise ValueError(
+            "no tracked models given; pass the @track_table models (or their MetaData)."
+        )
+    return tables
+
+
+def _with_connection(bind: Bind, work: Any) -> None:
+    if isinstance(bind, Session):
+        work(bind.connection())
+    elif isinstance(bind, Connection):
+        work(bind)
+    elif isinstance(bind, Engine):
+        with bind.begin() as connection:
+            work(connection)
+    else:
+        raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+
+
+def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> None:
+    """Install (or replace) the audit triggers of ``models`` on existing tables.
+
+    Creates ``sqlaudit_log`` when it is missing. Idempotent: installing twice
+    replaces the triggers and never doubles records. Given an Engine it runs in
+    its own transaction; given a Connection or Session it runs in theirs.
+    """
+    tables = _tables(models)
+
+    def work(connection: Connection) -> None:
+        for metadata in {t.metadata for t in tables}:
+            audit_table(metadata).create(connection, checkfirst=True)
+        for table in tables:
+            log.info("installing audit triggers on %s", table.fullname)
+            _run(connection, _install_sql(table, connection.dialect))
+
+    _with_connection(bind, work)
+
+
+def drop_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> None:
+    """Remove the audit triggers of ``models``; the recorded history stays."""
+    tables = _tables(models)
+
+    def work(connection: Connection) -> None:
+        for table in tables:
+            log.info("removing audit triggers from %s", table.fullname)
+            _run(connection, _drop_sql(table, connection.dialect))
+
+    _with_connection(bind, work)
+
+
+def render_audit_ddl(model: ModelOrTable, dialect_name: str) -> list[str]:
+    """The SQL statements that install ``model``'s triggers on ``dialect_name``.
+
+    ``dialect_name`` is ``"postgresql"`` or ``"sqlite"``. The strings are what
+    the database receives, for review or for pasting into a migration.
+    """
+    module = module_for(dialect_name)
+    dialect = _dialect(dialect_name)
+    return list(module.install_statements(spec_for(model), dialect))
+
+
+def _dialect(name: str) -> Dialect:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.dialect() if name == "postgresql" else sqlite.dialect()

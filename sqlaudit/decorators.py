@@ -1,0 +1,149 @@
+"""``@track_table``: declare which columns of a model are audited.
+
+The decorator only records configuration (plain values in ``Table.info``), adds
+the shared ``sqlaudit_log`` table to the model's MetaData and attaches the
+trigger DDL to ``create_all`` / ``drop_all``. It needs no ``set_config``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+from sqlalchemy import Column
+
+from . import ddl
+from .schema import audit_table
+from .spec import INFO_KEY, mapper_of
+
+__all__ = ["track_table"]
+
+log = logging.getLogger("sqlaudit")
+
+T = TypeVar("T", bound=type)
+
+
+def _check_str_option(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+
+
+def _column_attributes(cls: type) -> dict[str, Column[Any]]:
+    """Map attribute name -> Column for the columns of the model's own table."""
+    mapper = mapper_of(cls)
+    if mapper is None:
+        raise TypeError(
+            f"@track_table must decorate a mapped SQLAlchemy class, got {cls!r}; "
+            f"apply it to a DeclarativeBase subclass with a table."
+        )
+    local = mapper.local_table
+    result: dict[str, Column[Any]] = {}
+    for key, col in mapper.columns.items():
+        if isinstance(col, Column) and col.table is local:
+            result[key] = col
+    return result
+
+
+def _resolve_fields(
+    cls: type, attributes: dict[str, Column[Any]], tracked_fields: Optional[Sequence[str]]
+) -> list[Column[Any]]:
+    if tracked_fields is None:
+        return list(attributes.values())
+    if isinstance(tracked_fields, (str, bytes)) or not isinstance(tracked_fields, (list, tuple)):
+        raise TypeError(
+            f"tracked_fields must be a list[str] of attribute names of {cls.__name__}, "
+            f"got {type(tracked_fields).__name__} {tracked_fields!r}"
+        )
+    if not tracked_fields:
+        raise ValueError(
+            f"tracked_fields for {cls.__name__} is empty; name at least one field, "
+            f"or pass None to track every column."
+        )
+    columns: list[Column[Any]] = []
+    for name in tracked_fields:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"tracked_fields must be a list[str]; item {name!r} of {cls.__name__} is "
+                f"{type(name).__name__}"
+            )
+        col = attributes.get(name)
+        if col is None:
+            raise ValueError(
+                f"tracked field {name!r} is not a column attribute of model {cls.__name__}; "
+                f"its column attributes are {sorted(attributes)}"
+            )
+        if col not in columns:
+            columns.append(col)
+    return columns
+
+
+def _resolve_key(
+    cls: type, attributes: dict[str, Column[Any]], resource_id_field: Optional[str]
+) -> list[Column[Any]]:
+    if resource_id_field is not None:
+        col = attributes.get(resource_id_field)
+        if col is None:
+            raise ValueError(
+                f"resource_id_field {resource_id_field!r} is not a column attribute of model "
+                f"{cls.__name__}; its column attributes are {sorted(attributes)}"
+            )
+        return [col]
+    table = cls.__table__  # type: ignore[attr-defined]
+    key = list(table.primary_key.columns)
+    if not key:
+        raise ValueError(
+            f"model {cls.__name__} has no primary key; pass resource_id_field= naming a "
+            f"column that identifies its rows."
+        )
+    return key
+
+
+def track_table(
+    *,
+    tracked_fields: Optional[Sequence[str]] = None,
+    table_label: Optional[str] = None,
+    resource_id_field: Optional[str] = None,
+    record_id_field: Optional[str] = None,
+    user_id_field: Optional[str] = None,
+) -> Callable[[T], T]:
+    """Audit inserts, updates and deletes of a model's table with database triggers.
+
+    Args:
+        tracked_fields: mapped attribute names to audit; ``None`` audits every column.
+        table_label: a human-readable label reported with each change.
+        resource_id_field: attribute identifying a row; defaults to the primary key
+            (composite keys are supported).
+        record_id_field: sqlaudit 0.3 name of ``resource_id_field``.
+        user_id_field: accepted for compatibility with sqlaudit 0.3; it has no effect.
+
+    Raises:
+        TypeError: ``tracked_fields`` is not a list of strings, or an option has the wrong type.
+        ValueError: a field name is not a column attribute of the model.
+    """
+    for name, value in (
+        ("table_label", table_label),
+        ("resource_id_field", resource_id_field),
+        ("record_id_field", record_id_field),
+        ("user_id_field", user_id_field),
+    ):
+        _check_str_option(name, value)
+    if resource_id_field and record_id_field and resource_id_field != record_id_field:
+        raise ValueError("pass resource_id_field or its old name record_id_field, not both")
+    key_field = resource_id_field or record_id_field
+
+    def decorate(cls: T) -> T:
+        attributes = _column_attributes(cls)
+        columns = _resolve_fields(cls, attributes, tracked_fields)
+        key_columns = _resolve_key(cls, attributes, key_field)
+        table = cls.__table__  # type: ignore[attr-defined]
+        table.info[INFO_KEY] = {
+            "tracked_columns": [c.name for c in columns],
+            "key_columns": [c.name for c in key_columns],
+            "table_label": table_label,
+        }
+        audit_table(table.metadata)
+        ddl.attach_to_table(table)
+        log.debug("tracking %s: %s", table.fullname, [c.name for c in columns])
+        return cls
+
+    return decorate

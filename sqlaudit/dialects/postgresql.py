@@ -1,0 +1,160 @@
+"""PostgreSQL trigger SQL for one tracked table (internal)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Enum,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    String,
+    Time,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import NullType, UserDefinedType
+
+from .. import _templates
+from .._naming import pg_function_name
+from ..schema import audit_table
+from ..spec import TableSpec
+from . import base_type, string_literal
+
+DIALECT = "postgresql"
+# to_jsonb() of these types gives a JSON value whose text casts straight back.
+_JSON_NATIVE = (Integer, Numeric, Boolean, String, Enum, JSON, Date, DateTime, Time, Uuid,
+                LargeBinary, Interval)
+_MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
+
+
+def _q(name: str, dialect: Dialect) -> str:
+    return str(dialect.identifier_preparer.quote(name))
+
+
+def _qualified(schema: "str | None", name: str, dialect: Dialect) -> str:
+    prep = dialect.identifier_preparer
+    quoted = prep.quote(name)
+    return f"{prep.quote_schema(schema)}.{quoted}" if schema else quoted
+
+
+def _ref(col: Column[Any], alias: str, dialect: Dialect) -> str:
+    return f"{alias}.{_q(col.name, dialect)}"
+
+
+def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
+    ref = _ref(col, alias, dialect)
+    if isinstance(base_type(col.type, dialect), _JSON_NATIVE):
+        return f"to_jsonb({ref})"
+    return f"to_jsonb({ref}::text)"
+
+
+def _comparable(col: Column[Any], dialect: Dialect) -> bool:
+    """False for types without an equality operator (json, unknown user types)."""
+    impl = base_type(col.type, dialect)
+    if isinstance(impl, JSON) and not isinstance(impl, JSONB):
+        return False
+    return not isinstance(impl, (UserDefinedType, NullType))
+
+
+def _distinct(col: Column[Any], old: str, new: str, dialect: Dialect, negate: bool = False) -> str:
+    a, b = _ref(col, old, dialect), _ref(col, new, dialect)
+    if not _comparable(col, dialect):
+        a, b = f"{a}::text", f"{b}::text"
+    op = "IS NOT DISTINCT FROM" if negate else "IS DISTINCT FROM"
+    return f"{a} {op} {b}"
+
+
+def _object(columns: Sequence[Column[Any]], alias: str, dialect: Dialect) -> str:
+    """jsonb object of all ``columns`` (chunked under the 100-argument limit)."""
+    parts = []
+    for start in range(0, len(columns), _MAX_PAIRS):
+        pairs = ", ".join(
+            f"{string_literal(c.name, dialect)}, {_value(c, alias, dialect)}"
+            for c in columns[start : start + _MAX_PAIRS]
+        )
+        parts.append(f"jsonb_build_object({pairs})")
+    return " || ".join(parts)
+
+
+def _key_array(cases: Sequence[str]) -> str:
+    return f"array_remove(ARRAY[{', '.join(cases)}]::text[], NULL)"
+
+
+def _non_null_object(spec: TableSpec, alias: str, dialect: Dialect) -> str:
+    """jsonb of the tracked columns whose value is not NULL (insert and delete)."""
+    obj = _object(spec.columns, alias, dialect)
+    nullable = [c for c in spec.columns if c.nullable]
+    if not nullable:
+        return obj
+    cases = [
+        f"CASE WHEN {_ref(c, alias, dialect)} IS NULL THEN {string_literal(c.name, dialect)} END"
+        for c in nullable
+    ]
+    return f"({obj}) - {_key_array(cases)}"
+
+
+def _key(spec: TableSpec, alias: str, dialect: Dialect) -> str:
+    refs = [f"{_ref(c, alias, dialect)}::text" for c in spec.key_columns]
+    if len(refs) == 1:
+        return refs[0]
+    return f"json_build_array({', '.join(refs)})::text"
+
+
+def _dollar_tag(body: str) -> str:
+    tag, n = "$sqlaudit$", 0
+    while tag in body:
+        n += 1
+        tag = f"$sqlaudit{n}$"
+    return tag
+
+
+def _common(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
+    return {
+        "table": _qualified(spec.schema, spec.name, dialect),
+        "function_name": _qualified(spec.schema, pg_function_name(spec.table), dialect),
+    }
+
+
+def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+    """CREATE FUNCTION and CREATE TRIGGER statements for ``spec``."""
+    log_table = audit_table(spec.table.metadata)
+    common = _common(spec, dialect)
+    unchanged = [
+        f"CASE WHEN {_distinct(c, 'OLD', 'NEW', dialect, negate=True)} "
+        f"THEN {string_literal(c.name, dialect)} END"
+        for c in spec.columns
+    ]
+    values = {
+        "function_name": common["function_name"],
+        "audit_table": _qualified(log_table.schema, log_table.name, dialect),
+        "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",
+        "table_literal": string_literal(spec.name, dialect),
+        "update_unchanged": _key_array(unchanged),
+        "update_key": _key(spec, "NEW", dialect),
+        "update_old_data": f"({_object(spec.columns, 'OLD', dialect)})",
+        "update_new_data": f"({_object(spec.columns, 'NEW', dialect)})",
+        "insert_key": _key(spec, "n", dialect),
+        "insert_data": _non_null_object(spec, "n", dialect),
+        "delete_key": _key(spec, "o", dialect),
+        "delete_data": _non_null_object(spec, "o", dialect),
+    }
+    probe = "".join(values.values())
+    values["dollar"] = _dollar_tag(probe)
+    statements = _templates.render(DIALECT, "function", **values)
+    when = " OR ".join(_distinct(c, "OLD", "NEW", dialect) for c in spec.columns)
+    statements += _templates.render(DIALECT, "triggers", update_when=when, **common)
+    return statements
+
+
+def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+    """DROP TRIGGER and DROP FUNCTION statements for ``spec``."""
+    return _templates.render(DIALECT, "drop", **_common(spec, dialect))

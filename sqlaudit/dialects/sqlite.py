@@ -1,0 +1,117 @@
+"""SQLite trigger SQL for one tracked table (internal)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from sqlalchemy import Column, Uuid
+from sqlalchemy.engine import Dialect
+
+from .. import _templates
+from .._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
+from ..spec import TableSpec
+from . import base_type, string_literal
+
+DIALECT = "sqlite"
+#: Same text layout SQLAlchemy uses for DateTime on SQLite (UTC, microseconds).
+NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
+
+
+def _q(name: str, dialect: Dialect) -> str:
+    return str(dialect.identifier_preparer.quote(name))
+
+
+def _ref(col: Column[Any], alias: str, dialect: Dialect) -> str:
+    return f"{alias}.{_q(col.name, dialect)}"
+
+
+def encode(ref: str) -> str:
+    """JSON text of one value: reals keep all 17 digits (and Inf) as {"$r": text},
+    blobs become {"$b": hex}, everything else is json_quote()d."""
+    return (
+        f"CASE typeof({ref}) "
+        f"WHEN 'real' THEN '{{\"$r\":\"' || printf('%!.17g', {ref}) || '\"}}' "
+        f"WHEN 'blob' THEN '{{\"$b\":\"' || hex({ref}) || '\"}}' "
+        f"ELSE json_quote({ref}) END"
+    )
+
+
+def _object(
+    columns: Sequence[Column[Any]], alias: str, dialect: Dialect, where: "dict[str, str]"
+) -> str:
+    """JSON object text of ``columns``, each included only when its ``where`` holds."""
+    selects = []
+    for col in columns:
+        key = json.dumps(col.name, ensure_ascii=False) + ":"
+        member = f"{string_literal(key, dialect)} || {encode(_ref(col, alias, dialect))}"
+        condition = where.get(col.name)
+        selects.append(f"SELECT {member} AS m" + (f" WHERE {condition}" if condition else ""))
+    union = " UNION ALL ".join(selects)
+    return f"(SELECT '{{' || coalesce(group_concat(m, ','), '') || '}}' FROM ({union}))"
+
+
+def _key_part(col: Column[Any], alias: str, dialect: Dialect) -> str:
+    ref = _ref(col, alias, dialect)
+    if isinstance(base_type(col.type, dialect), Uuid):
+        # SQLAlchemy stores UUIDs as 32 hex digits on SQLite; report str(uuid).
+        return (
+            f"CASE WHEN length({ref}) = 32 THEN lower(substr({ref}, 1, 8) || '-' || "
+            f"substr({ref}, 9, 4) || '-' || substr({ref}, 13, 4) || '-' || "
+            f"substr({ref}, 17, 4) || '-' || substr({ref}, 21, 12)) ELSE CAST({ref} AS TEXT) END"
+        )
+    return f"CAST({ref} AS TEXT)"
+
+
+def key_expression(spec: TableSpec, alias: str, dialect: Dialect) -> str:
+    parts = [_key_part(c, alias, dialect) for c in spec.key_columns]
+    return parts[0] if len(parts) == 1 else f"json_array({', '.join(parts)})"
+
+
+def _names(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
+    prep = dialect.identifier_preparer
+
+    def trigger(op: str) -> str:
+        name = prep.quote(sqlite_trigger_name(spec.table, op))
+        return f"{prep.quote_schema(spec.schema)}.{name}" if spec.schema else name
+
+    return {
+        "insert_trigger": trigger("insert"),
+        "update_trigger": trigger("update"),
+        "delete_trigger": trigger("delete"),
+    }
+
+
+def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+    """CREATE TRIGGER statements for ``spec``."""
+
+    def null_guard(alias: str) -> dict[str, str]:
+        return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns if c.nullable}
+
+    changed = {c.name: f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.columns}
+    values = dict(
+        _names(spec, dialect),
+        table=_q(spec.name, dialect),
+        audit_table=_q(AUDIT_TABLE_NAME, dialect),
+        table_literal=string_literal(spec.name, dialect),
+        now=NOW,
+        insert_key=key_expression(spec, "NEW", dialect),
+        insert_data=_object(spec.columns, "NEW", dialect, null_guard("NEW")),
+        update_when=" OR ".join(changed.values()),
+        update_key=key_expression(spec, "NEW", dialect),
+        update_old_data=_object(spec.columns, "OLD", dialect, changed),
+        update_new_data=_object(spec.columns, "NEW", dialect, changed),
+        delete_key=key_expression(spec, "OLD", dialect),
+        delete_data=_object(spec.columns, "OLD", dialect, null_guard("OLD")),
+    )
+    return _templates.render(DIALECT, "triggers", **values)
+
+
+def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+    """DROP TRIGGER statements for ``spec``."""
+    return _templates.render(DIALECT, "drop", **_names(spec, dialect))
+
+
+def context_statements() -> list[str]:
+    """TEMP objects that stamp the acting user on this connection's audit rows."""
+    return _templates.render(DIALECT, "context", audit_table=f'"{AUDIT_TABLE_NAME}"')

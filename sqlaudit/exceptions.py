@@ -1,0 +1,33 @@
+"""Exceptions raised by sqlaudit.
+
+Every exception derives from :class:`SQLAuditError`, so ``except SQLAuditError``
+catches anything the library raises on purpose. Messages name the object that
+is wrong and say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class SQLAuditError(Exception):
+    """Base class of every error sqlaudit raises."""
+
+
+class SQLAuditConfigError(SQLAuditError):
+    """The configuration passed to :class:`sqlaudit.config.SQLAuditConfig` is invalid,
+    or a function needs a configuration that was never set."""
+
+
+class SQLAuditUserConfigError(SQLAuditConfigError):
+    """Kept for compatibility with sqlaudit 0.3: a user-related setting is invalid."""
+
+
+class SQLAuditTableNotTrackedError(SQLAuditError, ValueError):
+    """A model was passed where a ``@track_table`` model is required."""
+
+
+class SQLAuditTableNotInDatabaseError(SQLAuditError):
+    """The audit table does not exist in the database that was queried."""
+
+
+class SQLAuditUnsupportedDialectError(SQLAuditError):
+    """The database is neither PostgreSQL nor SQLite."""

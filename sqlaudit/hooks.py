@@ -1,0 +1,196 @@
+"""Pass the acting user to the database, once per transaction.
+
+:func:`register_hooks` listens on every SQLAlchemy :class:`~sqlalchemy.engine.Engine`
+(ORM sessions, Core connections and ``text()`` alike). Just before the first
+statement of each transaction it resolves the acting user (an enclosing
+:func:`sqlaudit.context.audit_context`, else ``get_user_id_callback``) and
+stamps it into the transaction:
+
+* PostgreSQL: ``set_config('sqlaudit.user_id', :user_id, true)``, a
+  transaction-local setting that ends with the transaction (raw SQL can do
+  the same with ``SET LOCAL sqlaudit.user_id = '42'``);
+* SQLite: a row in a per-connection TEMP table, written inside the
+  transaction and deleted before COMMIT.
+
+Because the stamp lives inside the transaction, a rollback takes it away,
+it never reaches another pooled checkout, and other threads never see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextvars import ContextVar
+from typing import Any, Optional
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Dialect, Engine
+
+from . import _templates
+from .context import Actor, context_actor, current_actor
+from .dialects import sqlite as sqlite_sql
+
+__all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
+
+log = logging.getLogger("sqlaudit")
+
+_STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
+_busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
+_warned_autocommit = False
+
+
+def _compiled(dialect: Dialect, sql: str) -> Any:
+    cache = dialect.__dict__.setdefault("_sqlaudit_compiled", {})
+    compiled = cache.get(sql)
+    if compiled is None:
+        compiled = cache[sql] = text(sql).compile(dialect=dialect)
+    return compiled
+
+
+def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) -> None:
+    compiled = _compiled(dialect, sql)
+    values = compiled.construct_params(params)
+    if compiled.positional:
+        cursor.execute(compiled.string, [values[k] for k in compiled.positiontup])
+    else:
+        cursor.execute(compiled.string, values)
+
+
+def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor) -> None:
+    (sql,) = _templates.render("postgresql", "set_actor")
+    _execute(cursor, dialect, sql, {"user_id": actor.user_id or "", "reason": actor.reason or ""})
+
+
+def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor) -> None:
+    (sql,) = _templates.render("sqlite", "set_actor")
+    params = {"user_id": actor.user_id, "reason": actor.reason,
+              "transaction_id": secrets.randbits(62)}
+    for attempt in (1, 2):
+        try:
+            _execute(cursor, dialect, sql, params)
+            if cursor.rowcount != 0:
+                return
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if "sqlaudit_context" not in str(exc) or attempt == 2:
+                raise
+        if not _create_sqlite_context(cursor):
+            return  # no audit table in this database: nothing to stamp
+
+
+def _create_sqlite_context(cursor: Any) -> bool:
+    for sql in sqlite_sql.context_statements():
+        try:
+            cursor.execute(sql)
+        except Exception as exc:  # the audit table does not exist (yet)
+            if "no such table" in str(exc):
+                return False
+            raise
+    return True
+
+
+def _is_autocommit(conn: Connection) -> bool:
+    check = getattr(conn, "_is_autocommit_isolation", None)
+    return bool(check()) if check is not None else False
+
+
+def _before_cursor_execute(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if _busy.get():
+        return
+    state: Optional[tuple[Actor, bool]] = conn.info.get(_STATE)
+    override = context_actor()
+    if state is not None:
+        stamped, from_context = state
+        if override is None and not from_context:
+            return
+        if override is not None and override == stamped:
+            return
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite") or statement[:5].upper() == "BEGIN":
+        return
+    if _is_autocommit(conn):
+        _warn_autocommit()
+        return
+    token = _busy.set(True)
+    try:
+        actor = override if override is not None else _callback_actor()
+        try:
+            if dialect.name == "postgresql":
+                _stamp_postgresql(cursor, dialect, actor)
+            else:
+                _stamp_sqlite(cursor, dialect, actor)
+        except Exception:
+            # Never make the application's statement fail: it runs, unattributed.
+            log.warning("sqlaudit could not record the acting user", exc_info=True)
+            return
+        conn.info[_STATE] = (actor, override is not None)
+    finally:
+        _busy.reset(token)
+
+
+def _callback_actor() -> Actor:
+    try:
+        return current_actor()
+    except Exception:
+        log.error("get_user_id_callback raised; recording the change without a user",
+                  exc_info=True)
+        return Actor(None)
+
+
+def _warn_autocommit() -> None:
+    global _warned_autocommit
+    if not _warned_autocommit:
+        _warned_autocommit = True
+        log.warning(
+            "sqlaudit: a connection runs in AUTOCOMMIT mode; its writes are audited "
+            "without a user because a transaction-local user cannot outlive one statement."
+        )
+
+
+def _reset(conn: Connection, *args: Any) -> None:
+    conn.info.pop(_STATE, None)
+
+
+def _commit(conn: Connection) -> None:
+    state = conn.info.pop(_STATE, None)
+    if state is None or conn.dialect.name != "sqlite":
+        return
+    (sql,) = _templates.render("sqlite", "clear_actor")
+    try:
+        conn.connection.dbapi_connection.cursor().execute(sql)  # type: ignore[union-attr]
+    except Exception:
+        log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
+
+
+_LISTENERS = (
+    ("begin", _reset),
+    ("before_cursor_execute", _before_cursor_execute),
+    ("commit", _commit),
+    ("rollback", _reset),
+    ("rollback_savepoint", _reset),
+)
+
+
+def register_hooks() -> None:
+    """Start passing the acting user to the database for every Engine.
+
+    Idempotent: a second call changes nothing. Without it the triggers still
+    record every change, with ``changed_by`` NULL.
+    """
+    for name, fn in _LISTENERS:
+        if not event.contains(Engine, name, fn):
+            event.listen(Engine, name, fn)
+    log.debug("sqlaudit hooks registered")
+
+
+def unregister_hooks() -> None:
+    """Stop passing the acting user (the triggers keep recording changes)."""
+    for name, fn in _LISTENERS:
+        if event.contains(Engine, name, fn):
+            event.remove(Engine, name, fn)
+
+
+def hooks_registered() -> bool:
+    """True while :func:`register_hooks` is in effect."""
+    return all(event.contains(Engine, name, fn) for name, fn in _LISTENERS)

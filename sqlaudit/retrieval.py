@@ -1,0 +1,343 @@
+"""Read the audit trail: ``get_resource_changes`` (sqlaudit 0.3 compatible).
+
+Each audit row holds the changed fields of one changed row; this module
+expands it into one :class:`SQLAuditRecord` per field, with values converted
+back to the Python values (and types) the ORM reads for that column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect as pyinspect
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional, Sequence, Union
+
+from sqlalchemy import Column, Text, Uuid, and_, case, cast, func, select, true, type_coerce
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from .config import SQLAuditConfigError, display_zone, get_config
+from .dialects import base_type
+from .exceptions import SQLAuditTableNotInDatabaseError
+from .schema import audit_table
+from .spec import TableSpec, mapper_of, spec_for
+
+__all__ = ["SQLAuditRecord", "get_resource_changes", "ResourceIdType"]
+
+ResourceIdType = Union[str, int, uuid.UUID]
+_SORT_KEYS = ("timestamp", "resource_id", "field_name", "changed_by", "operation",
+              "transaction_id")
+
+
+@dataclass(frozen=True)
+class SQLAuditRecord:
+    """One changed field of one audited row.
+
+    ``old_value`` is None for inserts, ``new_value`` is None for deletes.
+    ``changed_by`` is the user id stored when the change happened (text), or
+    None when no user was known. ``timestamp`` is timezone-aware, in the
+    configured ``time_zone``.
+    """
+
+    table_name: str
+    table_label: Optional[str]
+    resource_id: str
+    field_name: str
+    old_value: Any
+    new_value: Any
+    timestamp: datetime
+    changed_by: Optional[str]
+    operation: str
+    transaction_id: Optional[int]
+    reason: Optional[str] = None
+    db_role: Optional[str] = None
+
+
+# ---------------------------------------------------------------- arguments
+
+def _as_list(value: Any) -> Optional[list[Any]]:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)) and not _is_key_tuple(value):
+        return list(value)
+    return [value]
+
+
+def _is_key_tuple(value: Any) -> bool:
+    """A bare tuple of scalars is one composite key, not a list of keys."""
+    return isinstance(value, tuple) and not any(isinstance(v, (tuple, list)) for v in value)
+
+
+def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise TypeError(
+            f"resource ids must be str, int or UUID (tuples of them for composite keys), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if isinstance(base_type(column.type, dialect), Uuid) and not isinstance(value, int):
+        try:
+            return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+        except ValueError as exc:
+            raise ValueError(f"resource id {value!r} is not a UUID (column {column.name!r})") from exc
+    return str(value)
+
+
+def _resource_filter(values: list[Any], spec: TableSpec, dialect: Dialect) -> list[Any]:
+    keys = spec.key_columns
+    if len(keys) == 1:
+        return [_key_part(v, keys[0], dialect) for v in values]
+    exprs = []
+    for value in values:
+        if not isinstance(value, (tuple, list)) or len(value) != len(keys):
+            raise TypeError(
+                f"{spec.name} has a composite key ({', '.join(c.name for c in keys)}); pass each "
+                f"resource id as a tuple of {len(keys)} values, got {value!r}"
+            )
+        parts = [_key_part(v, c, dialect) for v, c in zip(value, keys)]
+        if dialect.name == "postgresql":
+            exprs.append(cast(func.json_build_array(*parts), Text))
+        else:
+            exprs.append(func.json_array(*parts))
+    return exprs
+
+
+def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"filter_date_range {name} must be a datetime or None, got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=display_zone())
+    return value.astimezone(timezone.utc)
+
+
+def _check_paging(limit: Optional[int], offset: Optional[int]) -> None:
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+
+
+# ---------------------------------------------------------------- session
+
+@contextlib.contextmanager
+def _session_scope(session: Optional[Union[Session, Connection]]) -> Iterator[Any]:
+    if session is not None:
+        yield session
+        return
+    factory = get_config().session_factory
+    if factory is None:
+        raise SQLAuditConfigError(
+            "get_resource_changes() needs a session: pass session=..., or set "
+            "SQLAuditConfig(session_factory=...)."
+        )
+    produced = factory()
+    if pyinspect.isgenerator(produced):
+        try:
+            yield next(produced)
+        finally:
+            produced.close()
+    else:
+        try:
+            yield produced
+        finally:
+            produced.close()
+
+
+# ---------------------------------------------------------------- values
+
+def _sqlite_value(raw: Any, column: Optional[Column[Any]], dialect: Dialect) -> Any:
+    if isinstance(raw, dict):
+        if "$r" in raw:
+            raw = float(raw["$r"])
+        elif "$b" in raw:
+            raw = bytes.fromhex(raw["$b"])
+    if raw is None or column is None:
+        return raw
+    process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    return process(raw) if process is not None else raw
+
+
+def _timestamp(value: datetime) -> datetime:
+    if value.tzinfo is None:  # SQLite stores UTC text
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(display_zone())
+
+
+# ---------------------------------------------------------------- query
+
+def get_resource_changes(
+    model_class: type,
+    session: Optional[Union[Session, Connection]] = None,
+    filter_resource_ids: Optional[Union[ResourceIdType, tuple, Sequence[Any]]] = None,
+    filter_fields: Optional[Union[str, Sequence[str]]] = None,
+    filter_user_ids: Optional[Union[ResourceIdType, Sequence[ResourceIdType]]] = None,
+    filter_date_range: Optional[tuple[Optional[datetime], Optional[datetime]]] = None,
+    limit: Optional[int] = None,
+    offset: Optional[int] = None,
+    sort_by: str = "timestamp",
+    sort_direction: str = "desc",
+) -> list[SQLAuditRecord]:
+    """Changes recorded for ``model_class``, one record per changed field.
+
+    Args:
+        model_class: a ``@track_table`` model.
+        session: Session (or Connection) to read with; defaults to one from the
+            configured ``session_factory``.
+        filter_resource_ids: a key or a list of keys (tuples for composite keys).
+        filter_fields: attribute name(s) to keep.
+        filter_user_ids: user id(s) to keep (compared as text).
+        filter_date_range: ``(start, end)``, inclusive, either side may be None;
+            naive datetimes are read in the configured time zone.
+        limit, offset: paging over field records.
+        sort_by: one of ``timestamp``, ``resource_id``, ``field_name``,
+            ``changed_by``, ``operation``, ``transaction_id``.
+        sort_direction: ``"asc"`` or ``"desc"``. Ties break by the order in which
+            the changes happened, so pages never skip or repeat a record.
+    """
+    if session is not None and not isinstance(session, (Session, Connection)):
+        if isinstance(filter_resource_ids, (Session, Connection)):  # 0.3 positional order
+            session, filter_resource_ids = filter_resource_ids, session
+        else:
+            raise TypeError(f"session must be a Session or Connection, got {session!r}")
+    spec = spec_for(model_class)
+    mapper = mapper_of(model_class) if isinstance(model_class, type) else None
+    attr_by_column = {
+        col.name: key
+        for key, col in (mapper.columns.items() if mapper is not None else [])
+        if isinstance(col, Column) and col.table is spec.table
+    } or {c.name: c.name for c in spec.table.columns}
+    column_by_attr = {attr: spec.table.c[name] for name, attr in attr_by_column.items()}
+    if sort_by is None:
+        sort_by = "timestamp"
+    if sort_by not in _SORT_KEYS:
+        raise ValueError(f"sort_by must be one of {', '.join(_SORT_KEYS)}; got {sort_by!r}")
+    if sort_direction not in ("asc", "desc"):
+        raise ValueError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
+    _check_paging(limit, offset)
+    fields = _as_list(filter_fields)
+    for name in fields or []:
+        if name not in column_by_attr:
+            raise ValueError(
+                f"filter_fields: {name!r} is not a column attribute of {spec.table.name!r} "
+                f"(known: {sorted(column_by_attr)})"
+            )
+    start, end = filter_date_range if filter_date_range is not None else (None, None)
+    start, end = _utc_bound(start, "start"), _utc_bound(end, "end")
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"filter_date_range start {start} is after end {end}")
+    resource_ids = _as_list(filter_resource_ids)
+    user_ids = _as_list(filter_user_ids)
+    if limit == 0 or resource_ids == [] or user_ids == [] or fields == []:
+        return []
+
+    with _session_scope(session) as reader:
+        dialect = reader.get_bind().dialect if isinstance(reader, Session) else reader.dialect
+        log = audit_table(spec.table.metadata)
+        pg = dialect.name == "postgresql"
+        keys_fn = func.jsonb_object_keys if pg else func.json_each
+        keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key")
+        if pg:
+            keys = keys.render_derived(name="sqlaudit_keys")
+        key = keys.c.key
+        mapped = [spec.table.c[name] for name in attr_by_column]
+        columns: list[ColumnElement[Any]] = [
+            log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
+            log.c.transaction_id, log.c.reason, log.c.db_role, key.label("field"),
+        ]
+        if pg:
+            for i, col in enumerate(mapped):
+                for side in ("old", "new"):
+                    data = log.c[f"{side}_data"]
+                    typed = cast(data[col.name].astext, col.type)
+                    columns.append(case((key == col.name, typed)).label(f"{side}_{i}"))
+            columns += [log.c.old_data[key].label("old_raw"), log.c.new_data[key].label("new_raw")]
+        else:
+            columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
+                        type_coerce(log.c.new_data, Text).label("new_raw")]
+        conditions = [log.c.table_name == spec.name,
+                      log.c.table_schema.is_(None) if spec.schema is None
+                      else log.c.table_schema == spec.schema]
+        if resource_ids is not None:
+            conditions.append(log.c.resource_id.in_(_resource_filter(resource_ids, spec, dialect)))
+        if fields is not None:
+            conditions.append(key.in_([column_by_attr[f].name for f in fields]))
+        if user_ids is not None:
+            conditions.append(log.c.changed_by.in_([_user_text(u) for u in user_ids]))
+        for bound, op in ((start, "ge"), (end, "le")):
+            if bound is not None:
+                value = bound if pg else bound.replace(tzinfo=None)
+                conditions.append(log.c.changed_at >= value if op == "ge" else log.c.changed_at <= value)
+        order_col = {
+            "timestamp": log.c.changed_at, "resource_id": log.c.resource_id, "field_name": key,
+            "changed_by": log.c.changed_by, "operation": log.c.operation,
+            "transaction_id": log.c.transaction_id,
+        }[sort_by]
+        direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
+        order = [direction(order_col)]
+        if sort_by != "timestamp":
+            order.append(direction(log.c.changed_at))
+        order += [direction(log.c.id), key.asc()]
+        stmt = (select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
+                .order_by(*order).limit(limit).offset(offset))
+        try:
+            rows = reader.execute(stmt).all()
+        except DBAPIError as exc:
+            if _missing_table(exc):
+                raise SQLAuditTableNotInDatabaseError(
+                    f"the audit table {log.name!r} does not exist in this database; run "
+                    f"metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
+                ) from exc
+            raise
+    index = {col.name: i for i, col in enumerate(mapped)}
+    return [_record(row, spec, attr_by_column, index, pg, dialect) for row in rows]
+
+
+def _user_text(value: Any) -> str:
+    if value is None or isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise TypeError(f"user ids must be str, int or UUID, got {value!r}")
+    return str(value)
+
+
+def _missing_table(exc: DBAPIError) -> bool:
+    message = str(exc.orig).lower()
+    return "sqlaudit_log" in message and ("no such table" in message or "does not exist" in message)
+
+
+def _record(row: Any, spec: TableSpec, attr_by_column: dict[str, str], index: dict[str, int],
+            pg: bool, dialect: Dialect) -> SQLAuditRecord:
+    field = row.field
+    column = spec.table.c[field] if field in index else None
+    if pg:
+        if column is not None:
+            i = index[field]
+            old, new = getattr(row, f"old_{i}"), getattr(row, f"new_{i}")
+        else:
+            old, new = row.old_raw, row.new_raw
+    else:
+        old_doc = json.loads(row.old_raw) if row.old_raw else {}
+        new_doc = json.loads(row.new_raw) if row.new_raw else {}
+        old = _sqlite_value(old_doc.get(field), column, dialect)
+        new = _sqlite_value(new_doc.get(field), column, dialect)
+    return SQLAuditRecord(
+        table_name=spec.name,
+        table_label=spec.label,
+        resource_id=row.resource_id,
+        field_name=attr_by_column.get(field, field),
+        old_value=old,
+        new_value=new,
+        timestamp=_timestamp(row.changed_at),
+        changed_by=row.changed_by,
+        operation=row.operation,
+        transaction_id=row.transaction_id,
+        reason=row.reason,
+        db_role=row.db_role,
+    )

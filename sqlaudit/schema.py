@@ -1,0 +1,70 @@
+"""The shared audit table, ``sqlaudit_log``: one row per changed row.
+
+It is added to the tracked models' own ``MetaData`` so that ``create_all``
+creates it and Alembic autogenerate sees it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ._naming import AUDIT_TABLE_NAME
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+_DATA = JSON().with_variant(JSONB(), "postgresql")
+
+
+def audit_table(metadata: MetaData) -> Table:
+    """Return the ``sqlaudit_log`` table of ``metadata``, defining it if needed.
+
+    Columns:
+        id: increasing record id; breaks timestamp ties in the order changes happened.
+        table_schema, table_name: the audited table (schema is NULL when the model has none).
+        resource_id: the row's key as text (a JSON array of texts for composite keys).
+        operation: ``insert``, ``update``, ``delete`` or ``truncate``.
+        changed_at: database clock at the time of the change (UTC on SQLite).
+        changed_by: the acting user id as text, or NULL when none was known.
+        db_role: the database login role (PostgreSQL), NULL on SQLite.
+        transaction_id: the database transaction (PostgreSQL xid; on SQLite an id
+            stamped by sqlaudit's connections, NULL for foreign connections).
+        reason: optional free text from ``audit_context(reason=...)``.
+        old_data, new_data: JSON objects ``{column_name: value}`` of the changed
+            tracked columns (all non-NULL tracked columns for insert/delete).
+    """
+    key = f"{metadata.schema}.{AUDIT_TABLE_NAME}" if metadata.schema else AUDIT_TABLE_NAME
+    existing = metadata.tables.get(key)
+    if existing is not None:
+        return existing
+    table = Table(
+        AUDIT_TABLE_NAME,
+        metadata,
+        Column("id", _ID, primary_key=True, autoincrement=True),
+        Column("table_schema", String(255), nullable=True),
+        Column("table_name", String(255), nullable=False),
+        Column("resource_id", Text, nullable=True),
+        Column("operation", String(8), nullable=False),
+        Column("changed_at", DateTime(timezone=True), nullable=False),
+        Column("changed_by", Text, nullable=True),
+        Column("db_role", Text, nullable=True),
+        Column("transaction_id", BigInteger, nullable=True),
+        Column("reason", Text, nullable=True),
+        Column("old_data", _DATA, nullable=True),
+        Column("new_data", _DATA, nullable=True),
+        comment="sqlaudit: trigger-populated audit trail (one row per changed row)",
+    )
+    Index("ix_sqlaudit_log_resource", table.c.table_name, table.c.resource_id, table.c.changed_at)
+    Index("ix_sqlaudit_log_user", table.c.changed_by, table.c.changed_at)
+    Index("ix_sqlaudit_log_changed_at", table.c.changed_at)
+    return table

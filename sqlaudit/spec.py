@@ -1,0 +1,87 @@
+"""What to audit for one table, read from the plain values ``@track_table`` stores.
+
+The decorator stores a dict of plain strings in ``Table.info["sqlaudit"]`` (plain
+values so that Alembic can render it); :func:`spec_for` turns it back into a
+:class:`TableSpec` that the DDL renderers and retrieval use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Union
+
+from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
+
+from .exceptions import SQLAuditTableNotTrackedError
+
+INFO_KEY = "sqlaudit"
+
+ModelOrTable = Union[type, Table]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The audit settings of one table."""
+
+    table: Table
+    columns: tuple[Column[Any], ...]
+    key_columns: tuple[Column[Any], ...]
+    label: Optional[str]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def schema(self) -> Optional[str]:
+        return self.table.schema
+
+    def __repr__(self) -> str:
+        cols = ", ".join(c.name for c in self.columns)
+        return f"<TableSpec {self.table.fullname} tracked=[{cols}]>"
+
+
+def table_of(model: ModelOrTable) -> Table:
+    """The Table of a mapped class, or the Table itself."""
+    if isinstance(model, Table):
+        return model
+    table = getattr(model, "__table__", None)
+    if isinstance(table, Table):
+        return table
+    raise TypeError(f"expected a mapped class or a Table, got {model!r}")
+
+
+def mapper_of(model: type) -> Optional[Mapper[Any]]:
+    insp = sa_inspect(model, raiseerr=False)
+    return insp if isinstance(insp, Mapper) else None
+
+
+def is_tracked(model: ModelOrTable) -> bool:
+    return INFO_KEY in table_of(model).info
+
+
+def spec_for(model: ModelOrTable) -> TableSpec:
+    """The :class:`TableSpec` of a ``@track_table`` model (or its Table)."""
+    table = table_of(model)
+    info = table.info.get(INFO_KEY)
+    if info is None:
+        name = model.__name__ if isinstance(model, type) else table.fullname
+        raise SQLAuditTableNotTrackedError(
+            f"{name} is not tracked by sqlaudit; decorate the model with "
+            f"@track_table(tracked_fields=[...]) first."
+        )
+    return TableSpec(
+        table=table,
+        columns=tuple(table.c[name] for name in info["tracked_columns"]),
+        key_columns=tuple(table.c[name] for name in info["key_columns"]),
+        label=info.get("table_label"),
+    )
+
+
+def tracked_tables(metadata: MetaData) -> Iterator[Table]:
+    """Every tracked table of ``metadata``, in dependency order."""
+    for table in metadata.sorted_tables:
+        if INFO_KEY in table.info:
+            yield table
