@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import Column, Text, Uuid, and_, case, cast, func, select, true, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -256,10 +257,11 @@ def get_resource_changes(
         if pg:
             for i, col in enumerate(mapped):
                 for side in ("old", "new"):
-                    data = log.c[f"{side}_data"]
+                    data = type_coerce(log.c[f"{side}_data"], JSONB)
                     typed = cast(data[col.name].astext, col.type)
                     columns.append(case((key == col.name, typed)).label(f"{side}_{i}"))
-            columns += [log.c.old_data[key].label("old_raw"), log.c.new_data[key].label("new_raw")]
+            columns += [type_coerce(log.c.old_data, JSONB)[key].label("old_raw"),
+                        type_coerce(log.c.new_data, JSONB)[key].label("new_raw")]
         else:
             columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
                         type_coerce(log.c.new_data, Text).label("new_raw")]

@@ -1,0 +1,167 @@
+"""Fixtures shared by the whole suite.
+
+Every behaviour test runs twice: on a SQLite file and on PostgreSQL. PostgreSQL
+comes from ``SQLAUDIT_TEST_POSTGRES_URL`` when it is set, else from a
+testcontainers container where a Docker daemon answers, else the PostgreSQL
+half is skipped with the reason shown. ``SQLAUDIT_REQUIRE_POSTGRES=1`` (set by
+CI) turns that skip into a failure. Each PostgreSQL test gets its own fresh
+schema; each SQLite test its own database file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from sqlaudit import clear_config, unregister_hooks
+from sqlaudit.retrieval import get_resource_changes
+
+DIALECTS = ["sqlite", "postgresql"]
+_container: Any = None
+
+
+def _docker_postgres() -> tuple[Optional[str], str]:
+    try:
+        try:
+            from testcontainers.postgres import PostgresContainer
+        except ImportError:
+            from testcontainers.community.postgres import PostgresContainer  # type: ignore
+        import docker
+    except ImportError:
+        return None, "testcontainers is not installed"
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # no daemon
+        return None, f"no Docker daemon answers ({exc.__class__.__name__})"
+    global _container
+    _container = PostgresContainer("postgres:16-alpine", driver="psycopg")
+    _container.start()
+    return _container.get_connection_url(), "testcontainers"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = os.environ.get("SQLAUDIT_TEST_POSTGRES_URL")
+    reason = ""
+    if not url:
+        url, reason = _docker_postgres()
+    if not url:
+        message = (
+            "PostgreSQL tests need a server: set SQLAUDIT_TEST_POSTGRES_URL "
+            f"(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); {reason}"
+        )
+        if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " (SQLAUDIT_REQUIRE_POSTGRES=1)", pytrace=False)
+        pytest.skip(message)
+    probe = create_engine(url)
+    try:
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        message = f"PostgreSQL at SQLAUDIT_TEST_POSTGRES_URL is unreachable: {exc}"
+        if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    finally:
+        probe.dispose()
+    yield url
+    if _container is not None:
+        _container.stop()
+
+
+def _postgres_engine(url: str, **kw: Any) -> Iterator[Engine]:
+    schema = f"sqlaudit_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, **kw)
+    engine.info_schema = schema  # type: ignore[attr-defined]
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _sqlite_engine(url: str, **kw: Any) -> Iterator[Engine]:
+    engine = create_engine(url, **kw)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_engine(dialect: str, request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[..., Engine]]:
+    """Factory for engines on this test's fresh database (kwargs go to create_engine)."""
+    made: list[Iterator[Engine]] = []
+
+    def make(**kw: Any) -> Engine:
+        if dialect == "sqlite":
+            gen = _sqlite_engine(f"sqlite:///{tmp_path / 'test.db'}", **kw)
+        else:
+            url = request.getfixturevalue("postgres_url")
+            gen = _postgres_engine(url, **kw)
+        made.append(gen)
+        return next(gen)
+
+    yield make
+    for gen in made:
+        for _ in gen:  # run the generators' cleanup
+            pass
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., Engine]) -> Engine:
+    return make_engine()
+
+
+@pytest.fixture
+def Base() -> type[DeclarativeBase]:
+    """A fresh declarative base (and MetaData) for each test."""
+
+    class TestBase(DeclarativeBase):
+        pass
+
+    return TestBase
+
+
+@pytest.fixture
+def Session_(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine)
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_state() -> Iterator[None]:
+    clear_config()
+    unregister_hooks()
+    yield
+    clear_config()
+    unregister_hooks()
+
+
+def changes(model: type, session: Any, **kw: Any) -> list[Any]:
+    """All recorded changes of ``model``, oldest first."""
+    kw.setdefault("sort_direction", "asc")
+    return get_resource_changes(model, session=session, **kw)
+
+
+def summary(records: list[Any]) -> list[tuple[Any, ...]]:
+    """(operation, resource_id, field, old, new, changed_by) of each record."""
+    return [
+        (r.operation, r.resource_id, r.field_name, r.old_value, r.new_value, r.changed_by)
+        for r in records
+    ]
