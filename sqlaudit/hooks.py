@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from functools import lru_cache
 from contextvars import ContextVar
 from typing import Any, Optional
 
@@ -37,6 +38,12 @@ log = logging.getLogger("sqlaudit")
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
 _busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
 _warned_autocommit = False
+
+
+@lru_cache(maxsize=None)
+def _sql(dialect_name: str, name: str) -> str:
+    (statement,) = _templates.render(dialect_name, name)
+    return statement
 
 
 def _compiled(dialect: Dialect, sql: str) -> Any:
@@ -57,12 +64,11 @@ def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) ->
 
 
 def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor) -> None:
-    (sql,) = _templates.render("postgresql", "set_actor")
-    _execute(cursor, dialect, sql, {"user_id": actor.user_id or "", "reason": actor.reason or ""})
+    _execute(cursor, dialect, _sql("postgresql", "set_actor"), {"user_id": actor.user_id or "", "reason": actor.reason or ""})
 
 
 def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor) -> None:
-    (sql,) = _templates.render("sqlite", "set_actor")
+    sql = _sql("sqlite", "set_actor")
     params = {"user_id": actor.user_id, "reason": actor.reason,
               "transaction_id": secrets.randbits(62)}
     for attempt in (1, 2):
@@ -156,9 +162,8 @@ def _commit(conn: Connection) -> None:
     state = conn.info.pop(_STATE, None)
     if state is None or conn.dialect.name != "sqlite":
         return
-    (sql,) = _templates.render("sqlite", "clear_actor")
     try:
-        conn.connection.dbapi_connection.cursor().execute(sql)  # type: ignore[union-attr]
+        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
     except Exception:
         log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from sqlalchemy import Column, Text, Uuid, and_, case, cast, func, select, true, type_coerce
+from sqlalchemy import Column, String, Text, Uuid, and_, case, cast, func, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -258,7 +258,11 @@ def get_resource_changes(
             for i, col in enumerate(mapped):
                 for side in ("old", "new"):
                     data = type_coerce(log.c[f"{side}_data"], JSONB)
-                    typed = cast(data[col.name].astext, col.type)
+                    text_value = data[col.name].astext
+                    if isinstance(base_type(col.type, dialect), String):
+                        typed = type_coerce(text_value, col.type)  # no varchar(n) truncation
+                    else:
+                        typed = cast(text_value, col.type)
                     columns.append(case((key == col.name, typed)).label(f"{side}_{i}"))
             columns += [type_coerce(log.c.old_data, JSONB)[key].label("old_raw"),
                         type_coerce(log.c.new_data, JSONB)[key].label("new_raw")]
