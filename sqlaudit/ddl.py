@@ -9,6 +9,7 @@ creates and ``drop_all()`` removes them. For databases that already exist use
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Any, Iterable, Union
 
 from sqlalchemy import MetaData, Table, event
@@ -17,11 +18,18 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import ExecutableDDLElement
 
+from ._installed import EXPECTED, default_schema, installed_triggers
 from .dialects import module_for
 from .schema import audit_table
 from .spec import ModelOrTable, spec_for, table_of, tracked_tables
 
-__all__ = ["install_audit_triggers", "drop_audit_triggers", "render_audit_ddl"]
+__all__ = [
+    "AuditState",
+    "audit_status",
+    "drop_audit_triggers",
+    "install_audit_triggers",
+    "render_audit_ddl",
+]
 
 log = logging.getLogger("sqlaudit")
 
@@ -133,6 +141,45 @@ def drop_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> N
             _run(connection, _drop_sql(table, connection.dialect))
 
     _with_connection(bind, work)
+
+
+class AuditState(str, Enum):
+    """State of one table's audit triggers in a database."""
+
+    MISSING = "missing"
+    CURRENT = "current"
+    OUTDATED = "outdated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str, AuditState]:
+    """Whether each tracked table's triggers are missing, current or outdated.
+
+    Compares the fingerprint stored with the installed triggers (template
+    version, hash of the SQL, tracked fields) with what sqlaudit would install
+    now. Keys are the tables' full names (``schema.table`` or ``table``).
+    """
+    tables = _tables(models)
+    result: dict[str, AuditState] = {}
+
+    def work(connection: Connection) -> None:
+        found = installed_triggers(connection)
+        schema = default_schema(connection)
+        module = module_for(connection.dialect.name)
+        for table in tables:
+            entry = found.get((table.schema or schema, table.name))
+            if entry is None:
+                result[table.fullname] = AuditState.MISSING
+                continue
+            expected = module.fingerprint(spec_for(table), connection.dialect)
+            complete = entry.count == EXPECTED[connection.dialect.name]
+            current = complete and entry.fingerprint == expected
+            result[table.fullname] = AuditState.CURRENT if current else AuditState.OUTDATED
+
+    _with_connection(bind, work)
+    return result
 
 
 def render_audit_ddl(model: ModelOrTable, dialect_name: str) -> list[str]:

@@ -3,9 +3,10 @@
 -- hex) so no value can make the application's write fail. changed_by is left
 -- NULL here: sqlaudit's own connections stamp it through a TEMP trigger
 -- (context.sql), any other connection is recorded without a user.
+-- The /* sqlaudit:{...} */ comment is the fingerprint read back by audit_status().
 DROP TRIGGER IF EXISTS {{ insert_trigger }}
 -- sqlaudit:statement
-CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW
+CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW {{ fingerprint }}
 BEGIN
     INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,
@@ -17,7 +18,7 @@ END
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ update_trigger }}
 -- sqlaudit:statement
-CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW
+CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW {{ fingerprint }}
 WHEN {{ update_when }}
 BEGIN
     INSERT INTO {{ audit_table }} (
@@ -30,7 +31,7 @@ END
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ delete_trigger }}
 -- sqlaudit:statement
-CREATE TRIGGER {{ delete_trigger }} AFTER DELETE ON {{ table }} FOR EACH ROW
+CREATE TRIGGER {{ delete_trigger }} AFTER DELETE ON {{ table }} FOR EACH ROW {{ fingerprint }}
 BEGIN
     INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType, UserDefinedType
 
-from .. import _templates
+from .. import _fingerprint, _templates
 from .._naming import pg_function_name
 from ..schema import audit_table
 from ..spec import TableSpec
@@ -124,8 +124,7 @@ def _common(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
     }
 
 
-def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
-    """CREATE FUNCTION and CREATE TRIGGER statements for ``spec``."""
+def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     log_table = audit_table(spec.table.metadata)
     common = _common(spec, dialect)
     unchanged = [
@@ -153,6 +152,21 @@ def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     when = " OR ".join(_distinct(c, "OLD", "NEW", dialect) for c in spec.columns)
     statements += _templates.render(DIALECT, "triggers", update_when=when, **common)
     return statements
+
+
+def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
+    """What :func:`install_statements` stores for drift detection."""
+    return _fingerprint.make(spec, DIALECT, _body_statements(spec, dialect))
+
+
+def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+    """CREATE FUNCTION, CREATE TRIGGER and COMMENT (fingerprint) statements for ``spec``."""
+    body = _body_statements(spec, dialect)
+    comment = _fingerprint.pg_comment(_fingerprint.make(spec, DIALECT, body))
+    return body + _templates.render(
+        DIALECT, "comment", function_name=_common(spec, dialect)["function_name"],
+        fingerprint=string_literal(comment, dialect),
+    )
 
 
 def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from sqlalchemy import Column, Uuid
 from sqlalchemy.engine import Dialect
 
-from .. import _templates
+from .. import _fingerprint, _templates
 from .._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ..spec import TableSpec
 from . import base_type, string_literal
@@ -82,8 +82,17 @@ def _names(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
     }
 
 
+def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
+    """What :func:`install_statements` stores for drift detection."""
+    return _fingerprint.make(spec, DIALECT, _render(spec, dialect, ""))
+
+
 def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
-    """CREATE TRIGGER statements for ``spec``."""
+    """CREATE TRIGGER statements for ``spec``, each carrying the fingerprint comment."""
+    return _render(spec, dialect, _fingerprint.sqlite_comment(fingerprint(spec, dialect)))
+
+
+def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list[str]:
 
     def null_guard(alias: str) -> dict[str, str]:
         return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns if c.nullable}
@@ -103,6 +112,7 @@ def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
         update_new_data=_object(spec.columns, "NEW", dialect, changed),
         delete_key=key_expression(spec, "OLD", dialect),
         delete_data=_object(spec.columns, "OLD", dialect, null_guard("OLD")),
+        fingerprint=fingerprint_comment,
     )
     return _templates.render(DIALECT, "triggers", **values)
 
