@@ -8,7 +8,7 @@ values so that Alembic can render it); :func:`spec_for` turns it back into a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import Column, MetaData, Table
 from sqlalchemy import inspect as sa_inspect
@@ -78,6 +78,23 @@ def spec_for(model: ModelOrTable) -> TableSpec:
         key_columns=tuple(table.c[name] for name in info["key_columns"]),
         label=info.get("table_label"),
     )
+
+
+def spec_from_table(
+    table: Table,
+    tracked_columns: Optional[Sequence[str]] = None,
+    key_columns: Optional[Sequence[str]] = None,
+    label: Optional[str] = None,
+) -> TableSpec:
+    """A :class:`TableSpec` for any Table (for example a reflected one), by column names."""
+    names = list(tracked_columns) if tracked_columns is not None else [c.name for c in table.columns]
+    missing = [n for n in names if n not in table.c]
+    if missing:
+        raise ValueError(f"table {table.fullname!r} has no column(s) {missing}")
+    keys = list(key_columns) if key_columns else [c.name for c in table.primary_key.columns]
+    if not keys:
+        raise ValueError(f"table {table.fullname!r} has no primary key; name its key columns")
+    return TableSpec(table, tuple(table.c[n] for n in names), tuple(table.c[n] for n in keys), label)
 
 
 def tracked_tables(metadata: MetaData) -> Iterator[Table]:

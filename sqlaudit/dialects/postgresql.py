@@ -90,16 +90,15 @@ def _key_array(cases: Sequence[str]) -> str:
 
 
 def _non_null_object(spec: TableSpec, alias: str, dialect: Dialect) -> str:
-    """jsonb of the tracked columns whose value is not NULL (insert and delete)."""
-    obj = _object(spec.columns, alias, dialect)
-    nullable = [c for c in spec.columns if c.nullable]
-    if not nullable:
-        return obj
+    """jsonb of the tracked columns whose value is not NULL (insert and delete).
+
+    Does not rely on the model's nullability: the database may differ from it.
+    """
     cases = [
         f"CASE WHEN {_ref(c, alias, dialect)} IS NULL THEN {string_literal(c.name, dialect)} END"
-        for c in nullable
+        for c in spec.columns
     ]
-    return f"({obj}) - {_key_array(cases)}"
+    return f"({_object(spec.columns, alias, dialect)}) - {_key_array(cases)}"
 
 
 def _key(spec: TableSpec, alias: str, dialect: Dialect) -> str:

@@ -95,7 +95,7 @@ def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
 def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list[str]:
 
     def null_guard(alias: str) -> dict[str, str]:
-        return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns if c.nullable}
+        return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns}
 
     changed = {c.name: f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.columns}
     values = dict(
