@@ -29,7 +29,7 @@ _SQLITE_QUERY = text(
     "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\'"
 )
 #: trigger names per table that a complete installation has
-EXPECTED = {"postgresql": 4, "sqlite": 3}
+EXPECTED = {"postgresql": 4, "sqlite": 4}
 
 
 @dataclass

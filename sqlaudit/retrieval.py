@@ -61,10 +61,14 @@ class SQLAuditRecord:
 
 # ---------------------------------------------------------------- arguments
 
-def _as_list(value: Any) -> Optional[list[Any]]:
+def _as_list(value: Any, *, keys: bool = False) -> Optional[list[Any]]:
+    """None stays None, a collection becomes a list, a scalar a one-item list.
+
+    With ``keys=True`` a bare tuple of scalars is one composite key.
+    """
     if value is None:
         return None
-    if isinstance(value, (list, tuple, set, frozenset)) and not _is_key_tuple(value):
+    if isinstance(value, (list, tuple, set, frozenset)) and not (keys and _is_key_tuple(value)):
         return list(value)
     return [value]
 
@@ -235,7 +239,7 @@ def get_resource_changes(
     start, end = _utc_bound(start, "start"), _utc_bound(end, "end")
     if start is not None and end is not None and start > end:
         raise ValueError(f"filter_date_range start {start} is after end {end}")
-    resource_ids = _as_list(filter_resource_ids)
+    resource_ids = _as_list(filter_resource_ids, keys=True)
     user_ids = _as_list(filter_user_ids)
     if limit == 0 or resource_ids == [] or user_ids == [] or fields == []:
         return []

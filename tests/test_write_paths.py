@@ -176,3 +176,23 @@ def test_untracked_column_change_records_nothing(engine, models) -> None:
         s.execute(text("UPDATE customers SET name = name"))  # SET x = x
         s.commit()
         assert [r.operation for r in changes(Customer, s)] == ["insert", "insert"]
+
+
+def test_update_that_changes_the_key_is_recorded_per_key(engine, models) -> None:
+    _, Customer = models
+    with Session(engine) as s:
+        s.execute(insert(Customer), [{"customer_id": i, "name": f"c{i}", "user_id": 1} for i in (1, 2)])
+        s.commit()
+        s.execute(text("UPDATE customers SET customer_id = customer_id + 10, name = 'moved' WHERE customer_id = 2"))
+        s.execute(text("UPDATE customers SET name = 'stayed' WHERE customer_id = 1"))
+        s.commit()
+        later = [r for r in changes(Customer, s) if r.resource_id != "1" or r.operation != "insert"]
+    assert summary(later) == [
+        ("insert", "2", "name", None, "c2", None),
+        ("insert", "2", "user_id", None, 1, None),
+        ("delete", "2", "name", "c2", None, None),
+        ("delete", "2", "user_id", 1, None, None),
+        ("insert", "12", "name", None, "moved", None),
+        ("insert", "12", "user_id", None, 1, None),
+        ("update", "1", "name", "c1", "stayed", None),
+    ]

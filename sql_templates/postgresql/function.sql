@@ -1,9 +1,12 @@
--- The trigger function of one audited table. INSERT, DELETE and TRUNCATE run
--- once per statement and read the transition tables (set-based); UPDATE runs
--- once per changed row (its WHEN clause skips no-op updates before any JSON
--- work) so old and new values are always paired exactly.
--- Values are JSON; the acting user comes from the transaction-local setting
--- sqlaudit.user_id (set_config(..., true) or SET LOCAL), NULL when unset.
+-- The trigger function of one audited table. Every trigger is statement-level
+-- and reads the transition tables, so each statement costs one set-based
+-- INSERT ... SELECT into the audit table, whatever its row count.
+-- UPDATE pairs old and new rows by key (a FULL JOIN, never by scan order) and
+-- filters rows whose tracked values did not change before any JSON work. A
+-- statement that changes key values is recorded per key: a key that vanished
+-- as a delete, a key that appeared as an insert.
+-- The acting user comes from the transaction-local setting sqlaudit.user_id
+-- (set_config(..., true) or SET LOCAL), NULL when unset.
 CREATE OR REPLACE FUNCTION {{ function_name }}()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -14,18 +17,27 @@ DECLARE
     _reason text := NULLIF(current_setting('sqlaudit.reason', true), '');
     _txid bigint := pg_current_xact_id()::text::bigint;
     _now timestamptz := clock_timestamp();
-    _same text[];
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        _same := {{ update_unchanged }};
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
             changed_by, db_role, transaction_id, reason, old_data, new_data)
-        VALUES (
-            {{ schema_literal }}, {{ table_literal }}, {{ update_key }}, 'update', _now,
-            _actor, session_user, _txid, _reason,
-            {{ update_old_data }} - _same,
-            {{ update_new_data }} - _same);
+        SELECT
+            {{ schema_literal }}, {{ table_literal }},
+            CASE WHEN n.{{ first_key }} IS NULL THEN {{ delete_key }} ELSE {{ insert_key }} END,
+            CASE WHEN o.{{ first_key }} IS NULL THEN 'insert'
+                 WHEN n.{{ first_key }} IS NULL THEN 'delete' ELSE 'update' END,
+            _now, _actor, session_user, _txid, _reason,
+            CASE WHEN o.{{ first_key }} IS NULL THEN NULL
+                 WHEN n.{{ first_key }} IS NULL THEN {{ delete_data }}
+                 ELSE {{ update_old_data }} - s.same END,
+            CASE WHEN n.{{ first_key }} IS NULL THEN NULL
+                 WHEN o.{{ first_key }} IS NULL THEN {{ insert_data }}
+                 ELSE {{ update_new_data }} - s.same END
+        FROM sqlaudit_old_rows AS o
+        FULL JOIN sqlaudit_new_rows AS n ON {{ key_join }}
+        CROSS JOIN LATERAL (SELECT {{ update_unchanged }} AS same) AS s
+        WHERE o.{{ first_key }} IS NULL OR n.{{ first_key }} IS NULL OR {{ update_changed }};
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,

@@ -8,8 +8,8 @@ CREATE TRIGGER sqlaudit_insert AFTER INSERT ON {{ table }}
 DROP TRIGGER IF EXISTS sqlaudit_update ON {{ table }}
 -- sqlaudit:statement
 CREATE TRIGGER sqlaudit_update AFTER UPDATE ON {{ table }}
-    FOR EACH ROW WHEN ({{ update_when }})
-    EXECUTE FUNCTION {{ function_name }}()
+    REFERENCING OLD TABLE AS sqlaudit_old_rows NEW TABLE AS sqlaudit_new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {{ function_name }}()
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS sqlaudit_delete ON {{ table }}
 -- sqlaudit:statement

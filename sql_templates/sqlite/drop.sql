@@ -3,4 +3,6 @@ DROP TRIGGER IF EXISTS {{ insert_trigger }}
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ update_trigger }}
 -- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ rekey_trigger }}
+-- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ delete_trigger }}

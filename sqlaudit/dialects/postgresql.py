@@ -127,19 +127,24 @@ def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     log_table = audit_table(spec.table.metadata)
     common = _common(spec, dialect)
     unchanged = [
-        f"CASE WHEN {_distinct(c, 'OLD', 'NEW', dialect, negate=True)} "
+        f"CASE WHEN {_distinct(c, 'o', 'n', dialect, negate=True)} "
         f"THEN {string_literal(c.name, dialect)} END"
         for c in spec.columns
     ]
+    key_join = " AND ".join(
+        f"{_ref(c, 'o', dialect)} = {_ref(c, 'n', dialect)}" for c in spec.key_columns
+    )
     values = {
         "function_name": common["function_name"],
         "audit_table": _qualified(log_table.schema, log_table.name, dialect),
         "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",
         "table_literal": string_literal(spec.name, dialect),
         "update_unchanged": _key_array(unchanged),
-        "update_key": _key(spec, "NEW", dialect),
-        "update_old_data": f"({_object(spec.columns, 'OLD', dialect)})",
-        "update_new_data": f"({_object(spec.columns, 'NEW', dialect)})",
+        "first_key": _q(spec.key_columns[0].name, dialect),
+        "key_join": key_join,
+        "update_changed": "(" + " OR ".join(_distinct(c, "o", "n", dialect) for c in spec.columns) + ")",
+        "update_old_data": f"({_object(spec.columns, 'o', dialect)})",
+        "update_new_data": f"({_object(spec.columns, 'n', dialect)})",
         "insert_key": _key(spec, "n", dialect),
         "insert_data": _non_null_object(spec, "n", dialect),
         "delete_key": _key(spec, "o", dialect),
@@ -148,8 +153,7 @@ def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     probe = "".join(values.values())
     values["dollar"] = _dollar_tag(probe)
     statements = _templates.render(DIALECT, "function", **values)
-    when = " OR ".join(_distinct(c, "OLD", "NEW", dialect) for c in spec.columns)
-    statements += _templates.render(DIALECT, "triggers", update_when=when, **common)
+    statements += _templates.render(DIALECT, "triggers", **common)
     return statements
 
 

@@ -79,6 +79,7 @@ def _names(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
         "insert_trigger": trigger("insert"),
         "update_trigger": trigger("update"),
         "delete_trigger": trigger("delete"),
+        "rekey_trigger": trigger("rekey"),
     }
 
 
@@ -97,6 +98,9 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
     def null_guard(alias: str) -> dict[str, str]:
         return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns}
 
+    key_same = " AND ".join(
+        f"{_ref(c, 'OLD', dialect)} IS {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
+    )
     changed = {c.name: f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.columns}
     values = dict(
         _names(spec, dialect),
@@ -106,7 +110,10 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
         now=NOW,
         insert_key=key_expression(spec, "NEW", dialect),
         insert_data=_object(spec.columns, "NEW", dialect, null_guard("NEW")),
-        update_when=" OR ".join(changed.values()),
+        update_when=f"({key_same}) AND ({' OR '.join(changed.values())})",
+        key_changed=" OR ".join(
+            f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
+        ),
         update_key=key_expression(spec, "NEW", dialect),
         update_old_data=_object(spec.columns, "OLD", dialect, changed),
         update_new_data=_object(spec.columns, "NEW", dialect, changed),

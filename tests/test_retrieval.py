@@ -1,0 +1,498 @@
+"""get_resource_changes: filters, time zones, sorting, paging, sessions and errors."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from sqlaudit import audit_context, register_hooks
+from sqlaudit.config import SQLAuditConfig, set_config
+from sqlaudit.decorators import track_table
+from sqlaudit.exceptions import (
+    SQLAuditConfigError,
+    SQLAuditTableNotInDatabaseError,
+    SQLAuditTableNotTrackedError,
+)
+from sqlaudit.retrieval import get_resource_changes
+
+from conftest import changes, summary
+
+
+def customer_model(Base):
+    @track_table(tracked_fields=["name", "email", "city"], table_label="Customer")
+    class Customer(Base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        email: Mapped[Optional[str]]
+        city: Mapped[Optional[str]]
+        notes: Mapped[Optional[str]]  # not tracked
+
+    return Customer
+
+
+@pytest.fixture
+def Customer(engine, Base):
+    model = customer_model(Base)
+    Base.metadata.create_all(engine)
+    return model
+
+
+def add_customers_one_by_one(engine, Customer, names: list[str]) -> None:
+    """One insert (one record: its name) per transaction, a few ms apart."""
+    with Session(engine) as s:
+        for i, name in enumerate(names, start=1):
+            s.add(Customer(id=i, name=name))
+            s.commit()
+            time.sleep(0.01)  # SQLite's clock has millisecond resolution
+
+
+# ---------------------------------------------------------------- filter_user_ids
+
+
+@pytest.fixture
+def changes_by_three_users(engine, Customer):
+    """Customer n is inserted (name only) by user n, for n = 1, 2, 3."""
+    register_hooks()
+    with Session(engine) as s:
+        for user in (1, 2, 3):
+            with audit_context(user_id=user):
+                s.add(Customer(id=user, name=f"by {user}"))
+                s.commit()
+    return Customer
+
+
+def test_filter_user_ids_accepts_an_int(engine, changes_by_three_users) -> None:
+    with Session(engine) as s:
+        records = changes(changes_by_three_users, s, filter_user_ids=1)
+    assert summary(records) == [("insert", "1", "name", None, "by 1", "1")]
+
+
+def test_filter_user_ids_accepts_a_str(engine, changes_by_three_users) -> None:
+    with Session(engine) as s:
+        records = changes(changes_by_three_users, s, filter_user_ids="2")
+    assert summary(records) == [("insert", "2", "name", None, "by 2", "2")]
+
+
+def test_filter_user_ids_accepts_a_mixed_list(engine, changes_by_three_users) -> None:
+    with Session(engine) as s:
+        records = changes(changes_by_three_users, s, filter_user_ids=["1", 2])
+    assert summary(records) == [
+        ("insert", "1", "name", None, "by 1", "1"),
+        ("insert", "2", "name", None, "by 2", "2"),
+    ]
+
+
+def test_filter_user_ids_accepts_a_tuple(engine, changes_by_three_users) -> None:
+    # filter_user_ids is documented as ``id | Sequence[id]``: a tuple is a sequence of ids
+    with Session(engine) as s:
+        records = changes(changes_by_three_users, s, filter_user_ids=("1", 3))
+    assert summary(records) == [
+        ("insert", "1", "name", None, "by 1", "1"),
+        ("insert", "3", "name", None, "by 3", "3"),
+    ]
+
+
+# ---------------------------------------------------------------- filter_fields
+
+
+@pytest.fixture
+def one_full_customer(engine, Customer):
+    with Session(engine) as s:
+        s.add(Customer(id=1, name="Ann", email="ann@example.com", city="Kyiv", notes="n"))
+        s.commit()
+    return Customer
+
+
+def test_filter_fields_accepts_a_single_name(engine, one_full_customer) -> None:
+    with Session(engine) as s:
+        records = changes(one_full_customer, s, filter_fields="email")
+    assert summary(records) == [("insert", "1", "email", None, "ann@example.com", None)]
+
+
+def test_filter_fields_accepts_a_list(engine, one_full_customer) -> None:
+    with Session(engine) as s:
+        records = changes(one_full_customer, s, filter_fields=["city", "name"])
+    assert summary(records) == [
+        ("insert", "1", "city", None, "Kyiv", None),
+        ("insert", "1", "name", None, "Ann", None),
+    ]
+
+
+def test_filter_fields_accepts_a_tuple(engine, one_full_customer) -> None:
+    # filter_fields is documented as ``str | Sequence[str]``: a tuple is a sequence of names
+    with Session(engine) as s:
+        records = changes(one_full_customer, s, filter_fields=("city", "name"))
+    assert summary(records) == [
+        ("insert", "1", "city", None, "Kyiv", None),
+        ("insert", "1", "name", None, "Ann", None),
+    ]
+
+
+def test_filter_fields_with_an_unknown_field_names_it(engine, one_full_customer) -> None:
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="'nickname' is not a column attribute"):
+            changes(one_full_customer, s, filter_fields=["name", "nickname"])
+
+
+def test_filter_fields_uses_attribute_names_not_column_names(engine, Base) -> None:
+    @track_table(tracked_fields=["display_name", "city"])
+    class Customer(Base):
+        __tablename__ = "customers"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        display_name: Mapped[str] = mapped_column("Mixed Case", String)
+        city: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Customer(id=1, display_name="Ann", city="Kyiv"))
+        s.commit()
+        assert summary(changes(Customer, s, filter_fields="display_name")) == [
+            ("insert", "1", "display_name", None, "Ann", None),
+        ]
+        with pytest.raises(ValueError, match="'Mixed Case'"):
+            changes(Customer, s, filter_fields="Mixed Case")
+
+
+# ---------------------------------------------------------------- filter_resource_ids
+
+
+@pytest.fixture
+def three_customers(engine, Customer):
+    add_customers_one_by_one(engine, Customer, ["Ann", "Bob", "Cid"])
+    return Customer
+
+
+def test_filter_resource_ids_accepts_a_scalar(engine, three_customers) -> None:
+    with Session(engine) as s:
+        records = changes(three_customers, s, filter_resource_ids=2)
+    assert summary(records) == [("insert", "2", "name", None, "Bob", None)]
+
+
+def test_filter_resource_ids_accepts_a_list(engine, three_customers) -> None:
+    with Session(engine) as s:
+        records = changes(three_customers, s, filter_resource_ids=[1, "3"])
+    assert summary(records) == [
+        ("insert", "1", "name", None, "Ann", None),
+        ("insert", "3", "name", None, "Cid", None),
+    ]
+
+
+def test_filter_resource_ids_rejects_a_float(engine, three_customers) -> None:
+    with Session(engine) as s:
+        with pytest.raises(TypeError, match="resource ids must be str, int or UUID"):
+            changes(three_customers, s, filter_resource_ids=1.5)
+
+
+# ---------------------------------------------------------------- filter_date_range
+
+
+@pytest.fixture
+def four_changes_in_tokyo(engine, Customer):
+    """Four inserts at four distinct moments, read with time_zone=Asia/Tokyo."""
+    set_config(SQLAuditConfig(time_zone="Asia/Tokyo"))
+    add_customers_one_by_one(engine, Customer, ["Ann", "Bob", "Cid", "Dan"])
+    with Session(engine) as s:
+        records = changes(Customer, s)
+    stamps = [r.timestamp for r in records]
+    assert [r.new_value for r in records] == ["Ann", "Bob", "Cid", "Dan"]
+    assert stamps == sorted(set(stamps))  # four distinct, increasing moments
+    return Customer, stamps
+
+
+def names_in_range(engine, Customer, start, end) -> list[str]:
+    with Session(engine) as s:
+        return [r.new_value for r in changes(Customer, s, filter_date_range=(start, end))]
+
+
+def test_date_range_is_inclusive_on_both_ends(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    assert names_in_range(engine, Customer, t[1], t[2]) == ["Bob", "Cid"]
+
+
+def test_date_range_with_the_same_start_and_end_keeps_that_moment(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    assert names_in_range(engine, Customer, t[2], t[2]) == ["Cid"]
+
+
+def test_date_range_accepts_bounds_in_any_zone(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    start, end = t[1].astimezone(timezone.utc), t[2].astimezone(ZoneInfo("America/New_York"))
+    assert names_in_range(engine, Customer, start, end) == ["Bob", "Cid"]
+
+
+def test_naive_date_range_bounds_are_read_in_the_configured_zone(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    start, end = t[1].replace(tzinfo=None), t[2].replace(tzinfo=None)  # Tokyo wall-clock times
+    assert names_in_range(engine, Customer, start, end) == ["Bob", "Cid"]
+
+
+def test_naive_date_range_bounds_are_not_read_as_utc(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    start = t[0].astimezone(timezone.utc).replace(tzinfo=None)  # UTC wall clock = 9 h earlier in Tokyo
+    end = t[3].astimezone(timezone.utc).replace(tzinfo=None)
+    assert names_in_range(engine, Customer, start, end) == []
+
+
+def test_date_range_without_a_start(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    assert names_in_range(engine, Customer, None, t[1]) == ["Ann", "Bob"]
+
+
+def test_date_range_without_an_end(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    assert names_in_range(engine, Customer, t[2], None) == ["Cid", "Dan"]
+
+
+def test_date_range_with_neither_side(engine, four_changes_in_tokyo) -> None:
+    Customer, _ = four_changes_in_tokyo
+    assert names_in_range(engine, Customer, None, None) == ["Ann", "Bob", "Cid", "Dan"]
+
+
+def test_date_range_start_after_end_is_a_value_error(engine, four_changes_in_tokyo) -> None:
+    Customer, t = four_changes_in_tokyo
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="filter_date_range start .* is after end"):
+            changes(Customer, s, filter_date_range=(t[2], t[1]))
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+def test_timestamps_are_aware_and_in_the_configured_zone(engine, Customer) -> None:
+    set_config(SQLAuditConfig(time_zone="Asia/Tokyo"))
+    before = datetime.now(timezone.utc)
+    add_customers_one_by_one(engine, Customer, ["Ann"])
+    after = datetime.now(timezone.utc)
+    with Session(engine) as s:
+        (record,) = changes(Customer, s)
+    assert str(record.timestamp.tzinfo) == "Asia/Tokyo"
+    assert record.timestamp.utcoffset() == timedelta(hours=9)
+    # the same instant as the clock said, not just a relabelled wall time
+    assert before - timedelta(seconds=1) <= record.timestamp <= after + timedelta(seconds=1)
+
+
+# ---------------------------------------------------------------- sorting
+
+
+@pytest.fixture
+def customers_2_1_3(engine, Customer):
+    """Customers inserted in the order 2, 1, 3 (name only), then 1 gets an email."""
+    with Session(engine) as s:
+        for i in (2, 1, 3):
+            s.add(Customer(id=i, name=f"c{i}"))
+            s.commit()
+            time.sleep(0.01)
+        s.get(Customer, 1).email = "c1@example.com"
+        s.commit()
+    return Customer
+
+
+def test_default_sort_is_newest_first(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        records = get_resource_changes(customers_2_1_3, session=s)
+    assert [(r.resource_id, r.field_name) for r in records] == [
+        ("1", "email"), ("3", "name"), ("1", "name"), ("2", "name"),
+    ]
+
+
+def test_sort_by_timestamp_asc(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        records = get_resource_changes(customers_2_1_3, session=s, sort_by="timestamp",
+                                       sort_direction="asc")
+    assert [(r.resource_id, r.field_name) for r in records] == [
+        ("2", "name"), ("1", "name"), ("3", "name"), ("1", "email"),
+    ]
+
+
+def test_sort_by_resource_id_asc_breaks_ties_by_time(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        records = get_resource_changes(customers_2_1_3, session=s, sort_by="resource_id",
+                                       sort_direction="asc")
+    assert [(r.resource_id, r.field_name) for r in records] == [
+        ("1", "name"), ("1", "email"), ("2", "name"), ("3", "name"),
+    ]
+
+
+def test_sort_by_resource_id_desc(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        records = get_resource_changes(customers_2_1_3, session=s, sort_by="resource_id",
+                                       sort_direction="desc")
+    assert [(r.resource_id, r.field_name) for r in records] == [
+        ("3", "name"), ("2", "name"), ("1", "email"), ("1", "name"),
+    ]
+
+
+def test_sort_by_field_name(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        records = get_resource_changes(customers_2_1_3, session=s, sort_by="field_name",
+                                       sort_direction="asc")
+    assert [(r.field_name, r.resource_id) for r in records] == [
+        ("email", "1"), ("name", "2"), ("name", "1"), ("name", "3"),
+    ]
+
+
+def test_invalid_sort_by_is_a_value_error(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="sort_by must be one of .*got 'name'"):
+            get_resource_changes(customers_2_1_3, session=s, sort_by="name")
+
+
+def test_invalid_sort_direction_is_a_value_error(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="sort_direction must be 'asc' or 'desc', got 'up'"):
+            get_resource_changes(customers_2_1_3, session=s, sort_direction="up")
+
+
+def test_sort_direction_is_case_sensitive(engine, customers_2_1_3) -> None:
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="sort_direction"):
+            get_resource_changes(customers_2_1_3, session=s, sort_direction="ASC")
+
+
+# ---------------------------------------------------------------- paging
+
+
+@pytest.fixture
+def many_changes_in_one_transaction(engine, Customer):
+    """30 customers (name and city: 60 records) from ONE multi-row INSERT statement,
+    so on PostgreSQL every record carries the very same timestamp."""
+    with Session(engine) as s:
+        s.execute(insert(Customer).values(
+            [{"id": i, "name": f"c{i}", "city": f"city {i}"} for i in range(1, 31)]
+        ))
+        s.commit()
+    return Customer
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_one_statement_gives_postgres_records_one_timestamp(engine, many_changes_in_one_transaction) -> None:
+    with Session(engine) as s:
+        records = changes(many_changes_in_one_transaction, s)
+    assert len(records) == 60
+    assert len({r.timestamp for r in records}) == 1  # every tie is real: paging must not rely on time
+
+
+@pytest.mark.parametrize(
+    "sort_by", ["timestamp", "field_name", "operation", "resource_id", "changed_by", "transaction_id"]
+)
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_walking_pages_returns_the_full_list_exactly(
+    engine, many_changes_in_one_transaction, sort_by, direction
+) -> None:
+    Customer = many_changes_in_one_transaction
+    with Session(engine) as s:
+        full = get_resource_changes(Customer, session=s, sort_by=sort_by, sort_direction=direction)
+        pages, offset = [], 0
+        while True:
+            page = get_resource_changes(Customer, session=s, sort_by=sort_by,
+                                        sort_direction=direction, limit=7, offset=offset)
+            if not page:
+                break
+            pages.append(page)
+            offset += 7
+    walked = [r for page in pages for r in page]
+    assert len(full) == 60
+    assert [len(p) for p in pages] == [7] * 8 + [4]
+    assert walked == full
+    assert len({(r.resource_id, r.field_name) for r in walked}) == 60
+
+
+def test_repeated_queries_return_the_same_order(engine, many_changes_in_one_transaction) -> None:
+    Customer = many_changes_in_one_transaction
+    with Session(engine) as s:
+        first = get_resource_changes(Customer, session=s)
+        second = get_resource_changes(Customer, session=s)
+    assert first == second
+
+
+def test_ties_break_by_the_order_changes_happened(engine, many_changes_in_one_transaction) -> None:
+    Customer = many_changes_in_one_transaction
+    with Session(engine) as s:
+        records = changes(Customer, s, filter_fields="name")
+    assert [r.resource_id for r in records] == [str(i) for i in range(1, 31)]
+
+
+def test_limit_zero_returns_nothing(engine, three_customers) -> None:
+    with Session(engine) as s:
+        assert get_resource_changes(three_customers, session=s, limit=0) == []
+
+
+def test_limit_and_offset(engine, three_customers) -> None:
+    with Session(engine) as s:
+        records = changes(three_customers, s, limit=1, offset=1)
+    assert summary(records) == [("insert", "2", "name", None, "Bob", None)]
+
+
+def test_nothing_recorded_yet_returns_an_empty_list(engine, Customer) -> None:
+    with Session(engine) as s:
+        assert get_resource_changes(Customer, session=s) == []
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def test_session_none_uses_the_configured_session_factory(engine, three_customers) -> None:
+    SessionLocal = sessionmaker(bind=engine)
+    closed: list[bool] = []
+
+    def get_db():
+        db = SessionLocal()
+        try:
+            yield db
+        finally:
+            db.close()
+            closed.append(True)
+
+    set_config(SQLAuditConfig(session_factory=get_db))
+    records = get_resource_changes(three_customers, sort_direction="asc")
+    assert [r.new_value for r in records] == ["Ann", "Bob", "Cid"]
+    assert closed == [True]
+
+
+def test_session_none_without_a_config_raises(engine, three_customers) -> None:
+    with pytest.raises(SQLAuditConfigError, match="not configured"):
+        get_resource_changes(three_customers)
+
+
+def test_session_none_with_a_config_without_session_factory_raises(engine, three_customers) -> None:
+    set_config(SQLAuditConfig(time_zone="UTC"))
+    with pytest.raises(SQLAuditConfigError, match="session_factory"):
+        get_resource_changes(three_customers)
+
+
+def test_a_connection_works_as_the_session(engine, three_customers) -> None:
+    with engine.connect() as conn:
+        records = get_resource_changes(three_customers, session=conn, sort_direction="asc")
+    assert [r.new_value for r in records] == ["Ann", "Bob", "Cid"]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_untracked_model_raises_table_not_tracked(engine, Base) -> None:
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        with pytest.raises(SQLAuditTableNotTrackedError, match="Note is not tracked"):
+            get_resource_changes(Note, session=s)
+
+
+def test_missing_audit_table_raises_table_not_in_database(engine, Base) -> None:
+    Customer = customer_model(Base)
+    other = MetaData()  # the same customers table, untracked: no sqlaudit_log is created
+    Table("customers", other, Column("id", Integer, primary_key=True), Column("name", String),
+          Column("email", String), Column("city", String), Column("notes", String))
+    other.create_all(engine)
+    with Session(engine) as s:
+        with pytest.raises(SQLAuditTableNotInDatabaseError, match="'sqlaudit_log' does not exist"):
+            get_resource_changes(Customer, session=s)
