@@ -14,12 +14,14 @@ from typing import Any, Iterable, Union
 
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import ExecutableDDLElement
 
 from ._installed import EXPECTED, default_schema, installed_triggers
 from .dialects import module_for
+from .exceptions import SQLAuditError
 from .schema import audit_table
 from .spec import ModelOrTable, spec_for, table_of, tracked_tables
 
@@ -63,6 +65,32 @@ def _run(connection: Connection, statements: Iterable[str]) -> None:
         connection.execute(AuditDDL(sql))
 
 
+def validate_installed(connection: Connection, table: Table) -> None:
+    """Compile (without running) an insert, update and delete on ``table`` so that
+    SQLite reports any problem in the trigger programs now, not at the first write.
+
+    PostgreSQL validates PL/pgSQL at CREATE FUNCTION time already.
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    prep = connection.dialect.identifier_preparer
+    name = prep.format_table(table)
+    first = prep.quote(table.columns[0].name)
+    probes = (
+        f"EXPLAIN INSERT INTO {name} DEFAULT VALUES",
+        f"EXPLAIN UPDATE {name} SET {first} = {first} WHERE 0",
+        f"EXPLAIN DELETE FROM {name} WHERE 0",
+    )
+    for sql in probes:
+        try:
+            connection.exec_driver_sql(sql).fetchall()
+        except DBAPIError as exc:
+            raise SQLAuditError(
+                f"the audit triggers installed on {table.fullname!r} do not compile: "
+                f"{exc.orig}; this is a bug in sqlaudit, please report it with the table definition."
+            ) from exc
+
+
 def _on_after_create(table: Table, connection: Connection, **kw: Any) -> None:
     if "sqlaudit" not in table.info:
         return
@@ -77,8 +105,17 @@ def _on_before_drop(table: Table, connection: Connection, **kw: Any) -> None:
     _run(connection, _drop_sql(table, connection.dialect))
 
 
+def _on_metadata_created(metadata: MetaData, connection: Connection, **kw: Any) -> None:
+    """After ``create_all`` (audit table included) check the new SQLite triggers compile."""
+    for table in kw.get("tables") or ():
+        if "sqlaudit" in table.info:
+            validate_installed(connection, table)
+
+
 def attach_to_table(table: Table) -> None:
     """Make ``create_all``/``drop_all`` install and remove the triggers of ``table``."""
+    if not event.contains(table.metadata, "after_create", _on_metadata_created):
+        event.listen(table.metadata, "after_create", _on_metadata_created)
     if not event.contains(table, "after_create", _on_after_create):
         event.listen(table, "after_create", _on_after_create)
     if not event.contains(table, "before_drop", _on_before_drop):
@@ -127,6 +164,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -
         for table in tables:
             log.info("installing audit triggers on %s", table.fullname)
             _run(connection, _install_sql(table, connection.dialect))
+            validate_installed(connection, table)
 
     _with_connection(bind, work)
 

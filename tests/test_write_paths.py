@@ -196,3 +196,21 @@ def test_update_that_changes_the_key_is_recorded_per_key(engine, models) -> None
         ("insert", "12", "user_id", None, 1, None),
         ("update", "1", "name", "c1", "stayed", None),
     ]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_sqlite_triggers_are_compiled_at_install(engine, models) -> None:
+    from sqlaudit.ddl import validate_installed
+    from sqlaudit.exceptions import SQLAuditError
+
+    _, Customer = models
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER sqlaudit_customers_update")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER sqlaudit_customers_update AFTER UPDATE ON customers "
+            "BEGIN INSERT INTO sqlaudit_log (no_such_column) VALUES (1); END"
+        )
+    with engine.connect() as conn, pytest.raises(SQLAuditError, match="do not compile.*no_such_column"):
+        validate_installed(conn, Customer.__table__)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlaudit_log").scalar() == 0
