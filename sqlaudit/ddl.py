@@ -9,6 +9,7 @@ creates and ``drop_all()`` removes them. For databases that already exist use
 from __future__ import annotations
 
 import logging
+import secrets
 from enum import Enum
 from typing import Any, Iterable, Union
 
@@ -81,9 +82,10 @@ def validate_installed(connection: Connection, table: Table) -> None:
         f"EXPLAIN UPDATE {name} SET {first} = {first} WHERE 0",
         f"EXPLAIN DELETE FROM {name} WHERE 0",
     )
+    nonce = secrets.token_hex(4)  # defeats the driver's statement cache: compile afresh
     for sql in probes:
         try:
-            connection.exec_driver_sql(sql).fetchall()
+            connection.exec_driver_sql(f"{sql} /* {nonce} */").fetchall()
         except DBAPIError as exc:
             raise SQLAuditError(
                 f"the audit triggers installed on {table.fullname!r} do not compile: "
