@@ -54,11 +54,13 @@ def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
 
 
 def _install_sql(table: Table, dialect: Dialect) -> list[str]:
-    return list(module_for(dialect.name).install_statements(spec_for(table), dialect))
+    name = dialect.name
+    return list(module_for(name).install_statements(spec_for(table), rendering_dialect(name)))
 
 
 def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
-    return list(module_for(dialect.name).drop_statements(spec_for(table), dialect))
+    name = dialect.name
+    return list(module_for(name).drop_statements(spec_for(table), rendering_dialect(name)))
 
 
 def _run(connection: Connection, statements: Iterable[str]) -> None:
@@ -213,7 +215,7 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
             if entry is None:
                 result[table.fullname] = AuditState.MISSING
                 continue
-            expected = module.fingerprint(spec_for(table), connection.dialect)
+            expected = module.fingerprint(spec_for(table), rendering_dialect(connection.dialect.name))
             complete = entry.count == EXPECTED[connection.dialect.name]
             current = complete and entry.fingerprint == expected
             result[table.fullname] = AuditState.CURRENT if current else AuditState.OUTDATED
@@ -229,11 +231,14 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str) -> list[str]:
     the database receives, for review or for pasting into a migration.
     """
     module = module_for(dialect_name)
-    dialect = _dialect(dialect_name)
-    return list(module.install_statements(spec_for(model), dialect))
+    return list(module.install_statements(spec_for(model), rendering_dialect(dialect_name)))
 
 
-def _dialect(name: str) -> Dialect:
+def rendering_dialect(name: str) -> Dialect:
+    """A dialect to render trigger SQL with: same quoting as the driver's, but no
+    ``%`` doubling (that happens once, when :class:`AuditDDL` is executed)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return postgresql.dialect() if name == "postgresql" else sqlite.dialect()
+    if name == "postgresql":
+        return postgresql.dialect(paramstyle="named")
+    return sqlite.dialect(paramstyle="named")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from sqlalchemy import Column, String, Text, Uuid, and_, case, cast, func, select, true, type_coerce
+from sqlalchemy import JSON, Column, String, Text, Uuid, and_, case, cast, func, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -263,7 +263,10 @@ def get_resource_changes(
                 for side in ("old", "new"):
                     data = type_coerce(log.c[f"{side}_data"], JSONB)
                     text_value = data[col.name].astext
-                    if isinstance(base_type(col.type, dialect), String):
+                    impl = base_type(col.type, dialect)
+                    if isinstance(impl, JSON):
+                        typed = type_coerce(data[col.name], col.type)  # the JSON value itself
+                    elif isinstance(impl, String):
                         typed = type_coerce(text_value, col.type)  # no varchar(n) truncation
                     else:
                         typed = cast(text_value, col.type)

@@ -27,11 +27,11 @@ def _ref(col: Column[Any], alias: str, dialect: Dialect) -> str:
 
 
 def encode(ref: str) -> str:
-    """JSON text of one value: reals keep all 17 digits (and Inf) as {"$r": text},
+    """JSON text of one value: reals keep 21 significant digits (and Inf) as {"$r": text},
     blobs become {"$b": hex}, everything else is json_quote()d."""
     return (
         f"CASE typeof({ref}) "
-        f"WHEN 'real' THEN '{{\"$r\":\"' || printf('%!.17g', {ref}) || '\"}}' "
+        f"WHEN 'real' THEN '{{\"$r\":\"' || printf('%!.20e', {ref}) || '\"}}' "
         f"WHEN 'blob' THEN '{{\"$b\":\"' || hex({ref}) || '\"}}' "
         f"ELSE json_quote({ref}) END"
     )
