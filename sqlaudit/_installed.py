@@ -21,12 +21,12 @@ _PG_QUERY = text(
     FROM pg_trigger AS t
     JOIN pg_class AS c ON c.oid = t.tgrelid
     JOIN pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%'
+    WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%' AND c.relname <> 'sqlaudit_log'
     """
 )
 _SQLITE_QUERY = text(
     "SELECT name, tbl_name, sql FROM sqlite_master "
-    "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\'"
+    "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\' AND tbl_name <> 'sqlaudit_log'"
 )
 #: trigger names per table that a complete installation has
 EXPECTED = {"postgresql": 4, "sqlite": 4}

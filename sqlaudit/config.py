@@ -200,6 +200,11 @@ def clear_config() -> None:
     _holder.config = None
 
 
+def require_user_id() -> bool:
+    """Whether fail-closed mode is configured (read when triggers are installed)."""
+    return _holder.config is not None and _holder.config.require_user_id
+
+
 def display_zone() -> tzinfo:
     """The zone retrieval reports timestamps in: the configured one, else local."""
     return _holder.config.zone if _holder.config is not None else _local_zone()

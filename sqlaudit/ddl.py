@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import secrets
 from enum import Enum
-from typing import Any, Iterable, Union
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional, Union
 
-from sqlalchemy import MetaData, Table, event
+from sqlalchemy import MetaData, Table, and_, event, false, or_
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -21,8 +23,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import ExecutableDDLElement
 
 from ._installed import EXPECTED, default_schema, installed_triggers
+from . import _templates
+from .config import display_zone
 from .dialects import module_for
-from .exceptions import SQLAuditError
+from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from .schema import audit_table
 from .spec import ModelOrTable, spec_for, table_of, tracked_tables
 
@@ -30,7 +34,9 @@ __all__ = [
     "AuditState",
     "audit_status",
     "drop_audit_triggers",
+    "grant_audit_read",
     "install_audit_triggers",
+    "prune_audit_log",
     "render_audit_ddl",
 ]
 
@@ -53,9 +59,20 @@ def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
     return str(compiler.sql_compiler.post_process_text(element.sql))
 
 
-def _install_sql(table: Table, dialect: Dialect) -> list[str]:
-    name = dialect.name
-    return list(module_for(name).install_statements(spec_for(table), rendering_dialect(name)))
+def _install_sql(table: Table, connection: Connection) -> list[str]:
+    name = connection.dialect.name
+    return list(
+        module_for(name).install_statements(
+            spec_for(table), rendering_dialect(name), default_schema(connection)
+        )
+    )
+
+
+def _protect(connection: Connection, metadata: MetaData) -> None:
+    """Install the append-only guards (and fail-closed check) on the audit table."""
+    name = connection.dialect.name
+    module = module_for(name)
+    _run(connection, module.protect_statements(metadata, rendering_dialect(name), default_schema(connection)))
 
 
 def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
@@ -99,7 +116,20 @@ def _on_after_create(table: Table, connection: Connection, **kw: Any) -> None:
     if "sqlaudit" not in table.info:
         return
     log.info("installing audit triggers on %s", table.fullname)
-    _run(connection, _install_sql(table, connection.dialect))
+    _run(connection, _install_sql(table, connection))
+
+
+def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> None:
+    _protect(connection, table.metadata)
+
+
+def _on_audit_table_dropped(table: Table, connection: Connection, **kw: Any) -> None:
+    name = connection.dialect.name
+    module = module_for(name)
+    statements = module.unprotect_statements(
+        table.metadata, rendering_dialect(name), default_schema(connection)
+    )
+    _run(connection, statements)
 
 
 def _on_before_drop(table: Table, connection: Connection, **kw: Any) -> None:
@@ -120,6 +150,10 @@ def attach_to_table(table: Table) -> None:
     """Make ``create_all``/``drop_all`` install and remove the triggers of ``table``."""
     if not event.contains(table.metadata, "after_create", _on_metadata_created):
         event.listen(table.metadata, "after_create", _on_metadata_created)
+    log_table = audit_table(table.metadata)
+    if not event.contains(log_table, "after_create", _on_audit_table_created):
+        event.listen(log_table, "after_create", _on_audit_table_created)
+        event.listen(log_table, "after_drop", _on_audit_table_dropped)
     if not event.contains(table, "after_create", _on_after_create):
         event.listen(table, "after_create", _on_after_create)
     if not event.contains(table, "before_drop", _on_before_drop):
@@ -165,9 +199,15 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -
     def work(connection: Connection) -> None:
         for metadata in {t.metadata for t in tables}:
             audit_table(metadata).create(connection, checkfirst=True)
+            _protect(connection, metadata)
         for table in tables:
+            if not sa_inspect(connection).has_table(table.name, schema=table.schema):
+                raise SQLAuditError(
+                    f"table {table.fullname!r} does not exist in this database; create it "
+                    f"first (metadata.create_all() or a migration), then install its triggers."
+                )
             log.info("installing audit triggers on %s", table.fullname)
-            _run(connection, _install_sql(table, connection.dialect))
+            _run(connection, _install_sql(table, connection))
             validate_installed(connection, table)
 
     _with_connection(bind, work)
@@ -242,3 +282,89 @@ def rendering_dialect(name: str) -> Dialect:
     if name == "postgresql":
         return postgresql.dialect(paramstyle="named")
     return sqlite.dialect(paramstyle="named")
+
+
+def prune_audit_log(
+    bind: Bind,
+    older_than: datetime,
+    *,
+    models: Optional[Iterable[Union[ModelOrTable, MetaData]]] = None,
+) -> int:
+    """Delete audit records older than ``older_than``; return how many were removed.
+
+    The only sanctioned removal from the append-only audit table. ``models``
+    limits it to those tables' records. A naive ``older_than`` is read in the
+    configured time zone.
+    """
+    if not isinstance(older_than, datetime):
+        raise TypeError(f"older_than must be a datetime, got {older_than!r}")
+    if older_than.tzinfo is None:
+        older_than = older_than.replace(tzinfo=display_zone())
+    bound = older_than.astimezone(timezone.utc)
+    tables = _tables(models) if models is not None else None
+    removed = 0
+
+    def work(connection: Connection) -> None:
+        nonlocal removed
+        metadata = tables[0].metadata if tables else MetaData()
+        log_table = audit_table(metadata)
+        if connection.dialect.name == "postgresql":
+            schema = default_schema(connection)
+            where = log_table.c.changed_at < bound
+        else:
+            schema = None
+            where = log_table.c.changed_at < bound.replace(tzinfo=None)
+        if tables is not None:
+            where = and_(where, or_(*[
+                and_(log_table.c.table_name == t.name,
+                     log_table.c.table_schema.is_(None) if t.schema is None
+                     else log_table.c.table_schema == t.schema)
+                for t in tables
+            ]))
+        removed = _prune(connection, log_table, where, bound, schema)
+
+    _with_connection(bind, work)
+    log.info("pruned %d audit records older than %s", removed, bound.isoformat())
+    return removed
+
+
+def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime,
+           schema: Optional[str]) -> int:
+    from sqlalchemy import delete, text
+
+    if connection.dialect.name == "postgresql":
+        allow, revoke = _templates.render("postgresql", "prune")
+        connection.execute(text(allow), {"bound": bound.isoformat()})
+        count = connection.execute(delete(log_table).where(where)).rowcount
+        connection.execute(text(revoke))
+        return int(count)
+    # SQLite: lift the DELETE guard inside this transaction only (DDL is transactional).
+    connection.execute(delete(log_table).where(false()))  # opens the write transaction
+    connection.exec_driver_sql("DROP TRIGGER IF EXISTS sqlaudit_log_no_delete")
+    count = connection.execute(delete(log_table).where(where)).rowcount
+    _protect(connection, log_table.metadata)
+    return int(count)
+
+
+def grant_audit_read(bind: Bind, role: str) -> None:
+    """Let database ``role`` read the audit history (PostgreSQL): USAGE on the
+    audit table's schema and SELECT on ``sqlaudit_log``, nothing more."""
+    if not isinstance(role, str) or not role:
+        raise TypeError(f"role must be a non-empty str, got {role!r}")
+
+    def work(connection: Connection) -> None:
+        if connection.dialect.name != "postgresql":
+            raise SQLAuditUnsupportedDialectError(
+                f"grant_audit_read() needs PostgreSQL roles; {connection.dialect.name} has none."
+            )
+        prep = rendering_dialect("postgresql").identifier_preparer
+        schema = default_schema(connection)
+        statements = _templates.render(
+            "postgresql", "grant_read",
+            audit_schema=prep.quote_schema(schema),
+            audit_table=f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}",
+            role=prep.quote(role),
+        )
+        _run(connection, statements)
+
+    _with_connection(bind, work)

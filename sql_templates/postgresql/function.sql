@@ -7,16 +7,22 @@
 -- as a delete, a key that appeared as an insert.
 -- The acting user comes from the transaction-local setting sqlaudit.user_id
 -- (set_config(..., true) or SET LOCAL), NULL when unset.
+-- SECURITY DEFINER: the function writes the audit table with its owner's
+-- rights, so application roles need no grant on it; search_path is pinned and
+-- the audit table is schema-qualified, so no schema a user controls can
+-- redirect it.
 CREATE OR REPLACE FUNCTION {{ function_name }}()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS {{ dollar }}
 DECLARE
     _actor text := NULLIF(current_setting('sqlaudit.user_id', true), '');
     _reason text := NULLIF(current_setting('sqlaudit.reason', true), '');
     _txid bigint := pg_current_xact_id()::text::bigint;
     _now timestamptz := clock_timestamp();
+    _rows bigint;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO {{ audit_table }} (
@@ -62,6 +68,7 @@ BEGIN
             {{ schema_literal }}, {{ table_literal }}, NULL, 'truncate', _now,
             _actor, session_user, _txid, _reason, NULL, NULL);
     END IF;
+{{ require_user_check }}
     RETURN NULL;
 END
 {{ dollar }}

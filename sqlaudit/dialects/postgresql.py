@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     LargeBinary,
+    MetaData,
     Numeric,
     String,
     Time,
@@ -25,6 +26,7 @@ from sqlalchemy.types import NullType, UserDefinedType
 
 from .. import _fingerprint, _templates
 from .._naming import pg_function_name
+from ..config import require_user_id
 from ..schema import audit_table
 from ..spec import TableSpec
 from . import base_type, string_literal
@@ -123,7 +125,24 @@ def _common(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
     }
 
 
-def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+_REQUIRE_USER_CHECK = """\
+    GET DIAGNOSTICS _rows = ROW_COUNT;
+    IF _rows > 0 AND _actor IS NULL THEN
+        RAISE EXCEPTION 'sqlaudit: % on %.% needs an acting user (require_user_id is on)',
+            TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING HINT = 'Write inside sqlaudit.context.audit_context(user_id=...), configure '
+                         'get_user_id_callback, or SET LOCAL sqlaudit.user_id in raw SQL.';
+    END IF;"""
+#: Stands for "the connection's current schema" while hashing the fingerprint.
+_DEFAULT_SCHEMA_TOKEN = "<default schema>"
+
+
+def audit_schema(spec: TableSpec, default_schema: Optional[str]) -> str:
+    """Schema of the audit table: the MetaData's, else the connection's default."""
+    return audit_table(spec.table.metadata).schema or default_schema or "public"
+
+
+def _body_statements(spec: TableSpec, dialect: Dialect, schema: str, require_user: bool) -> list[str]:
     log_table = audit_table(spec.table.metadata)
     common = _common(spec, dialect)
     unchanged = [
@@ -136,7 +155,8 @@ def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     )
     values = {
         "function_name": common["function_name"],
-        "audit_table": _qualified(log_table.schema, log_table.name, dialect),
+        "audit_table": _qualified(schema, log_table.name, dialect),
+        "require_user_check": _REQUIRE_USER_CHECK if require_user else "",
         "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",
         "table_literal": string_literal(spec.name, dialect),
         "update_unchanged": _key_array(unchanged),
@@ -158,14 +178,28 @@ def _body_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
 
 
 def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
-    """What :func:`install_statements` stores for drift detection."""
-    return _fingerprint.make(spec, DIALECT, _body_statements(spec, dialect))
+    """What :func:`install_statements` stores for drift detection.
+
+    Independent of where the audit table's default schema is resolved, so an
+    offline rendering and an online installation agree.
+    """
+    require = require_user_id()
+    schema = audit_table(spec.table.metadata).schema or _DEFAULT_SCHEMA_TOKEN
+    fp = _fingerprint.make(spec, DIALECT, _body_statements(spec, dialect, schema, require))
+    fp["require_user"] = require
+    return fp
 
 
-def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
-    """CREATE FUNCTION, CREATE TRIGGER and COMMENT (fingerprint) statements for ``spec``."""
-    body = _body_statements(spec, dialect)
-    comment = _fingerprint.pg_comment(_fingerprint.make(spec, DIALECT, body))
+def install_statements(
+    spec: TableSpec, dialect: Dialect, default_schema: Optional[str] = None
+) -> list[str]:
+    """CREATE FUNCTION, CREATE TRIGGER and COMMENT (fingerprint) statements for ``spec``.
+
+    ``default_schema`` is where the audit table lives when its MetaData names
+    no schema (the connection's ``current_schema()``; ``public`` if omitted).
+    """
+    body = _body_statements(spec, dialect, audit_schema(spec, default_schema), require_user_id())
+    comment = _fingerprint.pg_comment(fingerprint(spec, dialect))
     return body + _templates.render(
         DIALECT, "comment", function_name=_common(spec, dialect)["function_name"],
         fingerprint=string_literal(comment, dialect),
@@ -175,3 +209,22 @@ def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
 def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     """DROP TRIGGER and DROP FUNCTION statements for ``spec``."""
     return _templates.render(DIALECT, "drop", **_common(spec, dialect))
+
+
+def _protect_names(metadata: MetaData, dialect: Dialect, default_schema: Optional[str]) -> dict[str, str]:
+    log_table = audit_table(metadata)
+    schema = log_table.schema or default_schema or "public"
+    return {
+        "audit_table": _qualified(schema, log_table.name, dialect),
+        "protect_function": _qualified(schema, f"{log_table.name}_protect", dialect),
+    }
+
+
+def protect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
+    """Append-only guards on the audit table (the MetaData's ``sqlaudit_log``)."""
+    return _templates.render(DIALECT, "protect", **_protect_names(metadata, dialect, default_schema))
+
+
+def unprotect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
+    names = _protect_names(metadata, dialect, default_schema)
+    return _templates.render(DIALECT, "unprotect", protect_function=names["protect_function"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from sqlalchemy import Column, Uuid
+from sqlalchemy import Column, MetaData, Uuid
 from sqlalchemy.engine import Dialect
 
 from .. import _fingerprint, _templates
+from ..config import require_user_id
 from .._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ..spec import TableSpec
 from . import base_type, string_literal
@@ -85,10 +86,12 @@ def _names(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
 
 def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
     """What :func:`install_statements` stores for drift detection."""
-    return _fingerprint.make(spec, DIALECT, _render(spec, dialect, ""))
+    fp = _fingerprint.make(spec, DIALECT, _render(spec, dialect, ""))
+    fp["require_user"] = require_user_id()
+    return fp
 
 
-def install_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
+def install_statements(spec: TableSpec, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
     """CREATE TRIGGER statements for ``spec``, each carrying the fingerprint comment."""
     return _render(spec, dialect, _fingerprint.sqlite_comment(fingerprint(spec, dialect)))
 
@@ -127,6 +130,19 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
 def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     """DROP TRIGGER statements for ``spec``."""
     return _templates.render(DIALECT, "drop", **_names(spec, dialect))
+
+
+def protect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
+    """Append-only guards on the audit table, plus the fail-closed check when configured."""
+    table = _q(AUDIT_TABLE_NAME, dialect)
+    statements = _templates.render(DIALECT, "protect", audit_table=table)
+    if require_user_id():
+        statements += _templates.render(DIALECT, "require_user", audit_table=table)
+    return statements
+
+
+def unprotect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
+    return []  # SQLite drops a table's triggers with it
 
 
 def context_statements() -> list[str]:
