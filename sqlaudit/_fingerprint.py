@@ -31,8 +31,10 @@ def make(spec: TableSpec, dialect_name: str, statements: Sequence[str]) -> dict[
 
 
 def encode(fingerprint: dict[str, Any]) -> str:
-    """Compact ASCII JSON in which ``*/`` cannot occur (``/`` is escaped)."""
-    text = json.dumps(fingerprint, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """ASCII JSON in which ``*/`` cannot occur (``/`` is escaped)."""
+    # ": " keeps ":name" out of the text, so SQLAlchemy text() (Alembic's op.execute)
+    # never mistakes part of it for a bind parameter.
+    text = json.dumps(fingerprint, sort_keys=True, separators=(", ", ": "), ensure_ascii=True)
     return text.replace("/", "\\/")
 
 

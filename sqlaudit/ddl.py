@@ -26,6 +26,7 @@ from ._installed import EXPECTED, default_schema, installed_triggers
 from . import _templates
 from .config import display_zone
 from .dialects import module_for
+from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from .schema import audit_table
 from .spec import ModelOrTable, spec_for, table_of, tracked_tables
@@ -119,6 +120,10 @@ def _on_after_create(table: Table, connection: Connection, **kw: Any) -> None:
     _run(connection, _install_sql(table, connection))
 
 
+def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:
+    forget_sqlite_context(connection)
+
+
 def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> None:
     _protect(connection, table.metadata)
 
@@ -152,6 +157,7 @@ def attach_to_table(table: Table) -> None:
         event.listen(table.metadata, "after_create", _on_metadata_created)
     log_table = audit_table(table.metadata)
     if not event.contains(log_table, "after_create", _on_audit_table_created):
+        event.listen(log_table, "before_create", _on_audit_table_creating)
         event.listen(log_table, "after_create", _on_audit_table_created)
         event.listen(log_table, "after_drop", _on_audit_table_dropped)
     if not event.contains(table, "after_create", _on_after_create):
@@ -163,9 +169,12 @@ def attach_to_table(table: Table) -> None:
 def _tables(models: Iterable[Union[ModelOrTable, MetaData]]) -> list[Table]:
     tables: list[Table] = []
     for model in models:
-        found = list(tracked_tables(model)) if isinstance(model, MetaData) else [table_of(model)]
+        if isinstance(model, MetaData):
+            found = list(tracked_tables(model))
+        else:
+            spec_for(model)  # raises a clear error naming an untracked model
+            found = [table_of(model)]
         for table in found:
-            spec_for(table)  # raises a clear error for untracked models
             if table not in tables:
                 tables.append(table)
     if not tables:

@@ -36,6 +36,8 @@ __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
 log = logging.getLogger("sqlaudit")
 
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
+_STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
+_SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
 _busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
 _warned_autocommit = False
 
@@ -63,35 +65,75 @@ def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) ->
         cursor.execute(compiled.string, values)
 
 
-def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor) -> None:
-    _execute(cursor, dialect, _sql("postgresql", "set_actor"), {"user_id": actor.user_id or "", "reason": actor.reason or ""})
+def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
+    _execute(cursor, dialect, _sql("postgresql", "set_actor"),
+             {"user_id": actor.user_id or "", "reason": actor.reason or ""})
+    return True
 
 
-def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor) -> None:
-    sql = _sql("sqlite", "set_actor")
+def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
+    """Write the user into this connection's TEMP context; False if there is no audit table.
+
+    The statement touches only the TEMP database, so it never takes a lock on
+    the main database file (a read lock there would turn the transaction's
+    first write into an immediate "database is locked" under concurrency).
+    """
     params = {"user_id": actor.user_id, "reason": actor.reason,
-              "transaction_id": secrets.randbits(62)}
+              "transaction_id": secrets.randbits(62),
+              "stamp_trigger": conn.info.get(_STAMP_TRIGGER, "")}
+    if not getattr(conn.connection.dbapi_connection, "in_transaction", True):
+        # Outside a transaction a read of the main schema version holds no lock.
+        # A changed version means the audit table may have been re-created by
+        # another connection, which leaves this connection's TEMP trigger stale.
+        cursor.execute("PRAGMA schema_version")
+        version = cursor.fetchone()[0]
+        if version != conn.info.get(_SCHEMA_VERSION):
+            if not _create_sqlite_context(cursor, conn):
+                return False
+            conn.info[_SCHEMA_VERSION] = version
+            params["stamp_trigger"] = conn.info[_STAMP_TRIGGER]
     for attempt in (1, 2):
         try:
-            _execute(cursor, dialect, sql, params)
+            _execute(cursor, dialect, _sql("sqlite", "set_actor"), params)
             if cursor.rowcount != 0:
-                return
+                return True
         except dialect.loaded_dbapi.OperationalError as exc:
             if "sqlaudit_context" not in str(exc) or attempt == 2:
                 raise
-        if not _create_sqlite_context(cursor):
-            return  # no audit table in this database: nothing to stamp
+        if not _create_sqlite_context(cursor, conn):
+            return False  # no audit table in this database (yet): nothing to stamp
+        params["stamp_trigger"] = conn.info[_STAMP_TRIGGER]
+    return False
 
 
-def _create_sqlite_context(cursor: Any) -> bool:
-    for sql in sqlite_sql.context_statements():
+def _create_sqlite_context(cursor: Any, conn: Connection) -> bool:
+    """(Re)create the TEMP context objects; False when the audit table is missing."""
+    old = conn.info.get(_STAMP_TRIGGER) or "sqlaudit_stamp"
+    new = f"sqlaudit_stamp_{secrets.token_hex(4)}"
+    for sql in sqlite_sql.context_statements(new, old):
         try:
             cursor.execute(sql)
-        except Exception as exc:  # the audit table does not exist (yet)
+        except Exception as exc:
             if "no such table" in str(exc):
                 return False
             raise
+    conn.info[_STAMP_TRIGGER] = new
     return True
+
+
+def forget_sqlite_context(connection: Connection) -> None:
+    """Drop this connection's TEMP stamp trigger before it creates the audit table.
+
+    A TEMP trigger left on a table another connection dropped cannot be
+    removed once this connection re-creates the table (SQLite keeps a ghost
+    entry), so it is removed first; the next transaction re-creates it.
+    """
+    if connection.dialect.name == "sqlite":
+        name = connection.info.pop(_STAMP_TRIGGER, None)
+        if name:
+            quote = sqlite_sql.rendering_quote()
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS temp.{quote(name)}")
+        connection.info.pop(_STATE, None)
 
 
 def _is_autocommit(conn: Connection) -> bool:
@@ -121,16 +163,15 @@ def _before_cursor_execute(
     token = _busy.set(True)
     try:
         actor = override if override is not None else _callback_actor()
+        stamp = _stamp_postgresql if dialect.name == "postgresql" else _stamp_sqlite
         try:
-            if dialect.name == "postgresql":
-                _stamp_postgresql(cursor, dialect, actor)
-            else:
-                _stamp_sqlite(cursor, dialect, actor)
+            stamped = stamp(cursor, dialect, actor, conn)
         except Exception:
             # Never make the application's statement fail: it runs, unattributed.
             log.warning("sqlaudit could not record the acting user", exc_info=True)
             return
-        conn.info[_STATE] = (actor, override is not None)
+        if stamped:
+            conn.info[_STATE] = (actor, override is not None)
     finally:
         _busy.reset(token)
 

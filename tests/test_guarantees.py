@@ -94,7 +94,7 @@ def test_prune_can_be_limited_to_some_models(engine, Base, models) -> None:
 
 def test_prune_names_an_untracked_model(engine, models) -> None:
     User, _ = models
-    with pytest.raises(SQLAuditTableNotTrackedError, match="users is not tracked"):
+    with pytest.raises(SQLAuditTableNotTrackedError, match="User is not tracked"):
         prune_audit_log(engine, datetime.now(timezone.utc), models=[User])
 
 

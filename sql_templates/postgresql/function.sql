@@ -8,14 +8,15 @@
 -- The acting user comes from the transaction-local setting sqlaudit.user_id
 -- (set_config(..., true) or SET LOCAL), NULL when unset.
 -- SECURITY DEFINER: the function writes the audit table with its owner's
--- rights, so application roles need no grant on it; search_path is pinned and
--- the audit table is schema-qualified, so no schema a user controls can
--- redirect it.
+-- rights, so application roles need no grant on it. When installed through a
+-- connection the audit table is schema-qualified and search_path is pinned to
+-- pg_catalog, pg_temp, so no schema a user controls can redirect it (SQL
+-- rendered offline pins the installing session's search_path instead).
 CREATE OR REPLACE FUNCTION {{ function_name }}()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+{{ search_path }}
 AS {{ dollar }}
 DECLARE
     _actor text := NULLIF(current_setting('sqlaudit.user_id', true), '');

@@ -3,6 +3,10 @@
 -- current transaction; the TEMP trigger re-inserts each audit row written by
 -- this connection with the user stamped and drops the unstamped original.
 -- Writes from other connections never see these objects and stay unstamped.
+-- The trigger gets a new name each time it is (re)created: a TEMP trigger on a
+-- table that another connection dropped can linger as an undroppable entry.
+DROP TRIGGER IF EXISTS temp.{{ old_stamp_trigger }}
+-- sqlaudit:statement
 CREATE TEMP TABLE IF NOT EXISTS sqlaudit_context (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     user_id TEXT,
@@ -10,7 +14,7 @@ CREATE TEMP TABLE IF NOT EXISTS sqlaudit_context (
     transaction_id INTEGER NOT NULL
 )
 -- sqlaudit:statement
-CREATE TEMP TRIGGER IF NOT EXISTS sqlaudit_stamp BEFORE INSERT ON main.{{ audit_table }}
+CREATE TEMP TRIGGER {{ stamp_trigger }} BEFORE INSERT ON main.{{ audit_table }}
 WHEN NEW.transaction_id IS NULL AND EXISTS (SELECT 1 FROM temp.sqlaudit_context)
 BEGIN
     INSERT INTO {{ audit_table }} (

@@ -3,4 +3,4 @@
 -- missing, which tells the hook to (re)create the context objects first.
 INSERT OR REPLACE INTO temp.sqlaudit_context (id, user_id, reason, transaction_id)
 SELECT 1, :user_id, :reason, :transaction_id
-WHERE EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'trigger' AND name = 'sqlaudit_stamp')
+WHERE EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'trigger' AND name = :stamp_trigger)

@@ -137,12 +137,15 @@ _REQUIRE_USER_CHECK = """\
 _DEFAULT_SCHEMA_TOKEN = "<default schema>"
 
 
-def audit_schema(spec: TableSpec, default_schema: Optional[str]) -> str:
-    """Schema of the audit table: the MetaData's, else the connection's default."""
-    return audit_table(spec.table.metadata).schema or default_schema or "public"
+def audit_schema(spec: TableSpec, default_schema: Optional[str]) -> Optional[str]:
+    """Schema of the audit table: the MetaData's, else the connection's default
+    (None when rendering offline without either)."""
+    return audit_table(spec.table.metadata).schema or default_schema
 
 
-def _body_statements(spec: TableSpec, dialect: Dialect, schema: str, require_user: bool) -> list[str]:
+def _body_statements(
+    spec: TableSpec, dialect: Dialect, schema: Optional[str], require_user: bool
+) -> list[str]:
     log_table = audit_table(spec.table.metadata)
     common = _common(spec, dialect)
     unchanged = [
@@ -156,6 +159,9 @@ def _body_statements(spec: TableSpec, dialect: Dialect, schema: str, require_use
     values = {
         "function_name": common["function_name"],
         "audit_table": _qualified(schema, log_table.name, dialect),
+        "search_path": (
+            "SET search_path = pg_catalog, pg_temp" if schema else "SET search_path FROM CURRENT"
+        ),
         "require_user_check": _REQUIRE_USER_CHECK if require_user else "",
         "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",
         "table_literal": string_literal(spec.name, dialect),
@@ -196,7 +202,9 @@ def install_statements(
     """CREATE FUNCTION, CREATE TRIGGER and COMMENT (fingerprint) statements for ``spec``.
 
     ``default_schema`` is where the audit table lives when its MetaData names
-    no schema (the connection's ``current_schema()``; ``public`` if omitted).
+    no schema (the connection's ``current_schema()``). Without either, the
+    audit table is left unqualified and the function pins the installing
+    session's search_path.
     """
     body = _body_statements(spec, dialect, audit_schema(spec, default_schema), require_user_id())
     comment = _fingerprint.pg_comment(fingerprint(spec, dialect))
@@ -213,7 +221,7 @@ def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
 
 def _protect_names(metadata: MetaData, dialect: Dialect, default_schema: Optional[str]) -> dict[str, str]:
     log_table = audit_table(metadata)
-    schema = log_table.schema or default_schema or "public"
+    schema = log_table.schema or default_schema
     return {
         "audit_table": _qualified(schema, log_table.name, dialect),
         "protect_function": _qualified(schema, f"{log_table.name}_protect", dialect),

@@ -145,6 +145,16 @@ def unprotect_statements(metadata: MetaData, dialect: Dialect, default_schema: O
     return []  # SQLite drops a table's triggers with it
 
 
-def context_statements() -> list[str]:
+def context_statements(stamp_trigger: str, old_stamp_trigger: str) -> list[str]:
     """TEMP objects that stamp the acting user on this connection's audit rows."""
-    return _templates.render(DIALECT, "context", audit_table=f'"{AUDIT_TABLE_NAME}"')
+    quote = rendering_quote()
+    return _templates.render(
+        DIALECT, "context", audit_table=quote(AUDIT_TABLE_NAME),
+        stamp_trigger=quote(stamp_trigger), old_stamp_trigger=quote(old_stamp_trigger),
+    )
+
+
+def rendering_quote() -> Any:
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect(paramstyle="named").identifier_preparer.quote
