@@ -23,8 +23,7 @@ DECLARE
     _reason text := NULLIF(current_setting('sqlaudit.reason', true), '');
     _txid bigint := pg_current_xact_id()::text::bigint;
     _now timestamptz := clock_timestamp();
-    _rows bigint;
-BEGIN
+{{ require_user_declare }}BEGIN
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,

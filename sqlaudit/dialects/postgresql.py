@@ -163,6 +163,7 @@ def _body_statements(
             "SET search_path = pg_catalog, pg_temp" if schema else "SET search_path FROM CURRENT"
         ),
         "require_user_check": _REQUIRE_USER_CHECK if require_user else "",
+        "require_user_declare": "    _rows bigint;\n" if require_user else "",
         "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",
         "table_literal": string_literal(spec.name, dialect),
         "update_unchanged": _key_array(unchanged),
