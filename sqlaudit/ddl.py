@@ -29,7 +29,7 @@ from .dialects import module_for
 from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from .schema import audit_table
-from .spec import ModelOrTable, spec_for, table_of, tracked_tables
+from .spec import ModelOrTable, TableSpec, spec_for, table_of, tracked_tables
 
 __all__ = [
     "AuditState",
@@ -67,6 +67,17 @@ def _install_sql(table: Table, connection: Connection) -> list[str]:
             spec_for(table), rendering_dialect(name), default_schema(connection)
         )
     )
+
+
+def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
+    """Everything that installing ``spec``'s triggers runs, after ``sqlaudit_log`` exists:
+    the audit table's append-only guards, then the table's triggers. Shared by
+    :func:`install_audit_triggers` and the Alembic operation (one source of SQL)."""
+    module, dialect = module_for(dialect_name), rendering_dialect(dialect_name)
+    return [
+        *module.protect_statements(spec.table.metadata, dialect, schema),
+        *module.install_statements(spec, dialect, schema),
+    ]
 
 
 def _protect(connection: Connection, metadata: MetaData) -> None:
@@ -208,7 +219,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -
     def work(connection: Connection) -> None:
         for metadata in {t.metadata for t in tables}:
             audit_table(metadata).create(connection, checkfirst=True)
-            _protect(connection, metadata)
+        schema = default_schema(connection)
         for table in tables:
             if not sa_inspect(connection).has_table(table.name, schema=table.schema):
                 raise SQLAuditError(
@@ -216,7 +227,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -
                     f"first (metadata.create_all() or a migration), then install its triggers."
                 )
             log.info("installing audit triggers on %s", table.fullname)
-            _run(connection, _install_sql(table, connection))
+            _run(connection, installation_sql(spec_for(table), connection.dialect.name, schema))
             validate_installed(connection, table)
 
     _with_connection(bind, work)

@@ -31,3 +31,8 @@ class SQLAuditTableNotInDatabaseError(SQLAuditError):
 
 class SQLAuditUnsupportedDialectError(SQLAuditError):
     """The database is neither PostgreSQL nor SQLite."""
+
+
+class SQLAuditMigrationError(SQLAuditError):
+    """A migration operation cannot do what was asked (for example a batch
+    migration removed a tracked column without replacing the audit triggers)."""

@@ -1,0 +1,32 @@
+"""Alembic integration: ``import sqlaudit.alembic`` in ``env.py`` (or a migration).
+
+Importing this module registers:
+
+* the operations ``op.create_audit_triggers(table_name, tracked_fields=None, *,
+  schema=None, resource_id_field=None, table_label=None)`` and
+  ``op.drop_audit_triggers(table_name, *, schema=None, tracked_fields=None, ...)``,
+  plus ``batch_op.create_audit_triggers`` / ``batch_op.drop_audit_triggers``;
+* the autogenerate comparator and renderers, so ``alembic revision
+  --autogenerate`` writes those operations and ``alembic check`` fails on drift;
+* the batch-mode guard that keeps a table's audit triggers when
+  ``op.batch_alter_table()`` recreates it (SQLite).
+
+Needs the ``alembic`` extra (``pip install 'sqlaudit[alembic]'``).
+"""
+
+from __future__ import annotations
+
+try:
+    import alembic as _alembic  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "sqlaudit.alembic needs Alembic; install it with: pip install 'sqlaudit[alembic]'"
+    ) from exc
+
+from .migration import batch as _batch  # noqa: F401,E402
+from .migration import compare as _compare  # noqa: F401,E402
+from .migration import impl as _impl  # noqa: F401,E402
+from .migration import render as _render  # noqa: F401,E402
+from .migration.ops import CreateAuditTriggersOp, DropAuditTriggersOp  # noqa: E402
+
+__all__ = ["CreateAuditTriggersOp", "DropAuditTriggersOp"]

@@ -1,0 +1,188 @@
+"""Run ``create_audit_triggers`` / ``drop_audit_triggers`` inside a migration.
+
+One source of SQL: the statements come from the same per-dialect renderers as
+``metadata.create_all()`` and :mod:`sqlaudit.ddl`, and each one is executed as
+an :class:`~sqlaudit.ddl.AuditDDL` element (never as a string, so colons and
+percent signs reach the database unchanged). Nothing here needs a live
+connection when the migration context's ``target_metadata`` knows the table,
+so ``alembic upgrade --sql`` renders the complete DDL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Optional
+
+from alembic.operations import Operations
+from alembic.operations.batch import BatchOperationsImpl
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
+from sqlalchemy.types import NullType
+
+from .._installed import default_schema
+from ..ddl import AuditDDL, installation_sql, rendering_dialect, validate_installed
+from ..dialects import module_for
+from ..exceptions import SQLAuditMigrationError
+from ..schema import audit_table
+from ..spec import TableSpec, spec_from_table
+from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
+
+log = logging.getLogger("sqlaudit")
+
+_AFTER_FLUSH = "_sqlaudit_after_flush"  # attribute of one BatchOperationsImpl
+
+
+@Operations.implementation_for(CreateAuditTriggersOp)
+def create_audit_triggers(operations: Operations, op: CreateAuditTriggersOp) -> None:
+    batch = _batch_of(operations)
+    if batch is None:
+        _create(operations, op)
+        return
+    # In a batch: drop now (before a column they use is altered or the table is
+    # recreated), install once the batch has been applied.
+    _drop(operations, op)
+    _after_flush(batch, lambda: _create(operations, op))
+
+
+@Operations.implementation_for(DropAuditTriggersOp)
+def drop_audit_triggers(operations: Operations, op: DropAuditTriggersOp) -> None:
+    _drop(operations, op)
+
+
+def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
+    """What ``install_audit_triggers`` does, for one table, online or offline.
+
+    Creates ``sqlaudit_log`` if missing and (re)applies its append-only guards,
+    installs the triggers, and on a live SQLite database checks they compile.
+    """
+    context = operations.migration_context
+    spec = _spec(context, op)
+    schema = None if context.as_sql else default_schema(context.bind)
+    log.info("installing audit triggers on %s", op.fullname)
+    _ensure_audit_table(context, spec)
+    _run(context, installation_sql(spec, context.dialect.name, schema))
+    if not context.as_sql:
+        validate_installed(context.bind, spec.table)
+
+
+def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
+    context = operations.migration_context
+    name = context.dialect.name
+    log.info("removing audit triggers from %s", op.fullname)
+    _run(context, module_for(name).drop_statements(_named_spec(op), rendering_dialect(name)))
+
+
+def _run(context: MigrationContext, statements: Iterable[str]) -> None:
+    for sql in statements:
+        context.impl.execute(AuditDDL(sql))
+
+
+def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
+    """Create ``sqlaudit_log`` when it is missing, as ``create_all`` would.
+
+    Offline there is nothing to look at, so the script gets
+    ``CREATE TABLE IF NOT EXISTS`` (and ``CREATE INDEX IF NOT EXISTS``) instead.
+    """
+    table = audit_table(spec.table.metadata)
+    if not context.as_sql:
+        table.create(context.bind, checkfirst=True)
+        return
+    context.impl.execute(CreateTable(table, if_not_exists=True))
+    if context.dialect.supports_comments and table.comment:
+        context.impl.execute(SetTableComment(table))
+    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        context.impl.execute(CreateIndex(index, if_not_exists=True))
+
+
+# ---------------------------------------------------------------- the table
+
+def _spec(context: MigrationContext, op: CreateAuditTriggersOp) -> TableSpec:
+    table = _typed_table(context, op)
+    fields = op.tracked_fields or [c.name for c in table.columns]
+    keys = [op.resource_id_field] if op.resource_id_field else None
+    return spec_from_table(table, fields, keys, op.table_label)
+
+
+def _typed_table(context: MigrationContext, op: CreateAuditTriggersOp) -> Table:
+    """The table with column types: from ``target_metadata``, else reflected, else untyped.
+
+    Untyped (NullType) columns make the renderers use the generic text form of
+    each value, which is still lossless.
+    """
+    needed = _names(op)
+    model = _model_table(context, op.table_name, op.schema)
+    if model is not None and all(name in model.c for name in needed):
+        # a copy, so that rendering never adds sqlaudit_log to the user's MetaData
+        return model.to_metadata(MetaData(schema=model.metadata.schema))
+    if not context.as_sql:
+        return Table(op.table_name, MetaData(), schema=op.schema, autoload_with=context.bind)
+    if op.tracked_fields is None or op.resource_id_field is None:
+        raise SQLAuditMigrationError(
+            f"create_audit_triggers({op.table_name!r}) cannot find the table's columns in "
+            f"offline (--sql) mode: target_metadata has no table {op.fullname!r}. Pass "
+            f"tracked_fields=[...] and resource_id_field=... to the operation, or give "
+            f"context.configure() the target_metadata that defines the table."
+        )
+    columns = [Column(name, NullType()) for name in needed]
+    return Table(op.table_name, MetaData(), *columns, schema=op.schema)
+
+
+def _names(op: _AuditTriggersOp) -> list[str]:
+    """Column names the operation mentions (tracked fields, then the key)."""
+    names = list(op.tracked_fields or [])
+    if op.resource_id_field:
+        names.append(op.resource_id_field)
+    return list(dict.fromkeys(names))
+
+
+def _model_table(context: MigrationContext, name: str, schema: Optional[str]) -> Optional[Table]:
+    metadata = context.opts.get("target_metadata")
+    collections = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+    for md in collections:
+        if md is None:
+            continue
+        for table in md.tables.values():
+            if table.name == name and table.schema in (schema, schema or md.schema):
+                return table
+    return None
+
+
+def _named_spec(op: _AuditTriggersOp) -> TableSpec:
+    """A spec that only carries the table's name and schema.
+
+    The drop statements depend on nothing else, so dropping needs neither
+    column types nor a connection (works offline and after columns changed).
+    """
+    names = _names(op) or ["id"]
+    table = Table(op.table_name, MetaData(), *[Column(n, NullType()) for n in names],
+                  schema=op.schema)
+    return spec_from_table(table, names, [op.resource_id_field or names[0]], op.table_label)
+
+
+# ---------------------------------------------------------------- batch mode
+
+def _batch_of(operations: Any) -> Optional[BatchOperationsImpl]:
+    impl = getattr(operations, "impl", None)
+    return impl if isinstance(impl, BatchOperationsImpl) else None
+
+
+def _after_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
+    """Run ``work`` once this batch has been applied (after its ALTERs or recreate).
+
+    ``batch_alter_table()`` calls ``flush()`` on this one object when its block
+    ends; it is wrapped on the instance, so no other batch is affected.
+    """
+    pending: Optional[list[Callable[[], None]]] = batch.__dict__.get(_AFTER_FLUSH)
+    if pending is None:
+        pending = []
+        setattr(batch, _AFTER_FLUSH, pending)
+        flush = batch.flush
+
+        def flush_then_install() -> None:
+            flush()
+            for item in pending:
+                item()
+
+        batch.flush = flush_then_install  # type: ignore[method-assign]
+    pending.append(work)
