@@ -11,11 +11,27 @@ import contextlib
 import inspect as pyinspect
 import json
 import uuid
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence, Union
 
-from sqlalchemy import JSON, Column, String, Text, Uuid, and_, case, cast, func, select, true, type_coerce
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -23,6 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import SQLAuditConfigError, display_zone, get_config
+from .ddl import rendering_dialect
 from .dialects import base_type
 from .exceptions import SQLAuditTableNotInDatabaseError
 from .schema import audit_table
@@ -92,23 +109,20 @@ def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
     return str(value)
 
 
-def _resource_filter(values: list[Any], spec: TableSpec, dialect: Dialect) -> list[Any]:
+def _resource_keys(values: list[Any], spec: TableSpec, dialect: Dialect) -> list[Any]:
+    """Filter values as the text the triggers store (tuples of texts for composite keys)."""
     keys = spec.key_columns
     if len(keys) == 1:
         return [_key_part(v, keys[0], dialect) for v in values]
-    exprs = []
+    result = []
     for value in values:
         if not isinstance(value, (tuple, list)) or len(value) != len(keys):
             raise TypeError(
                 f"{spec.name} has a composite key ({', '.join(c.name for c in keys)}); pass each "
                 f"resource id as a tuple of {len(keys)} values, got {value!r}"
             )
-        parts = [_key_part(v, c, dialect) for v, c in zip(value, keys)]
-        if dialect.name == "postgresql":
-            exprs.append(cast(func.json_build_array(*parts), Text))
-        else:
-            exprs.append(func.json_array(*parts))
-    return exprs
+        result.append(tuple(_key_part(v, c, dialect) for v, c in zip(value, keys)))
+    return result
 
 
 def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
@@ -214,12 +228,7 @@ def get_resource_changes(
         else:
             raise TypeError(f"session must be a Session or Connection, got {session!r}")
     spec = spec_for(model_class)
-    mapper = mapper_of(model_class) if isinstance(model_class, type) else None
-    attr_by_column = {
-        col.name: key
-        for key, col in (mapper.columns.items() if mapper is not None else [])
-        if isinstance(col, Column) and col.table is spec.table
-    } or {c.name: c.name for c in spec.table.columns}
+    attr_by_column = _attributes(model_class)
     column_by_attr = {attr: spec.table.c[name] for name, attr in attr_by_column.items()}
     if sort_by is None:
         sort_by = "timestamp"
@@ -246,72 +255,135 @@ def get_resource_changes(
 
     with _session_scope(session) as reader:
         dialect = reader.get_bind().dialect if isinstance(reader, Session) else reader.dialect
-        log = audit_table(spec.table.metadata)
         pg = dialect.name == "postgresql"
-        keys_fn = func.jsonb_object_keys if pg else func.json_each
-        keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key")
-        if pg:
-            keys = keys.render_derived(name="sqlaudit_keys")
-        key = keys.c.key
-        mapped = [spec.table.c[name] for name in attr_by_column]
-        columns: list[ColumnElement[Any]] = [
-            log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
-            log.c.transaction_id, log.c.reason, log.c.db_role, key.label("field"),
-        ]
-        if pg:
-            for i, col in enumerate(mapped):
-                for side in ("old", "new"):
-                    data = type_coerce(log.c[f"{side}_data"], JSONB)
-                    text_value = data[col.name].astext
-                    impl = base_type(col.type, dialect)
-                    if isinstance(impl, JSON):
-                        typed = type_coerce(data[col.name], col.type)  # the JSON value itself
-                    elif isinstance(impl, String):
-                        typed = type_coerce(text_value, col.type)  # no varchar(n) truncation
-                    else:
-                        typed = cast(text_value, col.type)
-                    columns.append(case((key == col.name, typed)).label(f"{side}_{i}"))
-            columns += [type_coerce(log.c.old_data, JSONB)[key].label("old_raw"),
-                        type_coerce(log.c.new_data, JSONB)[key].label("new_raw")]
-        else:
-            columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
-                        type_coerce(log.c.new_data, Text).label("new_raw")]
-        conditions = [log.c.table_name == spec.name,
-                      log.c.table_schema.is_(None) if spec.schema is None
-                      else log.c.table_schema == spec.schema]
+        params: dict[str, Any] = {}
+        composite = 0
         if resource_ids is not None:
-            conditions.append(log.c.resource_id.in_(_resource_filter(resource_ids, spec, dialect)))
+            keys = _resource_keys(resource_ids, spec, dialect)
+            if len(spec.key_columns) == 1:
+                params["ids"] = keys
+            else:
+                composite = len(keys)
+                for i, parts in enumerate(keys):
+                    params.update({f"id_{i}_{j}": part for j, part in enumerate(parts)})
         if fields is not None:
-            conditions.append(key.in_([column_by_attr[f].name for f in fields]))
+            params["fields"] = [column_by_attr[f].name for f in fields]
         if user_ids is not None:
-            conditions.append(log.c.changed_by.in_([_user_text(u) for u in user_ids]))
-        for bound, op in ((start, "ge"), (end, "le")):
+            params["users"] = [_user_text(u) for u in user_ids]
+        for name, bound in (("start", start), ("end", end)):
             if bound is not None:
-                value = bound if pg else bound.replace(tzinfo=None)
-                conditions.append(log.c.changed_at >= value if op == "ge" else log.c.changed_at <= value)
-        order_col = {
-            "timestamp": log.c.changed_at, "resource_id": log.c.resource_id, "field_name": key,
-            "changed_by": log.c.changed_by, "operation": log.c.operation,
-            "transaction_id": log.c.transaction_id,
-        }[sort_by]
-        direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
-        order = [direction(order_col)]
-        if sort_by != "timestamp":
-            order.append(direction(log.c.changed_at))
-        order += [direction(log.c.id), key.asc()]
-        stmt = (select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
-                .order_by(*order).limit(limit).offset(offset))
+                params[name] = bound if pg else bound.replace(tzinfo=None)
+        if limit is not None:
+            params["limit"] = limit
+        if offset is not None:
+            params["offset"] = offset
+        shape = (resource_ids is not None, composite, fields is not None, user_ids is not None,
+                 start is not None, end is not None, limit is not None, offset is not None)
+        stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
         try:
-            rows = reader.execute(stmt).all()
+            rows = reader.execute(stmt, params).all()
         except DBAPIError as exc:
             if _missing_table(exc):
                 raise SQLAuditTableNotInDatabaseError(
-                    f"the audit table {log.name!r} does not exist in this database; run "
-                    f"metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
+                    "the audit table 'sqlaudit_log' does not exist in this database; run "
+                    "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
                 ) from exc
             raise
-    index = {col.name: i for i, col in enumerate(mapped)}
+    index = {name: i for i, name in enumerate(attr_by_column)}
     return [_record(row, spec, attr_by_column, index, pg, dialect) for row in rows]
+
+
+@lru_cache(maxsize=512)
+def _attributes(model_class: Any) -> dict[str, str]:
+    """Column name -> attribute name for the columns of the model's own table."""
+    spec = spec_for(model_class)
+    mapper = mapper_of(model_class) if isinstance(model_class, type) else None
+    return {
+        col.name: key
+        for key, col in (mapper.columns.items() if mapper is not None else [])
+        if isinstance(col, Column) and col.table is spec.table
+    } or {c.name: c.name for c in spec.table.columns}
+
+
+@lru_cache(maxsize=512)
+def _statement(
+    model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple
+) -> Any:
+    """The SELECT for one model and one combination of filters (values are bind parameters).
+
+    Built once and reused, so a call costs parameter binding, not query building.
+    """
+    has_ids, composite, has_fields, has_users, has_start, has_end, has_limit, has_offset = shape
+    spec = spec_for(model_class)
+    dialect = rendering_dialect(dialect_name)
+    log = audit_table(spec.table.metadata)
+    pg = dialect_name == "postgresql"
+    keys_fn = func.jsonb_object_keys if pg else func.json_each
+    keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key")
+    if pg:
+        keys = keys.render_derived(name="sqlaudit_keys")
+    key = keys.c.key
+    mapped = [spec.table.c[name] for name in _attributes(model_class)]
+    columns: list[ColumnElement[Any]] = [
+        log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
+        log.c.transaction_id, log.c.reason, log.c.db_role, key.label("field"),
+    ]
+    if pg:
+        for i, col in enumerate(mapped):
+            for side in ("old", "new"):
+                columns.append(case((key == col.name, _typed(log, side, col, dialect))).label(f"{side}_{i}"))
+        columns += [type_coerce(log.c.old_data, JSONB)[key].label("old_raw"),
+                    type_coerce(log.c.new_data, JSONB)[key].label("new_raw")]
+    else:
+        columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
+                    type_coerce(log.c.new_data, Text).label("new_raw")]
+    conditions = [log.c.table_name == spec.name,
+                  log.c.table_schema.is_(None) if spec.schema is None
+                  else log.c.table_schema == spec.schema]
+    if has_ids and composite:
+        array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
+        conditions.append(log.c.resource_id.in_([
+            array(*[bindparam(f"id_{i}_{j}", type_=Text) for j in range(len(spec.key_columns))])
+            for i in range(composite)
+        ]))
+    elif has_ids:
+        conditions.append(log.c.resource_id.in_(bindparam("ids", expanding=True)))
+    if has_fields:
+        conditions.append(key.in_(bindparam("fields", expanding=True)))
+    if has_users:
+        conditions.append(log.c.changed_by.in_(bindparam("users", expanding=True)))
+    if has_start:
+        conditions.append(log.c.changed_at >= bindparam("start", type_=log.c.changed_at.type))
+    if has_end:
+        conditions.append(log.c.changed_at <= bindparam("end", type_=log.c.changed_at.type))
+    order_col = {
+        "timestamp": log.c.changed_at, "resource_id": log.c.resource_id, "field_name": key,
+        "changed_by": log.c.changed_by, "operation": log.c.operation,
+        "transaction_id": log.c.transaction_id,
+    }[sort_by]
+    direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
+    order = [direction(order_col)]
+    if sort_by != "timestamp":
+        order.append(direction(log.c.changed_at))
+    order += [direction(log.c.id), key.asc()]
+    stmt = select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
+    stmt = stmt.order_by(*order)
+    if has_limit:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if has_offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    return stmt
+
+
+def _typed(log: Any, side: str, col: Column[Any], dialect: Dialect) -> Any:
+    """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
+    data = type_coerce(log.c[f"{side}_data"], JSONB)
+    impl = base_type(col.type, dialect)
+    if isinstance(impl, JSON):
+        return type_coerce(data[col.name], col.type)  # the JSON value itself
+    if isinstance(impl, String):
+        return type_coerce(data[col.name].astext, col.type)  # no varchar(n) truncation
+    return cast(data[col.name].astext, col.type)
 
 
 def _user_text(value: Any) -> str:
