@@ -38,6 +38,8 @@ log = logging.getLogger("sqlaudit")
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
+_PQ_IDLE = 0  # libpq PQTRANS_IDLE
+_PQ_TUPLES_OK = 2  # libpq PGRES_TUPLES_OK
 _busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
 _warned_autocommit = False
 
@@ -66,8 +68,46 @@ def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) ->
 
 
 def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
-    _execute(cursor, dialect, _sql("postgresql", "set_actor"),
-             {"user_id": actor.user_id or "", "reason": actor.reason or ""})
+    params = {"user_id": actor.user_id or "", "reason": actor.reason or ""}
+    if dialect.driver == "psycopg" and _stamp_with_begin(conn.connection.driver_connection, params):
+        return True
+    _execute(cursor, dialect, _sql("postgresql", "set_actor"), params)
+    return True
+
+
+def _stamp_with_begin(driver_conn: Any, params: dict[str, str]) -> bool:
+    """psycopg 3: send the stamp in the same round trip as the transaction's BEGIN.
+
+    psycopg starts a transaction with a separate BEGIN before the first
+    statement; when the connection is idle we send that BEGIN (with the
+    connection's own isolation options) and the ``set_config`` together, as
+    one simple-protocol message, so stamping costs no extra round trip. The
+    values are quoted by psycopg (``sql.Literal``, libpq's escaping). Returns False where this
+    does not apply (async, pipeline or autocommit mode, a transaction already
+    open, an older psycopg), and the caller uses the portable path.
+    """
+    begin = getattr(driver_conn, "_get_tx_start_command", None)
+    pgconn = getattr(driver_conn, "pgconn", None)
+    if (
+        begin is None
+        or pgconn is None
+        or getattr(driver_conn, "_pipeline", None) is not None
+        or driver_conn.autocommit
+        or pgconn.transaction_status != _PQ_IDLE
+        or not hasattr(driver_conn, "lock")
+        or hasattr(driver_conn, "__aenter__")
+    ):
+        return False
+    from psycopg import sql as psycopg_sql
+
+    encoding = driver_conn.info.encoding
+    literal = {k: psycopg_sql.Literal(v).as_string(driver_conn) for k, v in params.items()}
+    command = _sql("postgresql", "set_actor").replace(":user_id", literal["user_id"], 1)
+    command = command.replace(":reason", literal["reason"], 1)
+    with driver_conn.lock:
+        result = pgconn.exec_(begin() + b"; " + command.encode(encoding))
+    if result.status != _PQ_TUPLES_OK:
+        raise RuntimeError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
     return True
 
 

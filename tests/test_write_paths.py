@@ -214,3 +214,20 @@ def test_sqlite_triggers_are_compiled_at_install(engine, models) -> None:
         validate_installed(conn, Customer.__table__)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sqlaudit_log").scalar() == 0
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_stamping_keeps_the_connections_isolation_level(make_engine, Base, caplog) -> None:
+    engine = make_engine(isolation_level="SERIALIZABLE")
+    User, Customer = readme_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="iso"):
+        s.add(User(user_id=1))
+        s.flush()
+        assert s.execute(text("SHOW transaction_isolation")).scalar() == "serializable"
+        s.add(Customer(name="n", user_id=1))
+        s.commit()
+    with Session(engine) as s:
+        assert {r.changed_by for r in changes(Customer, s)} == {"iso"}
+    assert "could not record the acting user" not in caplog.text
