@@ -27,6 +27,8 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    or_,
+    text,
     func,
     select,
     true,
@@ -318,11 +320,13 @@ def _statement(
     dialect = rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
-    keys_fn = func.jsonb_object_keys if pg else func.json_each
-    keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key")
+    keys_fn = func.jsonb_each if pg else func.json_each
+    keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key", "value")
     if pg:
         keys = keys.render_derived(name="sqlaudit_keys")
     key = keys.c.key
+    # insert and delete rows store every tracked column; NULLs are not changes
+    is_null = keys.c.value == text("'null'::jsonb") if pg else keys.c.value.is_(None)
     mapped = [spec.table.c[name] for name in _attributes(model_class)]
     columns: list[ColumnElement[Any]] = [
         log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
@@ -339,7 +343,8 @@ def _statement(
                     type_coerce(log.c.new_data, Text).label("new_raw")]
     conditions = [log.c.table_name == spec.name,
                   log.c.table_schema.is_(None) if spec.schema is None
-                  else log.c.table_schema == spec.schema]
+                  else log.c.table_schema == spec.schema,
+                  or_(log.c.operation == "update", ~is_null)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([

@@ -550,3 +550,31 @@ def test_sqlite_dynamic_typing_never_fails_the_write_and_is_recorded(
         (record,) = changes(Val, s, filter_fields="x")
     assert (record.operation, record.resource_id) == ("insert", "1")
     assert typed({"x": record.new_value}) == typed({"x": orm["x"]})
+
+
+def test_a_table_with_seventy_tracked_columns_is_audited(engine, Base) -> None:
+    """Wider than one json_object()/jsonb_build_object() call can take."""
+    from sqlalchemy import Column, Integer, Table
+
+    from sqlaudit.decorators import track_table
+    from sqlaudit.retrieval import get_resource_changes
+
+    names = [f"c{i:02d}" for i in range(70)]
+    table = Table("wide", Base.metadata, Column("id", Integer, primary_key=True),
+                  *[Column(n, Integer) for n in names])
+
+    @track_table()
+    class Wide(Base):
+        __table__ = table
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Wide(id=1, **{n: i for i, n in enumerate(names)}))
+        s.commit()
+        s.execute(text("UPDATE wide SET c69 = -1, c00 = NULL"))
+        s.commit()
+        records = get_resource_changes(Wide, session=s, sort_direction="asc")
+    inserted = {r.field_name: r.new_value for r in records if r.operation == "insert"}
+    assert inserted == {"id": 1, **{n: i for i, n in enumerate(names)}}
+    updated = sorted((r.field_name, r.old_value, r.new_value) for r in records if r.operation == "update")
+    assert updated == [("c00", 0, None), ("c69", 69, -1)]

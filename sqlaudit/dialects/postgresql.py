@@ -91,18 +91,6 @@ def _key_array(cases: Sequence[str]) -> str:
     return f"array_remove(ARRAY[{', '.join(cases)}]::text[], NULL)"
 
 
-def _non_null_object(spec: TableSpec, alias: str, dialect: Dialect) -> str:
-    """jsonb of the tracked columns whose value is not NULL (insert and delete).
-
-    Does not rely on the model's nullability: the database may differ from it.
-    """
-    cases = [
-        f"CASE WHEN {_ref(c, alias, dialect)} IS NULL THEN {string_literal(c.name, dialect)} END"
-        for c in spec.columns
-    ]
-    return f"({_object(spec.columns, alias, dialect)}) - {_key_array(cases)}"
-
-
 def _key(spec: TableSpec, alias: str, dialect: Dialect) -> str:
     refs = [f"{_ref(c, alias, dialect)}::text" for c in spec.key_columns]
     if len(refs) == 1:
@@ -173,9 +161,9 @@ def _body_statements(
         "update_old_data": f"({_object(spec.columns, 'o', dialect)})",
         "update_new_data": f"({_object(spec.columns, 'n', dialect)})",
         "insert_key": _key(spec, "n", dialect),
-        "insert_data": _non_null_object(spec, "n", dialect),
+        "insert_data": _object(spec.columns, "n", dialect),
         "delete_key": _key(spec, "o", dialect),
-        "delete_data": _non_null_object(spec, "o", dialect),
+        "delete_data": _object(spec.columns, "o", dialect),
     }
     probe = "".join(values.values())
     values["dollar"] = _dollar_tag(probe)

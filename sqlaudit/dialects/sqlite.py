@@ -38,6 +38,36 @@ def encode(ref: str) -> str:
     )
 
 
+_MAX_PAIRS = 60  # json_object() takes at most 127 arguments by default
+
+
+def _value(ref: str) -> str:
+    """A value for json_object(): reals and blobs become marker objects (see encode)."""
+    return (
+        f"CASE typeof({ref}) "
+        f"WHEN 'real' THEN json_object('$r', printf('%!.20e', {ref})) "
+        f"WHEN 'blob' THEN json_object('$b', hex({ref})) "
+        f"ELSE {ref} END"
+    )
+
+
+def _full_object(columns: Sequence[Column[Any]], alias: str, dialect: Dialect) -> str:
+    """JSON object of every column in ``columns`` (insert and delete; NULLs are
+    skipped when reading). Chunks are merged with json_patch, which drops NULL
+    members, harmless here."""
+    chunks = []
+    for start in range(0, len(columns), _MAX_PAIRS):
+        pairs = ", ".join(
+            f"{string_literal(c.name, dialect)}, {_value(_ref(c, alias, dialect))}"
+            for c in columns[start : start + _MAX_PAIRS]
+        )
+        chunks.append(f"json_object({pairs})")
+    result = chunks[0]
+    for chunk in chunks[1:]:
+        result = f"json_patch({result}, {chunk})"
+    return result
+
+
 def _object(
     columns: Sequence[Column[Any]], alias: str, dialect: Dialect, where: "dict[str, str]"
 ) -> str:
@@ -98,9 +128,6 @@ def install_statements(spec: TableSpec, dialect: Dialect, default_schema: Option
 
 def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list[str]:
 
-    def null_guard(alias: str) -> dict[str, str]:
-        return {c.name: f"{_ref(c, alias, dialect)} IS NOT NULL" for c in spec.columns}
-
     key_same = " AND ".join(
         f"{_ref(c, 'OLD', dialect)} IS {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
     )
@@ -112,7 +139,7 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
         table_literal=string_literal(spec.name, dialect),
         now=NOW,
         insert_key=key_expression(spec, "NEW", dialect),
-        insert_data=_object(spec.columns, "NEW", dialect, null_guard("NEW")),
+        insert_data=_full_object(spec.columns, "NEW", dialect),
         update_when=f"({key_same}) AND ({' OR '.join(changed.values())})",
         key_changed=" OR ".join(
             f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
@@ -121,7 +148,7 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
         update_old_data=_object(spec.columns, "OLD", dialect, changed),
         update_new_data=_object(spec.columns, "NEW", dialect, changed),
         delete_key=key_expression(spec, "OLD", dialect),
-        delete_data=_object(spec.columns, "OLD", dialect, null_guard("OLD")),
+        delete_data=_full_object(spec.columns, "OLD", dialect),
         fingerprint=fingerprint_comment,
     )
     return _templates.render(DIALECT, "triggers", **values)
