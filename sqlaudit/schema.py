@@ -40,8 +40,9 @@ def audit_table(metadata: MetaData) -> Table:
         transaction_id: the database transaction (PostgreSQL xid; on SQLite an id
             stamped by sqlaudit's connections, NULL for foreign connections).
         reason: optional free text from ``audit_context(reason=...)``.
-        old_data, new_data: JSON objects ``{column_name: value}`` of the changed
-            tracked columns (all non-NULL tracked columns for insert/delete).
+        old_data, new_data: JSON objects ``{column_name: value}``: for an update the
+            tracked columns that changed, for an insert (new_data) or a delete
+            (old_data) every tracked column (retrieval skips the NULL ones).
     """
     key = f"{metadata.schema}.{AUDIT_TABLE_NAME}" if metadata.schema else AUDIT_TABLE_NAME
     existing = metadata.tables.get(key)
