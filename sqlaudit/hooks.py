@@ -36,8 +36,11 @@ __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
 log = logging.getLogger("sqlaudit")
 
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
+_TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across re-stamps
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+_SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_TUPLES_OK = 2  # libpq PGRES_TUPLES_OK
 _busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
@@ -118,8 +121,10 @@ def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection)
     the main database file (a read lock there would turn the transaction's
     first write into an immediate "database is locked" under concurrency).
     """
-    params = {"user_id": actor.user_id, "reason": actor.reason,
-              "transaction_id": secrets.randbits(62),
+    txid = conn.info.get(_TXID)
+    if txid is None:
+        txid = conn.info[_TXID] = secrets.randbits(62)
+    params = {"user_id": actor.user_id, "reason": actor.reason, "transaction_id": txid,
               "stamp_trigger": conn.info.get(_STAMP_TRIGGER, "")}
     if not getattr(conn.connection.dbapi_connection, "in_transaction", True):
         # Outside a transaction a read of the main schema version holds no lock.
@@ -195,7 +200,14 @@ def _before_cursor_execute(
         if override is not None and override == stamped:
             return
     dialect = conn.dialect
-    if dialect.name not in ("postgresql", "sqlite") or statement[:5].upper() == "BEGIN":
+    if dialect.name not in ("postgresql", "sqlite"):
+        return
+    head = statement.lstrip()[:9].upper()
+    if head.startswith(_CONTROL) or (dialect.name == "sqlite" and head.startswith(_SQLITE_READS)):
+        # Transaction control needs no user (and a savepoint rollback that is about to
+        # run would undo a stamp made now). On SQLite, reads wait for the first write:
+        # a stamp would open the transaction early and hold a read lock that turns
+        # the later write into an immediate "database is locked".
         return
     if _is_autocommit(conn):
         _warn_autocommit()
@@ -235,11 +247,22 @@ def _warn_autocommit() -> None:
         )
 
 
+def _reset_savepoint(conn: Connection, *args: Any) -> None:
+    """After ROLLBACK TO SAVEPOINT the next statement stamps again (same transaction id)."""
+    if not conn.invalidated:
+        conn.info.pop(_STATE, None)
+
+
 def _reset(conn: Connection, *args: Any) -> None:
-    conn.info.pop(_STATE, None)
+    if not conn.invalidated:  # an invalidated connection has no info to clean
+        conn.info.pop(_STATE, None)
+        conn.info.pop(_TXID, None)
 
 
 def _commit(conn: Connection) -> None:
+    if conn.invalidated:
+        return
+    conn.info.pop(_TXID, None)
     state = conn.info.pop(_STATE, None)
     if state is None or conn.dialect.name != "sqlite":
         return
@@ -254,7 +277,7 @@ _LISTENERS = (
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _reset),
-    ("rollback_savepoint", _reset),
+    ("rollback_savepoint", _reset_savepoint),
 )
 
 

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import (
-    JSON,
     Column,
     Integer,
     String,
@@ -384,7 +383,7 @@ def _typed(log: Any, side: str, col: Column[Any], dialect: Dialect) -> Any:
     """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
     data = type_coerce(log.c[f"{side}_data"], JSONB)
     impl = base_type(col.type, dialect)
-    if isinstance(impl, JSON):
+    if isinstance(impl, JSONB):
         return type_coerce(data[col.name], col.type)  # the JSON value itself
     if isinstance(impl, String):
         return type_coerce(data[col.name].astext, col.type)  # no varchar(n) truncation

@@ -71,6 +71,7 @@ def test_full_readme_flow(engine, Base) -> None:
         jane.name = "Jane Smith"
         session.commit()
         jane_id = jane.customer_id
+        acting_user_id = user.user_id
 
     # no session: the configured session_factory is used
     records = get_resource_changes(model_class=Customer, filter_resource_ids=jane_id)
@@ -87,7 +88,7 @@ def test_full_readme_flow(engine, Base) -> None:
     assert all(str(r.timestamp.tzinfo) == "Europe/Kyiv" for r in records)
     # the README's own filters: several ids (one with its typo fixed) and a user id string
     both = get_resource_changes(
-        model_class=Customer, filter_resource_ids=["1", "2"], filter_user_ids=str(user.user_id)
+        model_class=Customer, filter_resource_ids=["1", "2"], filter_user_ids=str(acting_user_id)
     )
     assert {r.resource_id for r in both} == {"1", "2"}
     assert len(both) == 7

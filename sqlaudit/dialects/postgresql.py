@@ -54,7 +54,11 @@ def _ref(col: Column[Any], alias: str, dialect: Dialect) -> str:
 
 def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
     ref = _ref(col, alias, dialect)
-    if isinstance(base_type(col.type, dialect), _JSON_NATIVE):
+    impl = base_type(col.type, dialect)
+    if isinstance(impl, JSON) and not isinstance(impl, JSONB):
+        # json keeps its exact text (number forms, \u0000) that jsonb would reject or rewrite
+        return f"to_jsonb({ref}::text)"
+    if isinstance(impl, _JSON_NATIVE):
         return f"to_jsonb({ref})"
     return f"to_jsonb({ref}::text)"
 

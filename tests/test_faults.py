@@ -1,0 +1,474 @@
+"""Faults: failed statements, rolled-back savepoints and killed connections.
+
+The audit records of a change live and die with the change: whatever makes a
+transaction (or part of one) fail must take exactly its audit records with it,
+leave every record committed earlier untouched, and never disturb the user
+attributed to the writes that do survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Optional
+
+import pytest
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.pool import NullPool
+
+from sqlaudit import audit_context, register_hooks, track_table
+from sqlaudit.config import SQLAuditConfig, set_config
+
+from conftest import changes
+
+pg_only = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+
+
+# ---------------------------------------------------------------- models and helpers
+
+
+def fault_models(Base: Any) -> tuple[type, type]:
+    """Owners and their items, with a UNIQUE, a CHECK and two foreign keys (one deferred)."""
+
+    @track_table(tracked_fields=["name"])
+    class Owner(Base):
+        __tablename__ = "owners"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        name: Mapped[str] = mapped_column(String(50))
+
+    @track_table(tracked_fields=["title", "qty", "owner_id"])
+    class Item(Base):
+        __tablename__ = "items"
+        __table_args__ = (CheckConstraint("qty >= 0", name="qty_not_negative"),)
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(String(50), unique=True)
+        qty: Mapped[int] = mapped_column(Integer)
+        owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("owners.id"))
+        checked_owner_id: Mapped[Optional[int]] = mapped_column(  # not tracked
+            ForeignKey("owners.id", deferrable=True, initially="DEFERRED")
+        )
+
+    return Owner, Item
+
+
+def enforce_sqlite_foreign_keys(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _fk_on(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+@pytest.fixture
+def models(engine, Base) -> tuple[type, type]:
+    """Committed history by user "seed": owners 1 and 2, items 1-3 (item 3 belongs to owner 2)."""
+    enforce_sqlite_foreign_keys(engine)
+    Owner, Item = fault_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="seed"):
+        s.add_all([Owner(id=1, name="free"), Owner(id=2, name="busy")])
+        s.flush()
+        s.add_all([
+            Item(id=1, title="item-1", qty=10),
+            Item(id=2, title="item-2", qty=10),
+            Item(id=3, title="item-3", qty=3, owner_id=2),
+        ])
+        s.commit()
+    return Owner, Item
+
+
+def audit_log(engine: Engine) -> list[tuple[Any, ...]]:
+    """Every column of every audit row, in id order."""
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text("SELECT * FROM sqlaudit_log ORDER BY id"))]
+
+
+def entries(engine: Engine, skip: int) -> list[tuple[Any, ...]]:
+    """(table_name, resource_id, operation) of the audit rows after the first ``skip``."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT table_name, resource_id, operation FROM sqlaudit_log ORDER BY id"))
+        return [tuple(row) for row in rows][skip:]
+
+
+def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        return {
+            "owners": [tuple(r) for r in conn.execute(text("SELECT * FROM owners ORDER BY id"))],
+            "items": [tuple(r) for r in conn.execute(text("SELECT * FROM items ORDER BY id"))],
+        }
+
+
+def titles_by(Item: type, engine: Engine, skip: int = 0) -> list[tuple[Any, ...]]:
+    """(operation, resource_id, old title, new title, changed_by) of the title records."""
+    with Session(engine) as s:
+        records = changes(Item, s, filter_fields="title")[skip:]
+    return [(r.operation, r.resource_id, r.old_value, r.new_value, r.changed_by) for r in records]
+
+
+SEED_TITLES = 3  # title records written by the models fixture
+
+
+def refused_item(Item: type, violation: str) -> Any:
+    """A new item that the database refuses (item 3 and owner 99 never change)."""
+    return {
+        "unique": lambda: Item(id=90, title="item-3", qty=1),
+        "foreign-key": lambda: Item(id=90, title="orphan", qty=1, owner_id=99),
+        "check": lambda: Item(id=90, title="negative", qty=-1),
+    }[violation]()
+
+
+# Multi-row statements that the database refuses on their LAST row, after the
+# earlier rows were already written (and, on SQLite, their row-level audit
+# triggers already ran).
+HALFWAY_STATEMENTS = {
+    "update-violating-check": "UPDATE items SET qty = qty - 5",
+    "insert-violating-unique": (
+        "INSERT INTO items (id, title, qty) VALUES (10, 'new-a', 1), (11, 'new-b', 1), (12, 'item-2', 1)"
+    ),
+    "delete-violating-foreign-key": "DELETE FROM owners",
+}
+
+
+# ---------------------------------------------------------------- failed statement, rolled back
+
+
+@pytest.mark.parametrize("violation", ["unique", "foreign-key"])
+def test_rolled_back_transaction_with_a_failed_statement_leaves_the_audit_table_as_it_was(
+    engine, models, violation
+) -> None:
+    Owner, Item = models
+    before_log, before_rows = audit_log(engine), table_rows(engine)
+    with Session(engine) as s, audit_context(user_id="lost"):
+        s.add(Item(id=4, title="item-4", qty=1, owner_id=1))
+        s.flush()
+        s.get(Item, 1).title = "renamed"
+        s.delete(s.get(Item, 2))
+        s.get(Owner, 1).name = "renamed owner"
+        s.flush()
+        s.add(refused_item(Item, violation))
+        with pytest.raises(IntegrityError):
+            s.flush()
+        s.rollback()
+    assert audit_log(engine) == before_log
+    assert table_rows(engine) == before_rows
+    assert titles_by(Item, engine) == [
+        ("insert", "1", None, "item-1", "seed"),
+        ("insert", "2", None, "item-2", "seed"),
+        ("insert", "3", None, "item-3", "seed"),
+    ]
+
+
+def test_commit_refused_by_a_deferred_foreign_key_leaves_the_audit_table_as_it_was(
+    engine, models
+) -> None:
+    _, Item = models
+    before_log, before_rows = audit_log(engine), table_rows(engine)
+    with Session(engine) as s, audit_context(user_id="lost"):
+        s.add(Item(id=4, title="item-4", qty=1, checked_owner_id=99))  # checked at COMMIT
+        s.get(Item, 1).title = "renamed"
+        s.flush()
+        with pytest.raises(IntegrityError):
+            s.commit()
+        s.rollback()
+    assert audit_log(engine) == before_log
+    assert table_rows(engine) == before_rows
+
+
+# ---------------------------------------------------------------- failed statement in a savepoint
+
+
+@pytest.mark.parametrize("violation", ["unique", "foreign-key", "check"])
+@pytest.mark.parametrize("source", ["audit_context", "callback"])
+def test_failed_statement_in_a_rolled_back_savepoint_keeps_the_outer_writes_and_their_user(
+    engine, models, violation, source
+) -> None:
+    _, Item = models
+    if source == "callback":
+        set_config(SQLAuditConfig(get_user_id_callback=lambda: "A"))
+    user = audit_context(user_id="A") if source == "audit_context" else contextlib.nullcontext()
+    with Session(engine) as s:
+        with user:
+            s.add(Item(id=4, title="before", qty=1))
+            s.flush()
+            with pytest.raises(IntegrityError):
+                with s.begin_nested():
+                    s.get(Item, 1).title = "inside"
+                    s.flush()
+                    s.add(refused_item(Item, violation))
+                    s.flush()
+            s.add(Item(id=5, title="after", qty=1))
+            s.flush()
+            s.commit()
+    assert titles_by(Item, engine, skip=SEED_TITLES) == [
+        ("insert", "4", None, "before", "A"),
+        ("insert", "5", None, "after", "A"),
+    ]
+
+
+@pytest.mark.parametrize("failure", [True, False], ids=["after-a-failed-statement", "plain-rollback"])
+def test_user_entered_inside_a_rolled_back_savepoint_is_recorded_for_its_later_writes(
+    engine, models, failure
+) -> None:
+    """A nested audit_context entered inside a savepoint still names the writes made in it
+    after the savepoint was rolled back, and the outer user is back once it exits."""
+    _, Item = models
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Item(id=4, title="before", qty=1))
+        s.flush()
+        savepoint = s.begin_nested()
+        s.add(Item(id=5, title="inside by A", qty=1))
+        s.flush()  # the SAVEPOINT is now open in the database
+        with audit_context(user_id="B"):
+            s.add(Item(id=6, title="inside by B", qty=1))
+            s.flush()
+            if failure:
+                s.add(Item(id=90, title="item-1", qty=1))
+                with pytest.raises(IntegrityError):
+                    s.flush()
+            savepoint.rollback()
+            s.add(Item(id=7, title="after, by B", qty=1))
+            s.flush()
+        s.add(Item(id=8, title="after, by A", qty=1))
+        s.flush()
+        s.commit()
+    assert titles_by(Item, engine, skip=SEED_TITLES) == [
+        ("insert", "4", None, "before", "A"),
+        ("insert", "7", None, "after, by B", "B"),
+        ("insert", "8", None, "after, by A", "A"),
+    ]
+
+
+def test_records_around_a_failed_savepoint_share_their_transaction_id(engine, models) -> None:
+    _, Item = models
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Item(id=4, title="before", qty=1))
+        s.flush()
+        with pytest.raises(IntegrityError):
+            with s.begin_nested():
+                with audit_context(user_id="B"):
+                    s.add(Item(id=90, title="item-1", qty=1))
+                    s.flush()
+        s.add(Item(id=5, title="after", qty=1))
+        s.flush()
+        s.commit()
+    with Session(engine) as s:
+        records = changes(Item, s, filter_resource_ids=[4, 5])
+    assert [(r.resource_id, r.field_name) for r in records] == [
+        ("4", "qty"), ("4", "title"), ("5", "qty"), ("5", "title"),
+    ]
+    assert len({r.transaction_id for r in records}) == 1
+
+
+def test_failed_statement_in_a_savepoint_logs_no_sqlaudit_warning(engine, models, caplog) -> None:
+    _, Item = models
+    with caplog.at_level(logging.DEBUG, logger="sqlaudit"):
+        with Session(engine) as s, audit_context(user_id="A"):
+            s.add(Item(id=4, title="before", qty=1))
+            s.flush()
+            with pytest.raises(IntegrityError):
+                with s.begin_nested():
+                    s.add(Item(id=90, title="item-1", qty=1))
+                    s.flush()
+            s.add(Item(id=5, title="after", qty=1))
+            s.commit()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "sqlaudit" and r.levelno >= logging.WARNING] == []
+    assert titles_by(Item, engine, skip=SEED_TITLES) == [
+        ("insert", "4", None, "before", "A"),
+        ("insert", "5", None, "after", "A"),
+    ]
+
+
+# ---------------------------------------------------------------- statements failing halfway
+
+
+@pytest.mark.parametrize("statement", list(HALFWAY_STATEMENTS))
+def test_multi_row_statement_failing_halfway_in_a_savepoint_leaves_no_partial_records(
+    engine, models, statement
+) -> None:
+    Owner, Item = models
+    before_log, before_rows = audit_log(engine), table_rows(engine)
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'kept', 1)"))
+        savepoint = conn.begin_nested()
+        with pytest.raises(IntegrityError):
+            conn.execute(text(HALFWAY_STATEMENTS[statement]))
+        savepoint.rollback()
+        conn.commit()
+    assert audit_log(engine)[: len(before_log)] == before_log
+    assert entries(engine, skip=len(before_log)) == [("items", "4", "insert")]
+    after_rows = table_rows(engine)
+    assert after_rows["owners"] == before_rows["owners"]
+    assert after_rows["items"] == before_rows["items"] + [(4, "kept", 1, None, None)]
+    assert titles_by(Item, engine, skip=SEED_TITLES) == [("insert", "4", None, "kept", "A")]
+
+
+@sqlite_only
+@pytest.mark.parametrize("statement", list(HALFWAY_STATEMENTS))
+def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_continuing_transaction(
+    engine, models, statement
+) -> None:
+    """SQLite keeps the transaction open after a constraint error: the row-level triggers
+    of the rows written before the failing one must be undone with the statement."""
+    _, Item = models
+    before_log = audit_log(engine)
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'before', 1)"))
+        with pytest.raises(IntegrityError):
+            conn.execute(text(HALFWAY_STATEMENTS[statement]))
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (5, 'after', 1)"))
+        conn.commit()
+    assert audit_log(engine)[: len(before_log)] == before_log
+    assert entries(engine, skip=len(before_log)) == [("items", "4", "insert"), ("items", "5", "insert")]
+    assert titles_by(Item, engine, skip=SEED_TITLES) == [
+        ("insert", "4", None, "before", "A"),
+        ("insert", "5", None, "after", "A"),
+    ]
+
+
+# ---------------------------------------------------------------- killed connections (PostgreSQL)
+
+
+def backend_pid(conn: Any) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def terminate(engine: Engine, pid: int) -> None:
+    """pg_terminate_backend(pid) from a separate connection; return once the backend is gone."""
+    admin = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            deadline = time.monotonic() + 10
+            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                               {"pid": pid}).scalar_one():
+                assert time.monotonic() < deadline, f"backend {pid} did not exit"
+                time.sleep(0.02)
+                conn.rollback()  # a fresh snapshot of pg_stat_activity
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_models(make_engine, Base) -> tuple[Engine, type, type]:
+    engine = make_engine(pool_size=3, max_overflow=0)  # victim, other, and one to read with
+    Owner, Item = fault_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    return engine, Owner, Item
+
+
+@pg_only
+def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(pg_models) -> None:
+    engine, Owner, Item = pg_models
+    victim, other = engine.connect(), engine.connect()
+    try:
+        with audit_context(user_id="early"):
+            victim.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'by early', 5)"))
+            victim.commit()
+        with audit_context(user_id="other"):
+            other.execute(text("INSERT INTO items (id, title, qty) VALUES (2, 'by other', 5)"))
+            other.commit()
+        committed_log, committed_rows = audit_log(engine), table_rows(engine)
+        pid = backend_pid(victim)
+        victim.commit()
+        with audit_context(user_id="victim"):
+            victim.execute(text("INSERT INTO items (id, title, qty) VALUES (3, 'lost', 1)"))
+            victim.execute(text("UPDATE items SET title = 'lost rename' WHERE id = 1"))
+            victim.execute(text("DELETE FROM items WHERE id = 2"))
+            terminate(engine, pid)
+            with pytest.raises(OperationalError) as failure:
+                victim.commit()
+        assert failure.value.connection_invalidated
+    finally:
+        victim.close()
+        other.close()
+    assert audit_log(engine) == committed_log
+    assert table_rows(engine) == committed_rows
+    assert titles_by(Item, engine) == [
+        ("insert", "1", None, "by early", "early"),
+        ("insert", "2", None, "by other", "other"),
+    ]
+
+
+@pg_only
+def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
+    make_engine, Base
+) -> None:
+    engine = make_engine(pool_size=1, max_overflow=0)  # no pre_ping
+    _, Item = fault_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="victim"):
+        s.add(Item(id=1, title="lost", qty=1))
+        s.flush()
+        killed = backend_pid(s.connection())
+        terminate(engine, killed)
+        with pytest.raises(OperationalError):
+            s.commit()
+    with Session(engine) as s, audit_context(user_id="next"):
+        s.add(Item(id=2, title="next", qty=1))
+        s.flush()
+        replacement = backend_pid(s.connection())
+        s.commit()
+    assert replacement != killed
+    assert titles_by(Item, engine) == [("insert", "2", None, "next", "next")]
+
+
+@pg_only
+def test_pre_ping_replaces_a_killed_idle_connection_and_the_next_transaction_records_its_user(
+    make_engine, Base
+) -> None:
+    engine = make_engine(pool_size=1, max_overflow=0, pool_pre_ping=True)
+    _, Item = fault_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="first"):
+        s.add(Item(id=1, title="first", qty=1))
+        s.flush()
+        killed = backend_pid(s.connection())
+        s.commit()
+    terminate(engine, killed)  # the connection now idles, dead, in the pool
+    with Session(engine) as s, audit_context(user_id="second"):
+        s.add(Item(id=2, title="second", qty=1))
+        s.flush()
+        replacement = backend_pid(s.connection())
+        s.commit()
+    assert replacement != killed
+    assert titles_by(Item, engine) == [
+        ("insert", "1", None, "first", "first"),
+        ("insert", "2", None, "second", "second"),
+    ]
+
+
+@pg_only
+def test_without_pre_ping_a_killed_idle_connection_fails_once_then_the_retry_records_its_user(
+    make_engine, Base
+) -> None:
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _, Item = fault_models(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="first"):
+        s.add(Item(id=1, title="first", qty=1))
+        s.flush()
+        killed = backend_pid(s.connection())
+        s.commit()
+    terminate(engine, killed)
+    with Session(engine) as s, audit_context(user_id="second"):
+        s.add(Item(id=2, title="second", qty=1))
+        with pytest.raises(OperationalError) as failure:
+            s.flush()
+        assert failure.value.connection_invalidated
+    with Session(engine) as s, audit_context(user_id="retry"):
+        s.add(Item(id=2, title="second", qty=1))
+        s.commit()
+    assert titles_by(Item, engine) == [
+        ("insert", "1", None, "first", "first"),
+        ("insert", "2", None, "second", "retry"),
+    ]
