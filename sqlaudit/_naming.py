@@ -8,10 +8,6 @@ from sqlalchemy import Table
 
 PREFIX = "sqlaudit_"
 AUDIT_TABLE_NAME = "sqlaudit_log"
-SQLITE_CONTEXT_TABLE = "sqlaudit_context"
-SQLITE_STAMP_TRIGGER = "sqlaudit_stamp"
-PG_SETTING_USER = "sqlaudit.user_id"
-PG_SETTING_REASON = "sqlaudit.reason"
 _PG_MAX_IDENTIFIER = 63
 
 
@@ -27,11 +23,6 @@ def _fit(name: str, limit: int = _PG_MAX_IDENTIFIER) -> str:
 def pg_function_name(table: Table) -> str:
     """Name of the PostgreSQL trigger function of ``table`` (in the table's schema)."""
     return _fit(f"{PREFIX}fn_{table.name}")
-
-
-def pg_trigger_name(operation: str) -> str:
-    """PostgreSQL trigger names are per table, so they need no table name."""
-    return f"{PREFIX}{operation}"
 
 
 def sqlite_trigger_name(table: Table, operation: str) -> str:

@@ -144,6 +144,19 @@ def Session_(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine)
 
 
+@pytest.fixture
+def readme_db(engine: Engine, Base: Any) -> tuple[type, type]:
+    """The original README's User and Customer models, created, with user 1 stored."""
+    from sample_models import readme_models
+
+    User, Customer = readme_models(Base)
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(User(user_id=1))
+        s.commit()
+    return User, Customer
+
+
 @pytest.fixture(autouse=True)
 def _reset_global_state() -> Iterator[None]:
     clear_config()

@@ -24,12 +24,10 @@ from sample_models import readme_models
 
 
 @pytest.fixture
-def models(engine, Base):
-    User, Customer = readme_models(Base)
-    Base.metadata.create_all(engine)
+def models(engine, readme_db):
+    """The README models with one customer, Ann, recorded."""
+    User, Customer = readme_db
     with Session(engine) as s:
-        s.add(User(user_id=1))
-        s.commit()
         s.add(Customer(name="Ann", user_id=1))
         s.commit()
     return User, Customer

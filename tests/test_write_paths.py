@@ -16,13 +16,8 @@ from sample_models import readme_models
 
 
 @pytest.fixture
-def models(engine, Base):
-    User, Customer = readme_models(Base)
-    Base.metadata.create_all(engine)
-    with Session(engine) as s:
-        s.add(User(user_id=1))
-        s.commit()
-    return User, Customer
+def models(readme_db):
+    return readme_db
 
 
 def _foreign_execute(engine, statements: list[str]) -> None:
