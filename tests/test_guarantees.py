@@ -261,3 +261,29 @@ def test_installing_on_a_missing_table_says_so(engine, Base) -> None:
     _, Customer = readme_models(Base)
     with pytest.raises(SQLAuditError, match="'customers' does not exist in this database"):
         install_audit_triggers(engine, Customer)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_trigger_statements_are_never_jit_compiled(engine, models) -> None:
+    """A session's cached trigger plans are never JIT-compiled, whatever the session's jit settings.
+
+    A plan cached for a big statement otherwise made PostgreSQL JIT-compile it
+    again for every later one-row write on the same pooled connection.
+    auto_explain reports the plans of the statements run inside the trigger.
+    """
+    notices: list[str] = []
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT pg_jit_available()")).scalar():
+            pytest.skip("this PostgreSQL server has no JIT provider (llvmjit) installed")
+        conn.connection.driver_connection.add_notice_handler(
+            lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute(text("LOAD 'auto_explain'"))
+        for setting in ("jit = on", "jit_above_cost = 0", "auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on", "auto_explain.log_level = notice"):
+            conn.execute(text(f"SET {setting}"))
+        conn.execute(text("UPDATE customers SET name = name || '!'"))
+        conn.commit()
+    outer = [n for n in notices if "Update on customers" in n]
+    inner = [n for n in notices if "Insert on sqlaudit_log" in n]
+    assert outer and "JIT:" in outer[0]  # the application's own statement was JIT-compiled
+    assert inner and not any("JIT:" in n for n in inner)
