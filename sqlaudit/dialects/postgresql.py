@@ -32,7 +32,8 @@ from ..spec import TableSpec
 from . import base_type, string_literal
 
 DIALECT = "postgresql"
-# to_jsonb() of these types gives a JSON value whose text casts straight back.
+# The JSON value jsonb_build_object() makes of these types (what to_jsonb()
+# gives) has a text that casts straight back; every other type goes in as its text.
 _JSON_NATIVE = (Integer, Numeric, Boolean, String, Enum, JSON, Date, DateTime, Time, Uuid,
                 LargeBinary, Interval)
 _MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
@@ -53,14 +54,16 @@ def _ref(col: Column[Any], alias: str, dialect: Dialect) -> str:
 
 
 def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
+    """The argument of jsonb_build_object() for ``col`` (which converts it as to_jsonb() would;
+    passing the column itself saves a to_jsonb() call per value)."""
     ref = _ref(col, alias, dialect)
     impl = base_type(col.type, dialect)
     if isinstance(impl, JSON) and not isinstance(impl, JSONB):
         # json keeps its exact text (number forms, \u0000) that jsonb would reject or rewrite
-        return f"to_jsonb({ref}::text)"
+        return f"{ref}::text"
     if isinstance(impl, _JSON_NATIVE):
-        return f"to_jsonb({ref})"
-    return f"to_jsonb({ref}::text)"
+        return ref
+    return f"{ref}::text"
 
 
 def _comparable(col: Column[Any], dialect: Dialect) -> bool:
