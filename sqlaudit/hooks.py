@@ -38,6 +38,7 @@ log = logging.getLogger("sqlaudit")
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
 _TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across re-stamps
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
+_STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
@@ -72,23 +73,26 @@ def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) ->
 
 def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
     params = {"user_id": actor.user_id or "", "reason": actor.reason or ""}
-    if dialect.driver == "psycopg" and _stamp_with_begin(conn.connection.driver_connection, params):
+    if dialect.driver == "psycopg" and _stamp_with_begin(conn, params):
         return True
     _execute(cursor, dialect, _sql("postgresql", "set_actor"), params)
     return True
 
 
-def _stamp_with_begin(driver_conn: Any, params: dict[str, str]) -> bool:
+def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
     """psycopg 3: send the stamp in the same round trip as the transaction's BEGIN.
 
     psycopg starts a transaction with a separate BEGIN before the first
     statement; when the connection is idle we send that BEGIN (with the
     connection's own isolation options) and the ``set_config`` together, as
     one simple-protocol message, so stamping costs no extra round trip. The
-    values are quoted by psycopg (``sql.Literal``, libpq's escaping). Returns False where this
+    values are quoted by psycopg (``sql.Literal``, libpq's escaping); the quoted
+    command is kept per connection while the same user and reason come back
+    (the common case on a pooled connection). Returns False where this
     does not apply (async, pipeline or autocommit mode, a transaction already
     open, an older psycopg), and the caller uses the portable path.
     """
+    driver_conn = conn.connection.driver_connection
     begin = getattr(driver_conn, "_get_tx_start_command", None)
     pgconn = getattr(driver_conn, "pgconn", None)
     if (
@@ -101,17 +105,28 @@ def _stamp_with_begin(driver_conn: Any, params: dict[str, str]) -> bool:
         or hasattr(driver_conn, "__aenter__")
     ):
         return False
-    from psycopg import sql as psycopg_sql
-
-    encoding = driver_conn.info.encoding
-    literal = {k: psycopg_sql.Literal(v).as_string(driver_conn) for k, v in params.items()}
-    command = _sql("postgresql", "set_actor").replace(":user_id", literal["user_id"], 1)
-    command = command.replace(":reason", literal["reason"], 1)
+    key = (params["user_id"], params["reason"], driver_conn.info.encoding)
+    cached = conn.info.get(_STAMP_COMMAND)
+    if cached is not None and cached[0] == key:
+        command = cached[1]
+    else:
+        command = _quoted_set_actor(driver_conn, params)
+        conn.info[_STAMP_COMMAND] = (key, command)
     with driver_conn.lock:
-        result = pgconn.exec_(begin() + b"; " + command.encode(encoding))
+        result = pgconn.exec_(begin() + b"; " + command)
     if result.status != _PQ_TUPLES_OK:
         raise RuntimeError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
     return True
+
+
+def _quoted_set_actor(driver_conn: Any, params: dict[str, str]) -> bytes:
+    """set_actor with the values quoted by psycopg, encoded for the connection."""
+    from psycopg import sql as psycopg_sql
+
+    literal = {k: psycopg_sql.Literal(v).as_string(driver_conn) for k, v in params.items()}
+    command = _sql("postgresql", "set_actor").replace(":user_id", literal["user_id"], 1)
+    command = command.replace(":reason", literal["reason"], 1)
+    return command.encode(driver_conn.info.encoding)
 
 
 def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:

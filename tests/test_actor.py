@@ -202,6 +202,19 @@ def test_user_does_not_leak_into_the_next_transaction_on_the_same_pooled_connect
     assert authors(Note, engine) == [("by A", "A"), ("by nobody", None)]
 
 
+def test_users_alternating_on_one_pooled_connection_are_each_recorded(make_engine, Base) -> None:
+    engine = make_engine(pool_size=1, max_overflow=0)
+    Note = note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    users = ["A", "B", "A", "it's \\ 'B'", "A", None, "A"]
+    for n, user in enumerate(users):
+        with Session(engine) as s, audit_context(user_id=user):
+            add(s, Note, f"note {n}")
+            s.commit()
+    assert authors(Note, engine) == [(f"note {n}", user) for n, user in enumerate(users)]
+
+
 def test_user_does_not_leak_into_the_next_core_transaction_on_the_same_connection(
     make_engine, Base
 ) -> None:
