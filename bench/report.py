@@ -1,0 +1,478 @@
+"""Turn one benchmark run into docs/benchmarks.md, docs/benchmarks.png and benchmarks.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from harness import READ_WORKLOADS, WORKLOAD_TITLES, WRITE_WORKLOADS, summarize
+
+DIALECT_TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+#: issue 4's targets: (dialect, workload) -> (ratio against, bound)
+TARGETS = {
+    **{(d, w): ("limit", 1.3) for d in DIALECT_TITLES for w in ("bulk_insert", "bulk_update", "bulk_delete")},
+    ("postgresql", "oltp_update"): ("baseline", 1.15), ("postgresql", "oltp_insert"): ("baseline", 1.15),
+    ("sqlite", "oltp_update"): ("baseline", 1.25), ("sqlite", "oltp_insert"): ("baseline", 1.25),
+    ("postgresql", "read_resource"): ("ms", 5.0), ("sqlite", "read_resource"): ("ms", 5.0),
+}
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 100 else (f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2f} ms")
+
+
+def _cell(stat: Optional[Dict[str, float]]) -> str:
+    if not stat:
+        return "—"
+    return f"{_fmt_time(stat['median'])} <sub>{_fmt_time(stat['min'])}–{_fmt_time(stat['max'])}</sub>"
+
+
+def _ratio(a: Optional[Dict[str, float]], b: Optional[Dict[str, float]]) -> Optional[float]:
+    if not a or not b or b["median"] <= 0:
+        return None
+    return a["median"] / b["median"]
+
+
+def _fmt_ratio(r: Optional[float]) -> str:
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def _captured(capture: Dict[str, Any], system: str, workload: str) -> str:
+    """'yes', 'no' or 'partial' from the audit rows counted around the timed runs."""
+    c = capture.get(system, {}).get(workload)
+    if c is None:
+        return "?"
+    if c["audit_rows"] >= c["expected"]:
+        return "yes"
+    return "no" if c["audit_rows"] == 0 else "partial"
+
+
+def _target(dialect: str, workload: str, ours: Dict[str, Any]) -> str:
+    t = TARGETS.get((dialect, workload))
+    if t is None:
+        return ""
+    against, bound = t
+    stat = ours.get("sqlaudit", {}).get(workload)
+    if stat is None:
+        return ""
+    if against == "ms":
+        value = stat["median"] * 1000
+        return f"< {bound:g} ms: {'met' if value < bound else 'missed'}"
+    r = _ratio(stat, ours.get(against, {}).get(workload))
+    if r is None:
+        return ""
+    return f"≤ {bound:g}× {against}: {'met' if r <= bound else 'missed'}"
+
+
+def _units(workload: str, s: Dict[str, Any]) -> str:
+    if workload.startswith("bulk"):
+        return f"{s['rows']:,} rows, one statement"
+    if workload.startswith("oltp"):
+        return f"{s['transactions']:,} transactions, total"
+    return "per call"
+
+
+# ------------------------------------------------------------------ sections
+
+def _ours_table(dialect: str, run: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
+    stats = summarize(run["write"]["samples"] + run["read"]["samples"])
+    capture = run["write"]["capture"]
+    lines = [
+        "| workload | baseline | the limit | sqlaudit | sqlaudit ÷ baseline | sqlaudit ÷ limit | issue 4 target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for w in WRITE_WORKLOADS + READ_WORKLOADS:
+        b, l, o = (stats.get(v, {}).get(w) for v in ("baseline", "limit", "sqlaudit"))
+        name = f"{WORKLOAD_TITLES[w]} <sub>({_units(w, s)})</sub>"
+        if w in WRITE_WORKLOADS and _captured(capture, "sqlaudit", w) != "yes":
+            name += " **(not fully captured!)**"
+        lines.append(f"| {name} | {_cell(b)} | {_cell(l)} | {_cell(o)} | {_fmt_ratio(_ratio(o, b))} "
+                     f"| {_fmt_ratio(_ratio(o, l))} | {_target(dialect, w, stats)} |")
+    return lines
+
+
+def _diagnostic_table(run: Dict[str, Any]) -> List[str]:
+    stats = summarize(run["write"]["samples"])
+    if "sqlaudit_noactor" not in stats:
+        return []
+    lines = ["| workload | baseline | sqlaudit, triggers only (no hooks, no actor) | sqlaudit with "
+             "register_hooks() and an actor | cost of passing the actor | hand-written minimal "
+             "row-level trigger | sqlaudit ÷ row-level trigger |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for w in WRITE_WORKLOADS:
+        b, n, o, r = (stats.get(v, {}).get(w)
+                      for v in ("baseline", "sqlaudit_noactor", "sqlaudit", "rowtrigger"))
+        extra = "—"
+        if n and o:
+            extra = f"{(o['median'] - n['median']) / max(n['median'], 1e-9) * 100:+.0f}%"
+        lines.append(f"| {WORKLOAD_TITLES[w]} | {_cell(b)} | {_cell(n)} | {_cell(o)} | {extra} "
+                     f"| {_cell(r)} | {_fmt_ratio(_ratio(o, r))} |")
+    return lines
+
+
+def _peer_rows(results: Dict[str, Any], dialect: str) -> List[Dict[str, Any]]:
+    return [p for p in results["peers"] if p["dialect"] == dialect]
+
+
+def _peer_table(results: Dict[str, Any], dialect: str) -> List[str]:
+    peers = _peer_rows(results, dialect)
+    if not peers:
+        return []
+    ours = results["ours"].get(dialect)
+    header = ["workload"] + (["sqlaudit (this repo)"] if ours else []) + [p["title"] for p in peers]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    ours_stats = summarize(ours["write"]["samples"] + ours["read"]["samples"]) if ours else {}
+    for w in WRITE_WORKLOADS + READ_WORKLOADS:
+        row = [WORKLOAD_TITLES[w]]
+        if ours:
+            o = ours_stats.get("sqlaudit", {}).get(w)
+            rb = _ratio(o, ours_stats.get("baseline", {}).get(w))
+            row.append(f"{_fmt_time(o['median'])} ({_fmt_ratio(rb)})" if o and rb
+                       else (_fmt_time(o["median"]) if o else "—"))
+        for p in peers:
+            row.append(_peer_cell(p, w))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _peer_cell(p: Dict[str, Any], w: str) -> str:
+    if p.get("error") and "write" not in p:
+        return "error¹"
+    if w in READ_WORKLOADS:
+        if "read" not in p:
+            return "not measured"
+        stat = summarize(p["read"]["samples"]).get(p["peer"], {}).get(w)
+        return _fmt_time(stat["median"]) if stat else "—"
+    cap = _captured(p["write"]["capture"], p["peer"], w)
+    if cap == "no":
+        return "not captured"
+    stats = summarize(p["write"]["samples"])
+    stat = stats.get(p["peer"], {}).get(w)
+    if stat is None:
+        return "—"
+    r = _ratio(stat, stats.get("baseline", {}).get(w))
+    text = f"{_fmt_time(stat['median'])} ({_fmt_ratio(r)})"
+    cut = [x for x in p["write"]["samples"]
+           if x["system"] == p["peer"] and x["workload"] == w and x.get("done", x["units"]) < x["units"]]
+    if cut:
+        text = "≈ " + text + f" ² ({min(x['done'] for x in cut):,}–{max(x['done'] for x in cut):,} "
+        text += f"of {cut[0]['units']:,} done)"
+    if cap == "partial":
+        c = p["write"]["capture"][p["peer"]][w]
+        text += f" partial: {c['audit_rows']:,} of {c['expected']:,}"
+    return text
+
+
+def _capture_table(results: Dict[str, Any]) -> List[str]:
+    lines = ["| system | database | " + " | ".join(WORKLOAD_TITLES[w] for w in WRITE_WORKLOADS) + " |",
+             "|---|---|" + "---|" * len(WRITE_WORKLOADS)]
+    rows = []
+    for dialect, run in results["ours"].items():
+        rows.append(("sqlaudit (this repo)", dialect, run["write"]["capture"].get("sqlaudit", {}), None))
+    for p in results["peers"]:
+        rows.append((p["title"], p["dialect"], (p.get("write") or {}).get("capture", {}).get(p["peer"], {}),
+                     p.get("error")))
+    for title, dialect, cap, error in rows:
+        cells = []
+        for w in WRITE_WORKLOADS:
+            c = cap.get(w)
+            if c is None:
+                cells.append("error¹" if error else "—")
+                continue
+            cells.append(f"{c['audit_rows']:,} / {c['expected']:,}, actor on {c['with_actor']:,}")
+        lines.append(f"| {title} | {DIALECT_TITLES[dialect]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _machine(results: Dict[str, Any]) -> List[str]:
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        f"* **Date:** {results['date']}; the whole run took {results['elapsed_seconds'] / 60:.1f} min.",
+        f"* **Command:** `{results['command']}` (from the repository root).",
+        f"* **Machine:** {m['cpu']}, {m['cores']} cores, {m['ram']} RAM; {m['os']}.",
+        f"* **Software:** Python {m['python']}, SQLAlchemy {m['sqlalchemy']}, {m['driver']}, "
+        f"SQLite {m['sqlite']}.",
+        f"* **Measured:** {m.get('sqlaudit', 'sqlaudit')}.",
+    ]
+    pg = results["ours"].get("postgresql", {}).get("database")
+    if pg:
+        lines.append(f"* **PostgreSQL:** {pg['server_version']} on the same machine (shared_buffers "
+                     f"{pg['shared_buffers']}, synchronous_commit {pg['synchronous_commit']}, fsync "
+                     f"{pg['fsync']}, jit {pg['jit']}, work_mem {pg['work_mem']}).")
+    lite = results["ours"].get("sqlite", {}).get("database")
+    if lite:
+        lines.append(f"* **SQLite:** a file in a temporary directory, journal_mode "
+                     f"{lite['journal_mode']}, synchronous {lite['synchronous']} (pysqlite defaults).")
+    if results.get("load"):
+        lines.append("* **Machine load** (1-minute load average; with 2 cores, values well above "
+                     "1 mean something besides the benchmark was using the CPU): " + ", ".join(
+                         f"{phase}: {value}" for phase, value in results["load"]) + ".")
+    lines.append(f"* **Sizes:** {s['rows']:,} rows for the set-based statements, {s['transactions']:,} "
+                 f"ORM transactions per OLTP workload, {s['audit_records']:,} audit records for "
+                 f"retrieval. {s['rounds']} timed rounds for sqlaudit (after a warm-up round at a "
+                 f"tenth of the size), {s['peer_rounds']} in each peer worker; retrieval: "
+                 f"{s['read_rounds']} rounds × {s['read_calls']} calls per query and system "
+                 f"({s.get('peer_read_rounds', s['read_rounds'])} × "
+                 f"{s.get('peer_read_calls', s['read_calls'])} for peers).")
+    return lines
+
+
+def _plans(results: Dict[str, Any]) -> List[str]:
+    out: List[str] = []
+    for dialect, run in results["ours"].items():
+        for w, p in run.get("plans", {}).items():
+            how = "EXPLAIN (ANALYZE, BUFFERS)" if dialect == "postgresql" else "EXPLAIN QUERY PLAN"
+            out += [f"#### {DIALECT_TITLES[dialect]}: {WORKLOAD_TITLES[w]} ({how})", "",
+                    "SQL sent by `get_resource_changes` (parameters: " + p["params"] + "):", "",
+                    "```sql", p["sql"], "```", "", "```", p["plan"], "```", ""]
+    return out
+
+
+def _profiles(results: Dict[str, Any]) -> List[str]:
+    out: List[str] = []
+    pg = results["ours"].get("postgresql", {}).get("trigger_profile")
+    if pg:
+        out += ["#### PostgreSQL: EXPLAIN (ANALYZE, BUFFERS) of the set-based statements on the "
+                "audited table", "",
+                "Run once after the rounds, hooks on, inside one transaction that is rolled back. "
+                "The `Trigger ...` line is the time spent in sqlaudit's trigger function; the "
+                "rest is the statement itself.", ""]
+        for w, plan in pg.items():
+            out += [f"{WORKLOAD_TITLES.get(w, w)}:", "", "```", plan, "```", ""]
+    cached = results["ours"].get("postgresql", {}).get("cached_plan")
+    if cached:
+        jit = results["ours"]["postgresql"].get("database", {}).get("jit", "?")
+        out += ["#### PostgreSQL: single-row updates on the connection that just ran a bulk UPDATE",
+                "",
+                f"The rounds above start every workload on a fresh connection. Here, after them, "
+                f"each variant's connection serves {cached['transactions']} ORM update "
+                f"transactions, runs ANALYZE on its table (as autovacuum does from time to time; "
+                f"it invalidates cached plans) and a {cached['rows']:,}-row UPDATE, and then serves "
+                f"{cached['transactions']} more (timed), as a pooled connection of an "
+                f"application that mixes batch jobs and requests would; once "
+                f"with the server's jit setting ({jit}) and once with `jit=off` for the session. "
+                f"Milliseconds per transaction:", "",
+                "| jit | baseline | the limit | sqlaudit |", "|---|---:|---:|---:|"]
+        for setting in ("server default", "off"):
+            row = cached.get(setting, {})
+            out.append(f"| {setting} | " + " | ".join(
+                f"{row[v]:.2f}" if v in row else "—" for v in ("baseline", "limit", "sqlaudit")) + " |")
+        out.append("")
+    lite = results["ours"].get("sqlite", {}).get("statement_trace")
+    if lite:
+        out += ["#### SQLite: what one ORM update transaction executes", "",
+                "Lines reported by sqlite3's trace callback (`set_trace_callback`) for one "
+                "`session.get()` + change of two columns + `commit()`. The callback reports each "
+                "statement, and again each trigger program it enters (with the outer statement's "
+                "text), so the repeated lines count trigger invocations.", ""]
+        for variant, lines in lite.items():
+            out += [f"{variant} ({len(lines)} trace events):", "", "```"] + lines + ["```", ""]
+    return out
+
+
+# ------------------------------------------------------------------ plot
+
+def plot(results: Dict[str, Any], path: Path) -> Optional[Path]:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    dialects = list(results["ours"]) or sorted({p["dialect"] for p in results["peers"]})
+    fig, axes = plt.subplots(len(dialects), 1, figsize=(11, 3.8 * len(dialects) + 1.2),
+                             squeeze=False)
+    palette = plt.get_cmap("tab10").colors
+    colors: Dict[str, Any] = {}
+    handles: Dict[str, Any] = {}
+    for ax, dialect in zip(axes[:, 0], dialects):
+        series: List[tuple] = []
+        run = results["ours"].get(dialect)
+        if run:
+            st = summarize(run["write"]["samples"])
+            for v, label in (("limit", "the limit"), ("sqlaudit", "sqlaudit (this repo)")):
+                series.append((label, {w: _ratio(st.get(v, {}).get(w), st.get("baseline", {}).get(w))
+                                       for w in WRITE_WORKLOADS}))
+        for p in _peer_rows(results, dialect):
+            if "write" not in p:
+                continue
+            st = summarize(p["write"]["samples"])
+            vals = {}
+            for w in WRITE_WORKLOADS:
+                cap = _captured(p["write"]["capture"], p["peer"], w)
+                vals[w] = None if cap == "no" else _ratio(st.get(p["peer"], {}).get(w),
+                                                          st.get("baseline", {}).get(w))
+            series.append((p["title"], vals))
+        width = 0.8 / max(len(series), 1)
+        for i, (label, vals) in enumerate(series):
+            color = colors.setdefault(label, palette[len(colors) % len(palette)])
+            xs, ys = [], []
+            for j, w in enumerate(WRITE_WORKLOADS):
+                x = j + (i - (len(series) - 1) / 2) * width
+                if vals.get(w) is None:
+                    ax.text(x, 1.02, "n/c", rotation=90, ha="center", va="bottom", fontsize=7,
+                            color="grey")
+                    continue
+                xs.append(x)
+                ys.append(vals[w])
+            handles[label] = ax.bar(xs, ys, width=width, label=label, color=color)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(WRITE_WORKLOADS)))
+        ax.set_xticklabels([WORKLOAD_TITLES[w] for w in WRITE_WORKLOADS])
+        ax.set_ylabel("time ÷ no-auditing baseline")
+        ax.set_title(f"{DIALECT_TITLES[dialect]}: write overhead (median; n/c = not captured)")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------ document
+
+EXPLANATION = """## Why the design is fast
+
+_To be written once the triggers have been tuned against these numbers._
+"""
+
+
+def markdown(results: Dict[str, Any], png_name: Optional[str]) -> str:
+    s = results["settings"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/run.py` (issue 4); every number below was measured in the run "
+        "described here. Re-run it with the command shown; `python bench/run.py --help` lists "
+        "the options.",
+        "",
+        "## The run",
+        "",
+    ] + _machine(results) + [
+        "",
+        "## What is measured",
+        "",
+        "One table with a key and five tracked columns (text, integer, numeric, timestamp, "
+        "boolean). Each write workload runs in interleaved rounds: within a round every variant "
+        "runs the same step in a rotating order, and tables and audit tables are emptied "
+        "between rounds (untimed; on PostgreSQL autovacuum is off for the benchmark tables, "
+        "a CHECKPOINT runs between rounds, and every timed workload starts on a fresh "
+        "connection, opened untimed). Cells show the **median** and, small, the "
+        "**min–max** over the rounds.",
+        "",
+        "* **baseline**: no auditing at all.",
+        "* **sqlaudit**: this repository's triggers, `register_hooks()` and a "
+        "`get_user_id_callback`, so every audit row carries the acting user.",
+        "* **the limit**: the baseline statement plus one hand-written `INSERT ... SELECT` in the "
+        "same transaction that writes one minimal audit row per changed row (old and new JSON of "
+        "the five tracked columns, actor, table, key, time) into a table with the same three "
+        "indexes as `sqlaudit_log`. For UPDATE and DELETE it runs just before the statement "
+        "(computing the new values with the UPDATE's own expressions), for INSERT just after it. "
+        "For the ORM workloads it is the same ORM transaction plus one such single-row "
+        "`INSERT ... SELECT`.",
+        "* **Retrieval** runs against "
+        f"{s['audit_records']:,} generated audit records ({20} tables, 5,000 resources per table, "
+        "50 users, one year), written set-based into `sqlaudit_log` and, for the limit, into the "
+        "limit's log table. sqlaudit is `get_resource_changes()` (one record per changed field, "
+        "values converted back to Python types); the limit is the equivalent hand-written SELECT "
+        "of raw rows. There is no baseline for reading an audit trail.",
+        "",
+    ]
+    for dialect, run in results["ours"].items():
+        rec = run["read"]["records"]
+        out += [f"## {DIALECT_TITLES[dialect]}: sqlaudit against the baseline and the limit", ""]
+        out += _ours_table(dialect, run, s)
+        out += ["", "Records returned per retrieval call (mean): " + ", ".join(
+            f"{WORKLOAD_TITLES[w]}: sqlaudit {rec.get('sqlaudit', {}).get(w, {}).get('mean', 0):.1f} "
+            f"field records, limit {rec.get('limit', {}).get(w, {}).get('mean', 0):.1f} rows"
+            for w in READ_WORKLOADS) + ".", ""]
+    if png_name:
+        out += ["## Overhead by workload and system", "", f"![write overhead]({png_name})", "",
+                "Each bar is a median time divided by the no-auditing baseline measured in the "
+                "same process (for a peer: in its own worker, with its own Python and "
+                "SQLAlchemy). Missing bars marked n/c: the system did not record the change.", ""]
+    if results["peers"]:
+        out += ["## Peers", "",
+                "Each peer is installed from PyPI into its own virtualenv under `bench/.venvs/` "
+                "and runs the same workloads, statements and ORM transactions in a worker "
+                "process (`bench/peers/`), timed the same way against a baseline table in the "
+                "same worker. A cell shows the peer's median and, in brackets, its ratio to "
+                "that baseline; sqlaudit's column repeats the numbers above. "
+                "**not captured** means the audit rows counted before and after the timed "
+                "run did not grow: the change went unrecorded, so no time is shown.", ""]
+        for dialect in DIALECT_TITLES:
+            table = _peer_table(results, dialect)
+            if table:
+                out += [f"### {DIALECT_TITLES[dialect]}", ""] + table + [""]
+        out += ["### What each system recorded", "",
+                "Audit rows written during the timed run / rows changed, and how many of those "
+                "rows carry the acting user (minimum over the rounds). Libraries that write one "
+                "row per changed field can exceed the number of changed rows.", ""]
+        out += _capture_table(results) + [""]
+        budget = s.get("peer_oltp_budget")
+        if budget and any(x.get("done", x["units"]) < x["units"] for p in results["peers"]
+                          for x in (p.get("write") or {}).get("samples", [])):
+            out += [f"² The peer's ORM workload hit the benchmark's time budget ({budget:g} s per "
+                    f"timed run) and stopped early; the time shown is the measured time scaled "
+                    f"linearly to the full number of transactions, an estimate (the raw samples, "
+                    f"with the count done, are in the JSON).", ""]
+        notes = []
+        for p in results["peers"]:
+            info = p.get("info", {})
+            extra = []
+            if info.get("package"):
+                extra.append(f"installed {info['package']}")
+            if p.get("python"):
+                extra.append("Python " + ".".join(str(x) for x in p["python"]))
+            extra += info.get("notes", [])
+            if info.get("audit_rows"):
+                extra.append(f"{info['audit_rows']:,} rows in its audit table for retrieval")
+            for w, rec in ((p.get("read") or {}).get("records", {}).get(p["peer"], {})).items():
+                extra.append(f"{WORKLOAD_TITLES[w]}: {rec['mean']:.1f} records per call")
+            if p.get("error"):
+                extra.append(f"¹ error: `{p['error']}`")
+            notes.append(f"* {p['title']} on {DIALECT_TITLES[p['dialect']]}: " + "; ".join(extra) + ".")
+        out += notes + [""]
+    diag = {d: _diagnostic_table(r) for d, r in results["ours"].items()}
+    if any(diag.values()):
+        out += ["## Diagnostics: the acting user, and the row-level alternative", "",
+                "Two more variants ran in the same rounds. **Triggers only**: sqlaudit's "
+                "triggers on a second table without `register_hooks()` (rows recorded with "
+                "`changed_by` NULL), which isolates the cost of passing the acting user. "
+                "**Hand-written minimal row-level trigger**: `FOR EACH ROW` triggers "
+                "(PL/pgSQL on PostgreSQL) that write the limit's row (constant actor, old and "
+                "new JSON of all five columns, no key pairing, no changed-field filtering) into "
+                "their own log table with the same indexes: the cost of the per-row trigger "
+                "mechanism itself. SQLite has only row-level triggers, so on SQLite this "
+                "is the floor of any trigger design; on PostgreSQL it is the row-level design "
+                "that sqlaudit's statement-level triggers replace.", ""]
+        for d, table in diag.items():
+            if table:
+                out += [f"### {DIALECT_TITLES[d]}", ""] + table + [""]
+    prof = _profiles(results)
+    if prof:
+        out += ["## Where the time goes", ""] + prof
+    out += ["## Query plans of the retrieval queries", "",
+            f"Taken after the timed retrieval rounds, on the {s['audit_records']:,} records.", ""]
+    out += _plans(results)
+    out += [EXPLANATION]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write(results: Dict[str, Any], out_dir: Path) -> List[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "benchmarks.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    png = plot(results, out_dir / "benchmarks.png")
+    md = out_dir / "benchmarks.md"
+    md.write_text(markdown(results, png.name if png else None))
+    return [md] + ([png] if png else []) + [json_path]

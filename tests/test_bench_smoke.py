@@ -1,0 +1,75 @@
+"""The benchmark (bench/run.py) runs end to end on tiny sizes and measures what it claims.
+
+No timing assertions: only that every workload and variant produced numbers and
+that the audited variants really wrote their audit rows (with the acting user).
+Peers are skipped (they need PyPI); the report is generated without the plot
+when matplotlib is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+ROWS, TRANSACTIONS, AUDIT_RECORDS = 200, 20, 2000
+WRITE = ("bulk_insert", "bulk_update", "bulk_delete", "oltp_update", "oltp_insert")
+READ = ("read_resource", "read_user_day")
+
+
+def _bench_main() -> Any:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("sqlaudit_bench_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_benchmark_core_runs_and_records(dialect: str, request: pytest.FixtureRequest,
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if dialect == "postgresql":
+        monkeypatch.setenv("SQLAUDIT_BENCH_POSTGRES_URL", request.getfixturevalue("postgres_url"))
+    main = _bench_main()
+    code = main([
+        "--sizes", f"{ROWS},{TRANSACTIONS},{AUDIT_RECORDS}", "--rounds", "1", "--read-rounds", "1",
+        "--read-calls", "3", "--dialects", dialect, "--no-peers", "--output-dir", str(tmp_path),
+    ])
+    assert code == 0
+    results = json.loads((tmp_path / "benchmarks.json").read_text())
+    run = results["ours"][dialect]
+
+    timed = {(s["system"], s["workload"]) for s in run["write"]["samples"] if s["seconds"] > 0}
+    for variant in ("baseline", "sqlaudit", "limit", "sqlaudit_noactor", "rowtrigger"):
+        for workload in WRITE:
+            assert (variant, workload) in timed, (variant, workload)
+    read = {(s["system"], s["workload"]) for s in run["read"]["samples"] if s["seconds"] > 0}
+    assert read == {(v, w) for v in ("sqlaudit", "limit") for w in READ}
+
+    capture = run["write"]["capture"]
+    for workload in WRITE:
+        expected = ROWS if workload.startswith("bulk") else TRANSACTIONS
+        assert capture["baseline"][workload]["audit_rows"] == 0
+        for variant in ("sqlaudit", "limit", "rowtrigger"):
+            got = capture[variant][workload]
+            assert got["expected"] == expected
+            assert got["audit_rows"] == expected, (variant, workload, got)
+            assert got["with_actor"] == expected, (variant, workload, got)
+        assert capture["sqlaudit_noactor"][workload]["audit_rows"] == expected
+        assert capture["sqlaudit_noactor"][workload]["with_actor"] == 0
+
+    assert run["audit_rows"] == AUDIT_RECORDS
+    for workload in READ:
+        assert "sqlaudit_log" in run["plans"][workload]["sql"]
+        assert run["plans"][workload]["plan"].strip()
+
+    doc = (tmp_path / "benchmarks.md").read_text()
+    for title in ("INSERT ... SELECT", "UPDATE (2 columns)", "DELETE", "ORM update + commit",
+                  "ORM insert + commit", "history of one resource", "one user's day",
+                  "Why the design is fast"):
+        assert title in doc
