@@ -26,6 +26,14 @@ _ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is S
 _DATA = JSON().with_variant(JSONB(), "postgresql")
 
 
+def _bytewise(type_: String) -> String:
+    """``type_`` with the "C" collation on PostgreSQL: the indexed text columns are
+    only compared for equality, and byte-wise comparison makes writing their
+    index entries cheaper than the database's locale collation (about a quarter
+    of the audit row's cost under C.UTF-8, more under ICU or en_US locales)."""
+    return type_.with_variant(type(type_)(type_.length, collation="C"), "postgresql")
+
+
 def audit_table(metadata: MetaData) -> Table:
     """Return the ``sqlaudit_log`` table of ``metadata``, defining it if needed.
 
@@ -52,12 +60,12 @@ def audit_table(metadata: MetaData) -> Table:
         AUDIT_TABLE_NAME,
         metadata,
         Column("id", _ID, primary_key=True, autoincrement=True),
-        Column("table_schema", String(255), nullable=True),
-        Column("table_name", String(255), nullable=False),
-        Column("resource_id", Text, nullable=True),
+        Column("table_schema", _bytewise(String(255)), nullable=True),
+        Column("table_name", _bytewise(String(255)), nullable=False),
+        Column("resource_id", _bytewise(Text()), nullable=True),
         Column("operation", String(8), nullable=False),
         Column("changed_at", DateTime(timezone=True), nullable=False),
-        Column("changed_by", Text, nullable=True),
+        Column("changed_by", _bytewise(Text()), nullable=True),
         Column("db_role", Text, nullable=True),
         Column("transaction_id", BigInteger, nullable=True),
         Column("reason", Text, nullable=True),

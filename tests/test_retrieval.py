@@ -496,3 +496,43 @@ def test_missing_audit_table_raises_table_not_in_database(engine, Base) -> None:
     with Session(engine) as s:
         with pytest.raises(SQLAuditTableNotInDatabaseError, match="'sqlaudit_log' does not exist"):
             get_resource_changes(Customer, session=s)
+
+
+# ---------------------------------------------------------------- indexes
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({"filter_resource_ids": 2}, "ix_sqlaudit_log_resource"),
+        ({"filter_user_ids": 2}, "ix_sqlaudit_log_user"),
+    ],
+)
+def test_retrieval_queries_can_use_the_audit_indexes(
+    engine, changes_by_three_users, filters, index
+) -> None:
+    """The statement get_resource_changes sends is served by the audit table's index
+    (sequential scans are disabled on PostgreSQL so a tiny table cannot hide a mismatch)."""
+    from sqlalchemy import event
+
+    sent: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "sqlaudit_log" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with Session(engine) as s:
+            assert get_resource_changes(changes_by_three_users, session=s, **filters)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = sent[-1]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+        else:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    plan = "\n".join(str(r[-1]) for r in rows)
+    assert index in plan, plan
