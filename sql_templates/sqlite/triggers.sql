@@ -1,6 +1,6 @@
 -- One AFTER trigger per operation, each writing one row into the audit table
 -- (and one for updates that change the key, recorded as delete + insert).
--- Values are encoded as JSON text by sqlaudit (reals keep 17 digits, blobs are
+-- Values are encoded as JSON text by sqlaudit (reals keep 21 digits, blobs are
 -- hex) so no value can make the application's write fail. changed_by is left
 -- NULL here: sqlaudit's own connections stamp it through a TEMP trigger
 -- (context.sql), any other connection is recorded without a user.
