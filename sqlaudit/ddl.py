@@ -28,7 +28,7 @@ from .config import display_zone
 from .dialects import module_for
 from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
-from .schema import audit_table
+from .schema import audit_table, rows_of_table
 from .spec import ModelOrTable, TableSpec, spec_for, table_of, tracked_tables
 
 __all__ = [
@@ -335,12 +335,8 @@ def prune_audit_log(
             schema = None
             where = log_table.c.changed_at < bound.replace(tzinfo=None)
         if tables is not None:
-            where = and_(where, or_(*[
-                and_(log_table.c.table_name == t.name,
-                     log_table.c.table_schema.is_(None) if t.schema is None
-                     else log_table.c.table_schema == t.schema)
-                for t in tables
-            ]))
+            where = and_(where, or_(*[rows_of_table(log_table, t.name, t.schema)
+                                      for t in tables]))
         removed = _prune(connection, log_table, where, bound, schema)
 
     _with_connection(bind, work)

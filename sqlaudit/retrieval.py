@@ -43,7 +43,7 @@ from .config import SQLAuditConfigError, display_zone, get_config
 from .ddl import rendering_dialect
 from .dialects import base_type
 from .exceptions import SQLAuditTableNotInDatabaseError
-from .schema import audit_table
+from .schema import audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
 __all__ = ["SQLAuditRecord", "get_resource_changes", "ResourceIdType"]
@@ -340,9 +340,7 @@ def _statement(
     else:
         columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
                     type_coerce(log.c.new_data, Text).label("new_raw")]
-    conditions = [log.c.table_name == spec.name,
-                  log.c.table_schema.is_(None) if spec.schema is None
-                  else log.c.table_schema == spec.schema,
+    conditions = [rows_of_table(log, spec.name, spec.schema),
                   or_(log.c.operation == "update", ~is_null)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
@@ -351,11 +349,11 @@ def _statement(
             for i in range(composite)
         ]))
     elif has_ids:
-        conditions.append(log.c.resource_id.in_(bindparam("ids", expanding=True)))
+        conditions.append(log.c.resource_id.in_(text_param(key="ids", expanding=True)))
     if has_fields:
         conditions.append(key.in_(bindparam("fields", expanding=True)))
     if has_users:
-        conditions.append(log.c.changed_by.in_(bindparam("users", expanding=True)))
+        conditions.append(log.c.changed_by.in_(text_param(key="users", expanding=True)))
     if has_start:
         conditions.append(log.c.changed_at >= bindparam("start", type_=log.c.changed_at.type))
     if has_end:

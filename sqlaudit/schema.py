@@ -6,6 +6,8 @@ creates it and Alembic autogenerate sees it.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -17,7 +19,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    bindparam,
 )
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ._naming import AUDIT_TABLE_NAME
@@ -79,3 +84,22 @@ def audit_table(metadata: MetaData) -> Table:
     # date ranges and pruning (a plain index on SQLite).
     Index("ix_sqlaudit_log_changed_at", table.c.changed_at, postgresql_using="brin")
     return table
+
+
+def text_param(value: Any = None, *, key: Optional[str] = None,
+               expanding: bool = False) -> BindParameter[Any]:
+    """A bind parameter typed as plain text, to compare with the collated columns.
+
+    A parameter typed like the column would carry an explicit ``COLLATE "C"``,
+    which no index of an audit table created with another collation could
+    serve; a plain one takes the column's own collation, whatever it is.
+    """
+    return bindparam(key, value, type_=Text(), expanding=expanding)
+
+
+def rows_of_table(log: Table, name: str, schema: Optional[str]) -> ColumnElement[bool]:
+    """The condition selecting the audit rows of table ``schema.name``."""
+    return and_(
+        log.c.table_name == text_param(name),
+        log.c.table_schema.is_(None) if schema is None else log.c.table_schema == text_param(schema),
+    )

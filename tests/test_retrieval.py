@@ -501,18 +501,9 @@ def test_missing_audit_table_raises_table_not_in_database(engine, Base) -> None:
 # ---------------------------------------------------------------- indexes
 
 
-@pytest.mark.parametrize(
-    ("filters", "index"),
-    [
-        ({"filter_resource_ids": 2}, "ix_sqlaudit_log_resource"),
-        ({"filter_user_ids": 2}, "ix_sqlaudit_log_user"),
-    ],
-)
-def test_retrieval_queries_can_use_the_audit_indexes(
-    engine, changes_by_three_users, filters, index
-) -> None:
-    """The statement get_resource_changes sends is served by the audit table's index
-    (sequential scans are disabled on PostgreSQL so a tiny table cannot hide a mismatch)."""
+def plan_of_retrieval(engine, model, filters) -> str:
+    """The plan of the statement get_resource_changes sends (sequential scans disabled
+    on PostgreSQL so that a tiny table cannot hide an index it cannot use)."""
     from sqlalchemy import event
 
     sent: list[tuple[str, object]] = []
@@ -524,7 +515,7 @@ def test_retrieval_queries_can_use_the_audit_indexes(
     event.listen(engine, "before_cursor_execute", capture)
     try:
         with Session(engine) as s:
-            assert get_resource_changes(changes_by_three_users, session=s, **filters)
+            assert get_resource_changes(model, session=s, **filters)
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     statement, parameters = sent[-1]
@@ -534,5 +525,34 @@ def test_retrieval_queries_can_use_the_audit_indexes(
             rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
         else:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
-    plan = "\n".join(str(r[-1]) for r in rows)
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+INDEXED_FILTERS = [
+    ({"filter_resource_ids": 2}, "ix_sqlaudit_log_resource"),
+    ({"filter_user_ids": 2}, "ix_sqlaudit_log_user"),
+]
+
+
+@pytest.mark.parametrize(("filters", "index"), INDEXED_FILTERS)
+def test_retrieval_queries_are_served_by_the_audit_indexes(
+    engine, changes_by_three_users, filters, index
+) -> None:
+    plan = plan_of_retrieval(engine, changes_by_three_users, filters)
+    assert index in plan, plan
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("filters", "index"), INDEXED_FILTERS)
+def test_retrieval_uses_the_indexes_of_an_audit_table_with_the_database_collation(
+    engine, changes_by_three_users, filters, index
+) -> None:
+    """An audit table whose text columns have the database's collation (as made by
+    sqlaudit before it used "C") is still read through its indexes."""
+    with engine.begin() as conn:
+        for column, type_ in (("table_schema", "varchar(255)"), ("table_name", "varchar(255)"),
+                              ("resource_id", "text"), ("changed_by", "text")):
+            conn.exec_driver_sql(
+                f'ALTER TABLE sqlaudit_log ALTER COLUMN {column} TYPE {type_} COLLATE "default"')
+    plan = plan_of_retrieval(engine, changes_by_three_users, filters)
     assert index in plan, plan
