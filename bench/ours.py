@@ -175,8 +175,25 @@ class Audited(Plain):
         clear_sqlaudit_log(self.engine, self.pg)
 
 
-class RowTrigger(Plain):
+class _OwnLog(Plain):
+    """A variant that writes its audit rows into its own log table, ``log``."""
+
+    log = LIMIT_LOG
+
+    def count_audit(self) -> "tuple[int, int]":
+        with self.engine.connect() as conn:
+            row = conn.execute(text(f"SELECT count(*), count(changed_by) FROM {self.log}")).one()
+        return int(row[0]), int(row[1])
+
+    def reset(self) -> None:
+        super().reset()
+        run_sql(self.engine, f"TRUNCATE {self.log}" if self.pg else f"DELETE FROM {self.log}")
+
+
+class RowTrigger(_OwnLog):
     """A hand-written minimal row-level trigger per operation (see the module docstring)."""
+
+    log = ROW_LOG
 
     def __init__(self, name: str, db: Database, cls: type):
         super().__init__(name, db, cls)
@@ -184,14 +201,6 @@ class RowTrigger(Plain):
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(sql)
 
-    def count_audit(self) -> "tuple[int, int]":
-        with self.engine.connect() as conn:
-            row = conn.execute(text(f"SELECT count(*), count(changed_by) FROM {ROW_LOG}")).one()
-        return int(row[0]), int(row[1])
-
-    def reset(self) -> None:
-        super().reset()
-        run_sql(self.engine, f"TRUNCATE {ROW_LOG}" if self.pg else f"DELETE FROM {ROW_LOG}")
 
 
 def _row_trigger_ddl(table: str, pg: bool) -> List[str]:
@@ -246,7 +255,7 @@ def _json(alias: str, pg: bool, override: Optional[Dict[str, str]] = None) -> st
     return f"{fn}({', '.join(parts)})"
 
 
-class Limit(Plain):
+class Limit(_OwnLog):
     """The baseline statement plus one INSERT ... SELECT of minimal audit rows.
 
     For INSERT the log statement reads the new rows back by key; for UPDATE and
@@ -313,14 +322,6 @@ class Limit(Plain):
 
         harness.oltp_insert(self.Session, self.cls, ids, after_flush=log)
 
-    def count_audit(self) -> "tuple[int, int]":
-        with self.engine.connect() as conn:
-            row = conn.execute(text(f"SELECT count(*), count(changed_by) FROM {LIMIT_LOG}")).one()
-        return int(row[0]), int(row[1])
-
-    def reset(self) -> None:
-        super().reset()
-        run_sql(self.engine, f"TRUNCATE {LIMIT_LOG}" if self.pg else f"DELETE FROM {LIMIT_LOG}")
 
 
 # ------------------------------------------------------------------ retrieval data
