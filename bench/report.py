@@ -385,10 +385,12 @@ JSON work, and an update stores only the changed fields. The JSON is built
 losslessly (a REAL keeps 21 significant digits, a BLOB becomes hex), which
 costs a `typeof()` test per value. The acting user reaches the audit row
 through a per-connection TEMP trigger that stamps each row written by
-sqlaudit's own connections: a main-schema context table would be cheaper
-(the "cost of passing the actor" column shows the price) but could, if a
-commit ever bypassed the hook, attribute another program's later writes to
-the wrong user. We pay that price on SQLite rather than risk it.
+sqlaudit's own connections; the "cost of passing the actor" column shows
+what that costs. A context table in the main database, which the triggers
+could read directly, would leave the user visible to every other connection
+if a commit ever bypassed the hook, attributing another program's later
+writes to the wrong user. We pay the stamping cost on SQLite rather than
+risk that.
 
 **Retrieval reads only what it returns.** Both retrieval queries are served by
 the indexes above (the plans are in "Query plans of the retrieval queries").
