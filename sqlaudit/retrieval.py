@@ -14,7 +14,7 @@ import uuid
 from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import (
     Column,
@@ -174,22 +174,22 @@ def _session_scope(session: Optional[Union[Session, Connection]]) -> Iterator[An
 
 # ---------------------------------------------------------------- values
 
-def _sqlite_value(raw: Any, column: Optional[Column[Any]], dialect: Dialect) -> Any:
+def _sqlite_value(raw: Any, process: Optional[Callable[[Any], Any]]) -> Any:
+    """A value from sqlaudit's SQLite JSON encoding, converted by the column's result processor."""
     if isinstance(raw, dict):
         if "$r" in raw:
             raw = float(raw["$r"])
         elif "$b" in raw:
             raw = bytes.fromhex(raw["$b"])
-    if raw is None or column is None:
+    if raw is None or process is None:
         return raw
-    process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-    return process(raw) if process is not None else raw
+    return process(raw)
 
 
-def _timestamp(value: datetime) -> datetime:
+def _timestamp(value: datetime, zone: Any) -> datetime:
     if value.tzinfo is None:  # SQLite stores UTC text
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(display_zone())
+    return value.astimezone(zone)
 
 
 # ---------------------------------------------------------------- query
@@ -290,8 +290,7 @@ def get_resource_changes(
                     "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
                 ) from exc
             raise
-    index = {name: i for i, name in enumerate(attr_by_column)}
-    return [_record(row, spec, attr_by_column, index, pg, dialect) for row in rows]
+    return _records(rows, spec, attr_by_column, pg, dialect)
 
 
 @lru_cache(maxsize=512)
@@ -399,32 +398,53 @@ def _missing_table(exc: DBAPIError) -> bool:
     return "sqlaudit_log" in message and ("no such table" in message or "does not exist" in message)
 
 
-def _record(row: Any, spec: TableSpec, attr_by_column: dict[str, str], index: dict[str, int],
-            pg: bool, dialect: Dialect) -> SQLAuditRecord:
-    field = row.field
-    column = spec.table.c[field] if field in index else None
-    if pg:
-        if column is not None:
-            i = index[field]
-            old, new = getattr(row, f"old_{i}"), getattr(row, f"new_{i}")
+def _records(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str], pg: bool,
+             dialect: Dialect) -> list[SQLAuditRecord]:
+    """One record per row (one row per changed field). Rows of the same audit row share
+    their timestamp and, on SQLite, their decoded JSON, so each is converted once."""
+    index = {name: i for i, name in enumerate(attr_by_column)}
+    zone = display_zone()
+    processors = {} if pg else _sqlite_processors(spec.table, dialect)
+    per_row: dict[Any, tuple[datetime, dict[str, Any], dict[str, Any]]] = {}
+    records = []
+    for row in rows:
+        shared = per_row.get(row.id)
+        if shared is None:
+            shared = per_row[row.id] = (
+                _timestamp(row.changed_at, zone),
+                {} if pg or not row.old_raw else json.loads(row.old_raw),
+                {} if pg or not row.new_raw else json.loads(row.new_raw),
+            )
+        timestamp, old_doc, new_doc = shared
+        field = row.field
+        if pg:
+            if field in index:
+                i = index[field]
+                old, new = getattr(row, f"old_{i}"), getattr(row, f"new_{i}")
+            else:  # a field that is no longer a column: its JSON value
+                old, new = row.old_raw, row.new_raw
         else:
-            old, new = row.old_raw, row.new_raw
-    else:
-        old_doc = json.loads(row.old_raw) if row.old_raw else {}
-        new_doc = json.loads(row.new_raw) if row.new_raw else {}
-        old = _sqlite_value(old_doc.get(field), column, dialect)
-        new = _sqlite_value(new_doc.get(field), column, dialect)
-    return SQLAuditRecord(
-        table_name=spec.name,
-        table_label=spec.label,
-        resource_id=row.resource_id,
-        field_name=attr_by_column.get(field, field),
-        old_value=old,
-        new_value=new,
-        timestamp=_timestamp(row.changed_at),
-        changed_by=row.changed_by,
-        operation=row.operation,
-        transaction_id=row.transaction_id,
-        reason=row.reason,
-        db_role=row.db_role,
-    )
+            process = processors.get(field)
+            old = _sqlite_value(old_doc.get(field), process)
+            new = _sqlite_value(new_doc.get(field), process)
+        records.append(SQLAuditRecord(
+            table_name=spec.name,
+            table_label=spec.label,
+            resource_id=row.resource_id,
+            field_name=attr_by_column.get(field, field),
+            old_value=old,
+            new_value=new,
+            timestamp=timestamp,
+            changed_by=row.changed_by,
+            operation=row.operation,
+            transaction_id=row.transaction_id,
+            reason=row.reason,
+            db_role=row.db_role,
+        ))
+    return records
+
+
+def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Callable[[Any], Any]]]:
+    """Column name -> the result processor SQLAlchemy applies to that column on SQLite."""
+    return {c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in table.columns}
