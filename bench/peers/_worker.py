@@ -25,6 +25,15 @@ def job() -> Dict[str, Any]:
     return json.loads(sys.argv[1])
 
 
+def versioned_items(Base: Any) -> "tuple[type, type]":
+    """The baseline table and the ``__versioned__`` table (postgresql-audit and
+    SQLAlchemy-Continuum both version a model that sets it), on the peer's Base."""
+    baseline = type("ItemBaseline", (harness.ItemColumns, Base), {"__tablename__": "items_baseline"})
+    item = type("Item", (harness.ItemColumns, Base),
+                {"__tablename__": "items_peer", "__versioned__": {}})
+    return baseline, item
+
+
 class PeerSystem(harness.PlainSystem):
     """A peer library's table: same statements and ORM transactions as the baseline,
     with the peer doing its auditing. ``count_sql`` counts (rows, rows with an actor)

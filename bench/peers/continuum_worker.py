@@ -46,13 +46,7 @@ class User(Base):
     id: Mapped[str] = mapped_column(String, primary_key=True)
 
 
-class ItemBaseline(harness.ItemColumns, Base):
-    __tablename__ = "items_baseline"
-
-
-class Item(harness.ItemColumns, Base):
-    __tablename__ = "items_peer"
-    __versioned__ = {}
+ItemBaseline, Item = _worker.versioned_items(Base)
 
 
 sa.orm.configure_mappers()

@@ -30,13 +30,7 @@ class Base(DeclarativeBase):
 versioning_manager.init(Base)
 
 
-class ItemBaseline(harness.ItemColumns, Base):
-    __tablename__ = "items_baseline"
-
-
-class Item(harness.ItemColumns, Base):
-    __tablename__ = "items_peer"
-    __versioned__ = {}
+ItemBaseline, Item = _worker.versioned_items(Base)
 
 
 sa.orm.configure_mappers()
