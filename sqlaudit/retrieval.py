@@ -29,6 +29,7 @@ from sqlalchemy import (
     or_,
     text,
     func,
+    literal_column,
     select,
     true,
     type_coerce,
@@ -41,7 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .config import SQLAuditConfigError, display_zone, get_config
 from .ddl import rendering_dialect
-from .dialects import base_type
+from .dialects import base_type, string_literal
 from .exceptions import SQLAuditTableNotInDatabaseError
 from .schema import audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
@@ -255,14 +256,22 @@ def get_resource_changes(
         return []
 
     with _session_scope(session) as reader:
-        dialect = reader.get_bind().dialect if isinstance(reader, Session) else reader.dialect
+        # a Session runs the SELECT on its connection for the model (same transaction,
+        # same bind, binds per class or per table honoured), skipping the ORM
+        # execution layer it has no use for
+        if isinstance(reader, Session):
+            mapper = mapper_of(model_class) if isinstance(model_class, type) else None
+            conn = reader.connection(bind_arguments={"mapper": mapper, "clause": spec.table})
+        else:
+            conn = reader
+        dialect = conn.dialect
         pg = dialect.name == "postgresql"
         params: dict[str, Any] = {}
         composite = 0
         if resource_ids is not None:
             keys = _resource_keys(resource_ids, spec, dialect)
             if len(spec.key_columns) == 1:
-                params["ids"] = keys
+                params["ids"] = keys[0] if len(keys) == 1 else keys
             else:
                 composite = len(keys)
                 for i, parts in enumerate(keys):
@@ -278,11 +287,13 @@ def get_resource_changes(
             params["limit"] = limit
         if offset is not None:
             params["offset"] = offset
-        shape = (resource_ids is not None, composite, fields is not None, user_ids is not None,
+        # 1: one key, compared with = (no IN list to expand on every call)
+        has_ids = 0 if resource_ids is None else 1 if len(resource_ids) == 1 else 2
+        shape = (has_ids, composite, fields is not None, user_ids is not None,
                  start is not None, end is not None, limit is not None, offset is not None)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
         try:
-            rows = reader.execute(stmt, params).all()
+            rows = conn.execute(stmt, params).all()
         except DBAPIError as exc:
             if _missing_table(exc):
                 raise SQLAuditTableNotInDatabaseError(
@@ -332,10 +343,14 @@ def _statement(
     ]
     if pg:
         for i, col in enumerate(mapped):
+            name = _name_literal(col.name, dialect)
             for side in ("old", "new"):
-                columns.append(case((key == col.name, _typed(log, side, col, dialect))).label(f"{side}_{i}"))
-        columns += [type_coerce(log.c.old_data, JSONB)[key].label("old_raw"),
-                    type_coerce(log.c.new_data, JSONB)[key].label("new_raw")]
+                columns.append(case((key == name, _typed(log, side, col, name, dialect))).label(f"{side}_{i}"))
+        # a field that is no longer a column comes back as its JSON value; only
+        # then, so the typed fields are not also sent (and parsed) as JSON
+        unmapped = key.not_in([_name_literal(c.name, dialect) for c in mapped])
+        columns += [case((unmapped, type_coerce(log.c.old_data, JSONB)[key])).label("old_raw"),
+                    case((unmapped, type_coerce(log.c.new_data, JSONB)[key])).label("new_raw")]
     else:
         columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
                     type_coerce(log.c.new_data, Text).label("new_raw")]
@@ -347,6 +362,8 @@ def _statement(
             array(*[bindparam(f"id_{i}_{j}", type_=Text) for j in range(len(spec.key_columns))])
             for i in range(composite)
         ]))
+    elif has_ids == 1:
+        conditions.append(log.c.resource_id == text_param(key="ids"))
     elif has_ids:
         conditions.append(log.c.resource_id.in_(text_param(key="ids", expanding=True)))
     if has_fields:
@@ -376,15 +393,22 @@ def _statement(
     return stmt
 
 
-def _typed(log: Any, side: str, col: Column[Any], dialect: Dialect) -> Any:
+def _name_literal(name: str, dialect: Dialect) -> ColumnElement[str]:
+    """A column name of the model as a SQL string literal: it is part of the
+    statement (cached per model), not a value of the call, so it is rendered
+    once instead of travelling as one bind parameter per use on every call."""
+    return literal_column(string_literal(name, dialect), Text)
+
+
+def _typed(log: Any, side: str, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
     data = type_coerce(log.c[f"{side}_data"], JSONB)
     impl = base_type(col.type, dialect)
     if isinstance(impl, JSONB):
-        return type_coerce(data[col.name], col.type)  # the JSON value itself
+        return type_coerce(data[name], col.type)  # the JSON value itself
     if isinstance(impl, String):
-        return type_coerce(data[col.name].astext, col.type)  # no varchar(n) truncation
-    return cast(data[col.name].astext, col.type)
+        return type_coerce(data[name].astext, col.type)  # no varchar(n) truncation
+    return cast(data[name].astext, col.type)
 
 
 def _user_text(value: Any) -> str:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sqlaudit import audit_context, register_hooks
 from sqlaudit.config import SQLAuditConfig, set_config
@@ -471,6 +471,59 @@ def test_a_connection_works_as_the_session(engine, three_customers) -> None:
     with engine.connect() as conn:
         records = get_resource_changes(three_customers, session=conn, sort_direction="asc")
     assert [r.new_value for r in records] == ["Ann", "Bob", "Cid"]
+
+
+@pytest.mark.parametrize("bound", ["base class", "model", "table"])
+def test_a_session_with_binds_instead_of_one_bind_finds_the_models_database(
+    engine, three_customers, Base, bound
+) -> None:
+    key = {"base class": Base, "model": three_customers, "table": three_customers.__table__}[bound]
+    with Session(binds={key: engine}) as s:
+        records = changes(three_customers, s)
+    assert [r.new_value for r in records] == ["Ann", "Bob", "Cid"]
+
+
+def test_a_session_reads_its_own_uncommitted_changes(engine, three_customers) -> None:
+    with Session(engine) as s:
+        s.get(three_customers, 2).name = "Bea"
+        s.flush()
+        records = changes(three_customers, s, filter_resource_ids=2)
+        assert summary(records)[-1] == ("update", "2", "name", "Bob", "Bea", None)
+        s.rollback()
+        assert len(changes(three_customers, s, filter_resource_ids=2)) == 1
+
+
+def test_a_field_that_is_no_longer_a_column_comes_back_as_its_recorded_value(engine, Base) -> None:
+    """Old audit rows keep fields the model has since dropped; they are returned
+    as recorded (JSON values), next to the typed values of the current columns."""
+
+    @track_table(tracked_fields=["name", "rank"], table_label="Member")
+    class Member(Base):
+        __tablename__ = "members"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        rank: Mapped[Optional[int]]
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Member(id=1, name="Ann", rank=7))
+        s.commit()
+
+    class LaterBase(DeclarativeBase):
+        pass
+
+    @track_table(tracked_fields=["name"], table_label="Member")
+    class MemberWithoutRank(LaterBase):
+        __tablename__ = "members"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+
+    with Session(engine) as s:
+        records = changes(MemberWithoutRank, s, sort_by="field_name")
+    assert summary(records) == [
+        ("insert", "1", "name", None, "Ann", None),
+        ("insert", "1", "rank", None, 7, None),
+    ]
 
 
 # ---------------------------------------------------------------- errors
