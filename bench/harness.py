@@ -356,12 +356,16 @@ def run_read_rounds(queries: Dict[str, Dict[str, Callable[[int], int]]], *, roun
                 if fn is None:
                     continue
                 per_call = []
-                for k in range(min(calls, 3) if rnd == 0 else calls):  # short warm-up
-                    gc.collect()
-                    start = time.perf_counter()
-                    n = fn(rnd * calls + k)
-                    per_call.append(time.perf_counter() - start)
-                    counts.setdefault(system, {}).setdefault(workload, []).append(n)
+                gc.collect()
+                gc.disable()  # as timeit does: no collection pause inside a timed call
+                try:
+                    for k in range(min(calls, 3) if rnd == 0 else calls):  # short warm-up
+                        start = time.perf_counter()
+                        n = fn(rnd * calls + k)
+                        per_call.append(time.perf_counter() - start)
+                        counts.setdefault(system, {}).setdefault(workload, []).append(n)
+                finally:
+                    gc.enable()
                 if rnd > 0:
                     samples += [{"system": system, "workload": workload, "round": rnd,
                                  "seconds": sec, "units": 1} for sec in per_call]

@@ -444,7 +444,10 @@ def markdown(results: Dict[str, Any], png_name: Optional[str]) -> str:
         "50 users, one year), written set-based into `sqlaudit_log` and, for the limit, into the "
         "limit's log table. sqlaudit is `get_resource_changes()` (one record per changed field, "
         "values converted back to Python types); the limit is the equivalent hand-written SELECT "
-        "of raw rows. There is no baseline for reading an audit trail.",
+        "of raw rows. There is no baseline for reading an audit trail. Each call opens its own "
+        "Session (peers: their own session or connection) from a pool of warm connections; "
+        "calls are timed one by one with Python's garbage collector paused, after one "
+        "collection before each batch of calls (as `timeit` does), the same for every system.",
         "",
     ]
     for dialect, run in results["ours"].items():
