@@ -177,6 +177,11 @@ class System:
     def bulk_insert(self, lo: int, hi: int) -> None: raise NotImplementedError
     def bulk_update(self) -> None: raise NotImplementedError
     def bulk_delete(self) -> None: raise NotImplementedError
+    #: seconds of timed ORM work a workload may take before it stops early (None: never);
+    #: run_write_rounds spreads it over the workload's blocks through ``budget_left``
+    budget: Optional[float] = None
+    budget_left: Optional[float] = None
+
     def oltp_update(self, ids: Sequence[int], tag: str) -> None: raise NotImplementedError
     def oltp_insert(self, ids: Sequence[int]) -> None: raise NotImplementedError
     def delete_above(self, n: int) -> None: raise NotImplementedError
@@ -208,11 +213,8 @@ class PlainSystem(System):
     def bulk_delete(self) -> None:
         run_sql(self.engine, bulk_delete_sql(self.table))
 
-    #: seconds after which an ORM workload stops early (None: never); see run_write_rounds
-    budget: Optional[float] = None
-
     def _deadline(self) -> Optional[float]:
-        return None if self.budget is None else time.perf_counter() + self.budget
+        return None if self.budget_left is None else time.perf_counter() + self.budget_left
 
     def oltp_update(self, ids: Sequence[int], tag: str) -> int:
         return oltp_update(self.Session, self.cls, ids, tag, deadline=self._deadline())
@@ -266,6 +268,17 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+#: blocks each ORM workload is split into (see run_write_rounds)
+OLTP_BLOCKS = 10
+
+
+def _blocks(ids: Sequence[int], count: int) -> List[Sequence[int]]:
+    """``ids`` in ``count`` consecutive blocks of (nearly) equal size, none empty."""
+    count = max(1, min(count, len(ids)))
+    bounds = [len(ids) * k // count for k in range(count + 1)]
+    return [ids[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 def rotate(items: Sequence[Any], k: int) -> List[Any]:
     k %= len(items)
     return list(items[k:]) + list(items[:k])
@@ -278,9 +291,13 @@ def run_write_rounds(systems: Sequence[System], *, rows: int, transactions: int,
 
     Each round runs the chain INSERT ... SELECT -> UPDATE -> ORM updates -> ORM
     inserts -> DELETE; within each step every system runs once, in an order
-    that rotates from round to round. Between rounds every system resets
-    (empty tables, empty audit tables), untimed. A smaller warm-up round
-    comes first and is discarded.
+    that rotates from round to round. The ORM steps run in ``OLTP_BLOCKS``
+    blocks of transactions, every system one block in turn (the order rotating
+    from block to block), and a system's time is the sum over its blocks, so
+    a slow minute of the machine is shared by all systems instead of landing on
+    one. A system with a ``budget`` stops once its summed time passes it.
+    Between rounds every system resets (empty tables, empty audit tables),
+    untimed. A smaller warm-up round comes first and is discarded.
 
     Returns ``{"samples": [...], "capture": {...}}`` where each sample is
     ``{"system", "workload", "round", "seconds", "units"}`` and capture maps
@@ -297,40 +314,57 @@ def run_write_rounds(systems: Sequence[System], *, rows: int, transactions: int,
         update_ids = rng.sample(range(1, n + 1), min(t, n))
         insert_ids = list(range(n + 1, n + t + 1))
         steps: List[tuple] = [
-            ("bulk_insert", n, lambda s: s.bulk_insert(1, n)),
-            ("bulk_update", n, lambda s: s.bulk_update()),
-            ("oltp_update", len(update_ids), lambda s: s.oltp_update(update_ids, f"r{rnd}")),
-            ("oltp_insert", len(insert_ids), lambda s: s.oltp_insert(insert_ids)),
-            ("bulk_delete", n, lambda s: s.bulk_delete()),
+            ("bulk_insert", n, lambda s, _: s.bulk_insert(1, n)),
+            ("bulk_update", n, lambda s, _: s.bulk_update()),
+            ("oltp_update", len(update_ids), lambda s, ids: s.oltp_update(ids, f"r{rnd}")),
+            ("oltp_insert", len(insert_ids), lambda s, ids: s.oltp_insert(ids)),
+            ("bulk_delete", n, lambda s, _: s.bulk_delete()),
         ]
         for step, (workload, units, action) in enumerate(steps):
             if workload == "bulk_delete":
                 for s in systems:
                     s.delete_above(n)  # untimed: leave exactly n rows for the DELETE
-            times = []
-            for s in rotate(systems, rnd + step):
-                s.fresh_connection()
-                s.before(workload)
-                before = s.count_audit()
-                box: List[Any] = []
-                seconds = timed(lambda: box.append(action(s)))
-                after = s.count_audit()
-                done = box[0] if isinstance(box[0], int) else units
-                s.after(workload)
-                times.append(f"{s.name} {seconds:.3f}s" + ("" if done == units else
-                                                            f" ({done} of {units}, budget)"))
-                if rnd == 0:
-                    continue
+            # ORM workloads run in blocks, every system one block in turn, so a slow
+            # stretch of the machine (disk, neighbours) falls on all of them alike
+            blocks = _blocks(update_ids if workload == "oltp_update" else insert_ids,
+                             OLTP_BLOCKS) if workload.startswith("oltp") else [None]
+            seconds: Dict[str, float] = {s.name: 0.0 for s in systems}
+            done: Dict[str, int] = {s.name: 0 for s in systems}
+            audit: Dict[str, List[int]] = {s.name: [0, 0] for s in systems}
+            for b, block in enumerate(blocks):
+                for s in rotate(systems, rnd + step + b):
+                    if b == 0:
+                        s.fresh_connection()
+                    if s.budget is not None:
+                        s.budget_left = s.budget - seconds[s.name]
+                        if s.budget_left <= 0:
+                            continue  # out of budget: later blocks are skipped
+                    s.before(workload)
+                    before = s.count_audit()
+                    box: List[Any] = []
+                    seconds[s.name] += timed(lambda: box.append(action(s, block)))
+                    after = s.count_audit()
+                    s.after(workload)
+                    size = units if block is None else len(block)
+                    done[s.name] += box[0] if isinstance(box[0], int) else size
+                    audit[s.name][0] += after[0] - before[0]
+                    audit[s.name][1] += after[1] - before[1]
+            times = [f"{name} {sec:.3f}s" + ("" if done[name] == units else
+                                            f" ({done[name]} of {units}, budget)")
+                     for name, sec in seconds.items()]
+            progress(f"{label}{what} {workload:12s} " + ", ".join(times))
+            if rnd == 0:
+                continue
+            for s in systems:
                 # a run stopped by its time budget is scaled to the full count (and flagged)
                 samples.append({"system": s.name, "workload": workload, "round": rnd,
-                                "seconds": seconds * units / max(done, 1), "units": units,
-                                "done": done})
-                got = {"expected": done, "audit_rows": after[0] - before[0],
-                       "with_actor": after[1] - before[1]}
+                                "seconds": seconds[s.name] * units / max(done[s.name], 1),
+                                "units": units, "done": done[s.name]})
+                got = {"expected": done[s.name], "audit_rows": audit[s.name][0],
+                       "with_actor": audit[s.name][1]}
                 prev = capture[s.name].get(workload)
                 if prev is None or got["audit_rows"] < prev["audit_rows"]:
                     capture[s.name][workload] = got
-            progress(f"{label}{what} {workload:12s} " + ", ".join(times))
         for s in systems:
             s.reset()
         if between_rounds is not None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness import READ_WORKLOADS, WORKLOAD_TITLES, WRITE_WORKLOADS, summarize
+from harness import OLTP_BLOCKS, READ_WORKLOADS, WORKLOAD_TITLES, WRITE_WORKLOADS, summarize
 
 DIALECT_TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 #: issue 4's targets: (dialect, workload) -> (ratio against, bound)
@@ -423,7 +423,9 @@ def markdown(results: Dict[str, Any], png_name: Optional[str]) -> str:
         "",
         "One table with a key and five tracked columns (text, integer, numeric, timestamp, "
         "boolean). Each write workload runs in interleaved rounds: within a round every variant "
-        "runs the same step in a rotating order, and tables and audit tables are emptied "
+        f"runs the same step in a rotating order (the ORM workloads in {OLTP_BLOCKS} blocks of "
+        "transactions, every variant one block in turn, times summed, so a slow stretch of "
+        "the machine is shared by all variants), and tables and audit tables are emptied "
         "between rounds (untimed; on PostgreSQL autovacuum is off for the benchmark tables, "
         "a CHECKPOINT runs between rounds, and every timed workload starts on a fresh "
         "connection, opened untimed). Cells show the **median** and, small, the "
@@ -485,7 +487,7 @@ def markdown(results: Dict[str, Any], png_name: Optional[str]) -> str:
         if budget and any(x.get("done", x["units"]) < x["units"] for p in results["peers"]
                           for x in (p.get("write") or {}).get("samples", [])):
             out += [f"² The peer's ORM workload hit the benchmark's time budget ({budget:g} s per "
-                    f"timed run) and stopped early; the time shown is the measured time scaled "
+                    f"workload and round) and stopped early; the time shown is the measured time scaled "
                     f"linearly to the full number of transactions, an estimate (the raw samples, "
                     f"with the count done, are in the JSON).", ""]
         notes = []
