@@ -268,10 +268,12 @@ def get_resource_changes(
         pg = dialect.name == "postgresql"
         params: dict[str, Any] = {}
         composite = 0
+        # 1: one key, compared with = (no IN list to expand on every call)
+        has_ids = 0 if resource_ids is None else 1 if len(resource_ids) == 1 else 2
         if resource_ids is not None:
             keys = _resource_keys(resource_ids, spec, dialect)
             if len(spec.key_columns) == 1:
-                params["ids"] = keys[0] if len(keys) == 1 else keys
+                params["ids"] = keys[0] if has_ids == 1 else keys
             else:
                 composite = len(keys)
                 for i, parts in enumerate(keys):
@@ -287,8 +289,6 @@ def get_resource_changes(
             params["limit"] = limit
         if offset is not None:
             params["offset"] = offset
-        # 1: one key, compared with = (no IN list to expand on every call)
-        has_ids = 0 if resource_ids is None else 1 if len(resource_ids) == 1 else 2
         shape = (has_ids, composite, fields is not None, user_ids is not None,
                  start is not None, end is not None, limit is not None, offset is not None)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
