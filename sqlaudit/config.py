@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, tzinfo
 from typing import Any, Callable, Optional, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +33,22 @@ UserId = Union[str, int, Any]
 
 def _local_zone() -> tzinfo:
     """The machine's local time zone, as an IANA zone where it can be found."""
-    name = os.environ.get("TZ", "").lstrip(":")
+    zone = _iana_local_zone(os.environ.get("TZ", ""))
+    if zone is not None:
+        return zone
+    # no IANA name: the current fixed offset (not cached, it changes with DST)
+    local = datetime.now().astimezone().tzinfo
+    assert local is not None  # astimezone() always sets one
+    return local
+
+
+@lru_cache(maxsize=8)
+def _iana_local_zone(tz_variable: str) -> Optional[ZoneInfo]:
+    """The IANA zone named by ``TZ`` or by /etc/localtime, looked up once per value
+    of ``TZ`` (how a process changes its zone, with ``time.tzset()``): retrieval
+    without a configured zone asks on every call, and resolving /etc/localtime
+    takes tens of microseconds."""
+    name = tz_variable.lstrip(":")
     candidates = [name] if name else []
     try:
         target = os.path.realpath("/etc/localtime")
@@ -45,9 +61,7 @@ def _local_zone() -> tzinfo:
             return ZoneInfo(candidate)
         except (ZoneInfoNotFoundError, ValueError):
             continue
-    local = datetime.now().astimezone().tzinfo
-    assert local is not None  # astimezone() always sets one
-    return local
+    return None
 
 
 def _resolve_zone(time_zone: Union[str, tzinfo, None]) -> tzinfo:

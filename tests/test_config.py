@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sqlaudit.config import SQLAuditConfig, clear_config, get_config, has_config, set_config
+from sqlaudit.config import (
+    SQLAuditConfig,
+    clear_config,
+    display_zone,
+    get_config,
+    has_config,
+    set_config,
+)
 from sqlaudit.exceptions import SQLAuditConfigError, SQLAuditError
 
 
@@ -160,6 +167,25 @@ def local_zone_tokyo(monkeypatch):
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+def test_without_a_config_retrieval_follows_the_local_zone_when_it_changes(monkeypatch) -> None:
+    """The local zone is looked up once per TZ value, so a process that changes
+    TZ (and calls time.tzset()) gets the new zone on its next call."""
+    clear_config()
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert display_zone() == ZoneInfo("UTC")
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        time.tzset()
+        assert display_zone() == ZoneInfo("Asia/Tokyo")
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+        assert display_zone() == ZoneInfo("UTC")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_default_time_zone_follows_a_non_utc_local_zone(local_zone_tokyo) -> None:
