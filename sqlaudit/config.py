@@ -14,15 +14,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any, Callable, Optional, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Mapper
-
 from .exceptions import SQLAuditConfigError
+from .spec import mapper_of
 
 __all__ = ["SQLAuditConfig", "set_config", "get_config", "has_config", "clear_config"]
 
@@ -83,13 +81,6 @@ def _resolve_zone(time_zone: Union[str, tzinfo, None]) -> tzinfo:
         ) from exc
 
 
-def _mapper_of(user_model: Any) -> Optional[Mapper[Any]]:
-    if not isinstance(user_model, type):
-        return None
-    insp = sa_inspect(user_model, raiseerr=False)
-    return insp if isinstance(insp, Mapper) else None
-
-
 @dataclass
 class SQLAuditConfig:
     """How sqlaudit finds the acting user, a session and the display time zone.
@@ -147,7 +138,7 @@ class SQLAuditConfig:
                     "model class too, or drop the field name."
                 )
             return
-        mapper = _mapper_of(self.user_model)
+        mapper = mapper_of(self.user_model)
         if mapper is None:
             raise SQLAuditConfigError(
                 f"user_model must be a mapped SQLAlchemy class (a DeclarativeBase subclass), "

@@ -260,7 +260,7 @@ def get_resource_changes(
         # same bind, binds per class or per table honoured), skipping the ORM
         # execution layer it has no use for
         if isinstance(reader, Session):
-            mapper = mapper_of(model_class) if isinstance(model_class, type) else None
+            mapper = mapper_of(model_class)
             conn = reader.connection(bind_arguments={"mapper": mapper, "clause": spec.table})
         else:
             conn = reader
@@ -308,7 +308,7 @@ def get_resource_changes(
 def _attributes(model_class: Any) -> dict[str, str]:
     """Column name -> attribute name for the columns of the model's own table."""
     spec = spec_for(model_class)
-    mapper = mapper_of(model_class) if isinstance(model_class, type) else None
+    mapper = mapper_of(model_class)
     return {
         col.name: key
         for key, col in (mapper.columns.items() if mapper is not None else [])

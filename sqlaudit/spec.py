@@ -53,7 +53,10 @@ def table_of(model: ModelOrTable) -> Table:
     raise TypeError(f"expected a mapped class or a Table, got {model!r}")
 
 
-def mapper_of(model: type) -> Optional[Mapper[Any]]:
+def mapper_of(model: Any) -> Optional[Mapper[Any]]:
+    """The ORM mapper of a mapped class; None for a Table or anything else."""
+    if not isinstance(model, type):
+        return None
     insp = sa_inspect(model, raiseerr=False)
     return insp if isinstance(insp, Mapper) else None
 
