@@ -291,6 +291,7 @@ def get_resource_changes(
             params["offset"] = offset
         shape = (has_ids, composite, fields is not None, user_ids is not None,
                  start is not None, end is not None, limit is not None, offset is not None)
+        per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
         try:
             rows = conn.execute(stmt, params).all()
@@ -301,6 +302,8 @@ def get_resource_changes(
                     "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
                 ) from exc
             raise
+    if per_row:
+        return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
 
 
@@ -316,6 +319,16 @@ def _attributes(model_class: Any) -> dict[str, str]:
     } or {c.name: c.name for c in spec.table.columns}
 
 
+def _per_row(shape: tuple, sort_by: str) -> bool:
+    """Whether the query can return one row per audit row, expanded into field
+    records in Python: only when no page, field filter or field order needs the
+    records themselves in SQL. It is the common call (a resource's or a user's
+    whole history) and the cheaper statement for the database to parse, plan
+    and send."""
+    has_fields, has_limit, has_offset = shape[2], shape[6], shape[7]
+    return not (has_fields or has_limit or has_offset or sort_by == "field_name")
+
+
 @lru_cache(maxsize=512)
 def _statement(
     model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple
@@ -329,6 +342,9 @@ def _statement(
     dialect = rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
+    mapped = [spec.table.c[name] for name in _attributes(model_class)]
+    if _per_row(shape, sort_by):
+        return _row_statement(log, spec, mapped, dialect, sort_by, sort_direction, shape)
     keys_fn = func.jsonb_each if pg else func.json_each
     keys = keys_fn(func.coalesce(log.c.new_data, log.c.old_data)).table_valued("key", "value")
     if pg:
@@ -336,11 +352,7 @@ def _statement(
     key = keys.c.key
     # insert and delete rows store every tracked column; NULLs are not changes
     is_null = keys.c.value == text("'null'::jsonb") if pg else keys.c.value.is_(None)
-    mapped = [spec.table.c[name] for name in _attributes(model_class)]
-    columns: list[ColumnElement[Any]] = [
-        log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
-        log.c.transaction_id, log.c.reason, log.c.db_role, key.label("field"),
-    ]
+    columns: list[ColumnElement[Any]] = [*_row_columns(log), key.label("field")]
     if pg:
         for i, col in enumerate(mapped):
             name = _name_literal(col.name, dialect)
@@ -354,8 +366,63 @@ def _statement(
     else:
         columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
                     type_coerce(log.c.new_data, Text).label("new_raw")]
-    conditions = [rows_of_table(log, spec.name, spec.schema),
-                  or_(log.c.operation == "update", ~is_null)]
+    conditions = [*_row_conditions(log, spec, pg, shape), or_(log.c.operation == "update", ~is_null)]
+    if has_fields:
+        conditions.append(key.in_(bindparam("fields", expanding=True)))
+    # field names in code point order on both databases (and as Python sorts them)
+    by_key = key.collate("C") if pg else key
+    order = _row_order(log, by_key if sort_by == "field_name" else None, sort_by, sort_direction)
+    stmt = select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
+    stmt = stmt.order_by(*order, by_key.asc())
+    if has_limit:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if has_offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    return stmt
+
+
+def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect: Dialect,
+                   sort_by: str, sort_direction: str, shape: tuple) -> Any:
+    """One row per audit row: its JSON as text (for the field names and the values of
+    fields that are no longer columns) and, on PostgreSQL, each mapped column's old
+    and new value converted to the column's type."""
+    pg = dialect.name == "postgresql"
+    columns: list[ColumnElement[Any]] = [*_row_columns(log),
+                                         cast(log.c.old_data, Text).label("old_raw"),
+                                         cast(log.c.new_data, Text).label("new_raw")]
+    if pg:
+        for i, col in enumerate(mapped):
+            name = _name_literal(col.name, dialect)
+            columns += [_typed(log, "old", col, name, dialect).label(f"old_{i}"),
+                        _typed(log, "new", col, name, dialect).label(f"new_{i}")]
+    stmt = select(*columns).where(and_(*_row_conditions(log, spec, pg, shape)))
+    return stmt.order_by(*_row_order(log, None, sort_by, sort_direction))
+
+
+def _row_columns(log: Any) -> list[ColumnElement[Any]]:
+    return [log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
+            log.c.transaction_id, log.c.reason, log.c.db_role]
+
+
+def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
+               sort_direction: str) -> list[ColumnElement[Any]]:
+    """ORDER BY the sort key, then the time and order of the changes."""
+    order_col = field if sort_by == "field_name" else {
+        "timestamp": log.c.changed_at, "resource_id": log.c.resource_id,
+        "changed_by": log.c.changed_by, "operation": log.c.operation,
+        "transaction_id": log.c.transaction_id,
+    }[sort_by]
+    direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
+    order = [direction(order_col)]
+    if sort_by != "timestamp":
+        order.append(direction(log.c.changed_at))
+    return order + [direction(log.c.id)]
+
+
+def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[ColumnElement[bool]]:
+    """The WHERE conditions on the audit row: table, keys, users, dates."""
+    has_ids, composite, _, has_users, has_start, has_end = shape[:6]
+    conditions = [rows_of_table(log, spec.name, spec.schema)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
@@ -366,31 +433,13 @@ def _statement(
         conditions.append(log.c.resource_id == text_param(key="ids"))
     elif has_ids:
         conditions.append(log.c.resource_id.in_(text_param(key="ids", expanding=True)))
-    if has_fields:
-        conditions.append(key.in_(bindparam("fields", expanding=True)))
     if has_users:
         conditions.append(log.c.changed_by.in_(text_param(key="users", expanding=True)))
     if has_start:
         conditions.append(log.c.changed_at >= bindparam("start", type_=log.c.changed_at.type))
     if has_end:
         conditions.append(log.c.changed_at <= bindparam("end", type_=log.c.changed_at.type))
-    order_col = {
-        "timestamp": log.c.changed_at, "resource_id": log.c.resource_id, "field_name": key,
-        "changed_by": log.c.changed_by, "operation": log.c.operation,
-        "transaction_id": log.c.transaction_id,
-    }[sort_by]
-    direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
-    order = [direction(order_col)]
-    if sort_by != "timestamp":
-        order.append(direction(log.c.changed_at))
-    order += [direction(log.c.id), key.asc()]
-    stmt = select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
-    stmt = stmt.order_by(*order)
-    if has_limit:
-        stmt = stmt.limit(bindparam("limit", type_=Integer))
-    if has_offset:
-        stmt = stmt.offset(bindparam("offset", type_=Integer))
-    return stmt
+    return conditions
 
 
 def _name_literal(name: str, dialect: Dialect) -> ColumnElement[str]:
@@ -476,6 +525,61 @@ def _records(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str
             reason=row[i_reason],
             db_role=row[i_role],
         ))
+    return records
+
+
+def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str], pg: bool,
+            dialect: Dialect) -> list[SQLAuditRecord]:
+    """One record per changed field of each audit row, in field name order: the
+    fields an update changed, the non-NULL fields of an insert or a delete (the
+    same records, in the same order, as the per-field query returns)."""
+    if not rows:
+        return []
+    at = {name: i for i, name in enumerate(rows[0]._fields)}
+    (i_id, i_resource, i_operation, i_changed_at, i_changed_by, i_transaction, i_reason,
+     i_role, i_old_raw, i_new_raw) = (at[name] for name in (
+        "id", "resource_id", "operation", "changed_at", "changed_by", "transaction_id",
+        "reason", "db_role", "old_raw", "new_raw"))
+    typed = {name: (at[f"old_{i}"], at[f"new_{i}"])
+             for i, name in enumerate(attr_by_column)} if pg else {}
+    zone = display_zone()
+    processors = {} if pg else _sqlite_processors(spec.table, dialect)
+    records = []
+    for row in rows:
+        old_raw, new_raw = row[i_old_raw], row[i_new_raw]
+        old_doc = json.loads(old_raw) if old_raw else {}
+        new_doc = json.loads(new_raw) if new_raw else {}
+        operation = row[i_operation]
+        changed = new_doc if new_raw is not None else old_doc
+        if operation != "update":  # inserts and deletes store every tracked column
+            changed = {k: v for k, v in changed.items() if v is not None}
+        if not changed:
+            continue
+        timestamp = _timestamp(row[i_changed_at], zone)
+        for field in sorted(changed):
+            positions = typed.get(field)
+            if positions is not None:
+                old, new = row[positions[0]], row[positions[1]]
+            elif pg:  # a field that is no longer a column: its JSON value
+                old, new = old_doc.get(field), new_doc.get(field)
+            else:
+                process = processors.get(field)
+                old = _sqlite_value(old_doc.get(field), process)
+                new = _sqlite_value(new_doc.get(field), process)
+            records.append(SQLAuditRecord(
+                table_name=spec.name,
+                table_label=spec.label,
+                resource_id=row[i_resource],
+                field_name=attr_by_column.get(field, field),
+                old_value=old,
+                new_value=new,
+                timestamp=timestamp,
+                changed_by=row[i_changed_by],
+                operation=operation,
+                transaction_id=row[i_transaction],
+                reason=row[i_reason],
+                db_role=row[i_role],
+            ))
     return records
 
 
