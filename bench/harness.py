@@ -246,6 +246,19 @@ def run_sql(engine: Any, sql: str, **params: Any) -> None:
         conn.execute(text(sql), params)
 
 
+def settle(engine: Any) -> None:
+    """After generating audit data, before timing reads: the same state for every
+    system. PostgreSQL: VACUUM ANALYZE (statistics, visibility map, hint bits) and a
+    CHECKPOINT, so no reader competes with the flush of the freshly written pages;
+    SQLite: ANALYZE."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+            conn.execute(text("CHECKPOINT"))
+    else:
+        run_sql(engine, "ANALYZE")
+
+
 def scalar(engine: Any, sql: str, **params: Any) -> Any:
     with engine.connect() as conn:
         return conn.execute(text(sql), params).scalar()

@@ -349,12 +349,7 @@ def fill_audit_tables(engine: Any, pg: bool, m: int) -> None:
     run_sql(engine, f"TRUNCATE {LIMIT_LOG}" if pg else f"DELETE FROM {LIMIT_LOG}")
     run_sql(engine, _generate_sql(pg, "sqlaudit_log"), m=m)
     run_sql(engine, _generate_sql(pg, LIMIT_LOG), m=m)
-    if pg:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE sqlaudit_log"))
-            conn.execute(text(f"VACUUM ANALYZE {LIMIT_LOG}"))
-    else:
-        run_sql(engine, "ANALYZE")
+    harness.settle(engine)
 
 
 def read_queries(db: Database, model: type) -> Dict[str, Dict[str, Callable[[int], int]]]:

@@ -31,10 +31,10 @@ import harness  # noqa: E402
 import peers_setup  # noqa: E402
 
 FULL = dict(rows=100_000, transactions=2_000, audit_records=1_000_000, rounds=3,
-            read_rounds=3, read_calls=20, peer_rounds=2, peer_read_rounds=2, peer_read_calls=5,
+            read_rounds=5, read_calls=100, peer_rounds=2, peer_read_rounds=5, peer_read_calls=100,
             peer_oltp_budget=20.0)
 QUICK = dict(rows=10_000, transactions=200, audit_records=100_000, rounds=2,
-             read_rounds=2, read_calls=10, peer_rounds=1, peer_read_rounds=1, peer_read_calls=5,
+             read_rounds=2, read_calls=20, peer_rounds=1, peer_read_rounds=2, peer_read_calls=20,
              peer_oltp_budget=10.0)
 
 

@@ -77,9 +77,7 @@ def reads():
             f"CASE g % 10 WHEN 0 THEN {row} WHEN 1 THEN '{{}}'::jsonb ELSE {changed} END, "
             f"(g + 2) / 3 FROM {src}"), {"m": m})
         conn.execute(text("SELECT setval('activity_id_seq', :m)"), {"m": m})
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE activity"))
-        conn.execute(text("VACUUM ANALYZE transaction"))
+    harness.settle(engine)
     Session = sessionmaker(bind=engine)
 
     def q_resource(k):

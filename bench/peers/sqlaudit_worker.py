@@ -139,8 +139,8 @@ def reads():
                 f"FROM {src} JOIN (SELECT 0 AS f UNION ALL SELECT 1) AS f ON 1 = 1 "
                 f"JOIN bench_field_map AS mp ON mp.k = {tab} * 2 + f.f"), {"m": m})
         conn.execute(text("DROP TABLE bench_field_map"))
-        conn.execute(text("ANALYZE"))
         info["audit_rows"] = conn.execute(text(f"SELECT count(*) FROM {logs}")).scalar()
+    harness.settle(engine)
 
     def q_resource(k):
         a = harness.read_args(k)
