@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -185,14 +186,20 @@ def run_peer(name: str, dialect: str, venv: Dict[str, Any], s: Dict[str, Any],
                                 stderr=subprocess.PIPE, text=True, cwd=str(HERE / "peers"), env=env)
         tail: List[str] = []
         assert proc.stderr is not None and proc.stdout is not None
+        # the result (one JSON line) can outgrow the pipe's buffer: read it alongside,
+        # or the worker blocks writing it while we wait for its stderr to close
+        out: List[str] = []
+        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+        reader.start()
         for line in proc.stderr:  # forward the worker's progress as it comes
             line = line.rstrip()
             if line.startswith("["):
                 print(f"    {line}", file=sys.stderr, flush=True)
             else:
                 tail.append(line)
-        stdout = proc.stdout.read()
+        reader.join()
         proc.wait()
+        stdout = out[0] if out else ""
         lines = [l for l in stdout.splitlines() if l.startswith("{")]
         if not lines:
             detail = next((l for l in reversed(tail) if l.strip()), f"exit {proc.returncode}")
