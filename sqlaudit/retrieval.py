@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Integer,
     String,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -392,11 +394,27 @@ def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect
                                          cast(log.c.new_data, Text).label("new_raw")]
     if pg:
         for i, col in enumerate(mapped):
+            if _json_exact(col, dialect):
+                continue  # its JSON value is already what the driver returns
             name = _name_literal(col.name, dialect)
             columns += [_typed(log, "old", col, name, dialect).label(f"old_{i}"),
                         _typed(log, "new", col, name, dialect).label(f"new_{i}")]
     stmt = select(*columns).where(and_(*_row_conditions(log, spec, pg, shape)))
     return stmt.order_by(*_row_order(log, None, sort_by, sort_direction))
+
+
+#: PostgreSQL column types whose values the triggers' JSON holds exactly as the
+#: driver returns them (JSON string -> str, integer -> int, true/false -> bool)
+_JSON_EXACT_TYPES: tuple[type, ...] = (String, Integer, Boolean)
+
+
+def _json_exact(col: Column[Any], dialect: Dialect) -> bool:
+    """Whether decoding ``col``'s JSON value gives the value the ORM reads: a plain
+    string, integer or boolean type, without a TypeDecorator or result processor
+    (an Enum, say, has one)."""
+    impl = col.type.dialect_impl(dialect)
+    return (isinstance(impl, _JSON_EXACT_TYPES) and not isinstance(impl, TypeDecorator)
+            and impl.result_processor(dialect, None) is None)
 
 
 def _row_columns(log: Any) -> list[ColumnElement[Any]]:
@@ -540,8 +558,10 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
      i_role, i_old_raw, i_new_raw) = (at[name] for name in (
         "id", "resource_id", "operation", "changed_at", "changed_by", "transaction_id",
         "reason", "db_role", "old_raw", "new_raw"))
+    # PostgreSQL: column name -> positions of its typed old and new values (columns
+    # of exact JSON types have none: their values come from the JSON)
     typed = {name: (at[f"old_{i}"], at[f"new_{i}"])
-             for i, name in enumerate(attr_by_column)} if pg else {}
+             for i, name in enumerate(attr_by_column) if f"old_{i}" in at} if pg else {}
     zone = display_zone()
     processors = {} if pg else _sqlite_processors(spec.table, dialect)
     records = []
@@ -560,7 +580,7 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
             positions = typed.get(field)
             if positions is not None:
                 old, new = row[positions[0]], row[positions[1]]
-            elif pg:  # a field that is no longer a column: its JSON value
+            elif pg:  # a column of an exact JSON type, or a field no longer a column
                 old, new = old_doc.get(field), new_doc.get(field)
             else:
                 process = processors.get(field)
