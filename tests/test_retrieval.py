@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional
@@ -19,7 +20,7 @@ from sqlaudit.exceptions import (
     SQLAuditTableNotInDatabaseError,
     SQLAuditTableNotTrackedError,
 )
-from sqlaudit.retrieval import get_resource_changes
+from sqlaudit.retrieval import SQLAuditRecord, get_resource_changes
 
 from conftest import changes, summary
 
@@ -51,6 +52,22 @@ def add_customers_one_by_one(engine, Customer, names: list[str]) -> None:
             s.add(Customer(id=i, name=name))
             s.commit()
             time.sleep(0.01)  # SQLite's clock has millisecond resolution
+
+
+# ---------------------------------------------------------------- records
+
+
+@pytest.mark.parametrize("paged", [False, True], ids=["whole", "paged"])
+def test_records_are_frozen_and_equal_to_constructed_ones(engine, Customer, paged) -> None:
+    add_customers_one_by_one(engine, Customer, ["Ann"])
+    with Session(engine) as s:
+        (record,) = get_resource_changes(Customer, session=s, limit=10 if paged else None)
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(SQLAuditRecord)}
+    assert record == SQLAuditRecord(**values)
+    assert repr(record) == repr(SQLAuditRecord(**values))
+    assert (values["field_name"], values["new_value"], values["table_label"]) == ("name", "Ann", "Customer")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.new_value = "Bob"  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- filter_user_ids
