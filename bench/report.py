@@ -395,8 +395,13 @@ risk that.
 **Retrieval reads only what it returns.** Both retrieval queries are served by
 the indexes above (the plans are in "Query plans of the retrieval queries").
 `get_resource_changes` compiles one statement per query shape and reuses it
-with bind parameters; on PostgreSQL the values are cast back to the column
-types in SQL.
+with bind parameters. A whole-history call (no paging, field filter or field
+order, as both benchmark queries) reads one row per audit row, with no join and
+no CASE for the database to parse and plan on every call, and expands it into
+field records in Python; on PostgreSQL only the values whose JSON form is not
+already what the driver returns (numeric, timestamps, UUIDs, ...) are cast back
+to the column types in SQL. Paged calls number the field records in SQL and
+return the same records in the same order.
 
 **Reading the targets.** The single-row ORM targets are ratios to the baseline.
 "The limit" column shows what merely writing one minimal audit row in the
