@@ -385,11 +385,19 @@ def run_write_rounds(systems: Sequence[System], *, rows: int, transactions: int,
     return {"samples": samples, "capture": capture}
 
 
+#: seconds of timed calls after which a retrieval round stops, and the calls it makes first
+READ_ROUND_BUDGET = 5.0
+READ_MIN_CALLS = 5
+
+
 def run_read_rounds(queries: Dict[str, Dict[str, Callable[[int], int]]], *, rounds: int,
                     calls: int, label: str = "") -> Dict[str, Any]:
     """Time read queries, interleaved: ``queries[system][workload](k)`` runs call k
     (different resource/user each call) and returns the number of records read.
-    One warm-up pass, then ``rounds`` rounds of ``calls`` calls per system and workload.
+    One warm-up pass, then ``rounds`` rounds of ``calls`` calls per system and workload;
+    a round stops early once its calls took READ_ROUND_BUDGET seconds (after at least
+    READ_MIN_CALLS calls), so a system that needs a second per call does not hold the
+    run up for hours while a fast one still gets every call.
     """
     samples: List[Dict[str, Any]] = []
     counts: Dict[str, Dict[str, List[int]]] = {}
@@ -411,6 +419,8 @@ def run_read_rounds(queries: Dict[str, Dict[str, Callable[[int], int]]], *, roun
                         n = fn(rnd * calls + k)
                         per_call.append(time.perf_counter() - start)
                         counts.setdefault(system, {}).setdefault(workload, []).append(n)
+                        if len(per_call) >= READ_MIN_CALLS and sum(per_call) > READ_ROUND_BUDGET:
+                            break
                 finally:
                     gc.enable()
                 if rnd > 0:
