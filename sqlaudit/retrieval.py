@@ -339,7 +339,7 @@ def _statement(
 
     Built once and reused, so a call costs parameter binding, not query building.
     """
-    has_ids, composite, has_fields, has_users, has_start, has_end, has_limit, has_offset = shape
+    has_fields, has_limit, has_offset = shape[2], shape[6], shape[7]  # the rest: _row_conditions
     spec = spec_for(model_class)
     dialect = rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
@@ -385,9 +385,9 @@ def _statement(
 
 def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect: Dialect,
                    sort_by: str, sort_direction: str, shape: tuple) -> Any:
-    """One row per audit row: its JSON as text (for the field names and the values of
-    fields that are no longer columns) and, on PostgreSQL, each mapped column's old
-    and new value converted to the column's type."""
+    """One row per audit row: its JSON as text (for the field names, and the values of
+    fields of exact JSON types or no longer columns) and, on PostgreSQL, the old and
+    new value of every other mapped column converted to the column's type."""
     pg = dialect.name == "postgresql"
     columns: list[ColumnElement[Any]] = [*_row_columns(log),
                                          cast(log.c.old_data, Text).label("old_raw"),
