@@ -627,3 +627,29 @@ def test_a_table_with_seventy_tracked_columns_is_audited(engine, Base) -> None:
     assert inserted == {"id": 1, **{n: i for i, n in enumerate(names)}}
     updated = sorted((r.field_name, r.old_value, r.new_value) for r in records if r.operation == "update")
     assert updated == [("c00", 0, None), ("c69", 69, -1)]
+
+
+def test_an_update_of_six_hundred_tracked_columns_records_each_changed_one(engine, Base) -> None:
+    """Wider than SQLite's 500-term compound SELECT and far past one json_object() call."""
+    from sqlalchemy import Column, Integer, Table
+
+    from sqlaudit.decorators import track_table
+    from sqlaudit.retrieval import get_resource_changes
+
+    names = [f"c{i:03d}" for i in range(600)]
+    table = Table("wider", Base.metadata, Column("id", Integer, primary_key=True),
+                  *[Column(n, Integer) for n in names])
+
+    @track_table()
+    class Wider(Base):
+        __table__ = table
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Wider(id=1, **{n: i for i, n in enumerate(names)}))
+        s.commit()
+        s.execute(text("UPDATE wider SET c000 = NULL, c300 = -300, c599 = -599, c001 = 1"))
+        s.commit()
+        records = get_resource_changes(Wider, session=s)
+    updated = sorted((r.field_name, r.old_value, r.new_value) for r in records if r.operation == "update")
+    assert updated == [("c000", 0, None), ("c300", 300, -300), ("c599", 599, -599)]

@@ -71,15 +71,28 @@ def _full_object(columns: Sequence[Column[Any]], alias: str, dialect: Dialect) -
 def _object(
     columns: Sequence[Column[Any]], alias: str, dialect: Dialect, where: "dict[str, str]"
 ) -> str:
-    """JSON object text of ``columns``, each included only when its ``where`` holds."""
-    selects = []
+    """JSON object text of ``columns``, each included only when its ``where`` holds.
+
+    Plain expressions: each member is ``,"name":value`` or ``''`` and the leading
+    comma is cut off. No subquery per row (an earlier UNION ALL form cost about 5%
+    more on a bulk UPDATE and failed beyond 500 columns, SQLite's compound SELECT
+    limit); the concatenation is a balanced tree so wide tables stay far below
+    SQLite's expression depth limit.
+    """
+    members = []
     for col in columns:
-        key = json.dumps(col.name, ensure_ascii=False) + ":"
+        key = "," + json.dumps(col.name, ensure_ascii=False) + ":"
         member = f"{string_literal(key, dialect)} || {encode(_ref(col, alias, dialect))}"
         condition = where.get(col.name)
-        selects.append(f"SELECT {member} AS m" + (f" WHERE {condition}" if condition else ""))
-    union = " UNION ALL ".join(selects)
-    return f"(SELECT '{{' || coalesce(group_concat(m, ','), '') || '}}' FROM ({union}))"
+        members.append(f"CASE WHEN {condition} THEN {member} ELSE '' END" if condition else f"({member})")
+    if not members:
+        return "'{}'"
+    while len(members) > 1:
+        members = [
+            f"({members[i]} || {members[i + 1]})" if i + 1 < len(members) else members[i]
+            for i in range(0, len(members), 2)
+        ]
+    return f"('{{' || substr({members[0]}, 2) || '}}')"
 
 
 def _key_part(col: Column[Any], alias: str, dialect: Dialect) -> str:
