@@ -15,6 +15,9 @@ interleaved rounds for the variants
   indexed log table: what the per-row trigger mechanism alone costs, the floor
   of any SQLite design (SQLite has only row-level triggers) and the row-level
   alternative to sqlaudit's statement-level triggers on PostgreSQL;
+* ``limit_noindex`` (diagnostic) -- the limit writing into a log table with its
+  primary key only: what the three read indexes cost (a design that keeps no
+  index for its queries, postgresql-audit's for one, pays this instead);
 
 then fills the audit tables with ``audit_records`` generated rows and times the two
 retrieval queries, and collects the query plans and (PostgreSQL) a per-trigger
@@ -46,6 +49,8 @@ ROW_LOG = "bench_rowtrigger_log"
 VARIANTS = ("baseline", "sqlaudit", "limit")
 DIAGNOSTIC = "sqlaudit_noactor"
 ROW_TRIGGER = "rowtrigger"
+LIMIT_BARE = "limit_noindex"
+LIMIT_BARE_LOG = "bench_limit_noindex_log"
 
 warnings.filterwarnings("ignore", message=".*Decimal objects natively.*")
 
@@ -76,14 +81,20 @@ def build_models() -> Dict[str, Any]:
     class ItemRowTrigger(ItemColumns, Base):
         __tablename__ = "items_rowtrigger"
 
+    class ItemLimitBare(ItemColumns, Base):
+        __tablename__ = "items_limit_noindex"
+
     _log_table(Base.metadata, LIMIT_LOG, "limit")
     _log_table(Base.metadata, ROW_LOG, "rowtrigger")
+    _log_table(Base.metadata, LIMIT_BARE_LOG, "limitbare", indexes=False)
     return {"Base": Base, "baseline": ItemBaseline, "sqlaudit": ItemAudited,
-            DIAGNOSTIC: ItemAuditedNoActor, "limit": ItemLimit, ROW_TRIGGER: ItemRowTrigger}
+            DIAGNOSTIC: ItemAuditedNoActor, "limit": ItemLimit, ROW_TRIGGER: ItemRowTrigger,
+            LIMIT_BARE: ItemLimitBare}
 
 
-def _log_table(metadata: Any, name: str, tag: str) -> Table:
-    """A minimal audit log with the same three indexes as sqlaudit_log."""
+def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Table:
+    """A minimal audit log with the same three indexes as sqlaudit_log (``indexes=False``:
+    its primary key only)."""
     data = JSON().with_variant(JSONB(), "postgresql")
     log = Table(
         name, metadata,
@@ -97,9 +108,10 @@ def _log_table(metadata: Any, name: str, tag: str) -> Table:
         Column("old_data", data),
         Column("new_data", data),
     )
-    Index(f"ix_bench_{tag}_resource", log.c.table_name, log.c.resource_id, log.c.changed_at)
-    Index(f"ix_bench_{tag}_user", log.c.changed_by, log.c.changed_at)
-    Index(f"ix_bench_{tag}_changed_at", log.c.changed_at)
+    if indexes:
+        Index(f"ix_bench_{tag}_resource", log.c.table_name, log.c.resource_id, log.c.changed_at)
+        Index(f"ix_bench_{tag}_user", log.c.changed_by, log.c.changed_at)
+        Index(f"ix_bench_{tag}_changed_at", log.c.changed_at)
     return log
 
 
@@ -273,7 +285,7 @@ class Limit(_OwnLog):
         pg = self.pg
         now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
         key = "t.id::text" if pg else "CAST(t.id AS TEXT)"
-        head = (f"INSERT INTO {LIMIT_LOG} (table_name, resource_id, operation, changed_at, "
+        head = (f"INSERT INTO {self.log} (table_name, resource_id, operation, changed_at, "
                 f"changed_by, old_data, new_data) SELECT '{self.table}', {key}, ")
         actor = "CAST(:actor AS TEXT)"
         self.sql_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', pg)} "
@@ -322,6 +334,13 @@ class Limit(_OwnLog):
 
         harness.oltp_insert(self.Session, self.cls, ids, after_flush=log)
 
+
+
+class BareLimit(Limit):
+    """The limit writing into a log table without the three read indexes (primary
+    key only): what the same audit rows cost when no query is served by an index."""
+
+    log = LIMIT_BARE_LOG
 
 
 # ------------------------------------------------------------------ retrieval data
@@ -558,6 +577,8 @@ def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
         return Plain(variant, db, cls)
     if variant == "limit":
         return Limit(variant, db, cls)
+    if variant == LIMIT_BARE:
+        return BareLimit(variant, db, cls)
     if variant == ROW_TRIGGER:
         return RowTrigger(variant, db, cls)
     return Audited(variant, db, cls, actor=(variant == "sqlaudit"))
@@ -606,7 +627,7 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
                 with setup.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.execute(text("CHECKPOINT"))
 
-        variants = list(VARIANTS) + ([DIAGNOSTIC, ROW_TRIGGER] if diagnostics else [])
+        variants = list(VARIANTS) + ([DIAGNOSTIC, ROW_TRIGGER, LIMIT_BARE] if diagnostics else [])
         systems = [make_system(v, db, models) for v in variants]
         harness.progress(f"{label}write workloads: {rows:,} rows, {transactions:,} transactions, "
                          f"{rounds} rounds, variants {', '.join(variants)}")

@@ -40,6 +40,10 @@ Base.metadata.create_all(engine, tables=[versioning_manager.transaction_cls.__ta
                                          versioning_manager.activity_cls.__table__])
 Base.metadata.create_all(engine)
 info["notes"].append("audit tables created before the versioned table (create_all alone fails)")
+with engine.connect() as _conn:
+    _indexes = _conn.execute(sa.text(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'activity' ORDER BY indexname")).scalars().all()
+info["notes"].append(f"indexes on its activity table: {', '.join(_indexes) or 'none'}")
 versioning_manager.values = {"actor_id": harness.ACTOR}
 
 systems = [
