@@ -14,7 +14,7 @@ import threading
 from typing import Any, Optional
 
 import pytest
-from sqlalchemy import ForeignKey, String, func, select, text
+from sqlalchemy import ForeignKey, String, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -181,6 +181,31 @@ def test_audit_context_restores_the_outer_user_when_its_block_raises(engine, Not
 
 
 # ------------------------------------------------------------------ no leaks
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_sqlite_recursive_triggers_stamp_each_audit_row_once(make_engine, Base) -> None:
+    """With PRAGMA recursive_triggers = ON (what makes INSERT OR REPLACE fire delete
+    triggers) the TEMP stamp trigger may fire on its own re-insert: it must stop
+    there, so each audit row is written once, with the user."""
+    engine = make_engine()
+    event.listen(engine, "connect",
+                 lambda dbapi_conn, record: dbapi_conn.execute("PRAGMA recursive_triggers = ON"))
+    Note = note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        assert s.execute(text("PRAGMA recursive_triggers")).scalar() == 1
+        add(s, Note, "first")
+        s.execute(text("INSERT OR REPLACE INTO notes (id, title) VALUES (1, 'replaced')"))
+        s.commit()
+    with Session(engine) as s:
+        assert summary(changes(Note, s)) == [
+            ("insert", "1", "title", None, "first", "A"),
+            ("delete", "1", "title", "first", None, "A"),
+            ("insert", "1", "title", None, "replaced", "A"),
+        ]
+    assert log_rows(Note, engine) == 3
 
 
 def test_user_does_not_leak_into_the_next_transaction_on_the_same_pooled_connection(
