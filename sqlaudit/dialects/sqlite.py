@@ -85,8 +85,6 @@ def _object(
         member = f"{string_literal(key, dialect)} || {encode(_ref(col, alias, dialect))}"
         condition = where.get(col.name)
         members.append(f"CASE WHEN {condition} THEN {member} ELSE '' END" if condition else f"({member})")
-    if not members:
-        return "'{}'"
     while len(members) > 1:
         members = [
             f"({members[i]} || {members[i + 1]})" if i + 1 < len(members) else members[i]
