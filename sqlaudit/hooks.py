@@ -8,7 +8,8 @@ stamps it into the transaction:
 
 * PostgreSQL: ``set_config('sqlaudit.user_id', :user_id, true)``, a
   transaction-local setting that ends with the transaction (raw SQL can do
-  the same with ``SET LOCAL sqlaudit.user_id = '42'``);
+  the same with ``SET LOCAL sqlaudit.user_id = '42'``, which is what psycopg 3
+  connections send, in the same message as their BEGIN);
 * SQLite: a row in a per-connection TEMP table, written inside the
   transaction and deleted before COMMIT.
 
@@ -38,12 +39,12 @@ log = logging.getLogger("sqlaudit")
 _STATE = "sqlaudit_actor"  # key in Connection.info: (Actor, from_context) once stamped
 _TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across re-stamps
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
-_STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor)
+_STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor_local)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
-_PQ_TUPLES_OK = 2  # libpq PGRES_TUPLES_OK
+_PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
 _busy: ContextVar[bool] = ContextVar("sqlaudit_stamping", default=False)
 _warned_autocommit = False
 
@@ -84,9 +85,11 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
 
     psycopg starts a transaction with a separate BEGIN before the first
     statement; when the connection is idle we send that BEGIN (with the
-    connection's own isolation options) and the ``set_config`` together, as
-    one simple-protocol message, so stamping costs no extra round trip. The
-    values are quoted by psycopg (``sql.Literal``, libpq's escaping); the quoted
+    connection's own isolation options) and the stamp together, as one
+    simple-protocol message, so stamping costs no extra round trip. The stamp
+    is ``SET LOCAL`` (the same transaction-local setting as ``set_config(...,
+    true)``, cheaper for the server), so the values are quoted by psycopg
+    (``sql.Literal``, libpq's escaping) instead of bound; the quoted
     command is kept per connection while the same user and reason come back
     (the common case on a pooled connection). Returns False where this
     does not apply (async, pipeline or autocommit mode, a transaction already
@@ -114,18 +117,17 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
         conn.info[_STAMP_COMMAND] = (key, command)
     with driver_conn.lock:
         result = pgconn.exec_(begin() + b"; " + command)
-    if result.status != _PQ_TUPLES_OK:
+    if result.status != _PQ_COMMAND_OK:
         raise RuntimeError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
     return True
 
 
 def _quoted_set_actor(driver_conn: Any, params: dict[str, str]) -> bytes:
-    """set_actor with the values quoted by psycopg, encoded for the connection."""
+    """set_actor_local (SET LOCAL) with the values quoted by psycopg, encoded for the connection."""
     from psycopg import sql as psycopg_sql
 
     literal = {k: psycopg_sql.Literal(v).as_string(driver_conn) for k, v in params.items()}
-    command = _sql("postgresql", "set_actor").replace(":user_id", literal["user_id"], 1)
-    command = command.replace(":reason", literal["reason"], 1)
+    command = "; ".join(_templates.render("postgresql", "set_actor_local", **literal))
     return command.encode(driver_conn.info.encoding)
 
 
