@@ -126,9 +126,18 @@ def _quoted_set_actor(driver_conn: Any, params: dict[str, str]) -> bytes:
     """set_actor_local (SET LOCAL) with the values quoted by psycopg, encoded for the connection."""
     from psycopg import sql as psycopg_sql
 
-    literal = {k: psycopg_sql.Literal(v).as_string(driver_conn) for k, v in params.items()}
-    command = "; ".join(_templates.render("postgresql", "set_actor_local", **literal))
+    command = _set_actor_local()
+    for key, value in params.items():  # psycopg refuses NUL in text: no value holds a marker
+        command = command.replace(f"\0{key}\0", psycopg_sql.Literal(value).as_string(driver_conn), 1)
     return command.encode(driver_conn.info.encoding)
+
+
+@lru_cache(maxsize=None)
+def _set_actor_local() -> str:
+    """set_actor_local.sql as one message, with NUL-delimited markers for the values
+    (rendered once: the hook fills it in whenever a connection's user changes)."""
+    return "; ".join(_templates.render(
+        "postgresql", "set_actor_local", user_id="\0user_id\0", reason="\0reason\0"))
 
 
 def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
