@@ -18,9 +18,9 @@ CREATE TEMP TRIGGER {{ stamp_trigger }} BEFORE INSERT ON main.{{ audit_table }}
 WHEN NEW.transaction_id IS NULL AND EXISTS (SELECT 1 FROM temp.sqlaudit_context)
 BEGIN
     -- VALUES with one scalar subquery per context column: about half the cost
-    -- of INSERT ... SELECT FROM the context. The benchmark's "cost of passing
-    -- the actor" on SQLite bulk statements was 21-40% with that form (run of
-    -- 85cbee1) and 6-18% with this one (run of 0bfa48e).
+    -- of INSERT ... SELECT FROM the context (ad-hoc A/B on 20,000-row
+    -- statements). What stamping costs now is the benchmark's "cost of passing
+    -- the actor" column (docs/benchmarks.md), which moves with the machine.
     INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,
         changed_by, db_role, transaction_id, reason, old_data, new_data)
