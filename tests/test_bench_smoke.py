@@ -73,3 +73,26 @@ def test_benchmark_core_runs_and_records(dialect: str, request: pytest.FixtureRe
                   "ORM insert + commit", "history of one resource", "one user's day",
                   "Why the design is fast"):
         assert title in doc
+
+
+def test_index_tradeoff_runs_and_checks_its_variants(postgres_url: str, tmp_path: Path) -> None:
+    """bench/indexes.py (PostgreSQL only) on tiny sizes, without the peer: every variant
+    has exactly the indexes it claims and records every row with the actor (the script
+    checks both and exits otherwise), and the report has all rows and the verdicts."""
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("sqlaudit_bench_indexes", BENCH / "indexes.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    out = tmp_path / "indexes.md"
+    code = module.main(["--rows", str(ROWS), "--rounds", "1", "--audit-records",
+                        str(AUDIT_RECORDS), "--read-rounds", "1", "--read-calls", "3",
+                        "--no-peer", "--postgres-url", postgres_url, "--output", str(out)])
+    assert code == 0
+    doc = out.read_text()
+    for title in [v[0] for v in module.VARIANTS.values()] + [
+            "no auditing (baseline)", "the limit with the resource index only"]:
+        assert f"| {title} |" in doc, title
+    assert "without both read indexes: ix_sqlaudit_log_changed_at, sqlaudit_log_pkey" in doc
+    assert "## Reading it" in doc
+    assert "postgresql-audit 0" not in doc  # --no-peer: no peer row
