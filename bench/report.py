@@ -379,6 +379,8 @@ are most of what an audit row costs beyond writing it: the diagnostics'
 table with its primary key only. A design without them (postgresql-audit's
 activity table, for one) is cheaper on bulk writes and scans its whole
 table for every history it reads (its read times are in the peers table).
+`bench/indexes.py` measures the trade-off index by index, with
+postgresql-audit in the same process: [read-indexes.md](read-indexes.md).
 
 **The acting user costs no extra round trip.** `register_hooks()` resolves the
 user once per transaction. With psycopg 3 it travels as `SET LOCAL` in the
