@@ -101,43 +101,61 @@ Base.metadata.create_all(engine)
 """
 
 
-class _Variant(ours.Audited):
-    """sqlaudit in a schema of its own, with some of sqlaudit_log's indexes dropped."""
+def _fresh_schema(url: str, build: Callable[[Any], type],
+                  after: Optional[Callable[[Any], None]] = None) -> "tuple[ours.Database, type]":
+    """A new schema with the tables ``build(Base)`` declares (it returns the model),
+    created, ``after(engine)`` run on them, and autovacuum off for all of them."""
+    db = ours.Database("postgresql", url)
 
-    def __init__(self, name: str, drop: Sequence[str], create: Sequence[str], url: str):
-        db = ours.Database("postgresql", url)
+    class Base(DeclarativeBase):
+        pass
 
-        class Base(DeclarativeBase):
-            pass
+    model = build(Base)
+    setup = db.engine()
+    Base.metadata.create_all(setup)
+    if after is not None:
+        after(setup)
+    for table in Base.metadata.tables:
+        run_sql(setup, f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    setup.dispose()
+    return db, model
 
-        from sqlaudit.decorators import track_table
 
-        model = track_table(tracked_fields=list(TRACKED), table_label="Item")(
-            type("Item", (ItemColumns, Base), {"__tablename__": TABLE}))
-        setup = db.engine()
-        Base.metadata.create_all(setup)
-        for index in drop:
-            run_sql(setup, f"DROP INDEX {index}")
-        for sql in create:
-            run_sql(setup, sql)
-        with setup.connect() as conn:
-            self.indexes = sorted(conn.execute(text(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                "AND tablename = 'sqlaudit_log'")).scalars())
-        if set(drop) & set(self.indexes) or len(self.indexes) != 4 - len(drop) + len(create):
-            raise SystemExit(f"{name}: unexpected indexes on sqlaudit_log: {self.indexes}")
-        for table in (TABLE, "sqlaudit_log"):
-            run_sql(setup, f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        setup.dispose()
-        super().__init__(name, db, model, actor=True)
-        self.model = model
+class _OwnSchema(ours.Plain):
+    """A system whose schema is dropped when it closes."""
 
     def close(self) -> None:
         super().close()
         self.db.close()
 
 
-class _LimitResourceIndex(ours.Limit):
+class _Variant(_OwnSchema, ours.Audited):
+    """sqlaudit in a schema of its own, with some of sqlaudit_log's indexes replaced."""
+
+    def __init__(self, name: str, drop: Sequence[str], create: Sequence[str], url: str):
+        from sqlaudit.decorators import track_table
+
+        def build(Base: Any) -> type:
+            return track_table(tracked_fields=list(TRACKED), table_label="Item")(
+                type("Item", (ItemColumns, Base), {"__tablename__": TABLE}))
+
+        def replace_indexes(setup: Any) -> None:
+            for index in drop:
+                run_sql(setup, f"DROP INDEX {index}")
+            for sql in create:
+                run_sql(setup, sql)
+            with setup.connect() as conn:
+                self.indexes = sorted(conn.execute(text(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND tablename = 'sqlaudit_log'")).scalars())
+            if set(drop) & set(self.indexes) or len(self.indexes) != 4 - len(drop) + len(create):
+                raise SystemExit(f"{name}: unexpected indexes on sqlaudit_log: {self.indexes}")
+
+        db, self.model = _fresh_schema(url, build, replace_indexes)
+        ours.Audited.__init__(self, name, db, self.model, actor=True)
+
+
+class _LimitResourceIndex(_OwnSchema, ours.Limit):
     """run.py's limit (the statement plus one INSERT ... SELECT of minimal audit rows)
     writing into a log whose only read index is the resource B-tree: what minimal
     rows cost with just the index that serves one resource's history."""
@@ -145,43 +163,21 @@ class _LimitResourceIndex(ours.Limit):
     log = "bench_limit_resource_log"
 
     def __init__(self, url: str):
-        db = ours.Database("postgresql", url)
+        def build(Base: Any) -> type:
+            log = ours._log_table(Base.metadata, self.log, "limitres", indexes=False)
+            Index("ix_bench_limitres_resource", log.c.table_name, log.c.resource_id,
+                  log.c.changed_at)
+            return type("ItemLimit", (ItemColumns, Base), {"__tablename__": "items_limit"})
 
-        class Base(DeclarativeBase):
-            pass
-
-        model = type("ItemLimit", (ItemColumns, Base), {"__tablename__": "items_limit"})
-        log = ours._log_table(Base.metadata, self.log, "limitres", indexes=False)
-        Index("ix_bench_limitres_resource", log.c.table_name, log.c.resource_id, log.c.changed_at)
-        setup = db.engine()
-        Base.metadata.create_all(setup)
-        for table in ("items_limit", self.log):
-            run_sql(setup, f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        setup.dispose()
-        super().__init__("limit_resource_index", db, model)
-
-    def close(self) -> None:
-        super().close()
-        self.db.close()
+        db, model = _fresh_schema(url, build)
+        ours.Limit.__init__(self, "limit_resource_index", db, model)
 
 
-class _Baseline(ours.Plain):
+class _Baseline(_OwnSchema):
     def __init__(self, url: str):
-        db = ours.Database("postgresql", url)
-
-        class Base(DeclarativeBase):
-            pass
-
-        model = type("ItemBaseline", (ItemColumns, Base), {"__tablename__": "items_baseline"})
-        setup = db.engine()
-        Base.metadata.create_all(setup)
-        run_sql(setup, "ALTER TABLE items_baseline SET (autovacuum_enabled = false)")
-        setup.dispose()
+        db, model = _fresh_schema(url, lambda Base: type(
+            "ItemBaseline", (ItemColumns, Base), {"__tablename__": "items_baseline"}))
         super().__init__("baseline", db, model)
-
-    def close(self) -> None:
-        super().close()
-        self.db.close()
 
 
 class _PostgresqlAudit(harness.PlainSystem):
