@@ -233,8 +233,8 @@ class _PostgresqlAudit(harness.PlainSystem):
 def run_writes(systems: List[System], rows: int, rounds: int,
                checkpoint: Callable[[], None]) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per system and workload over ``rounds`` timed rounds (after a warm-up
-    round at a tenth of the size). Checks that every audited system recorded
-    every changed row."""
+    round at a tenth of the size). Exits unless every audited system recorded
+    every changed row, and sqlaudit's variants and the limit the actor on each."""
     times: Dict[str, Dict[str, List[float]]] = {s.name: {w: [] for w in WORKLOADS}
                                                 for s in systems}
     for rnd in range(rounds + 1):
@@ -270,7 +270,8 @@ def run_writes(systems: List[System], rows: int, rounds: int,
 
 def run_reads(variants: List[_Variant], audit_records: int, rounds: int,
               calls: int) -> Dict[str, Dict[str, List[float]]]:
-    """Per-call seconds of get_resource_changes() for each variant's two queries."""
+    """Per-call seconds of get_resource_changes() for each variant's three queries
+    (READS), on the same generated records."""
     from sqlaudit.retrieval import get_resource_changes
 
     queries: Dict[str, Dict[str, Callable[[int], int]]] = {}
