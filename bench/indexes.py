@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -434,7 +435,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     systems: List[System] = []
     facts: Dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python bench/indexes.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
+        "command": _command(argv if argv is not None else sys.argv[1:]),
         "machine": _machine(),
         "measured": _measured(),
         "rows": args.rows, "rounds": args.rounds, "audit_records": args.audit_records,
@@ -476,6 +477,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.output:
         Path(args.output).write_text(text_)
     return 0
+
+
+def _command(argv: List[str]) -> str:
+    """The command line as run.py reports it (with PYTHONPATH when it points elsewhere)."""
+    command = " ".join(["python", "bench/indexes.py", *map(shlex.quote, argv)])
+    if os.environ.get("PYTHONPATH"):  # e.g. measuring a snapshot of another commit
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    return command
 
 
 def _measured() -> str:
