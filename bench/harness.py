@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -267,6 +269,15 @@ def scalar(engine: Any, sql: str, **params: Any) -> Any:
 # ------------------------------------------------------------------ clock and rounds
 
 _T0 = time.perf_counter()
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """How a benchmark command was run, for its report; with PYTHONPATH when it is
+    set (a run on a snapshot of another commit says so)."""
+    command = f"python bench/{script}" + ("" if not argv else " " + shlex.join(argv))
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    return command
 
 
 def progress(message: str) -> None:

@@ -15,10 +15,11 @@ between rounds, every statement on a fresh connection, as in ``run.py``) it
 times the set-based INSERT ... SELECT, UPDATE and DELETE of ``run.py`` on
 
 * ``baseline``: no auditing;
-* four sqlaudit variants, each in a schema of its own, with ``register_hooks()``
-  and an acting user, that differ only in the indexes of ``sqlaudit_log``:
-  as shipped, without the user index, without the resource index, and
-  without both (the BRIN index and the primary key stay);
+* five sqlaudit variants (``VARIANTS``), each in a schema of its own, with
+  ``register_hooks()`` and an acting user, that differ only in the indexes of
+  ``sqlaudit_log``: as shipped, without the user index, without the resource
+  index, without both, and with a hash index on ``resource_id`` instead of
+  both (the BRIN index and the primary key stay in all);
 * ``limit_resource_index``: ``run.py``'s limit (the statement plus one hand-written
   ``INSERT ... SELECT`` of minimal audit rows) into a log table whose only read
   index is the resource B-tree;
@@ -30,7 +31,8 @@ times the set-based INSERT ... SELECT, UPDATE and DELETE of ``run.py`` on
 
 Then it fills each variant's ``sqlaudit_log`` with the same generated records
 (``--audit-records``, spread as in ``run.py``) and times
-``get_resource_changes()`` for one resource's history and one user's day.
+``get_resource_changes()`` for one resource's history, one user's day and
+one user's latest 20 changes (``READS``).
 It prints a Markdown report (and writes it to ``--output``).
 """
 
@@ -39,7 +41,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -435,7 +436,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     systems: List[System] = []
     facts: Dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": _command(argv if argv is not None else sys.argv[1:]),
+        "command": harness.command_line("indexes.py",
+                                        argv if argv is not None else sys.argv[1:]),
         "machine": _machine(),
         "measured": _measured(),
         "rows": args.rows, "rounds": args.rounds, "audit_records": args.audit_records,
@@ -477,14 +479,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.output:
         Path(args.output).write_text(text_)
     return 0
-
-
-def _command(argv: List[str]) -> str:
-    """The command line as run.py reports it (with PYTHONPATH when it points elsewhere)."""
-    command = " ".join(["python", "bench/indexes.py", *map(shlex.quote, argv)])
-    if os.environ.get("PYTHONPATH"):  # e.g. measuring a snapshot of another commit
-        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
-    return command
 
 
 def _measured() -> str:

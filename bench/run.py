@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -92,9 +91,7 @@ def main(argv: List[str]) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else (
         ROOT / "bench" / "results" / "quick" if args.quick else ROOT / "docs")
     pg_url = os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL", "") or None
-    command = "python bench/run.py" + ("" if not argv else " " + shlex.join(argv))
-    if os.environ.get("PYTHONPATH"):  # e.g. measuring a snapshot of another commit
-        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    command = harness.command_line("run.py", argv)
     started = time.time()
     harness.progress(f"{command}: sizes {s['rows']:,} rows / {s['transactions']:,} transactions / "
                      f"{s['audit_records']:,} audit records; {s['rounds']} rounds; dialects "
