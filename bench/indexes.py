@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sqlalchemy import Index, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 import harness
 import ours
+import peers_setup
 from harness import ACTOR, TRACKED, ItemColumns, System, run_sql, scalar
 
 HERE = Path(__file__).resolve().parent
@@ -100,6 +100,8 @@ sa.orm.configure_mappers()
 Base.metadata.create_all(engine, tables=[versioning_manager.transaction_cls.__table__,
                                          versioning_manager.activity_cls.__table__])
 Base.metadata.create_all(engine)
+import importlib.metadata
+print(importlib.metadata.version("postgresql-audit"))
 """
 
 
@@ -186,14 +188,10 @@ class _PostgresqlAudit(harness.PlainSystem):
     """postgresql-audit's triggers on "items" in a database of its own."""
 
     def __init__(self, url: str):
-        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        self.database = f"sqlaudit_bench_pga_{datetime.now():%H%M%S}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.database}"'))
-        own = make_url(url).set(database=self.database).render_as_string(hide_password=False)
+        own, self._drop = peers_setup._fresh_database(url)
         try:
-            subprocess.run([str(PGA_PYTHON), "-c", _PGA_SETUP, own, str(HERE)], check=True,
-                           capture_output=True, text=True, timeout=300)
+            setup = subprocess.run([str(PGA_PYTHON), "-c", _PGA_SETUP, own, str(HERE)],
+                                   check=True, capture_output=True, text=True, timeout=300)
         except subprocess.CalledProcessError as exc:
             self._drop()
             raise SystemExit(f"postgresql-audit setup failed:\n{exc.stderr}") from exc
@@ -206,10 +204,7 @@ class _PostgresqlAudit(harness.PlainSystem):
         super().__init__("postgresql-audit", engine, model, "postgresql")
         for table in ("items", "activity", "transaction"):
             run_sql(engine, f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-        self.version = subprocess.run(
-            [str(PGA_PYTHON), "-c", "import importlib.metadata as m; "
-             "print(m.version('postgresql-audit'))"],
-            capture_output=True, text=True, check=True).stdout.strip()
+        self.version = setup.stdout.strip().splitlines()[-1]
 
     def count_audit(self) -> "tuple[int, int]":
         with self.engine.connect() as conn:
@@ -219,11 +214,6 @@ class _PostgresqlAudit(harness.PlainSystem):
 
     def reset(self) -> None:
         run_sql(self.engine, "TRUNCATE items, activity, transaction")
-
-    def _drop(self) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
-        self.admin.dispose()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -491,8 +481,6 @@ def _measured() -> str:
 
 
 def _machine() -> str:
-    import peers_setup
-
     m = peers_setup.machine_facts()
     return (f"{m['cpu']}, {m['cores']} cores, {m['ram']} RAM; Python "
             f"{platform.python_version()}")
