@@ -143,16 +143,21 @@ class _Variant(_OwnSchema, ours.Audited):
             return track_table(tracked_fields=list(TRACKED), table_label="Item")(
                 type("Item", (ItemColumns, Base), {"__tablename__": TABLE}))
 
+        def log_indexes(setup: Any) -> List[str]:
+            with setup.connect() as conn:
+                return sorted(conn.execute(text(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND tablename = 'sqlaudit_log'")).scalars())
+
         def replace_indexes(setup: Any) -> None:
+            shipped = log_indexes(setup)
             for index in drop:
                 run_sql(setup, f"DROP INDEX {index}")
             for sql in create:
                 run_sql(setup, sql)
-            with setup.connect() as conn:
-                self.indexes = sorted(conn.execute(text(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                    "AND tablename = 'sqlaudit_log'")).scalars())
-            if set(drop) & set(self.indexes) or len(self.indexes) != 4 - len(drop) + len(create):
+            self.indexes = log_indexes(setup)
+            if (not set(drop) <= set(shipped) or set(drop) & set(self.indexes)
+                    or len(self.indexes) != len(shipped) - len(drop) + len(create)):
                 raise SystemExit(f"{name}: unexpected indexes on sqlaudit_log: {self.indexes}")
 
         db, self.model = _fresh_schema(url, build, replace_indexes)

@@ -22,20 +22,21 @@ WRITE = ("bulk_insert", "bulk_update", "bulk_delete", "oltp_update", "oltp_inser
 READ = ("read_resource", "read_user_day")
 
 
-def _bench_main() -> Any:
+def _bench_module(script: str) -> Any:
+    """bench/<script>.py loaded as a module (bench/ is not a package)."""
     sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("sqlaudit_bench_run", BENCH / "run.py")
+    spec = importlib.util.spec_from_file_location(f"sqlaudit_bench_{script}", BENCH / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
-    return module.main
+    return module
 
 
 def test_benchmark_core_runs_and_records(dialect: str, request: pytest.FixtureRequest,
                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if dialect == "postgresql":
         monkeypatch.setenv("SQLAUDIT_BENCH_POSTGRES_URL", request.getfixturevalue("postgres_url"))
-    main = _bench_main()
+    main = _bench_module("run").main
     code = main([
         "--sizes", f"{ROWS},{TRANSACTIONS},{AUDIT_RECORDS}", "--rounds", "1", "--read-rounds", "1",
         "--read-calls", "3", "--dialects", dialect, "--no-peers", "--output-dir", str(tmp_path),
@@ -79,11 +80,7 @@ def test_index_tradeoff_runs_and_checks_its_variants(postgres_url: str, tmp_path
     """bench/indexes.py (PostgreSQL only) on tiny sizes, without the peer: every variant
     has exactly the indexes it claims and records every row with the actor (the script
     checks both and exits otherwise), and the report has all rows and the verdicts."""
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("sqlaudit_bench_indexes", BENCH / "indexes.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
+    module = _bench_module("indexes")
     out = tmp_path / "indexes.md"
     code = module.main(["--rows", str(ROWS), "--rounds", "1", "--audit-records",
                         str(AUDIT_RECORDS), "--read-rounds", "1", "--read-calls", "3",
