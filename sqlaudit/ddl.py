@@ -284,14 +284,20 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
     return result
 
 
-def render_audit_ddl(model: ModelOrTable, dialect_name: str) -> list[str]:
+def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
+                     audit_schema: Optional[str] = None) -> list[str]:
     """The SQL statements that install ``model``'s triggers on ``dialect_name``.
 
     ``dialect_name`` is ``"postgresql"`` or ``"sqlite"``. The strings are what
     the database receives, for review or for pasting into a migration.
+    On PostgreSQL every statement names ``sqlaudit_log`` by schema: the
+    MetaData's schema, else ``audit_schema``, else ``"public"`` (the schema
+    is not known without a connection, and an unqualified name could be
+    captured by a TEMP table of the writing session).
     """
     module = module_for(dialect_name)
-    return list(module.install_statements(spec_for(model), rendering_dialect(dialect_name)))
+    return list(module.install_statements(
+        spec_for(model), rendering_dialect(dialect_name), audit_schema))
 
 
 def rendering_dialect(name: str) -> Dialect:

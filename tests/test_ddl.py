@@ -290,7 +290,8 @@ def test_rendered_ddl_run_verbatim_audits_the_table(engine, Base) -> None:
     Invoice = invoice_model(Base)
     Base.metadata.create_all(engine, tables=[Invoice.metadata.tables["sqlaudit_log"]])
     with engine.begin() as conn:
-        for sql in render_audit_ddl(Invoice, engine.dialect.name):
+        for sql in render_audit_ddl(Invoice, engine.dialect.name,
+                                    audit_schema=getattr(engine, "info_schema", None)):
             conn.exec_driver_sql(sql)
     raw(engine, "INSERT INTO invoices (id, customer, amount) VALUES (1, 'Acme', 10)")
     assert history(Invoice, engine) == [
@@ -308,7 +309,8 @@ def test_rendered_ddl_pasted_into_an_alembic_migration_runs(engine, Base) -> Non
     Base.metadata.create_all(engine, tables=[Invoice.metadata.tables["sqlaudit_log"]])
     with engine.begin() as conn:
         op = Operations(MigrationContext.configure(conn))
-        for sql in render_audit_ddl(Invoice, engine.dialect.name):
+        for sql in render_audit_ddl(Invoice, engine.dialect.name,
+                                    audit_schema=getattr(engine, "info_schema", None)):
             op.execute(sql)  # a str, as pasted: Alembic runs it as text()
     raw(engine, "INSERT INTO invoices (id, customer, amount) VALUES (1, 'Acme', 10)")
     assert history(Invoice, engine) == [

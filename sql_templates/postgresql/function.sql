@@ -8,10 +8,16 @@
 -- The acting user comes from the transaction-local setting sqlaudit.user_id
 -- (set_config(..., true) or SET LOCAL), NULL when unset.
 -- SECURITY DEFINER: the function writes the audit table with its owner's
--- rights, so application roles need no grant on it. When installed through a
--- connection the audit table is schema-qualified and search_path is pinned to
--- pg_catalog, pg_temp, so no schema a user controls can redirect it (SQL
--- rendered offline pins the installing session's search_path instead).
+-- rights, so application roles need no grant on it. The audit table is
+-- schema-qualified and search_path is pinned to pg_catalog, pg_temp, so no
+-- schema or TEMP table a user controls can redirect it. EXECUTE is revoked
+-- from PUBLIC (firing a trigger does not check it), and the function refuses
+-- to run unless fired AFTER ... FOR EACH STATEMENT by the table it was
+-- generated for (or a partition or inheritance child of it), so nobody can
+-- attach it to another table to write forged history.
+-- The SET clauses pin every setting that changes the text form of a value
+-- (floats, dates, intervals, bytea, money, xml, time zones), so what is
+-- recorded never depends on the writing session's settings.
 -- jit = off: the session caches the statement plans below. A plan made for a
 -- 100,000-row statement carries a cost estimate above jit_above_cost, and
 -- reusing it for a later one-row UPDATE on the same pooled connection made
@@ -23,14 +29,44 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET jit = off
-{{ search_path }}
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, MDY'
+SET IntervalStyle = 'postgres'
+SET TimeZone = 'UTC'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+SET xmlbinary = 'base64'
+SET xmloption = 'content'
 AS {{ dollar }}
 DECLARE
+    _table oid := to_regclass({{ table_regclass }});
     _actor text := NULLIF(current_setting('sqlaudit.user_id', true), '');
     _reason text := NULLIF(current_setting('sqlaudit.reason', true), '');
     _txid bigint := pg_current_xact_id()::text::bigint;
     _now timestamptz := clock_timestamp();
 {{ require_user_declare }}BEGIN
+    IF TG_RELID IS DISTINCT FROM _table THEN
+        -- Not the table itself: only its partitions and inheritance children may fire it.
+        IF _table IS NULL OR NOT EXISTS (
+            WITH RECURSIVE tree(relid) AS (
+                SELECT i.inhrelid FROM pg_inherits AS i WHERE i.inhparent = _table
+                UNION
+                SELECT i.inhrelid FROM pg_inherits AS i JOIN tree ON i.inhparent = tree.relid)
+            SELECT 1 FROM tree WHERE tree.relid = TG_RELID)
+        THEN
+            _table := NULL;
+        END IF;
+    END IF;
+    IF _table IS NULL OR TG_WHEN <> 'AFTER' OR TG_LEVEL <> 'STATEMENT' THEN
+        -- (no percent-sign placeholders: this SQL must run verbatim through drivers)
+        RAISE EXCEPTION USING
+            MESSAGE = 'sqlaudit: ' || {{ function_literal }} || ' may only be fired by its AFTER'
+                || ' ... FOR EACH STATEMENT triggers on ' || {{ table_regclass }} || ' (fired '
+                || TG_WHEN || ' ' || TG_LEVEL || ' on ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || ')',
+            HINT = 'Audit triggers are installed by sqlaudit; re-install them with '
+                || 'install_audit_triggers() if the table was renamed.';
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,

@@ -1,3 +1,6 @@
+-- Nobody but the owner may execute the function directly (triggers fire it regardless).
+REVOKE ALL ON FUNCTION {{ function_name }}() FROM PUBLIC
+-- sqlaudit:statement
 -- Bind the function to the table: drop-and-create, so installing twice never doubles records.
 DROP TRIGGER IF EXISTS sqlaudit_insert ON {{ table }}
 -- sqlaudit:statement

@@ -20,9 +20,10 @@ from sqlalchemy import (
     Time,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import (
+    ARRAY, BIT, CIDR, HSTORE, INET, JSONB, MACADDR, MONEY, TSVECTOR, AbstractRange)
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import NullType, UserDefinedType
+from sqlalchemy.types import TypeEngine
 
 from .. import _fingerprint, _templates
 from .._naming import pg_function_name
@@ -36,6 +37,10 @@ DIALECT = "postgresql"
 # gives) has a text that casts straight back; every other type goes in as its text.
 _JSON_NATIVE = (Integer, Numeric, Boolean, String, Enum, JSON, Date, DateTime, Time, Uuid,
                 LargeBinary, Interval)
+#: Types compared with their own ``=`` (a pg_catalog operator); others by their text.
+_CATALOG_COMPARABLE = (Integer, Numeric, Boolean, String, Enum, JSONB, Date, DateTime, Time,
+                       Uuid, LargeBinary, Interval, INET, CIDR, MACADDR, TSVECTOR, BIT, MONEY,
+                       AbstractRange)
 _MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
 
 
@@ -66,12 +71,20 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
     return f"{ref}::text"
 
 
-def _comparable(col: Column[Any], dialect: Dialect) -> bool:
-    """False for types without an equality operator (json, unknown user types)."""
-    impl = base_type(col.type, dialect)
-    if isinstance(impl, JSON) and not isinstance(impl, JSONB):
+def _comparable_type(impl: TypeEngine[Any], dialect: Dialect) -> bool:
+    """True for types whose ``=`` lives in pg_catalog (found under the function's
+    pinned search_path). json has none; hstore's and other extensions' live in
+    the extension's schema; unknown and user-defined types may have none."""
+    if isinstance(impl, ARRAY):
+        return _comparable_type(base_type(impl.item_type, dialect), dialect)
+    if isinstance(impl, HSTORE) or (isinstance(impl, JSON) and not isinstance(impl, JSONB)):
         return False
-    return not isinstance(impl, (UserDefinedType, NullType))
+    return isinstance(impl, _CATALOG_COMPARABLE)
+
+
+def _comparable(col: Column[Any], dialect: Dialect) -> bool:
+    """Whether ``col`` is compared natively; anything else is compared on its text form."""
+    return _comparable_type(base_type(col.type, dialect), dialect)
 
 
 def _distinct(col: Column[Any], old: str, new: str, dialect: Dialect, negate: bool = False) -> str:
@@ -132,14 +145,20 @@ _REQUIRE_USER_CHECK = """\
 _DEFAULT_SCHEMA_TOKEN = "<default schema>"
 
 
-def audit_schema(spec: TableSpec, default_schema: Optional[str]) -> Optional[str]:
-    """Schema of the audit table: the MetaData's, else the connection's default
-    (None when rendering offline without either)."""
-    return audit_table(spec.table.metadata).schema or default_schema
+#: Where the audit table is taken to live when SQL is rendered without a connection
+#: and neither the MetaData nor the caller names a schema.
+OFFLINE_SCHEMA = "public"
+
+
+def audit_schema(spec: TableSpec, default_schema: Optional[str]) -> str:
+    """Schema of the audit table: the MetaData's, else the connection's default,
+    else (rendering offline) :data:`OFFLINE_SCHEMA`. Always a schema: every
+    rendered statement names the log by schema."""
+    return audit_table(spec.table.metadata).schema or default_schema or OFFLINE_SCHEMA
 
 
 def _body_statements(
-    spec: TableSpec, dialect: Dialect, schema: Optional[str], require_user: bool
+    spec: TableSpec, dialect: Dialect, schema: str, require_user: bool
 ) -> list[str]:
     log_table = audit_table(spec.table.metadata)
     common = _common(spec, dialect)
@@ -154,9 +173,8 @@ def _body_statements(
     values = {
         "function_name": common["function_name"],
         "audit_table": _qualified(schema, log_table.name, dialect),
-        "search_path": (
-            "SET search_path = pg_catalog, pg_temp" if schema else "SET search_path FROM CURRENT"
-        ),
+        "table_regclass": string_literal(_qualified(spec.schema or schema, spec.name, dialect), dialect),
+        "function_literal": string_literal(common["function_name"] + "()", dialect),
         "require_user_check": _REQUIRE_USER_CHECK if require_user else "",
         "require_user_declare": "    _rows bigint;\n" if require_user else "",
         "schema_literal": string_literal(spec.schema, dialect) if spec.schema else "NULL",

@@ -1,0 +1,269 @@
+"""Trust: the trail cannot be forged, wiped or fooled (issue: attacker and careless-user cases).
+
+Each test is one attack or one careless use, and asserts what the history
+holds afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from sqlaudit import audit_context, register_hooks
+
+from conftest import changes
+
+
+@pytest.fixture
+def models(engine, readme_db):
+    """The README models with one customer, Ann, recorded."""
+    User, Customer = readme_db
+    with Session(engine) as s:
+        s.add(Customer(name="Ann", user_id=1))
+        s.commit()
+    return User, Customer
+
+
+@pytest.fixture
+def app_role(engine, models):
+    """A login role with the rights of an application: its own tables and TEMP, nothing else."""
+    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
+    schema = engine.info_schema
+    with engine.begin() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+        conn.execute(text(f'GRANT TEMP ON DATABASE "{database}" TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{name}"'))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON users, customers TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{name}"'))
+    app = create_engine(engine.url.set(username=name),
+                        connect_args={"options": f"-csearch_path={schema}"})
+    yield name, app
+    app.dispose()
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP OWNED BY "{name}"'))
+        conn.execute(text(f'DROP ROLE "{name}"'))
+
+
+def _log_count(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM sqlaudit_log")).scalar())
+
+
+# -- 1. forgery through the trigger functions (PostgreSQL) ---------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_an_app_role_cannot_attach_a_trigger_function_to_its_own_temp_table(
+        engine, models, app_role) -> None:
+    """The temp-table forgery: attach sqlaudit_fn_customers() to a TEMP table, name a
+    user and insert. EXECUTE is revoked from PUBLIC, so CREATE TRIGGER is refused."""
+    _, app = app_role
+    before = _log_count(engine)
+    with pytest.raises(DBAPIError, match="permission denied for function"):
+        with app.begin() as conn:
+            conn.execute(text("CREATE TEMP TABLE fake (customer_id int, name text, email text,"
+                              " user_id int)"))
+            conn.execute(text("CREATE TRIGGER sqlaudit_insert AFTER INSERT ON fake "
+                              "REFERENCING NEW TABLE AS sqlaudit_new_rows "
+                              "FOR EACH STATEMENT EXECUTE FUNCTION sqlaudit_fn_customers()"))
+    assert _log_count(engine) == before
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_trigger_function_refuses_to_record_for_any_other_table(engine, models) -> None:
+    """Even a role that may execute the function (its owner) cannot make it write
+    history for a table it was not generated for: the function checks TG_RELID."""
+    before = _log_count(engine)
+    with pytest.raises(DBAPIError, match="sqlaudit_fn_customers.* may only be fired by"):
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TEMP TABLE fake (customer_id int, name text, email text,"
+                              " user_id int)"))
+            conn.execute(text("CREATE TRIGGER sqlaudit_insert AFTER INSERT ON fake "
+                              "REFERENCING NEW TABLE AS sqlaudit_new_rows "
+                              "FOR EACH STATEMENT EXECUTE FUNCTION sqlaudit_fn_customers()"))
+            conn.execute(text("SET LOCAL sqlaudit.user_id = 'ceo'"))
+            conn.execute(text("INSERT INTO fake VALUES (99, 'forged', NULL, 1)"))
+    assert _log_count(engine) == before
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_trigger_function_refuses_a_row_level_or_before_trigger(engine, models) -> None:
+    with pytest.raises(DBAPIError, match="may only be fired by"):
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TRIGGER sqlaudit_forged BEFORE INSERT ON customers "
+                              "FOR EACH STATEMENT EXECUTE FUNCTION sqlaudit_fn_customers()"))
+            conn.execute(text("INSERT INTO customers (name, user_id) VALUES ('x', 1)"))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_an_app_role_cannot_create_an_inheritance_child_of_a_tracked_table(
+        engine, models, app_role) -> None:
+    """A child table would be a way to write rows into the tracked table's tree under a
+    table the app owns; PostgreSQL requires owning the parent for that."""
+    _, app = app_role
+    with pytest.raises(DBAPIError, match="must be owner"):
+        with app.begin() as conn:
+            conn.execute(text("CREATE TEMP TABLE child () INHERITS (customers)"))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_the_app_role_keeps_writing_without_execute_on_the_functions(
+        engine, models, app_role) -> None:
+    """Trigger firing does not check EXECUTE: revoking it from PUBLIC breaks no write."""
+    name, app = app_role
+    _, Customer = models
+    register_hooks()
+    with app.connect() as conn:
+        allowed = conn.execute(text(
+            "SELECT has_function_privilege(current_user, 'sqlaudit_fn_customers()', 'EXECUTE')"
+        )).scalar()
+    assert allowed is False
+    with Session(app) as s, audit_context(user_id="app-user"):
+        s.execute(text("UPDATE customers SET name = 'Ann B'"))
+        s.commit()
+    with Session(engine) as s:
+        last = changes(Customer, s)[-1]
+    assert (last.new_value, last.changed_by, last.db_role) == ("Ann B", "app-user", name)
+
+
+# -- 6. no column type can break the application's write (PostgreSQL) ----------------------
+
+from datetime import date, datetime, timedelta, timezone  # noqa: E402
+
+from sqlalchemy import ARRAY, JSON, Date, DateTime, Double, Integer, Interval, LargeBinary  # noqa: E402
+from sqlalchemy import delete, insert, update  # noqa: E402
+from sqlalchemy.dialects import postgresql  # noqa: E402
+from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+from sqlalchemy.types import UserDefinedType  # noqa: E402
+
+from sqlaudit.decorators import track_table  # noqa: E402
+
+
+class _Named(UserDefinedType):  # type: ignore[type-arg]
+    """A database type SQLAlchemy does not know, named as in the DDL."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: object) -> str:
+        return self.name
+
+
+def _type_model(Base, type_):
+    @track_table(tracked_fields=["x"])
+    class Val(Base):
+        __tablename__ = "vals"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        x = mapped_column(type_, nullable=True)
+
+    return Val
+
+
+PG_TYPES = {
+    # name: (type, first value, second value, extension or DDL needed first)
+    "hstore": (postgresql.HSTORE, {"a": "1"}, {"a": "2", "b": None}, "CREATE EXTENSION IF NOT EXISTS hstore SCHEMA public"),
+    "citext": (_Named("public.citext"), "Ann", "ANN", "CREATE EXTENSION IF NOT EXISTS citext SCHEMA public"),
+    "json-array": (ARRAY(JSON), [{"a": 1}], [{"a": 2}], None),
+    "json": (JSON, {"a": 1}, {"a": 2}, None),
+    "xml": (_Named("xml"), "<a>1</a>", "<a>2</a>", None),
+    "point": (_Named("point"), "(1,2)", "(3,4)", None),
+    "box": (_Named("box"), "(1,1),(0,0)", "(2,2),(0,0)", None),
+    "tsvector": (postgresql.TSVECTOR, "a fat cat", "a thin cat", None),
+    "enum": (postgresql.ENUM("red", "green", name="colour"), "red", "green", None),
+    "domain": (postgresql.DOMAIN("posint", Integer, check="VALUE > 0"), 1, 2, None),
+}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("case", list(PG_TYPES))
+def test_every_column_type_can_be_inserted_updated_and_deleted(engine, Base, case) -> None:
+    """Values are compared in a form every type has (its text), never through an operator
+    the pinned search_path could hide (hstore, citext) or that does not exist (json, xml, point)."""
+    type_, first, second, setup = PG_TYPES[case]
+    path = f'SET search_path = "{engine.info_schema}", public'  # where the extensions live
+    if setup:
+        with engine.begin() as conn:
+            conn.execute(text(setup))
+    Val = _type_model(Base, type_)
+    with engine.begin() as conn:
+        conn.execute(text(path))
+        Base.metadata.create_all(conn)
+    with engine.begin() as conn:
+        conn.execute(text(path))
+        conn.execute(insert(Val).values(id=1, x=first))
+        conn.execute(update(Val).values(x=second))
+        conn.execute(update(Val).values(x=second))  # a no-op: nothing recorded
+        conn.execute(delete(Val))
+    with Session(engine) as s:
+        s.execute(text(path))
+        ops = [r.operation for r in changes(Val, s)]
+    assert ops == ["insert", "update", "delete"]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_case_only_change_to_a_citext_value_is_recorded(engine, Base) -> None:
+    """citext compares case-insensitively, but an audit trail records what was written."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS citext SCHEMA public"))
+    Val = _type_model(Base, _Named("public.citext"))
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Val).values(id=1, x="Ann"))
+        conn.execute(update(Val).values(x="ANN"))
+    with Session(engine) as s:
+        last = changes(Val, s)[-1]
+    assert (last.operation, last.old_value, last.new_value) == ("update", "Ann", "ANN")
+
+
+# -- 7. values do not depend on the writer's session settings (PostgreSQL) ------------------
+
+SETTINGS = {
+    # name: (hostile setting, type, first value, second value)
+    "extra_float_digits": ("extra_float_digits = 0", Double, 0.3, 0.1 + 0.2),
+    "DateStyle": ("DateStyle = 'SQL, DMY'", ARRAY(Date), [date(2024, 1, 2)], [date(2024, 2, 1)]),
+    "IntervalStyle": ("IntervalStyle = 'sql_standard'", Interval,
+                      timedelta(days=1, hours=2, seconds=3), timedelta(days=-1, microseconds=5)),
+    "TimeZone": ("TimeZone = 'Pacific/Chatham'", ARRAY(DateTime(timezone=True)),
+                 [datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)],
+                 [datetime(2024, 7, 2, 3, 4, 5, 6, tzinfo=timezone.utc)]),
+    "bytea_output": ("bytea_output = 'escape'", ARRAY(LargeBinary), [b"\x00\xffab"], [b"\\x41"]),
+}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("case", list(SETTINGS))
+def test_values_are_recorded_the_same_whatever_the_writer_session_settings(
+        engine, Base, case) -> None:
+    setting, type_, first, second = SETTINGS[case]
+    Val = _type_model(Base, type_)
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL {setting}"))
+        conn.execute(insert(Val).values(id=1, x=first))
+        conn.execute(update(Val).values(x=second))
+    with Session(engine) as s:
+        records = changes(Val, s)
+    assert [(r.operation, r.old_value, r.new_value) for r in records] == [
+        ("insert", None, first), ("update", first, second)]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_history_reads_the_same_under_a_hostile_reader_session(engine, Base) -> None:
+    """Stored text is read back by casts that accept every input style. (A DateStyle
+    other than ISO output is refused by psycopg itself for any timestamptz it reads.)"""
+    Val = _type_model(Base, ARRAY(Date))
+    Base.metadata.create_all(engine)
+    value = [date(2024, 1, 2)]
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL DateStyle = 'SQL, MDY'"))
+        conn.execute(insert(Val).values(id=1, x=value))
+    with Session(engine) as s:
+        s.execute(text("SET DateStyle = 'ISO, DMY'"))
+        assert changes(Val, s)[0].new_value == value
