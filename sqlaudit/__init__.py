@@ -7,7 +7,7 @@ database, and read the history back with :func:`get_resource_changes`.
 
 from .config import SQLAuditConfig, clear_config, get_config, has_config, set_config
 from .context import audit_context
-from .ddl import drop_audit_triggers, install_audit_triggers, render_audit_ddl
+from .ddl import drop_audit_log, drop_audit_triggers, install_audit_triggers, render_audit_ddl
 from .decorators import track_table
 from .exceptions import SQLAuditConfigError, SQLAuditError
 from .hooks import register_hooks, unregister_hooks
@@ -22,6 +22,7 @@ __all__ = [
     "SQLAuditRecord",
     "audit_context",
     "clear_config",
+    "drop_audit_log",
     "drop_audit_triggers",
     "get_config",
     "get_resource_changes",

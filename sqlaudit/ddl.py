@@ -20,20 +20,22 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.schema import DropTable, ExecutableDDLElement
 
+from ._naming import AUDIT_TABLE_NAME
 from ._installed import EXPECTED, default_schema, installed_triggers
 from . import _templates
 from .config import display_zone
 from .dialects import module_for
 from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
-from .schema import audit_table, rows_of_table
+from .schema import HISTORY_MARKER, audit_table, rows_of_table
 from .spec import ModelOrTable, TableSpec, spec_for, table_of, tracked_tables
 
 __all__ = [
     "AuditState",
     "audit_status",
+    "drop_audit_log",
     "drop_audit_triggers",
     "grant_audit_read",
     "install_audit_triggers",
@@ -58,6 +60,23 @@ class AuditDDL(ExecutableDDLElement):
 @compiles(AuditDDL)
 def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
     return str(compiler.sql_compiler.post_process_text(element.sql))
+
+
+@compiles(DropTable)
+def _compile_drop_table(element: DropTable, compiler: Any, **kw: Any) -> str:
+    """``metadata.drop_all()`` never drops a history table (``sqlaudit_log``, ``sqlaudit_seal``).
+
+    The log is shared by every tracked MetaData of the database: dropping one
+    application's tables must not erase the history of all of them, nor break
+    the other tables' writes. Their "drop" is a harmless statement instead;
+    :func:`drop_audit_log` is the explicit way to remove them. A table built
+    without the marker (Alembic's ``op.drop_table``) is dropped as usual.
+    """
+    table = element.element
+    if isinstance(table, Table) and table.info.get(HISTORY_MARKER):
+        log.info("drop_all() keeps %s (history); use sqlaudit.ddl.drop_audit_log()", table.fullname)
+        return f"SELECT 1 /* sqlaudit: {table.name} keeps its history */"
+    return str(compiler.visit_drop_table(element, **kw))
 
 
 def _install_sql(table: Table, connection: Connection) -> list[str]:
@@ -139,15 +158,6 @@ def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> 
     _protect(connection, table.metadata)
 
 
-def _on_audit_table_dropped(table: Table, connection: Connection, **kw: Any) -> None:
-    name = connection.dialect.name
-    module = module_for(name)
-    statements = module.unprotect_statements(
-        table.metadata, rendering_dialect(name), default_schema(connection)
-    )
-    _run(connection, statements)
-
-
 def _on_before_drop(table: Table, connection: Connection, **kw: Any) -> None:
     if "sqlaudit" not in table.info:
         return
@@ -170,7 +180,6 @@ def attach_to_table(table: Table) -> None:
     if not event.contains(log_table, "after_create", _on_audit_table_created):
         event.listen(log_table, "before_create", _on_audit_table_creating)
         event.listen(log_table, "after_create", _on_audit_table_created)
-        event.listen(log_table, "after_drop", _on_audit_table_dropped)
     if not event.contains(table, "after_create", _on_after_create):
         event.listen(table, "after_create", _on_after_create)
     if not event.contains(table, "before_drop", _on_before_drop):
@@ -243,6 +252,61 @@ def drop_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> N
             _run(connection, _drop_sql(table, connection.dialect))
 
     _with_connection(bind, work)
+
+
+def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
+    """Remove ``sqlaudit_log`` (and ``sqlaudit_seal``), with all the history they hold.
+
+    The one way to remove the history: ``metadata.drop_all()`` never does.
+    Refuses with :class:`~sqlaudit.exceptions.SQLAuditError` while any table
+    still has sqlaudit triggers (their writes would fail): remove them first
+    with :func:`drop_audit_triggers`. ``metadata`` names the schema of the log
+    when its MetaData has one.
+    """
+    metadata = metadata if metadata is not None else MetaData()
+
+    def work(connection: Connection) -> None:
+        name = connection.dialect.name
+        prep = connection.dialect.identifier_preparer
+        schema = audit_table(metadata).schema or default_schema(connection)
+        if name == "sqlite":
+            schema = schema or "main"
+        names = _tables_writing_to(connection, schema)
+        if names:
+            raise SQLAuditError(
+                f"cannot drop the audit log: tables {names} still have sqlaudit triggers "
+                f"and their writes would fail; call sqlaudit.ddl.drop_audit_triggers() "
+                f"for them first."
+            )
+        forget_sqlite_context(connection)
+        for table_name in ("sqlaudit_seal", AUDIT_TABLE_NAME):
+            qualified = f"{prep.quote_schema(schema)}.{prep.quote(table_name)}"
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
+        _run(connection, module_for(name).unprotect_statements(
+            metadata, rendering_dialect(name), default_schema(connection)))
+        log.warning("dropped the audit log and its history in schema %s", schema)
+
+    _with_connection(bind, work)
+
+
+def _tables_writing_to(connection: Connection, schema: str) -> list[str]:
+    """Tables whose sqlaudit triggers write to the audit log in ``schema``."""
+    from sqlalchemy import text
+
+    if connection.dialect.name == "sqlite":
+        found = installed_triggers(connection)
+        return sorted(t for (_, t) in found if not t.startswith(("sqlaudit_log", "sqlaudit_seal")))
+    log_name = rendering_dialect("postgresql").identifier_preparer
+    qualified = f"{log_name.quote_schema(schema)}.{log_name.quote(AUDIT_TABLE_NAME)}"
+    rows = connection.execute(text(
+        "SELECT DISTINCT n.nspname || '.' || c.relname FROM pg_catalog.pg_trigger AS t "
+        "JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid "
+        "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid "
+        "WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%' "
+        "AND c.relname NOT IN ('sqlaudit_log', 'sqlaudit_seal') "
+        "AND strpos(p.prosrc, :qualified) > 0"), {"qualified": qualified})
+    return sorted(rows.scalars())
 
 
 class AuditState(str, Enum):

@@ -27,6 +27,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ._naming import AUDIT_TABLE_NAME
 
+#: ``Table.info`` key of the tables that hold history: ``drop_all()`` never drops them
+#: (see :func:`sqlaudit.ddl.drop_audit_log`).
+HISTORY_MARKER = "sqlaudit_history"
+
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 _DATA = JSON().with_variant(JSONB(), "postgresql")
 
@@ -77,6 +81,7 @@ def audit_table(metadata: MetaData) -> Table:
         Column("old_data", _DATA, nullable=True),
         Column("new_data", _DATA, nullable=True),
         comment="sqlaudit: trigger-populated audit trail (one row per changed row)",
+        info={HISTORY_MARKER: True},
     )
     Index("ix_sqlaudit_log_resource", table.c.table_name, table.c.resource_id, table.c.changed_at)
     Index("ix_sqlaudit_log_user", table.c.changed_by, table.c.changed_at)

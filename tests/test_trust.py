@@ -267,3 +267,87 @@ def test_history_reads_the_same_under_a_hostile_reader_session(engine, Base) -> 
     with Session(engine) as s:
         s.execute(text("SET DateStyle = 'ISO, DMY'"))
         assert changes(Val, s)[0].new_value == value
+
+
+# -- 2. history survives drop_all() of any MetaData -----------------------------------------
+
+from sqlalchemy.orm import DeclarativeBase  # noqa: E402
+
+from sqlaudit.ddl import drop_audit_log, drop_audit_triggers  # noqa: E402
+from sqlaudit.exceptions import SQLAuditError  # noqa: E402
+
+
+def _note_model(Base, name: str):
+    @track_table(tracked_fields=["body"])
+    class Note(Base):
+        __tablename__ = name
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+
+    return Note
+
+
+def _write(engine, table: str, body: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {table} (body) VALUES ('{body}')"))
+
+
+def test_drop_all_of_another_metadata_keeps_every_history_and_write(engine) -> None:
+    class AppBase(DeclarativeBase):
+        pass
+
+    class OtherBase(DeclarativeBase):
+        pass
+
+    Note = _note_model(AppBase, "notes")
+    Memo = _note_model(OtherBase, "memos")
+    AppBase.metadata.create_all(engine)
+    OtherBase.metadata.create_all(engine)
+    _write(engine, "notes", "kept")
+    _write(engine, "memos", "gone with its table")
+
+    OtherBase.metadata.drop_all(engine)
+
+    _write(engine, "notes", "still audited")
+    with Session(engine) as s:
+        assert [r.new_value for r in changes(Note, s)] == ["kept", "still audited"]
+        assert [r.new_value for r in changes(Memo, s)] == ["gone with its table"]
+
+
+def test_drop_all_then_create_all_keeps_the_history(engine, Base) -> None:
+    Note = _note_model(Base, "notes")
+    Base.metadata.create_all(engine)
+    _write(engine, "notes", "before")
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    _write(engine, "notes", "after")
+    with Session(engine) as s:
+        assert [r.new_value for r in changes(Note, s)] == ["before", "after"]
+    with pytest.raises(DBAPIError, match="append-only"):  # still guarded
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM sqlaudit_log"))
+
+
+def test_drop_audit_log_refuses_while_triggers_are_installed(engine, Base) -> None:
+    _note_model(Base, "notes")
+    Base.metadata.create_all(engine)
+    _write(engine, "notes", "kept")
+    with pytest.raises(SQLAuditError, match=r"notes'\] still have sqlaudit triggers.*"
+                                             r"drop_audit_triggers\(\)"):
+        drop_audit_log(engine)
+    assert _log_count(engine) == 1
+
+
+def test_drop_audit_log_removes_the_history_once_no_trigger_is_left(engine, Base) -> None:
+    Note = _note_model(Base, "notes")
+    Base.metadata.create_all(engine)
+    _write(engine, "notes", "x")
+    drop_audit_triggers(engine, Note)
+    drop_audit_log(engine)
+    with engine.connect() as conn:
+        from sqlalchemy import inspect as sa_inspect
+
+        assert not sa_inspect(conn).has_table("sqlaudit_log")
+    Base.metadata.create_all(engine)  # and it can be created again
+    _write(engine, "notes", "y")
+    assert _log_count(engine) == 0  # create_all skipped the existing notes table: no triggers
