@@ -17,7 +17,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+import uuid
+
 from .config import _holder
+from .exceptions import SQLAuditUserIdTypeError, SQLAuditUserIdValueError
 
 __all__ = ["audit_context", "Actor", "current_actor"]
 
@@ -35,13 +38,34 @@ class Actor:
 _override: ContextVar[Optional[Actor]] = ContextVar("sqlaudit_actor", default=None)
 
 
+#: The longest user id (or reason) stored, in UTF-8 bytes.
+MAX_TEXT_BYTES = 1024 * 1024
+
+
+def _checked_text(name: str, text: str) -> str:
+    if "\0" in text:
+        raise SQLAuditUserIdValueError(
+            f"{name} contains a NUL byte, which no database column can store; "
+            f"remove it (got {text[:40]!r}...)")
+    if len(text) > MAX_TEXT_BYTES // 4 and len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise SQLAuditUserIdValueError(
+            f"{name} is longer than 1 MiB ({len(text.encode('utf-8'))} bytes in UTF-8); "
+            f"store a shorter identifier")
+    return text
+
+
 def _as_text(value: Any) -> Optional[str]:
-    """User ids are stored as text: 7 -> "7", UUID -> its canonical string, None stays None."""
+    """The one rule for user ids, on every dialect: ``str``, ``int`` or ``uuid.UUID``,
+    stored as ``str(value)``; ``None`` or ``""`` mean "no user"; anything else
+    is a :class:`TypeError`, a NUL byte or more than 1 MiB a :class:`ValueError`."""
     if value is None:
         return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise SQLAuditUserIdTypeError(
+            f"user_id must be a str, int or uuid.UUID, got {type(value).__name__} {value!r:.60}; "
+            f"convert it (for example str(user.id)) before passing it to sqlaudit")
+    text = _checked_text("user_id", str(value))
+    return text or None
 
 
 @contextlib.contextmanager
@@ -53,6 +77,8 @@ def audit_context(*, user_id: Any, reason: Optional[str] = None) -> Iterator[Act
     """
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"reason must be a str or None, got {type(reason).__name__}")
+    if reason is not None:
+        reason = _checked_text("reason", reason) or None
     actor = Actor(_as_text(user_id), reason)
     token = _override.get(), _override.set(actor)
     try:

@@ -36,3 +36,12 @@ class SQLAuditUnsupportedDialectError(SQLAuditError):
 class SQLAuditMigrationError(SQLAuditError):
     """A migration operation cannot do what was asked (for example a batch
     migration removed a tracked column without replacing the audit triggers)."""
+
+
+class SQLAuditUserIdTypeError(SQLAuditError, TypeError):
+    """A user id is not a ``str``, ``int`` or ``uuid.UUID``."""
+
+
+class SQLAuditUserIdValueError(SQLAuditError, ValueError):
+    """A user id (or reason) cannot be stored as given: it holds a NUL byte or is
+    longer than 1 MiB."""

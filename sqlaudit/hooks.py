@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 
 from . import _templates
 from .context import Actor, context_actor, current_actor
+from .exceptions import SQLAuditUserIdTypeError, SQLAuditUserIdValueError
 from .dialects import sqlite as sqlite_sql
 
 __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
@@ -257,6 +258,8 @@ def _before_cursor_execute(
 def _callback_actor() -> Actor:
     try:
         return current_actor()
+    except (SQLAuditUserIdTypeError, SQLAuditUserIdValueError):
+        raise  # the callback returned an id no write may be credited to: the write fails
     except Exception:
         log.error("get_user_id_callback raised; recording the change without a user",
                   exc_info=True)

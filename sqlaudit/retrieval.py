@@ -46,7 +46,7 @@ from .config import SQLAuditConfigError, display_zone, get_config
 from .ddl import rendering_dialect
 from .dialects import base_type, string_literal
 from .exceptions import SQLAuditTableNotInDatabaseError
-from .schema import audit_table, rows_of_table, text_param
+from .schema import USER_PREFIX, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
 __all__ = ["SQLAuditRecord", "get_resource_changes", "ResourceIdType"]
@@ -284,6 +284,7 @@ def get_resource_changes(
             params["fields"] = [column_by_attr[f].name for f in fields]
         if user_ids is not None:
             params["users"] = [_user_text(u) for u in user_ids]
+            params["user_prefixes"] = [u[:USER_PREFIX] for u in params["users"]]
         for name, bound in (("start", start), ("end", end)):
             if bound is not None:
                 params[name] = bound if pg else bound.replace(tzinfo=None)
@@ -452,7 +453,14 @@ def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[C
     elif has_ids:
         conditions.append(log.c.resource_id.in_(text_param(key="ids", expanding=True)))
     if has_users:
-        conditions.append(log.c.changed_by.in_(text_param(key="users", expanding=True)))
+        # The user index holds a prefix (ids of any length fit a B-tree entry):
+        # find candidates by prefix, keep the exact ids.
+        conditions.append(user_prefix(log.c.changed_by).in_(
+            text_param(key="user_prefixes", expanding=True)))
+        # On SQLite a plain equality on changed_by keeps the planner away from the
+        # expression index; the CAST (a no-op on text) leaves it a filter only.
+        exact = log.c.changed_by if pg else cast(log.c.changed_by, Text)
+        conditions.append(exact.in_(text_param(key="users", expanding=True)))
     if has_start:
         conditions.append(log.c.changed_at >= bindparam("start", type_=log.c.changed_at.type))
     if has_end:

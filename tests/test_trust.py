@@ -351,3 +351,85 @@ def test_drop_audit_log_removes_the_history_once_no_trigger_is_left(engine, Base
     Base.metadata.create_all(engine)  # and it can be created again
     _write(engine, "notes", "y")
     assert _log_count(engine) == 0  # create_all skipped the existing notes table: no triggers
+
+
+# -- 5. one rule for user ids on every dialect -----------------------------------------------
+
+import logging  # noqa: E402
+
+from sqlaudit.config import SQLAuditConfig, clear_config, set_config  # noqa: E402
+
+
+def _customer_writes(engine, Customer, name: str) -> None:
+    with Session(engine) as s:
+        s.execute(text(f"UPDATE customers SET name = '{name}'"))
+        s.commit()
+
+
+@pytest.mark.parametrize("user_id, stored", [
+    ("alice", "alice"), (42, "42"),
+    (uuid.UUID("12345678-1234-5678-1234-567812345678"), "12345678-1234-5678-1234-567812345678"),
+])
+def test_str_int_and_uuid_user_ids_are_stored_as_text(engine, models, user_id, stored) -> None:
+    _, Customer = models
+    register_hooks()
+    with audit_context(user_id=user_id):
+        _customer_writes(engine, Customer, "B")
+    with Session(engine) as s:
+        assert changes(Customer, s)[-1].changed_by == stored
+
+
+@pytest.mark.parametrize("user_id", [True, 1.5, b"alice", ["a"], object()])
+def test_other_user_id_types_are_refused_by_audit_context(user_id) -> None:
+    with pytest.raises(TypeError, match=f"user_id must be a str, int or uuid.UUID, got {type(user_id).__name__}"):
+        with audit_context(user_id=user_id):
+            pass
+
+
+def test_a_callback_returning_another_type_fails_the_write(engine, models) -> None:
+    _, Customer = models
+    register_hooks()
+    before = _log_count(engine)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: 4.5))
+    try:
+        with pytest.raises(TypeError, match="got float"):
+            _customer_writes(engine, Customer, "B")
+    finally:
+        clear_config()
+    assert _log_count(engine) == before
+
+
+@pytest.mark.parametrize("field", ["user_id", "reason"])
+def test_a_nul_byte_is_refused_before_reaching_the_database(field) -> None:
+    kwargs = {"user_id": "a", field: "a\x00b"}
+    with pytest.raises(ValueError, match=f"{field} contains a NUL byte"):
+        with audit_context(**kwargs):
+            pass
+
+
+def test_an_empty_user_id_means_no_user(engine, models) -> None:
+    _, Customer = models
+    register_hooks()
+    with audit_context(user_id=""):
+        _customer_writes(engine, Customer, "B")
+    with Session(engine) as s:
+        assert changes(Customer, s)[-1].changed_by is None
+
+
+def test_a_user_id_of_one_megabyte_is_recorded_exactly_and_found(engine, models) -> None:
+    _, Customer = models
+    register_hooks()
+    big = "u" * (1024 * 1024 - 1) + "z"
+    with audit_context(user_id=big):
+        _customer_writes(engine, Customer, "B")
+    with audit_context(user_id=big[:-1] + "y"):  # same prefix, another user
+        _customer_writes(engine, Customer, "C")
+    with Session(engine) as s:
+        found = changes(Customer, s, filter_user_ids=big)
+    assert [(r.new_value, r.changed_by == big) for r in found] == [("B", True)]
+
+
+def test_a_user_id_over_one_megabyte_is_refused() -> None:
+    with pytest.raises(ValueError, match="longer than 1 MiB"):
+        with audit_context(user_id="u" * (1024 * 1024 + 1)):
+            pass
