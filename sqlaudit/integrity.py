@@ -107,19 +107,25 @@ class VerifyResult:
 # --------------------------------------------------------------------------- encoding
 
 
+def _number(literal: str) -> Any:
+    """A JSON number with a fraction or exponent: a float when the float prints back as
+    the same text (the C encoder's fast path), else an exact Decimal."""
+    value = float(literal)
+    return value if repr(value) == literal else Decimal(literal)
+
+
+_DECODE = json.JSONDecoder(parse_float=_number).decode
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _canonical_json(value: str) -> str:
     """JSON text -> one canonical text: keys sorted, no spaces, non-ASCII kept,
     numbers with a fraction or exponent kept exactly as stored (no float rounding)."""
-    exact: list[bool] = []
-
-    def number(text_: str) -> Decimal:
-        exact.append(True)
-        return Decimal(text_)
-
-    decoded = json.loads(value, parse_float=number)
-    if not exact:
-        return json.dumps(decoded, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return _encode_slow(decoded)
+    decoded = _DECODE(value)
+    try:
+        return _ENCODE(decoded)  # C encoder; refuses the Decimals of exact numbers
+    except TypeError:
+        return _encode_slow(decoded)
 
 
 def _encode_slow(value: Any) -> str:
@@ -147,7 +153,8 @@ _ONE_MICRO = _timedelta(microseconds=1)
 
 def _generic(value: Any) -> Any:
     """Any value as a JSON-able element that keeps its type apart (NULL != '' != 0)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
         return value
     if isinstance(value, float):
         return {"real": value.hex()}
