@@ -280,14 +280,22 @@ class _Log:
         if extra is not None:
             columns.append(case((extra, 1), else_=0))
         stmt = select(*columns).select_from(self.log).where(cond).order_by(id_col)
-        result = self.connection.execute(stmt.execution_options(yield_per=_FETCH))
-        for partition in result.partitions():
-            yield from partition
+        raw = None if self.pg else self.connection.connection.driver_connection
+        saved = getattr(raw, "text_factory", None)
+        if raw is not None:  # SQLite text that is not UTF-8 (written by anyone) must not raise
+            raw.text_factory = _lenient_text
+        try:
+            result = self.connection.execute(stmt.execution_options(yield_per=_FETCH))
+            for partition in result.partitions():
+                yield from partition
+        finally:
+            if raw is not None:
+                raw.text_factory = saved
 
     def entries(self) -> list[dict[str, Any]]:
         s = self.seal.c
-        sealed_at = (literal_column("(extract(epoch FROM sealed_at) * 1000000)::bigint")
-                     if self.pg else s.sealed_at)
+        sealed_at = literal_column("(extract(epoch FROM sealed_at) * 1000000)::bigint"
+                                   if self.pg else "sealed_at")
         stmt = select(s.id, s.format_version, s.kind, sealed_at.label("sealed_at"), s.sealed_by,
                       s.first_id, s.last_id, s.row_count, s.columns, s.detail, s.rows_digest,
                       s.previous_digest, s.digest).order_by(s.id)
@@ -373,6 +381,10 @@ class _Log:
         values = {k: v for k, v in entry.items() if k != "sealed_at_us"}
         values["sealed_at"] = sealed_at if self.pg else sealed_at.replace(tzinfo=None)
         self.connection.execute(insert(self.seal).values(**values))
+
+
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 def _with_connection(bind: Bind, work: Callable[[Connection], Any]) -> Any:

@@ -312,3 +312,16 @@ def test_a_row_committed_after_a_seal_with_a_lower_id_is_sealed_next_time(engine
     head = seal_audit_log(engine)
     result = verify_audit_log(engine, head=head)
     assert result.ok and (result.sealed_rows, result.unsealed_rows) == (4, 0)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_text_that_is_not_utf8_is_reported_not_raised(engine, Customer) -> None:
+    """SQLite only: PostgreSQL refuses invalid UTF-8 text on input."""
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, "sqlite")
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = CAST(X'FF00' AS TEXT)"))
+    log_ids = ids(engine)
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[0], log_ids[-1])]
