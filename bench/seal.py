@@ -60,11 +60,11 @@ FROM s
 """
 
 
-def _engine(dialect: str, workdir: str):
+def _engine(dialect: str, workdir: str, url: "str | None" = None):
     if dialect == "sqlite":
         return create_engine(f"sqlite:///{workdir}/seal.db"), None
-    url = os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL",
-                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    url = url or os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL",
+                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     schema = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(url)
     with admin.begin() as conn:
@@ -80,8 +80,9 @@ def _version(engine) -> str:
         return str(conn.execute(text("SHOW server_version")).scalar()).split()[0].join(("PostgreSQL ", ""))
 
 
-def run(dialect: str, rows: int, rounds: int, workdir: str) -> dict:
-    engine, cleanup = _engine(dialect, workdir)
+def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = None) -> dict:
+    """Fill, then time ``rounds`` seals and verifies; return the timings."""
+    engine, cleanup = _engine(dialect, workdir, url)
     try:
         metadata = MetaData()
         with engine.begin() as conn:

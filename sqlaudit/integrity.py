@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -60,6 +60,7 @@ CHUNK_ROWS = 1000
 GENESIS = "0" * 64
 _FETCH = 20000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MICRO = timedelta(microseconds=1)
 
 
 class SQLAuditIntegrityError(SQLAuditError):
@@ -144,11 +145,6 @@ def _micros(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return (value - _EPOCH) // _ONE_MICRO
-
-
-from datetime import timedelta as _timedelta  # noqa: E402
-
-_ONE_MICRO = _timedelta(microseconds=1)
 
 
 def _generic(value: Any) -> Any:
@@ -498,6 +494,14 @@ def seal_audit_log(bind: Bind) -> str:
 # --------------------------------------------------------------------------- verifying
 
 
+def _well_formed(entry: dict[str, Any]) -> bool:
+    ints = ("row_count", "format_version") + (("first_id", "last_id") if entry["kind"] != "prune" else ())
+    texts = ("digest", "previous_digest", "rows_digest", "columns", "kind")
+    return (all(type(entry[k]) is int for k in ints)
+            and all(isinstance(entry[k], str) for k in texts)
+            and type(entry["sealed_at_us"]) is int)
+
+
 def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = None) -> VerifyResult:
     log = log or _Log(connection)
     result = VerifyResult()
@@ -509,6 +513,11 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
     epoch: list[dict[str, Any]] = []
     for entry in entries:
         where = f"seal entry {entry['id']}"
+        if not _well_formed(entry):  # SQLite's dynamic typing lets anything into a column
+            problems.append(Problem("chain", None, None, entry["id"],
+                                    f"{where} was altered: its fields do not have their types"))
+            previous = entry["digest"]
+            continue
         if entry["previous_digest"] != previous:
             problems.append(Problem("chain", entry["first_id"], entry["last_id"], entry["id"],
                                     f"{where} does not follow the entry before it "

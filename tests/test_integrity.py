@@ -325,3 +325,30 @@ def test_text_that_is_not_utf8_is_reported_not_raised(engine, Customer) -> None:
         conn.execute(text("UPDATE sqlaudit_log SET changed_by = CAST(X'FF00' AS TEXT)"))
     log_ids = ids(engine)
     assert kinds(verify_audit_log(engine)) == [("altered", log_ids[0], log_ids[-1])]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_a_seal_entry_given_a_value_of_another_type_is_reported_not_raised(engine, Customer) -> None:
+    """SQLite only: PostgreSQL's typed columns refuse text in an integer column."""
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, "sqlite", table="sqlaudit_seal")
+        conn.execute(text("UPDATE sqlaudit_seal SET last_id = 'many'"))
+    result = verify_audit_log(engine)
+    assert [p.kind for p in result.problems] == ["chain"] and not result.ok
+
+
+def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "seal.py"
+    spec = importlib.util.spec_from_file_location("bench_seal", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    url = request.getfixturevalue("postgres_url") if dialect == "postgresql" else None
+    timings = bench.run(dialect, 300, 1, str(tmp_path), url)
+    assert len(timings["seal"]) == len(timings["verify"]) == 1
+    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[dialect]
