@@ -235,7 +235,7 @@ class _Log:
             rows = conn.execute(text(
                 "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute AS a "
                 "JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid "
-                "WHERE a.attrelid = CAST(:rel AS regclass) AND a.attnum > 0 AND NOT a.attisdropped "
+                "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped "
                 "ORDER BY a.attnum"), {"rel": self.qualified(audit_table(MetaData(schema=self.schema)))}).all()
             kinds = {"int2": "int", "int4": "int", "int8": "int", "text": "text", "varchar": "text",
                      "bpchar": "text", "bool": "bool", "timestamptz": "ts", "timestamp": "ts",
@@ -250,7 +250,9 @@ class _Log:
                     "ts" if "DATE" in declared or "TIME" in declared else "raw")
                 pairs.append((str(name), kind))
         if not pairs:
-            raise SQLAuditError("sqlaudit_log does not exist in this database; nothing to seal or verify.")
+            raise SQLAuditError(
+                "sqlaudit_log does not exist in this database; create it (metadata.create_all() "
+                "or install_audit_triggers()) before sealing or verifying it.")
         names = [n for n, _ in pairs]
         if names[0] != "id":  # id always first: rows are keyed and ordered by it
             pairs.sort(key=lambda p: p[0] != "id")

@@ -352,3 +352,17 @@ def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> N
     timings = bench.run(dialect, 300, 1, str(tmp_path), url)
     assert len(timings["seal"]) == len(timings["verify"]) == 1
     assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[dialect]
+
+
+def test_sealing_a_database_without_an_audit_log_says_what_to_do(engine) -> None:
+    from sqlaudit.exceptions import SQLAuditError
+
+    with pytest.raises(SQLAuditError, match="sqlaudit_log does not exist .*create_all"):
+        seal_audit_log(engine)
+    with pytest.raises(SQLAuditError, match="sqlaudit_log does not exist"):
+        verify_audit_log(engine)
+
+
+def test_verify_names_a_head_that_is_not_a_digest(engine, Customer) -> None:
+    with pytest.raises(TypeError, match="head must be the hex digest"):
+        verify_audit_log(engine, head=b"00")  # type: ignore[arg-type]
