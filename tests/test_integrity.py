@@ -45,8 +45,8 @@ def bypass(conn, dialect, table="sqlaudit_log"):
     if dialect == "postgresql":
         conn.execute(text("SET LOCAL session_replication_role = replica"))  # superuser
     elif table == "sqlaudit_log":
-        conn.execute(text("DROP TRIGGER sqlaudit_log_no_update"))
-        conn.execute(text("DROP TRIGGER sqlaudit_log_no_delete"))
+        conn.execute(text("DROP TRIGGER IF EXISTS sqlaudit_log_no_update"))
+        conn.execute(text("DROP TRIGGER IF EXISTS sqlaudit_log_no_delete"))
     else:
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_update"))
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_delete"))
@@ -366,3 +366,44 @@ def test_sealing_a_database_without_an_audit_log_says_what_to_do(engine) -> None
 def test_verify_names_a_head_that_is_not_a_digest(engine, Customer) -> None:
     with pytest.raises(TypeError, match="head must be the hex digest"):
         verify_audit_log(engine, head=b"00")  # type: ignore[arg-type]
+
+
+def test_a_column_added_to_the_log_later_is_sealed_and_old_seals_still_verify(engine, Customer) -> None:
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score "
+                          + ("double precision" if engine.dialect.name == "postgresql" else "REAL")))
+    write(engine, Customer, 2, prefix="new")
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)"
+                          if engine.dialect.name == "sqlite" else
+                          "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+    head = seal_audit_log(engine)
+    assert verify_audit_log(engine, head=head).ok
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET score = 0.3 WHERE id = :id"), {"id": log_ids[-1]})
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[2], log_ids[-1])]
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_float_column_added_later_reads_the_same_under_any_extra_float_digits(engine, Customer) -> None:
+    """PostgreSQL only: its float text output depends on the session; SQLite's does not."""
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score double precision"))
+    write(engine, Customer, 2)
+    with engine.begin() as conn:
+        bypass(conn, "postgresql")
+        conn.execute(text("UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+    with engine.connect() as conn:
+        conn.execute(text("SET extra_float_digits = 3"))
+        head = seal_audit_log(conn)
+        conn.commit()
+    with engine.connect() as conn:
+        conn.execute(text("SET extra_float_digits = 0"))  # would print 0.3
+        assert verify_audit_log(conn, head=head).ok
+        assert conn.execute(text("SHOW extra_float_digits")).scalar() == "0"  # restored
