@@ -464,6 +464,14 @@ class _Chain:
 
 def _seal(connection: Connection, log: Optional[_Log] = None) -> tuple[_Log, str]:
     log = log or _Log(connection)
+    if log.pg:
+        isolation = connection.execute(text("SELECT current_setting('transaction_isolation')")).scalar()
+        if isolation != "read committed":
+            # An older snapshot could miss rows committed below the horizon.
+            raise SQLAuditError(
+                f"sealing needs a READ COMMITTED transaction, this one is {isolation}; pass an "
+                "Engine, or a Connection with isolation_level='READ COMMITTED'."
+            )
     log.ensure_seal_table()
     log.lock()
     entries = log.entries()
@@ -488,7 +496,9 @@ def seal_audit_log(bind: Bind) -> str:
     docs/integrity.md), so a row committed late is sealed by the next call,
     never skipped. With nothing new it appends nothing and returns the same
     head. Store the returned digest outside the database and pass it to
-    :func:`verify_audit_log` to detect a rebuilt chain.
+    :func:`verify_audit_log` to detect a rebuilt chain. Given an Engine it runs
+    (and commits) in its own transaction; given a Connection or Session, in
+    theirs (READ COMMITTED on PostgreSQL).
     """
     return str(_with_connection(bind, lambda conn: _seal(conn)[1]))
 

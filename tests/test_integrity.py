@@ -407,3 +407,15 @@ def test_a_float_column_added_later_reads_the_same_under_any_extra_float_digits(
         conn.execute(text("SET extra_float_digits = 0"))  # would print 0.3
         assert verify_audit_log(conn, head=head).ok
         assert conn.execute(text("SHOW extra_float_digits")).scalar() == "0"  # restored
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_sealing_refuses_a_repeatable_read_transaction(engine, Customer) -> None:
+    """PostgreSQL only: an older snapshot could miss rows committed below the horizon."""
+    from sqlaudit.exceptions import SQLAuditError
+
+    write(engine, Customer, 1)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with pytest.raises(SQLAuditError, match="needs a READ COMMITTED transaction"):
+            seal_audit_log(conn)
