@@ -11,6 +11,7 @@ from .ddl import drop_audit_log, drop_audit_triggers, install_audit_triggers, re
 from .decorators import track_table
 from .exceptions import SQLAuditConfigError, SQLAuditError
 from .hooks import register_hooks, unregister_hooks
+from .integrity import seal_audit_log, verify_audit_log
 from .retrieval import SQLAuditRecord, get_resource_changes
 
 __version__ = "1.0.0.dev0"
@@ -30,7 +31,9 @@ __all__ = [
     "install_audit_triggers",
     "register_hooks",
     "render_audit_ddl",
+    "seal_audit_log",
     "set_config",
     "track_table",
     "unregister_hooks",
+    "verify_audit_log",
 ]

@@ -418,18 +418,24 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
            schema: Optional[str]) -> int:
     from sqlalchemy import delete, text
 
+    from .integrity import prune_sealed
+
+    def remove(condition: Any) -> int:
+        return int(connection.execute(delete(log_table).where(condition)).rowcount)
+
+    detail = {"older_than": bound.isoformat()}
     if connection.dialect.name == "postgresql":
         allow, revoke = _templates.render("postgresql", "prune")
         connection.execute(text(allow), {"bound": bound.isoformat()})
-        count = connection.execute(delete(log_table).where(where)).rowcount
+        count = prune_sealed(connection, log_table, where, remove, detail)
         connection.execute(text(revoke))
-        return int(count)
+        return count
     # SQLite: lift the DELETE guard inside this transaction only (DDL is transactional).
     connection.execute(delete(log_table).where(false()))  # opens the write transaction
     connection.exec_driver_sql("DROP TRIGGER IF EXISTS sqlaudit_log_no_delete")
-    count = connection.execute(delete(log_table).where(where)).rowcount
+    count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
-    return int(count)
+    return count
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

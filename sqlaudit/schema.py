@@ -123,3 +123,39 @@ def rows_of_table(log: Table, name: str, schema: Optional[str]) -> ColumnElement
         log.c.table_name == text_param(name),
         log.c.table_schema.is_(None) if schema is None else log.c.table_schema == text_param(schema),
     )
+
+
+SEAL_TABLE_NAME = "sqlaudit_seal"
+
+
+def seal_table(metadata: MetaData) -> Table:
+    """Return the ``sqlaudit_seal`` table of ``metadata`` (see :mod:`sqlaudit.integrity`).
+
+    Append-only, like ``sqlaudit_log``: one row per sealed id range of the log
+    (``kind='seal'``) or per prune (``kind='prune'``), each chained to the one
+    before by ``previous_digest``. ``info["sqlaudit_history"]`` marks it as
+    history that ``drop_all()`` must keep.
+    """
+    key = f"{metadata.schema}.{SEAL_TABLE_NAME}" if metadata.schema else SEAL_TABLE_NAME
+    existing = metadata.tables.get(key)
+    if existing is not None:
+        return existing
+    return Table(
+        SEAL_TABLE_NAME,
+        metadata,
+        Column("id", _ID, primary_key=True, autoincrement=True),
+        Column("format_version", Integer, nullable=False),
+        Column("kind", String(8), nullable=False),
+        Column("sealed_at", DateTime(timezone=True), nullable=False),
+        Column("sealed_by", Text, nullable=True),
+        Column("first_id", BigInteger, nullable=True),
+        Column("last_id", BigInteger, nullable=True),
+        Column("row_count", BigInteger, nullable=False),
+        Column("columns", Text, nullable=False),
+        Column("detail", Text, nullable=True),
+        Column("rows_digest", String(64), nullable=False),
+        Column("previous_digest", String(64), nullable=False),
+        Column("digest", String(64), nullable=False),
+        comment="sqlaudit: append-only hash chain over sqlaudit_log (sqlaudit.integrity)",
+        info={"sqlaudit_history": True},
+    )

@@ -1,0 +1,142 @@
+"""How long sealing and verifying sqlaudit_log takes (sqlaudit.integrity), on both dialects.
+
+    python bench/seal.py [--rows 1000000] [--rounds 3] [--dialects postgresql,sqlite]
+
+Fills a fresh ``sqlaudit_log`` with ``--rows`` records (INSERT ... SELECT over
+generate_series on PostgreSQL, a recursive CTE on SQLite), with JSON shaped like
+what the triggers write for a 5-column table. Then, per round, drops
+``sqlaudit_seal`` and times ``seal_audit_log`` (everything from scratch) and
+``verify_audit_log``; prints the median and every round. PostgreSQL comes from
+``SQLAUDIT_BENCH_POSTGRES_URL`` (default postgresql+psycopg://postgres@127.0.0.1:5432/test);
+a fresh schema is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import MetaData, create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlaudit import seal_audit_log, verify_audit_log  # noqa: E402
+from sqlaudit.ddl import _protect  # noqa: E402
+from sqlaudit.schema import audit_table  # noqa: E402
+
+PG_FILL = """
+INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, changed_by,
+                          db_role, transaction_id, reason, old_data, new_data)
+SELECT 'customers', g::text, CASE WHEN g % 3 = 0 THEN 'update' ELSE 'insert' END,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second', 'user-' || (g % 50),
+       'app', 1000 + g / 10, NULL,
+       CASE WHEN g % 3 = 0 THEN jsonb_build_object('name', 'customer ' || (g - 1), 'qty', g % 97) END,
+       jsonb_build_object('name', 'customer ' || g, 'qty', g % 100, 'price', round((g % 1000) / 7.0, 2),
+                          'updated_at', '2024-01-01T00:00:00', 'active', g % 2 = 0)
+FROM generate_series(1, :rows) AS g
+"""
+
+SQLITE_FILL = """
+WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :rows)
+INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, changed_by,
+                          db_role, transaction_id, reason, old_data, new_data)
+SELECT 'customers', CAST(g AS TEXT), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'insert' END,
+       strftime('%Y-%m-%d %H:%M:%f', '2024-01-01', '+' || g || ' seconds') || '000',
+       'user-' || (g % 50), NULL, 1000 + g / 10, NULL,
+       CASE WHEN g % 3 = 0 THEN json_object('name', 'customer ' || (g - 1), 'qty', g % 97) END,
+       json_object('name', 'customer ' || g, 'qty', g % 100,
+                   'price', json_object('$r', printf('%!.20e', (g % 1000) / 7.0)),
+                   'updated_at', '2024-01-01 00:00:00.000000', 'active', g % 2 = 0)
+FROM s
+"""
+
+
+def _engine(dialect: str, workdir: str, url: "str | None" = None):
+    if dialect == "sqlite":
+        return create_engine(f"sqlite:///{workdir}/seal.db"), None
+    url = url or os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL",
+                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    return engine, (admin, schema)
+
+
+def _version(engine) -> str:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            return "SQLite " + sqlite3.sqlite_version
+        return str(conn.execute(text("SHOW server_version")).scalar()).split()[0].join(("PostgreSQL ", ""))
+
+
+def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = None) -> dict:
+    """Fill, then time ``rounds`` seals and verifies; return the timings."""
+    engine, cleanup = _engine(dialect, workdir, url)
+    try:
+        metadata = MetaData()
+        with engine.begin() as conn:
+            audit_table(metadata).create(conn)
+            _protect(conn, metadata)
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(text(PG_FILL if dialect == "postgresql" else SQLITE_FILL), {"rows": rows})
+        if dialect == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE sqlaudit_log"))
+        fill = time.perf_counter() - started
+        seals, verifies = [], []
+        for n in range(rounds):
+            with engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS sqlaudit_seal"))
+            t0 = time.perf_counter()
+            head = seal_audit_log(engine)
+            t1 = time.perf_counter()
+            result = verify_audit_log(engine, head=head)
+            t2 = time.perf_counter()
+            assert result.ok and result.sealed_rows == rows, result.problems
+            seals.append(t1 - t0)
+            verifies.append(t2 - t1)
+            print(f"  {dialect} round {n + 1}: seal {t1 - t0:.2f} s, verify {t2 - t1:.2f} s",
+                  file=sys.stderr)
+        return {"dialect": dialect, "version": _version(engine), "fill": fill,
+                "seal": seals, "verify": verifies}
+    finally:
+        engine.dispose()
+        if cleanup is not None:
+            admin, schema = cleanup
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dialects", default="postgresql,sqlite")
+    args = parser.parse_args()
+    print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
+    print(f"machine: {os.cpu_count()} CPUs (nproc), {platform.platform()}, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as workdir:
+        for dialect in args.dialects.split(","):
+            r = run(dialect, args.rows, args.rounds, workdir)
+            med = statistics.median
+            print(f"{r['version']}: {args.rows:,} rows (filled in {r['fill']:.1f} s); "
+                  f"seal median {med(r['seal']):.2f} s, verify median {med(r['verify']):.2f} s "
+                  f"({args.rounds} rounds; seal {', '.join(f'{x:.2f}' for x in r['seal'])}; "
+                  f"verify {', '.join(f'{x:.2f}' for x in r['verify'])})")
+
+
+if __name__ == "__main__":
+    main()

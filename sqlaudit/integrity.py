@@ -1,0 +1,693 @@
+"""Tamper evidence for the audit log: a SHA-256 hash chain kept in ``sqlaudit_seal``.
+
+The database owner or a superuser can always change ``sqlaudit_log`` (for
+example with ``session_replication_role = replica`` on PostgreSQL, or by
+dropping the guard trigger on SQLite). That cannot be prevented from inside
+the database; this module makes it *detectable*:
+
+* :func:`seal_audit_log` appends to the append-only ``sqlaudit_seal`` table one
+  entry per chunk of up to :data:`CHUNK_ROWS` log rows not yet sealed, in id
+  order. Each entry holds the digest of its rows and the digest of the entry
+  before it, so the last entry's ``digest`` (the *head*, returned) commits to
+  the whole history. Keep the head outside the database.
+* :func:`verify_audit_log` recomputes everything and reports, without raising,
+  every id range whose rows were altered, deleted or inserted out of order, a
+  broken chain, and a mismatch with an externally kept head.
+* :func:`sqlaudit.ddl.prune_audit_log` calls :func:`prune_sealed`, which seals
+  and verifies first, then records what it removes as a ``prune`` entry and
+  re-seals the remaining rows, so the chain still verifies afterwards.
+
+Nothing runs on the write path: sealing reads committed rows only, later.
+See docs/integrity.md for the design, the canonical encoding and the threat model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from sqlalchemy import MetaData, Table, and_, case, insert, literal_column, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from . import _templates
+from ._installed import default_schema
+from .context import context_actor
+from .exceptions import SQLAuditError
+from .schema import audit_table, seal_table
+
+__all__ = [
+    "CHUNK_ROWS",
+    "FORMAT_VERSION",
+    "Problem",
+    "SQLAuditIntegrityError",
+    "VerifyResult",
+    "seal_audit_log",
+    "verify_audit_log",
+]
+
+Bind = Union[Engine, Connection, Session]
+
+#: Version of the canonical encoding (rows and entries); stored in every entry.
+FORMAT_VERSION = 1
+#: Log rows per seal entry: a tampered row is located to within one entry's id range.
+CHUNK_ROWS = 1000
+#: ``previous_digest`` of the first entry.
+GENESIS = "0" * 64
+_FETCH = 20000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MICRO = timedelta(microseconds=1)
+
+
+class SQLAuditIntegrityError(SQLAuditError):
+    """The audit log fails verification, so an operation that would build on it
+    (pruning) is refused."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of :func:`verify_audit_log`.
+
+    ``kind`` is ``altered`` (same number of rows, different content),
+    ``deleted`` (fewer rows than sealed), ``inserted`` (more rows than sealed, or
+    rows outside every sealed range below the sealed head), ``chain`` (a seal
+    entry was altered, removed or reordered) or ``head_mismatch`` (the chain does
+    not contain the externally kept head). ``first_id``/``last_id`` bound the
+    log ids concerned; ``seal_id`` is the ``sqlaudit_seal`` entry involved.
+    """
+
+    kind: str
+    first_id: Optional[int]
+    last_id: Optional[int]
+    seal_id: Optional[int]
+    message: str
+
+
+@dataclass
+class VerifyResult:
+    """What :func:`verify_audit_log` found. ``ok`` is True only when nothing was."""
+
+    problems: list[Problem] = field(default_factory=list)
+    head: Optional[str] = None
+    seals: int = 0
+    sealed_rows: int = 0
+    unsealed_rows: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _number(literal: str) -> Any:
+    """A JSON number with a fraction or exponent: a float when the float prints back as
+    the same text (the C encoder's fast path), else an exact Decimal."""
+    value = float(literal)
+    return value if repr(value) == literal else Decimal(literal)
+
+
+_DECODE = json.JSONDecoder(parse_float=_number).decode
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _canonical_json(value: str) -> str:
+    """JSON text -> one canonical text: keys sorted, no spaces, non-ASCII kept,
+    numbers with a fraction or exponent kept exactly as stored (no float rounding)."""
+    decoded = _DECODE(value)
+    try:
+        return _ENCODE(decoded)  # C encoder; refuses the Decimals of exact numbers
+    except TypeError:
+        return _encode_slow(decoded)
+
+
+def _encode_slow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(
+            json.dumps(k, ensure_ascii=False) + ":" + _encode_slow(value[k]) for k in sorted(value)
+        ) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_encode_slow(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _micros(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - _EPOCH) // _ONE_MICRO
+
+
+def _generic(value: Any) -> Any:
+    """Any value as a JSON-able element that keeps its type apart (NULL != '' != 0)."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if isinstance(value, float):
+        return {"real": value.hex()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"blob": bytes(value).hex()}
+    if isinstance(value, datetime):
+        return _micros(value)
+    return {"text": str(value)}
+
+
+def _json_element(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return _canonical_json(value)
+        except ValueError:
+            return {"raw": value}
+    return _generic(value)
+
+
+def _ts_element(value: Any) -> Any:
+    if isinstance(value, str):  # SQLite: UTC text as written by the triggers
+        try:
+            return _micros(datetime.fromisoformat(value))
+        except ValueError:
+            return {"raw": value}
+    return _generic(value)
+
+
+_ELEMENT = {"json": _json_element, "ts": _ts_element}
+
+
+def _row_encoder(kinds: Sequence[str], positions: Sequence[int]) -> Callable[[Sequence[Any]], bytes]:
+    """Encode the values at ``positions`` of a fetched row (kinds by position) as one line."""
+    converters = [(p, _ELEMENT.get(kinds[p], _generic)) for p in positions]
+    dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+    def encode(row: Sequence[Any]) -> bytes:
+        return (dumps([conv(row[p]) for p, conv in converters]) + "\n").encode("ascii")
+
+    return encode
+
+
+def _entry_digest(entry: dict[str, Any]) -> str:
+    body = [
+        entry["format_version"], entry["kind"], entry["sealed_at_us"], entry["sealed_by"],
+        entry["first_id"], entry["last_id"], entry["row_count"], entry["columns"],
+        entry["detail"], entry["rows_digest"], entry["previous_digest"],
+    ]
+    line = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(line.encode("ascii")).hexdigest()
+
+
+# --------------------------------------------------------------------------- database access
+
+
+class _Log:
+    """The log and seal tables of one connection, with the column list of the log."""
+
+    def __init__(self, connection: Connection, log: Optional[Table] = None) -> None:
+        self.connection = connection
+        self.pg = connection.dialect.name == "postgresql"
+        if connection.dialect.name not in ("postgresql", "sqlite"):
+            from .exceptions import SQLAuditUnsupportedDialectError
+
+            raise SQLAuditUnsupportedDialectError(
+                f"sqlaudit.integrity supports PostgreSQL and SQLite, not {connection.dialect.name}."
+            )
+        schema = default_schema(connection)
+        self.schema = schema
+        metadata = MetaData(schema=schema)
+        self.log = log if log is not None else audit_table(metadata)
+        self.seal = seal_table(metadata)
+        self.prep = connection.dialect.identifier_preparer
+        self.columns, self.kinds = self._reflect()
+
+    def qualified(self, table: Table) -> str:
+        return str(self.prep.format_table(table))
+
+    def _reflect(self) -> tuple[list[str], list[str]]:
+        conn = self.connection
+        if self.pg:
+            rows = conn.execute(text(
+                "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute AS a "
+                "JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum"), {"rel": self.qualified(audit_table(MetaData(schema=self.schema)))}).all()
+            kinds = {"int2": "int", "int4": "int", "int8": "int", "text": "text", "varchar": "text",
+                     "bpchar": "text", "bool": "bool", "timestamptz": "ts", "timestamp": "ts",
+                     "date": "ts", "json": "json", "jsonb": "json"}
+            pairs = [(str(n), kinds.get(str(t), "other")) for n, t in rows]
+        else:
+            rows = conn.exec_driver_sql('PRAGMA main.table_info("sqlaudit_log")').all()
+            pairs = []
+            for _cid, name, declared, *_ in rows:
+                declared = (declared or "").upper()
+                kind = "json" if "JSON" in declared else (
+                    "ts" if "DATE" in declared or "TIME" in declared else "raw")
+                pairs.append((str(name), kind))
+        if not pairs:
+            raise SQLAuditError(
+                "sqlaudit_log does not exist in this database; create it (metadata.create_all() "
+                "or install_audit_triggers()) before sealing or verifying it.")
+        names = [n for n, _ in pairs]
+        if names[0] != "id":  # id always first: rows are keyed and ordered by it
+            pairs.sort(key=lambda p: p[0] != "id")
+        return [n for n, _ in pairs], [k for _, k in pairs]
+
+    def expressions(self) -> list[Any]:
+        out = []
+        for name, kind in zip(self.columns, self.kinds):
+            ref = self.prep.quote(name)
+            if self.pg and kind == "ts":
+                out.append(literal_column(f"(extract(epoch FROM {ref}) * 1000000)::bigint"))
+            elif self.pg and kind in ("json", "other"):
+                out.append(literal_column(f"{ref}::text"))
+            else:
+                out.append(literal_column(ref))
+        return out
+
+    def rows(self, lower: int, upper: Optional[int], extra: Any = None) -> Iterator[Sequence[Any]]:
+        """Log rows with lower < id <= upper (no upper bound when None), in id order."""
+        id_col = self.log.c.id
+        cond = id_col > lower if upper is None else and_(id_col > lower, id_col <= upper)
+        columns = self.expressions()
+        if extra is not None:
+            columns.append(case((extra, 1), else_=0))
+        stmt = select(*columns).select_from(self.log).where(cond).order_by(id_col)
+        raw = None if self.pg else self.connection.connection.driver_connection
+        saved = getattr(raw, "text_factory", None)
+        if raw is not None:  # SQLite text that is not UTF-8 (written by anyone) must not raise
+            raw.text_factory = _lenient_text
+        try:
+            result = self.connection.execute(stmt.execution_options(yield_per=_FETCH))
+            for partition in result.partitions():
+                yield from partition
+        finally:
+            if raw is not None:
+                raw.text_factory = saved
+
+    def entries(self) -> list[dict[str, Any]]:
+        s = self.seal.c
+        sealed_at = literal_column("(extract(epoch FROM sealed_at) * 1000000)::bigint"
+                                   if self.pg else "sealed_at")
+        stmt = select(s.id, s.format_version, s.kind, sealed_at.label("sealed_at"), s.sealed_by,
+                      s.first_id, s.last_id, s.row_count, s.columns, s.detail, s.rows_digest,
+                      s.previous_digest, s.digest).order_by(s.id)
+        entries = []
+        raw = self.connection.execute(stmt.execution_options(yield_per=_FETCH))
+        for row in raw:
+            entry = dict(row._mapping)
+            stamp = entry.pop("sealed_at")
+            entry["sealed_at_us"] = stamp if isinstance(stamp, int) else _ts_element(
+                stamp.isoformat() if isinstance(stamp, datetime) else stamp)
+            entries.append(entry)
+        return entries
+
+    def has_seal_table(self) -> bool:
+        if self.pg:
+            found = self.connection.execute(text("SELECT to_regclass(:rel)"),
+                                            {"rel": self.qualified(self.seal)}).scalar()
+            return found is not None
+        return self.connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlaudit_seal'"
+        ).first() is not None
+
+    def ensure_seal_table(self) -> None:
+        if self.has_seal_table():
+            return
+        self.seal.create(self.connection, checkfirst=True)
+        dialect = "postgresql" if self.pg else "sqlite"
+        values = {"seal_table": self.qualified(self.seal)}
+        if self.pg:
+            schema = self.prep.quote_schema(self.schema) + "." if self.schema else ""
+            values["protect_function"] = schema + self.prep.quote("sqlaudit_seal_protect")
+        from .ddl import AuditDDL  # executes verbatim, '%' escaped for the driver
+
+        for sql in _templates.render(dialect, "protect_seal", **values):
+            self.connection.execute(AuditDDL(sql))
+
+    def lock(self) -> None:
+        """Serialise sealers and pruners (never blocks writers of the log)."""
+        if self.pg:
+            self.connection.exec_driver_sql(f"LOCK TABLE {self.qualified(self.seal)} IN EXCLUSIVE MODE")
+        else:  # opens the write transaction: SQLite has one writer at a time
+            self.connection.exec_driver_sql('DELETE FROM "sqlaudit_seal" WHERE 0')
+
+    def who(self) -> Optional[str]:
+        if self.pg:
+            return str(self.connection.execute(text("SELECT session_user")).scalar())
+        actor = context_actor()
+        return actor.user_id if actor is not None else None
+
+    def horizon(self, head: int) -> int:
+        """The highest id below which no transaction can still add a log row.
+
+        PostgreSQL: ``s``, the sequence's last value, read first; then the
+        transactions holding ROW EXCLUSIVE on ``sqlaudit_log`` (every inserter
+        takes it before drawing an id, and keeps it until it ends). With none
+        but ours, every id <= s is final. Otherwise only the contiguous run of
+        committed ids after ``head`` is safe (an in-flight row is a gap there);
+        the rest is sealed by a later call. SQLite: one writer, max(id).
+        """
+        conn = self.connection
+        if not self.pg:
+            return int(conn.execute(select(literal_column("max(id)")).select_from(self.log)).scalar() or 0)
+        rel = self.qualified(self.log)
+        last = conn.execute(text(
+            "SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence(:rel, 'id') AS regclass))"),
+            {"rel": rel}).scalar()
+        if last is None:
+            last = conn.execute(select(literal_column("max(id)")).select_from(self.log)).scalar()
+        last = int(last or 0)
+        writers = conn.execute(text(
+            "SELECT count(*) FROM pg_catalog.pg_locks WHERE relation = CAST(:rel AS regclass) "
+            "AND mode = 'RowExclusiveLock' AND pid IS DISTINCT FROM pg_backend_pid()"),
+            {"rel": rel}).scalar()
+        if not writers:
+            return last
+        run = conn.execute(text(
+            f"SELECT max(id) FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM {rel} "
+            f"WHERE id > :head AND id <= :last) AS r WHERE id = :head + n"),
+            {"head": head, "last": last}).scalar()
+        return int(run) if run is not None else head
+
+    def append(self, entry: dict[str, Any], sealed_at: datetime) -> None:
+        values = {k: v for k, v in entry.items() if k != "sealed_at_us"}
+        values["sealed_at"] = sealed_at if self.pg else sealed_at.replace(tzinfo=None)
+        self.connection.execute(insert(self.seal).values(**values))
+
+
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _with_connection(bind: Bind, work: Callable[[Connection], Any]) -> Any:
+    if isinstance(bind, Session):
+        return work(bind.connection())
+    if isinstance(bind, Connection):
+        return work(bind)
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            return work(connection)
+    raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+
+
+def _pinned(connection: Connection, kinds: Sequence[str]) -> Optional[dict[str, str]]:
+    """On PostgreSQL, pin the settings that change the text of 'other' columns; return the old ones."""
+    if connection.dialect.name != "postgresql" or "other" not in kinds:
+        return None
+    pins = {"extra_float_digits": "3", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
+            "TimeZone": "UTC", "bytea_output": "hex"}
+    old = {k: str(connection.execute(text("SELECT current_setting(:k)"), {"k": k}).scalar()) for k in pins}
+    for k, v in pins.items():
+        connection.execute(text("SELECT set_config(:k, :v, true)"), {"k": k, "v": v})
+    return old
+
+
+def _unpin(connection: Connection, old: Optional[dict[str, str]]) -> None:
+    for k, v in (old or {}).items():
+        connection.execute(text("SELECT set_config(:k, :v, true)"), {"k": k, "v": v})
+
+
+# --------------------------------------------------------------------------- sealing
+
+
+def _epoch_head(entries: Sequence[dict[str, Any]]) -> int:
+    """Last id covered by the seals since the last prune (0 right after a prune or with none)."""
+    if not entries or entries[-1]["kind"] != "seal":
+        return 0
+    return int(entries[-1]["last_id"])
+
+
+class _Chain:
+    """Builds entries onto the chain's current head."""
+
+    def __init__(self, log: _Log, entries: Sequence[dict[str, Any]]) -> None:
+        self.log = log
+        self.head = entries[-1]["digest"] if entries else GENESIS
+        self.sealed_at = datetime.now(timezone.utc)
+        self.sealed_by = log.who()
+        self.columns = json.dumps(log.columns, separators=(",", ":"))
+
+    def add(self, kind: str, first_id: Optional[int], last_id: Optional[int], count: int,
+            rows_digest: str, detail: Optional[str] = None) -> None:
+        entry = {
+            "format_version": FORMAT_VERSION, "kind": kind, "sealed_at_us": _micros(self.sealed_at),
+            "sealed_by": self.sealed_by, "first_id": first_id, "last_id": last_id,
+            "row_count": count, "columns": self.columns, "detail": detail,
+            "rows_digest": rows_digest, "previous_digest": self.head,
+        }
+        entry["digest"] = _entry_digest(entry)
+        self.log.append(entry, self.sealed_at)
+        self.head = entry["digest"]
+
+    def seal_rows(self, rows: Iterable[Sequence[Any]], first_id: int, last_id: int) -> int:
+        """Seal ``rows`` (ids in [first_id, last_id]) as chunks of CHUNK_ROWS; return the count."""
+        encode = _row_encoder(self.log.kinds, range(len(self.log.columns)))
+        sealed, start, count, digest = 0, first_id, 0, hashlib.sha256()
+        for row in rows:
+            digest.update(encode(row))
+            count += 1
+            if count == CHUNK_ROWS:
+                self.add("seal", start, int(row[0]), count, digest.hexdigest())
+                sealed += count
+                start, count, digest = int(row[0]) + 1, 0, hashlib.sha256()
+        if count:
+            self.add("seal", start, last_id, count, digest.hexdigest())
+            sealed += count
+        return sealed
+
+
+def _seal(connection: Connection, log: Optional[_Log] = None) -> tuple[_Log, str]:
+    log = log or _Log(connection)
+    if log.pg:
+        isolation = connection.execute(text("SELECT current_setting('transaction_isolation')")).scalar()
+        if isolation != "read committed":
+            # An older snapshot could miss rows committed below the horizon.
+            raise SQLAuditError(
+                f"sealing needs a READ COMMITTED transaction, this one is {isolation}; pass an "
+                "Engine, or a Connection with isolation_level='READ COMMITTED'."
+            )
+    log.ensure_seal_table()
+    log.lock()
+    entries = log.entries()
+    head = _epoch_head(entries)
+    upper = log.horizon(head)
+    chain = _Chain(log, entries)
+    if upper > head:
+        old = _pinned(connection, log.kinds)
+        try:
+            chain.seal_rows(log.rows(head, upper), head + 1, upper)
+        finally:
+            _unpin(connection, old)
+    return log, chain.head
+
+
+def seal_audit_log(bind: Bind) -> str:
+    """Seal the committed ``sqlaudit_log`` rows not sealed yet; return the new head digest (hex).
+
+    Appends to ``sqlaudit_seal`` (created on first use, append-only) one entry
+    per :data:`CHUNK_ROWS` rows, each chained to the previous entry. Seals only
+    up to an id below which no transaction can still be writing (see
+    docs/integrity.md), so a row committed late is sealed by the next call,
+    never skipped. With nothing new it appends nothing and returns the same
+    head. Store the returned digest outside the database and pass it to
+    :func:`verify_audit_log` to detect a rebuilt chain. Given an Engine it runs
+    (and commits) in its own transaction; given a Connection or Session, in
+    theirs (READ COMMITTED on PostgreSQL).
+    """
+    return str(_with_connection(bind, lambda conn: _seal(conn)[1]))
+
+
+# --------------------------------------------------------------------------- verifying
+
+
+def _well_formed(entry: dict[str, Any]) -> bool:
+    ints = ("row_count", "format_version") + (("first_id", "last_id") if entry["kind"] != "prune" else ())
+    texts = ("digest", "previous_digest", "rows_digest", "columns", "kind")
+    return (all(type(entry[k]) is int for k in ints)
+            and all(isinstance(entry[k], str) for k in texts)
+            and type(entry["sealed_at_us"]) is int)
+
+
+def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = None) -> VerifyResult:
+    log = log or _Log(connection)
+    result = VerifyResult()
+    entries = log.entries() if log.has_seal_table() else []
+    result.seals = len(entries)
+    problems = result.problems
+    # 1. the chain of entries
+    previous, expected_first = GENESIS, 1
+    epoch: list[dict[str, Any]] = []
+    for entry in entries:
+        where = f"seal entry {entry['id']}"
+        if not _well_formed(entry):  # SQLite's dynamic typing lets anything into a column
+            problems.append(Problem("chain", None, None, entry["id"],
+                                    f"{where} was altered: its fields do not have their types"))
+            previous = entry["digest"]
+            continue
+        if entry["previous_digest"] != previous:
+            problems.append(Problem("chain", entry["first_id"], entry["last_id"], entry["id"],
+                                    f"{where} does not follow the entry before it "
+                                    "(an entry was removed, inserted or altered)"))
+        if _entry_digest(entry) != entry["digest"]:
+            problems.append(Problem("chain", entry["first_id"], entry["last_id"], entry["id"],
+                                    f"{where} was altered: its digest does not match its content"))
+        previous = entry["digest"]
+        if entry["kind"] == "prune":
+            epoch, expected_first = [], 1
+        elif entry["kind"] == "seal":
+            if entry["first_id"] != expected_first or entry["last_id"] < entry["first_id"]:
+                problems.append(Problem("chain", entry["first_id"], entry["last_id"], entry["id"],
+                                        f"{where} covers ids {entry['first_id']}..{entry['last_id']}, "
+                                        f"expected to start at {expected_first}"))
+            expected_first = int(entry["last_id"]) + 1
+            epoch.append(entry)
+        else:
+            problems.append(Problem("chain", None, None, entry["id"],
+                                    f"{where} has unknown kind {entry['kind']!r}"))
+    result.head = previous if entries else None
+    if head is not None and head not in {e["digest"] for e in entries}:
+        problems.append(Problem("head_mismatch", None, None, None,
+                                f"the chain does not contain the head {head!r} kept outside the "
+                                "database: the seal table was rebuilt or truncated"))
+    # 2. the rows against the seals of the current epoch
+    old = _pinned(connection, log.kinds)
+    try:
+        _check_rows(log, epoch, result)
+    finally:
+        _unpin(connection, old)
+    return result
+
+
+def _check_rows(log: _Log, epoch: Sequence[dict[str, Any]], result: VerifyResult) -> None:
+    encoders: dict[str, Callable[[Sequence[Any]], bytes]] = {}
+    problems = result.problems
+
+    def encoder(columns_json: str, entry_id: int) -> Optional[Callable[[Sequence[Any]], bytes]]:
+        if columns_json not in encoders:
+            try:
+                names = json.loads(columns_json)
+                positions = [log.columns.index(n) for n in names]
+            except ValueError:
+                problems.append(Problem("altered", None, None, entry_id,
+                                        f"seal entry {entry_id} names columns {columns_json} that "
+                                        "sqlaudit_log no longer has all of"))
+                return None
+            encoders[columns_json] = _row_encoder(log.kinds, positions)
+        return encoders[columns_json]
+
+    rows = log.rows(-(2**63), None)
+    pending: Optional[Sequence[Any]] = next(rows, None)
+    stray: list[int] = []
+    for entry in epoch:
+        first, last = int(entry["first_id"]), int(entry["last_id"])
+        while pending is not None and int(pending[0]) < first:  # below every range of this epoch
+            stray.append(int(pending[0]))
+            pending = next(rows, None)
+        encode = encoder(entry["columns"], entry["id"])
+        digest, count = hashlib.sha256(), 0
+        while pending is not None and int(pending[0]) <= last:
+            if encode is not None:
+                digest.update(encode(pending))
+            count += 1
+            pending = next(rows, None)
+        result.sealed_rows += count
+        expected = int(entry["row_count"])
+        if encode is None or (count == expected and digest.hexdigest() == entry["rows_digest"]):
+            continue
+        if count < expected:
+            kind, what = "deleted", f"{expected - count} of its {expected} rows are missing"
+        elif count > expected:
+            kind, what = "inserted", f"it holds {count - expected} rows more than the {expected} sealed"
+        else:
+            kind, what = "altered", "its rows differ from what was sealed"
+        problems.append(Problem(kind, first, last, entry["id"],
+                                f"log ids {first}..{last} (seal entry {entry['id']}): {what}"))
+    if stray:
+        problems.append(Problem("inserted", min(stray), max(stray), None,
+                                f"{len(stray)} log rows with ids {min(stray)}..{max(stray)} lie "
+                                "below every sealed range: inserted out of order"))
+    while pending is not None:
+        result.unsealed_rows += 1
+        pending = next(rows, None)
+
+
+def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
+    """Recompute the seal chain and the log rows' digests; report, never raise, tampering.
+
+    ``result.ok`` is True only when every sealed range still holds exactly the
+    rows that were sealed, every entry of the chain is intact and linked, and
+    (when given) ``head`` - a digest returned by :func:`seal_audit_log` and kept
+    outside the database - is in the chain. ``result.problems`` lists what was
+    found, in id order; rows written after the last seal are counted in
+    ``result.unsealed_rows``, not reported.
+    """
+    if head is not None and not isinstance(head, str):
+        raise TypeError(f"head must be the hex digest str returned by seal_audit_log(), got {head!r}")
+    return _with_connection(bind, lambda conn: _verify(conn, head))
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def prune_sealed(connection: Connection, log_table: Table, where: Any,
+                 delete: Callable[[Any], int], detail: dict[str, Any]) -> int:
+    """The body of :func:`sqlaudit.ddl.prune_audit_log` (guard already lifted).
+
+    Seals what can be sealed, refuses (:class:`SQLAuditIntegrityError`) to prune a
+    log that fails verification (pruning would re-seal over the tampering), then
+    removes the matching rows among the sealed ones through ``delete(condition)``,
+    records them as one ``prune`` entry (id range, count, digest, who, when) and
+    re-seals the remaining rows. Rows not sealable yet (written by transactions
+    still in flight) are kept until the next prune.
+    """
+    log = _Log(connection, log_table)
+    log, _ = _seal(connection, log)
+    result = _verify(connection, None, log)
+    if not result.ok:
+        raise SQLAuditIntegrityError(
+            "refusing to prune: the audit log fails verification "
+            f"({result.problems[0].message}); investigate with sqlaudit.integrity.verify_audit_log() "
+            "first, pruning now would re-seal over the tampering."
+        )
+    entries = log.entries()
+    head = _epoch_head(entries)
+    if head == 0:
+        return 0
+    encode = _row_encoder(log.kinds, range(len(log.columns)))
+    removed, count, low, high = hashlib.sha256(), 0, None, None
+    old = _pinned(connection, log.kinds)
+    try:
+        for row in log.rows(-(2**63), head, extra=where):
+            if row[-1]:
+                removed.update(encode(row))
+                count += 1
+                low = int(row[0]) if low is None else low
+                high = int(row[0])
+        if not count:
+            return 0
+        deleted = delete(and_(where, log_table.c.id <= head))
+        if deleted != count:
+            raise SQLAuditIntegrityError(
+                f"prune removed {deleted} rows where {count} were expected; nothing was pruned "
+                "(the log changed while pruning; retry)."
+            )
+        chain = _Chain(log, entries)
+        chain.add("prune", low, high, count, removed.hexdigest(),
+                  json.dumps(detail, sort_keys=True, separators=(",", ":")))
+        # Re-seal what remains of the sealed range: a new epoch of the chain, from id 1.
+        # SQLite reuses the id of a deleted last row (sqlaudit_log has no AUTOINCREMENT),
+        # so there the new epoch ends at the last remaining row, not at the old head.
+        last = head if log.pg else int(connection.execute(
+            select(literal_column("max(id)")).select_from(log.log).where(log.log.c.id <= head)
+        ).scalar() or 0)
+        if last:
+            chain.seal_rows(log.rows(-(2**63), last), 1, last)
+    finally:
+        _unpin(connection, old)
+    return count

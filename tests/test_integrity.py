@@ -1,0 +1,421 @@
+"""Tamper evidence: the seal chain over sqlaudit_log (sqlaudit.integrity)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from sqlaudit import seal_audit_log, verify_audit_log
+from sqlaudit.ddl import prune_audit_log
+from sqlaudit.integrity import SQLAuditIntegrityError
+
+from sample_models import readme_models
+
+
+
+@pytest.fixture
+def Customer(engine, Base):
+    User, Customer = readme_models(Base)
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(User(user_id=1))
+        s.commit()
+    return Customer
+
+
+def write(engine, Customer, n, prefix="c"):
+    with Session(engine) as s:
+        s.add_all([Customer(name=f"{prefix}{i}", email=f"{prefix}{i}@example.com", user_id=1)
+                   for i in range(n)])
+        s.commit()
+
+
+def ids(engine):
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(text("SELECT id FROM sqlaudit_log ORDER BY id"))]
+
+
+def bypass(conn, dialect, table="sqlaudit_log"):
+    """What the owner can always do: switch the append-only guard off for this transaction."""
+    if dialect == "postgresql":
+        conn.execute(text("SET LOCAL session_replication_role = replica"))  # superuser
+    elif table == "sqlaudit_log":
+        conn.execute(text("DROP TRIGGER IF EXISTS sqlaudit_log_no_update"))
+        conn.execute(text("DROP TRIGGER IF EXISTS sqlaudit_log_no_delete"))
+    else:
+        conn.execute(text("DROP TRIGGER sqlaudit_seal_no_update"))
+        conn.execute(text("DROP TRIGGER sqlaudit_seal_no_delete"))
+
+
+def kinds(result):
+    return [(p.kind, p.first_id, p.last_id) for p in result.problems]
+
+
+def test_a_sealed_log_verifies(engine, Customer) -> None:
+    write(engine, Customer, 5)
+    head = seal_audit_log(engine)
+    assert len(head) == 64 and int(head, 16) >= 0
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows, result.head) == (5, 0, head)
+
+
+def test_sealing_again_with_nothing_new_appends_nothing(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    head = seal_audit_log(engine)
+    assert seal_audit_log(engine) == head
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sqlaudit_seal")).scalar() == 1
+
+
+def test_rows_written_after_the_last_seal_are_counted_as_unsealed_not_as_tampering(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    head = seal_audit_log(engine)
+    write(engine, Customer, 2, prefix="late")
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows) == (3, 2)
+    new_head = seal_audit_log(engine)
+    assert new_head != head
+    after = verify_audit_log(engine, head=new_head)
+    assert after.ok and (after.sealed_rows, after.unsealed_rows) == (5, 0)
+    assert verify_audit_log(engine, head=head).ok  # an older head is still in the chain
+
+
+def test_sealing_chunks_the_log_so_tampering_is_located(engine, Customer, monkeypatch) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 5)
+    seal_audit_log(engine)
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'forged' WHERE id = :id"),
+                     {"id": log_ids[3]})
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[2], log_ids[3])]
+
+
+def test_an_update_of_a_sealed_row_bypassing_the_guard_is_reported_as_altered(engine, Customer) -> None:
+    write(engine, Customer, 4)
+    seal_audit_log(engine)
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET new_data = NULL WHERE id = :id"), {"id": log_ids[1]})
+    result = verify_audit_log(engine)
+    assert not result.ok
+    assert kinds(result) == [("altered", log_ids[0], log_ids[-1])]
+    assert result.problems[0].seal_id is not None
+
+
+def test_a_delete_of_a_sealed_row_is_reported_as_deleted(engine, Customer) -> None:
+    write(engine, Customer, 4)
+    seal_audit_log(engine)
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("DELETE FROM sqlaudit_log WHERE id = :id"), {"id": log_ids[2]})
+    result = verify_audit_log(engine)
+    assert kinds(result) == [("deleted", log_ids[0], log_ids[-1])]
+    assert "1 of its 4 rows are missing" in result.problems[0].message
+
+
+def test_a_row_inserted_with_an_old_id_is_reported_as_inserted(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    seal_audit_log(engine)
+    with engine.begin() as conn:  # INSERT needs no bypass: the log is append-only, not closed
+        conn.execute(text(
+            "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+    result = verify_audit_log(engine)
+    assert kinds(result) == [("inserted", 0, 0)]
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_row_inserted_into_a_gap_of_a_sealed_range_is_reported_as_inserted(engine, Customer) -> None:
+    """PostgreSQL only: a rolled-back insert leaves a gap in the ids (SQLite reuses no middle id)."""
+    write(engine, Customer, 1)
+    with pytest.raises(RuntimeError):
+        with Session(engine) as s, s.begin():
+            s.add(Customer(name="rolled back", user_id=1))
+            s.flush()
+            raise RuntimeError("rollback")
+    write(engine, Customer, 1, prefix="d")
+    seal_audit_log(engine)
+    first, last = ids(engine)
+    assert last - first == 2
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at) "
+            "VALUES (:id, 'customers', 'delete', now())"), {"id": first + 1})
+    assert kinds(verify_audit_log(engine)) == [("inserted", first, last)]
+
+
+def test_the_seal_table_is_append_only(engine, Customer) -> None:
+    write(engine, Customer, 1)
+    seal_audit_log(engine)
+    for statement in ("UPDATE sqlaudit_seal SET row_count = 0", "DELETE FROM sqlaudit_seal"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+
+
+def test_an_altered_seal_entry_is_reported_as_a_broken_chain(engine, Customer) -> None:
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name, table="sqlaudit_seal")
+        conn.execute(text("UPDATE sqlaudit_seal SET sealed_by = 'someone else'"))
+    result = verify_audit_log(engine)
+    assert [p.kind for p in result.problems] == ["chain"]
+    assert "was altered" in result.problems[0].message
+
+
+def test_a_rebuilt_seal_chain_is_caught_by_the_head_kept_outside(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    head = seal_audit_log(engine)
+    with engine.begin() as conn:  # forge history, then rebuild the whole chain over the forgery
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'ceo'"))
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name, table="sqlaudit_seal")
+        conn.execute(text("DELETE FROM sqlaudit_seal"))
+    forged = seal_audit_log(engine)
+    assert verify_audit_log(engine).ok  # self-consistent: only the kept head tells
+    result = verify_audit_log(engine, head=head)
+    assert [p.kind for p in result.problems] == ["head_mismatch"]
+    assert result.head == forged != head
+
+
+def test_a_legitimate_prune_keeps_the_chain_verifiable(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    head = seal_audit_log(engine)
+    with engine.connect() as conn:
+        bound = conn.execute(text("SELECT max(changed_at) FROM sqlaudit_log")).scalar()
+    bound = (bound if isinstance(bound, datetime) else datetime.fromisoformat(bound))
+    bound = (bound.replace(tzinfo=timezone.utc) if bound.tzinfo is None else bound) + timedelta(microseconds=1)
+    write(engine, Customer, 2, prefix="kept")
+    assert prune_audit_log(engine, bound) == 3
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows) == (2, 0)  # prune seals first
+    with engine.connect() as conn:
+        prune = conn.execute(text(
+            "SELECT first_id, last_id, row_count, detail FROM sqlaudit_seal WHERE kind = 'prune'")).one()
+    log_ids = ids(engine)
+    assert prune.row_count == 3 and prune.last_id < log_ids[0]
+    assert "older_than" in prune.detail
+    write(engine, Customer, 1, prefix="after")
+    assert verify_audit_log(engine, head=seal_audit_log(engine)).ok
+
+
+def test_a_prune_that_removes_every_row_keeps_the_chain_verifiable(engine, Customer) -> None:
+    """On SQLite the next record reuses the id of the deleted last one (no AUTOINCREMENT)."""
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 2
+    write(engine, Customer, 1, prefix="new")
+    assert verify_audit_log(engine).ok
+    head = seal_audit_log(engine)
+    assert verify_audit_log(engine, head=head).ok
+
+
+def test_an_illegitimate_prune_is_reported_as_deleted(engine, Customer) -> None:
+    write(engine, Customer, 3)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # what prune_audit_log does, minus the record
+            conn.execute(text("SET LOCAL sqlaudit.prune_before = 'infinity'"))
+        else:
+            conn.execute(text("DROP TRIGGER sqlaudit_log_no_delete"))
+        conn.execute(text("DELETE FROM sqlaudit_log"))
+    result = verify_audit_log(engine)
+    assert [p.kind for p in result.problems] == ["deleted"]
+
+
+def test_prune_refuses_a_log_that_fails_verification(engine, Customer) -> None:
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'ceo'"))
+    with pytest.raises(SQLAuditIntegrityError, match="refusing to prune"):
+        prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1))
+    assert len(ids(engine)) == 2
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_session_settings_do_not_change_digests(make_engine, Customer, engine) -> None:
+    """PostgreSQL only: SQLite has no session settings that change how values read back."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sqlaudit_log (table_name, operation, changed_at, new_data) VALUES "
+            "('customers', 'insert', '2024-02-03 04:05:06.789012+00', "
+            "'{\"f\": 0.30000000000000004, \"d\": \"2024-02-03\", \"n\": 1e400, \"s\": \"\\u00e9\"}')"))
+    write(engine, Customer, 2)
+    settings = [
+        {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1"},
+        {"TimeZone": "Pacific/Chatham", "DateStyle": "SQL, DMY", "extra_float_digits": "0"},
+        {"TimeZone": "America/St_Johns", "DateStyle": "German", "extra_float_digits": "-15"},
+    ]
+
+    def with_settings(conn, values):
+        for k, v in values.items():
+            conn.execute(text("SELECT set_config(:k, :v, false)"), {"k": k, "v": v})
+
+    with engine.connect() as conn:
+        with_settings(conn, settings[0])
+        head = seal_audit_log(conn)
+        conn.commit()
+    for values in settings[1:]:
+        with engine.connect() as conn:
+            with_settings(conn, values)
+            result = verify_audit_log(conn, head=head)
+            assert result.ok, (values, result.problems)
+            assert result.sealed_rows == 3
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_row_committed_after_a_seal_with_a_lower_id_is_sealed_next_time(engine, Customer) -> None:
+    """PostgreSQL only: SQLite has one writer at a time, so no row commits out of id order."""
+    write(engine, Customer, 2)
+    slow = engine.connect()
+    try:
+        slow_tx = slow.begin()
+        slow.execute(text("INSERT INTO customers (name, user_id) VALUES ('slow', 1)"))
+        low = slow.execute(text("SELECT max(id) FROM sqlaudit_log")).scalar()
+        write(engine, Customer, 1, prefix="fast")  # commits a higher id first
+        done = threading.Event()
+
+        def seal() -> None:
+            seal_audit_log(engine)
+            done.set()
+
+        worker = threading.Thread(target=seal)
+        worker.start()
+        worker.join(30)
+        assert done.is_set(), "sealing waited for the open transaction"
+        slow_tx.commit()
+    finally:
+        slow.close()
+    assert max(ids(engine)) > low
+    result = verify_audit_log(engine)
+    assert result.ok, result.problems
+    assert result.unsealed_rows == 2  # the late row and the one after it
+    head = seal_audit_log(engine)
+    result = verify_audit_log(engine, head=head)
+    assert result.ok and (result.sealed_rows, result.unsealed_rows) == (4, 0)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_text_that_is_not_utf8_is_reported_not_raised(engine, Customer) -> None:
+    """SQLite only: PostgreSQL refuses invalid UTF-8 text on input."""
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, "sqlite")
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = CAST(X'FF00' AS TEXT)"))
+    log_ids = ids(engine)
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[0], log_ids[-1])]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_a_seal_entry_given_a_value_of_another_type_is_reported_not_raised(engine, Customer) -> None:
+    """SQLite only: PostgreSQL's typed columns refuse text in an integer column."""
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, "sqlite", table="sqlaudit_seal")
+        conn.execute(text("UPDATE sqlaudit_seal SET last_id = 'many'"))
+    result = verify_audit_log(engine)
+    assert [p.kind for p in result.problems] == ["chain"] and not result.ok
+
+
+def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "seal.py"
+    spec = importlib.util.spec_from_file_location("bench_seal", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    url = request.getfixturevalue("postgres_url") if dialect == "postgresql" else None
+    timings = bench.run(dialect, 300, 1, str(tmp_path), url)
+    assert len(timings["seal"]) == len(timings["verify"]) == 1
+    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[dialect]
+
+
+def test_sealing_a_database_without_an_audit_log_says_what_to_do(engine) -> None:
+    from sqlaudit.exceptions import SQLAuditError
+
+    with pytest.raises(SQLAuditError, match="sqlaudit_log does not exist .*create_all"):
+        seal_audit_log(engine)
+    with pytest.raises(SQLAuditError, match="sqlaudit_log does not exist"):
+        verify_audit_log(engine)
+
+
+def test_verify_names_a_head_that_is_not_a_digest(engine, Customer) -> None:
+    with pytest.raises(TypeError, match="head must be the hex digest"):
+        verify_audit_log(engine, head=b"00")  # type: ignore[arg-type]
+
+
+def test_a_column_added_to_the_log_later_is_sealed_and_old_seals_still_verify(engine, Customer) -> None:
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score "
+                          + ("double precision" if engine.dialect.name == "postgresql" else "REAL")))
+    write(engine, Customer, 2, prefix="new")
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)"
+                          if engine.dialect.name == "sqlite" else
+                          "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+    head = seal_audit_log(engine)
+    assert verify_audit_log(engine, head=head).ok
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET score = 0.3 WHERE id = :id"), {"id": log_ids[-1]})
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[2], log_ids[-1])]
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_float_column_added_later_reads_the_same_under_any_extra_float_digits(engine, Customer) -> None:
+    """PostgreSQL only: its float text output depends on the session; SQLite's does not."""
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score double precision"))
+    write(engine, Customer, 2)
+    with engine.begin() as conn:
+        bypass(conn, "postgresql")
+        conn.execute(text("UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+    with engine.connect() as conn:
+        conn.execute(text("SET extra_float_digits = 3"))
+        head = seal_audit_log(conn)
+        conn.commit()
+    with engine.connect() as conn:
+        conn.execute(text("SET extra_float_digits = 0"))  # would print 0.3
+        assert verify_audit_log(conn, head=head).ok
+        assert conn.execute(text("SHOW extra_float_digits")).scalar() == "0"  # restored
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_sealing_refuses_a_repeatable_read_transaction(engine, Customer) -> None:
+    """PostgreSQL only: an older snapshot could miss rows committed below the horizon."""
+    from sqlaudit.exceptions import SQLAuditError
+
+    write(engine, Customer, 1)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with pytest.raises(SQLAuditError, match="needs a READ COMMITTED transaction"):
+            seal_audit_log(conn)
