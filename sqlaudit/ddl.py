@@ -284,6 +284,9 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
         _run(connection, module_for(name).unprotect_statements(
             metadata, rendering_dialect(name), default_schema(connection)))
+        if name == "postgresql":
+            connection.exec_driver_sql(
+                f"DROP FUNCTION IF EXISTS {prep.quote_schema(schema)}.sqlaudit_seal_protect()")
         log.warning("dropped the audit log and its history in schema %s", schema)
 
     _with_connection(bind, work)

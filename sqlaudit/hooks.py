@@ -42,7 +42,8 @@ _TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across 
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
 _STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor_local)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END", "ABORT", "START")
+_CONTROL_INITIALS = frozenset("BCRSEAbcrsea \t\n\r")
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -218,6 +219,11 @@ def _before_cursor_execute(
 ) -> None:
     if _busy.get():
         return
+    if statement[:1] in _CONTROL_INITIALS and statement.lstrip()[:9].upper().startswith(_CONTROL):
+        # Transaction control needs no user (a savepoint rollback about to run would
+        # undo a stamp made now), but it may end or roll back the one stamped.
+        _transaction_control(conn, cursor, statement)
+        return
     state: Optional[tuple[Actor, bool]] = conn.info.get(_STATE)
     override = context_actor()
     if state is not None:
@@ -230,9 +236,8 @@ def _before_cursor_execute(
     if dialect.name not in ("postgresql", "sqlite"):
         return
     head = statement.lstrip()[:9].upper()
-    if head.startswith(_CONTROL) or (dialect.name == "sqlite" and head.startswith(_SQLITE_READS)):
-        # Transaction control needs no user (and a savepoint rollback that is about to
-        # run would undo a stamp made now). On SQLite, reads wait for the first write:
+    if dialect.name == "sqlite" and head.startswith(_SQLITE_READS):
+        # On SQLite, reads wait for the first write:
         # a stamp would open the transaction early and hold a read lock that turns
         # the later write into an immediate "database is locked".
         return
@@ -246,13 +251,58 @@ def _before_cursor_execute(
         try:
             stamped = stamp(cursor, dialect, actor, conn)
         except Exception:
-            # Never make the application's statement fail: it runs, unattributed.
+            # Never make the application's statement fail: it runs, unattributed,
+            # and never under the user stamped before (cleared here; if even that
+            # fails, the write fails rather than be credited to the wrong user).
             log.warning("sqlaudit could not record the acting user", exc_info=True)
+            conn.info.pop(_STATE, None)
+            if state is not None:
+                _clear_stamp(cursor, conn)
             return
         if stamped:
             conn.info[_STATE] = (actor, override is not None)
     finally:
         _busy.reset(token)
+
+
+def _transaction_control(conn: Connection, cursor: Any, statement: str) -> None:
+    """Keep the stamp state true to the database when transaction control passes
+    through as SQL (SQLAlchemy's own savepoints, or raw ``COMMIT`` / ``ROLLBACK TO``).
+
+    A raw COMMIT or ROLLBACK ends the transaction-local user: forget the stamp
+    (on SQLite, first delete the context row so a COMMIT cannot make it
+    outlive its transaction). ``ROLLBACK TO`` may restore an earlier user:
+    the next statement stamps again.
+    """
+    if conn.invalidated:
+        return
+    words = statement.split(None, 3)
+    first = words[0].upper()
+    if first == "ROLLBACK" and any(w.upper() == "TO" for w in words[1:3]):
+        conn.info.pop(_STATE, None)
+    elif first in ("COMMIT", "END", "ROLLBACK", "ABORT"):
+        if conn.dialect.name == "sqlite" and first in ("COMMIT", "END"):
+            _clear_sqlite_context(conn)
+        conn.info.pop(_STATE, None)
+        conn.info.pop(_TXID, None)
+
+
+def _clear_sqlite_context(conn: Connection) -> None:
+    if _STAMP_TRIGGER not in conn.info:
+        return  # this connection never made its context objects
+    try:
+        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
+    except Exception:
+        log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
+
+
+def _clear_stamp(cursor: Any, conn: Connection) -> None:
+    """After a failed stamp: take the previous user out of the transaction."""
+    if conn.dialect.name == "sqlite":
+        if _STAMP_TRIGGER in conn.info:
+            cursor.execute(_sql("sqlite", "clear_actor"))
+    else:
+        _execute(cursor, conn.dialect, _sql("postgresql", "set_actor"), {"user_id": "", "reason": ""})
 
 
 def _callback_actor() -> Actor:
@@ -292,13 +342,11 @@ def _commit(conn: Connection) -> None:
     if conn.invalidated:
         return
     conn.info.pop(_TXID, None)
-    state = conn.info.pop(_STATE, None)
-    if state is None or conn.dialect.name != "sqlite":
-        return
-    try:
-        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
-    except Exception:
-        log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
+    conn.info.pop(_STATE, None)
+    if conn.dialect.name == "sqlite":
+        # Always, not only when this transaction stamped: a savepoint rolled back
+        # after a user switch can restore an earlier context row.
+        _clear_sqlite_context(conn)
 
 
 _LISTENERS = (

@@ -457,26 +457,3 @@ def test_callback_that_raises_does_not_fail_the_write(engine, Note, caplog) -> N
     logged = [(r.levelname, r.message) for r in caplog.records if r.name == "sqlaudit"]
     assert logged == [("ERROR", "get_user_id_callback raised; recording the change without a user")]
     assert authors(Note, engine) == [("still written", None)]
-
-
-def test_user_id_the_database_cannot_store_does_not_fail_the_write(engine, dialect, Note,
-                                                                    caplog) -> None:
-    """A NUL byte: SQLite stores it; PostgreSQL text cannot hold it, so the stamp is
-    refused before it is sent, a warning says so and the change is recorded without a user."""
-    register_hooks()
-    with caplog.at_level(logging.WARNING, logger="sqlaudit"), Session(engine) as s, \
-            audit_context(user_id="a\x00b"):
-        add(s, Note, "still written")
-        s.commit()
-    warnings = [r for r in caplog.records if r.name == "sqlaudit"]
-    if dialect == "postgresql":
-        assert [r.message for r in warnings] == ["sqlaudit could not record the acting user"]
-        assert "NUL" in str(warnings[0].exc_info[1])
-        assert authors(Note, engine) == [("still written", None)]
-    else:
-        assert warnings == []
-        assert authors(Note, engine) == [("still written", "a\x00b")]
-    with Session(engine) as s, audit_context(user_id="next"):
-        add(s, Note, "next transaction")
-        s.commit()
-    assert authors(Note, engine)[-1] == ("next transaction", "next")

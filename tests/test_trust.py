@@ -433,3 +433,125 @@ def test_a_user_id_over_one_megabyte_is_refused() -> None:
     with pytest.raises(ValueError, match="longer than 1 MiB"):
         with audit_context(user_id="u" * (1024 * 1024 + 1)):
             pass
+
+
+def test_drop_audit_log_also_removes_the_seals(engine, Base) -> None:
+    from sqlalchemy import inspect as sa_inspect
+
+    from sqlaudit.integrity import seal_audit_log
+
+    Note = _note_model(Base, "notes")
+    Base.metadata.create_all(engine)
+    _write(engine, "notes", "x")
+    seal_audit_log(engine)
+    Base.metadata.drop_all(engine)  # keeps both history tables
+    with engine.connect() as conn:
+        assert {"sqlaudit_log", "sqlaudit_seal"} <= set(sa_inspect(conn).get_table_names())
+    drop_audit_log(engine)
+    with engine.connect() as conn:
+        assert not {"sqlaudit_log", "sqlaudit_seal"} & set(sa_inspect(conn).get_table_names())
+
+
+# -- 4. never the wrong user -----------------------------------------------------------------
+
+
+def _note_authors(engine, Note) -> list:
+    with Session(engine) as s:
+        return [(r.new_value, r.changed_by) for r in changes(Note, s)]
+
+
+@pytest.fixture
+def pooled_note(make_engine, Base):
+    """One pooled connection (so any leak would reach the next user of it) and a Note model."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    Note = _note_model(Base, "notes")
+    Base.metadata.create_all(engine)
+    register_hooks()
+    return engine, Note
+
+
+def test_a_raw_commit_ends_the_user_and_the_next_transaction_is_stamped_again(pooled_note) -> None:
+    engine, Note = pooled_note
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (body) VALUES ('a')"))
+            conn.exec_driver_sql("COMMIT")
+            conn.execute(text("INSERT INTO notes (body) VALUES ('a again')"))
+        conn.commit()
+    assert _note_authors(engine, Note) == [("a", "A"), ("a again", "A")]
+
+
+def test_a_raw_commit_leaves_no_user_for_a_later_autocommit_write(pooled_note) -> None:
+    engine, Note = pooled_note
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO notes (body) VALUES ('a')"))
+        conn.exec_driver_sql("COMMIT")
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("INSERT INTO notes (body) VALUES ('nobody')"))
+    assert _note_authors(engine, Note) == [("a", "A"), ("nobody", None)]
+
+
+def test_a_raw_rollback_to_savepoint_after_a_user_switch_restamps_the_current_user(
+        pooled_note) -> None:
+    engine, Note = pooled_note
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (body) VALUES ('a')"))
+            conn.exec_driver_sql("SAVEPOINT sp")
+            with audit_context(user_id="B"):
+                conn.execute(text("INSERT INTO notes (body) VALUES ('b, undone')"))
+                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT sp")
+                conn.execute(text("INSERT INTO notes (body) VALUES ('b')"))
+            conn.execute(text("INSERT INTO notes (body) VALUES ('a again')"))
+        conn.commit()
+    assert _note_authors(engine, Note) == [("a", "A"), ("b", "B"), ("a again", "A")]
+
+
+def test_no_user_survives_a_rolled_back_savepoint_into_later_autocommit_writes(
+        pooled_note) -> None:
+    engine, Note = pooled_note
+    with Session(engine) as s:
+        with audit_context(user_id="A"):
+            s.execute(text("INSERT INTO notes (body) VALUES ('a')"))
+            savepoint = s.begin_nested()
+            with audit_context(user_id="B"):
+                s.execute(text("INSERT INTO notes (body) VALUES ('b, undone')"))
+            savepoint.rollback()
+        s.commit()
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("INSERT INTO notes (body) VALUES ('nobody')"))
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("INSERT INTO notes (body) VALUES ('raw, nobody')")
+        raw.commit()
+    finally:
+        raw.close()
+    assert _note_authors(engine, Note) == [("a", "A"), ("nobody", None), ("raw, nobody", None)]
+
+
+def test_a_failed_user_switch_never_leaves_the_previous_user(pooled_note, monkeypatch) -> None:
+    """If stamping a new user fails mid-transaction, the old user is cleared: the next
+    write is recorded without a user (or refused when fail-closed), never as the old one."""
+    from sqlaudit import hooks
+
+    engine, Note = pooled_note
+    stamps = {"postgresql": "_stamp_postgresql", "sqlite": "_stamp_sqlite"}
+    name = stamps[engine.dialect.name]
+    real = getattr(hooks, name)
+
+    def failing(cursor, dialect, actor, conn):
+        if actor.user_id == "B":
+            raise RuntimeError("the stamp could not be written")
+        return real(cursor, dialect, actor, conn)
+
+    monkeypatch.setattr(hooks, name, failing)
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (body) VALUES ('a')"))
+            with audit_context(user_id="B"):
+                conn.execute(text("INSERT INTO notes (body) VALUES ('b?')"))
+        conn.commit()
+    assert _note_authors(engine, Note) == [("a", "A"), ("b?", None)]
