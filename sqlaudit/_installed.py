@@ -17,10 +17,10 @@ from . import _fingerprint
 _PG_QUERY = text(
     """
     SELECT n.nspname AS schema_name, c.relname AS table_name, t.tgname AS trigger_name,
-           obj_description(t.tgfoid, 'pg_proc') AS comment
-    FROM pg_trigger AS t
-    JOIN pg_class AS c ON c.oid = t.tgrelid
-    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+           pg_catalog.obj_description(t.tgfoid, 'pg_proc') AS comment
+    FROM pg_catalog.pg_trigger AS t
+    JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
     WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%' AND c.relname <> 'sqlaudit_log'
     """
 )
@@ -50,7 +50,7 @@ class InstalledTriggers:
 
 def default_schema(connection: Connection) -> Optional[str]:
     if connection.dialect.name == "postgresql":
-        return str(connection.execute(text("SELECT current_schema()")).scalar())
+        return str(connection.execute(text("SELECT pg_catalog.current_schema()")).scalar())
     return None
 
 

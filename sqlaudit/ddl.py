@@ -29,7 +29,7 @@ from .config import display_zone
 from .dialects import module_for
 from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
-from .schema import HISTORY_MARKER, audit_table, rows_of_table
+from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, spec_for, table_of, tracked_tables
 
 __all__ = [
@@ -399,8 +399,9 @@ def prune_audit_log(
 
     def work(connection: Connection) -> None:
         nonlocal removed
-        metadata = tables[0].metadata if tables else MetaData()
-        log_table = audit_table(metadata)
+        named = tables[0].metadata.schema if tables else None
+        # the log named by schema: a TEMP sqlaudit_log must never be what is pruned
+        log_table = audit_table(MetaData(schema=named or log_schema(connection)))
         if connection.dialect.name == "postgresql":
             schema = default_schema(connection)
             where = log_table.c.changed_at < bound
@@ -435,7 +436,7 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         return count
     # SQLite: lift the DELETE guard inside this transaction only (DDL is transactional).
     connection.execute(delete(log_table).where(false()))  # opens the write transaction
-    connection.exec_driver_sql("DROP TRIGGER IF EXISTS sqlaudit_log_no_delete")
+    connection.exec_driver_sql("DROP TRIGGER IF EXISTS main.sqlaudit_log_no_delete")
     count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
     return count

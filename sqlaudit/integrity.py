@@ -218,7 +218,7 @@ class _Log:
             raise SQLAuditUnsupportedDialectError(
                 f"sqlaudit.integrity supports PostgreSQL and SQLite, not {connection.dialect.name}."
             )
-        schema = default_schema(connection)
+        schema = default_schema(connection) or "main"  # named: no TEMP table stands in
         self.schema = schema
         metadata = MetaData(schema=schema)
         self.log = log if log is not None else audit_table(metadata)

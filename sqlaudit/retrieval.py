@@ -46,7 +46,7 @@ from .config import SQLAuditConfigError, display_zone, get_config
 from .ddl import rendering_dialect
 from .dialects import base_type, string_literal
 from .exceptions import SQLAuditTableNotInDatabaseError
-from .schema import USER_PREFIX, user_prefix, audit_table, rows_of_table, text_param
+from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
 __all__ = ["SQLAuditRecord", "get_resource_changes", "ResourceIdType"]
@@ -296,8 +296,12 @@ def get_resource_changes(
                  start is not None, end is not None, limit is not None, offset is not None)
         per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
+        options = {}
+        if audit_table(spec.table.metadata).schema is None:
+            # name the log by schema: a TEMP sqlaudit_log must not stand in for it
+            options = {"schema_translate_map": {None: log_schema(conn)}}
         try:
-            rows = conn.execute(stmt, params).all()
+            rows = conn.execute(stmt, params, execution_options=options).all()
         except DBAPIError as exc:
             if _missing_table(exc):
                 raise SQLAuditTableNotInDatabaseError(

@@ -106,6 +106,17 @@ def user_prefix(column: Any) -> Any:
     return func.substr(column, literal_column("1"), literal_column(str(USER_PREFIX)))
 
 
+def log_schema(connection: Any) -> Optional[str]:
+    """The schema an unqualified ``sqlaudit_log`` means on ``connection``, named
+    explicitly so that no TEMP table can stand in for it: PostgreSQL's
+    ``current_schema()`` (the first schema of search_path, never pg_temp),
+    SQLite's ``main``."""
+    if connection.dialect.name == "sqlite":
+        return "main"
+    schema = connection.exec_driver_sql("SELECT pg_catalog.current_schema()").scalar()
+    return str(schema) if schema is not None else None
+
+
 def text_param(value: Any = None, *, key: Optional[str] = None,
                expanding: bool = False) -> BindParameter[Any]:
     """A bind parameter typed as plain text, to compare with the collated columns.

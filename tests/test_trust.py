@@ -555,3 +555,60 @@ def test_a_failed_user_switch_never_leaves_the_previous_user(pooled_note, monkey
                 conn.execute(text("INSERT INTO notes (body) VALUES ('b?')"))
         conn.commit()
     assert _note_authors(engine, Note) == [("a", "A"), ("b?", None)]
+
+
+# -- 8. every library statement names the log by schema ---------------------------------------
+
+from datetime import datetime as _dt  # noqa: E402
+
+from sqlaudit.ddl import audit_status, prune_audit_log  # noqa: E402
+
+
+def _fake_temp_log(conn) -> None:
+    """A TEMP sqlaudit_log in the reader's session, holding a forged record."""
+    conn.execute(text("CREATE TEMP TABLE sqlaudit_log AS SELECT * FROM sqlaudit_log WHERE false"))
+    conn.execute(text(
+        "INSERT INTO temp.sqlaudit_log (id, table_name, resource_id, operation, changed_at, "
+        "changed_by, new_data) VALUES (999, 'customers', '1', 'insert', CURRENT_TIMESTAMP, "
+        "'forger', '{\"name\": \"forged\"}')" if conn.dialect.name == "sqlite" else
+        "INSERT INTO pg_temp.sqlaudit_log (id, table_name, resource_id, operation, changed_at, "
+        "changed_by, new_data) VALUES (999, 'customers', '1', 'insert', now(), 'forger', "
+        "'{\"name\": \"forged\"}')"))
+
+
+def test_a_temp_table_named_sqlaudit_log_does_not_replace_the_history_shown(engine, models) -> None:
+    _, Customer = models
+    with Session(engine) as s:
+        _fake_temp_log(s.connection())
+        records = changes(Customer, s)
+    assert [(r.new_value, r.changed_by) for r in records if r.field_name == "name"] == [("Ann", None)]
+
+
+def test_prune_never_touches_a_temp_table_named_sqlaudit_log(engine, models) -> None:
+    with engine.begin() as conn:
+        _fake_temp_log(conn)
+        removed = prune_audit_log(conn, _dt(2999, 1, 1, tzinfo=timezone.utc))
+        temp_rows = conn.execute(text("SELECT count(*) FROM sqlaudit_log")).scalar()
+        conn.execute(text("DROP TABLE sqlaudit_log"))  # the TEMP one: the pool keeps the session
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT operation, table_name FROM sqlaudit_log")).all()
+    assert (removed, temp_rows, left) == (1, 1, [])  # the real record went; the temp one stayed
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_audit_status_reads_the_catalog_not_a_temp_table_shadowing_it(engine, models) -> None:
+    _, Customer = models
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE pg_trigger (tgname name)"))
+        assert audit_status(conn, Customer) == {"customers": "current"}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_prune_puts_the_guard_back_on_the_real_log_even_with_a_temp_shadow(engine, models) -> None:
+    with engine.begin() as conn:
+        _fake_temp_log(conn)
+        prune_audit_log(conn, _dt(2000, 1, 1, tzinfo=timezone.utc))
+        conn.execute(text("DROP TABLE temp.sqlaudit_log"))
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM main.sqlaudit_log"))
