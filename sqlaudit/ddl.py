@@ -8,6 +8,7 @@ creates and ``drop_all()`` removes them. For databases that already exist use
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from enum import Enum
@@ -22,7 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import DropTable, ExecutableDDLElement
 
-from ._naming import AUDIT_TABLE_NAME
+from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers
 from . import _templates
 from .config import display_zone
@@ -30,7 +31,7 @@ from .dialects import module_for
 from .hooks import forget_sqlite_context
 from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
-from .spec import ModelOrTable, TableSpec, spec_for, table_of, tracked_tables
+from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
 __all__ = [
     "AuditState",
@@ -81,11 +82,13 @@ def _compile_drop_table(element: DropTable, compiler: Any, **kw: Any) -> str:
 
 def _install_sql(table: Table, connection: Connection) -> list[str]:
     name = connection.dialect.name
-    return list(
-        module_for(name).install_statements(
-            spec_for(table), rendering_dialect(name), default_schema(connection)
-        )
-    )
+    spec = spec_for(table)
+    statements = list(module_for(name).install_statements(
+        spec, rendering_dialect(name), default_schema(connection)))
+    if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
+        # create_all() makes the log later; its after_create adds the fail-closed check
+        statements = statements[: -len(module_for(name).require_statements(spec, rendering_dialect(name)))]
+    return statements
 
 
 def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
@@ -156,6 +159,17 @@ def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) ->
 
 def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> None:
     _protect(connection, table.metadata)
+    if connection.dialect.name == "sqlite":
+        # SQLite's fail-closed checks live on the log: tables create_all made
+        # before it get theirs now.
+        from .dialects import sqlite as sqlite_sql
+
+        dialect = rendering_dialect("sqlite")
+        existing = set(sa_inspect(connection).get_table_names())
+        for tracked in tracked_tables(table.metadata):
+            spec = spec_for(tracked)
+            if spec.require_user and tracked.name in existing:
+                _run(connection, sqlite_sql.require_statements(spec, dialect))
 
 
 def _on_before_drop(table: Table, connection: Connection, **kw: Any) -> None:
@@ -216,13 +230,18 @@ def _with_connection(bind: Bind, work: Any) -> None:
         raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
 
 
-def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> None:
+def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
+                           require_user_id: Optional[bool] = None) -> None:
     """Install (or replace) the audit triggers of ``models`` on existing tables.
 
     Creates ``sqlaudit_log`` when it is missing. Idempotent: installing twice
     replaces the triggers and never doubles records. Given an Engine it runs in
     its own transaction; given a Connection or Session it runs in theirs.
+    ``require_user_id`` installs fail-closed (True) or fail-open (False) checks
+    whatever the models declare; ``None`` installs what each model declares
+    (``@track_table(require_user_id=...)``, else ``SQLAuditConfig.require_user_id``).
     """
+    check_require_user(require_user_id)
     tables = _tables(models)
 
     def work(connection: Connection) -> None:
@@ -236,7 +255,10 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData]) -
                     f"first (metadata.create_all() or a migration), then install its triggers."
                 )
             log.info("installing audit triggers on %s", table.fullname)
-            _run(connection, installation_sql(spec_for(table), connection.dialect.name, schema))
+            spec = spec_for(table)
+            if require_user_id is not None:
+                spec = dataclasses.replace(spec, require_user=require_user_id)
+            _run(connection, installation_sql(spec, connection.dialect.name, schema))
             validate_installed(connection, table)
 
     _with_connection(bind, work)
@@ -342,13 +364,24 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
             if entry is None:
                 result[table.fullname] = AuditState.MISSING
                 continue
-            expected = module.fingerprint(spec_for(table), rendering_dialect(connection.dialect.name))
+            spec = spec_for(table)
+            expected = module.fingerprint(spec, rendering_dialect(connection.dialect.name))
             complete = entry.count == EXPECTED[connection.dialect.name]
+            if complete and spec.require_user and connection.dialect.name == "sqlite":
+                complete = _has_sqlite_trigger(connection, sqlite_trigger_name(table, "require"))
             current = complete and entry.fingerprint == expected
             result[table.fullname] = AuditState.CURRENT if current else AuditState.OUTDATED
 
     _with_connection(bind, work)
     return result
+
+
+def _has_sqlite_trigger(connection: Connection, name: str) -> bool:
+    from sqlalchemy import text
+
+    return connection.execute(text(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'trigger' AND name = :name"),
+        {"name": name}).first() is not None
 
 
 def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,

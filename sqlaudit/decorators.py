@@ -14,7 +14,7 @@ from sqlalchemy import Column
 
 from . import ddl
 from .schema import audit_table
-from .spec import INFO_KEY, mapper_of
+from .spec import INFO_KEY, check_require_user, mapper_of
 
 __all__ = ["track_table"]
 
@@ -105,6 +105,7 @@ def track_table(
     resource_id_field: Optional[str] = None,
     record_id_field: Optional[str] = None,
     user_id_field: Optional[str] = None,
+    require_user_id: Optional[bool] = None,
 ) -> Callable[[T], T]:
     """Audit inserts, updates and deletes of a model's table with database triggers.
 
@@ -115,6 +116,10 @@ def track_table(
             (composite keys are supported).
         record_id_field: sqlaudit 0.3 name of ``resource_id_field``.
         user_id_field: accepted for compatibility with sqlaudit 0.3; it has no effect.
+        require_user_id: fail-closed: the database refuses a write to this table
+            that has no acting user. ``None``: ``SQLAuditConfig.require_user_id``
+            when the triggers are installed. Installed with the triggers, so it
+            holds for every writer, whatever process installed them.
 
     Raises:
         TypeError: ``tracked_fields`` is not a list of strings, or an option has the wrong type.
@@ -130,6 +135,7 @@ def track_table(
     if resource_id_field and record_id_field and resource_id_field != record_id_field:
         raise ValueError("pass resource_id_field or its old name record_id_field, not both")
     key_field = resource_id_field or record_id_field
+    check_require_user(require_user_id)
 
     def decorate(cls: T) -> T:
         attributes = _column_attributes(cls)
@@ -140,6 +146,7 @@ def track_table(
             "tracked_columns": [c.name for c in columns],
             "key_columns": [c.name for c in key_columns],
             "table_label": table_label,
+            "require_user_id": require_user_id,
         }
         audit_table(table.metadata)
         ddl.attach_to_table(table)

@@ -29,6 +29,8 @@ class TableSpec:
     columns: tuple[Column[Any], ...]
     key_columns: tuple[Column[Any], ...]
     label: Optional[str]
+    #: fail-closed: a write with no acting user is refused (resolved when the spec is made)
+    require_user: bool = False
 
     @property
     def name(self) -> str:
@@ -80,7 +82,27 @@ def spec_for(model: ModelOrTable) -> TableSpec:
         columns=tuple(table.c[name] for name in info["tracked_columns"]),
         key_columns=tuple(table.c[name] for name in info["key_columns"]),
         label=info.get("table_label"),
+        require_user=resolve_require_user(info.get("require_user_id")),
     )
+
+
+def resolve_require_user(declared: Optional[bool]) -> bool:
+    """Fail-closed as declared (``@track_table``, the install call, the migration), else the
+    global ``SQLAuditConfig.require_user_id`` as the default. Resolved where a spec is
+    made, so the renderers read no global state."""
+    if declared is not None:
+        return declared
+    from .config import require_user_id
+
+    return require_user_id()
+
+
+def check_require_user(value: Any) -> Optional[bool]:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(
+            f"require_user_id must be True, False or None (the global default), "
+            f"got {type(value).__name__} {value!r}")
+    return value
 
 
 def spec_from_table(
@@ -88,6 +110,7 @@ def spec_from_table(
     tracked_columns: Optional[Sequence[str]] = None,
     key_columns: Optional[Sequence[str]] = None,
     label: Optional[str] = None,
+    require_user: Optional[bool] = None,
 ) -> TableSpec:
     """A :class:`TableSpec` for any Table (for example a reflected one), by column names."""
     names = list(tracked_columns) if tracked_columns is not None else [c.name for c in table.columns]
@@ -97,7 +120,8 @@ def spec_from_table(
     keys = list(key_columns) if key_columns else [c.name for c in table.primary_key.columns]
     if not keys:
         raise ValueError(f"table {table.fullname!r} has no primary key; name its key columns")
-    return TableSpec(table, tuple(table.c[n] for n in names), tuple(table.c[n] for n in keys), label)
+    return TableSpec(table, tuple(table.c[n] for n in names), tuple(table.c[n] for n in keys), label,
+                     resolve_require_user(require_user))
 
 
 def tracked_tables(metadata: MetaData) -> Iterator[Table]:

@@ -612,3 +612,86 @@ def test_prune_puts_the_guard_back_on_the_real_log_even_with_a_temp_shadow(engin
     with pytest.raises(DBAPIError, match="append-only"):
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM main.sqlaudit_log"))
+
+
+# -- 9. fail-closed is a property of what is installed --------------------------------------
+
+from sqlaudit.ddl import install_audit_triggers  # noqa: E402
+
+
+def _strict_and_lax(Base):
+    @track_table(tracked_fields=["body"], require_user_id=True)
+    class Strict(Base):
+        __tablename__ = "strict_notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+
+    @track_table(tracked_fields=["body"])
+    class Lax(Base):
+        __tablename__ = "lax_notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        body: Mapped[str]
+
+    return Strict, Lax
+
+
+def test_fail_closed_is_declared_per_table(engine, Base) -> None:
+    _strict_and_lax(Base)
+    Base.metadata.create_all(engine)
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        _write(engine, "strict_notes", "no user")
+    _write(engine, "lax_notes", "no user")  # fail-open: recorded without a user
+    register_hooks()
+    with audit_context(user_id="u"):
+        _write(engine, "strict_notes", "with a user")
+    assert _log_count(engine) == 2
+
+
+def test_fail_closed_survives_a_prune_from_a_process_with_another_config(engine, Base) -> None:
+    Strict, Lax = _strict_and_lax(Base)
+    Base.metadata.create_all(engine)
+    set_config(SQLAuditConfig(require_user_id=False))
+    prune_audit_log(engine, _dt(2000, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        _write(engine, "strict_notes", "no user")
+    assert audit_status(engine, Strict, Lax) == {"strict_notes": "current", "lax_notes": "current"}
+
+
+def test_install_can_override_fail_closed_and_status_shows_the_difference(engine, Base) -> None:
+    Strict, Lax = _strict_and_lax(Base)
+    Base.metadata.create_all(engine)
+    install_audit_triggers(engine, Lax, require_user_id=True)
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        _write(engine, "lax_notes", "no user")
+    assert audit_status(engine, Lax) == {"lax_notes": "outdated"}  # the model says fail-open
+
+
+def test_the_global_config_is_only_the_default_at_install_time(engine, Base) -> None:
+    set_config(SQLAuditConfig(require_user_id=True))
+    Strict, Lax = _strict_and_lax(Base)
+    Base.metadata.create_all(engine)
+    clear_config()
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        _write(engine, "lax_notes", "no user")
+    set_config(SQLAuditConfig(require_user_id=True))
+    assert audit_status(engine, Strict, Lax) == {"strict_notes": "current", "lax_notes": "current"}
+
+
+def test_require_user_id_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="require_user_id must be True, False or None"):
+        track_table(require_user_id="yes")  # type: ignore[arg-type]
+
+
+def test_the_alembic_operation_installs_fail_closed_on_request(engine, Base) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    import sqlaudit.alembic  # noqa: F401
+
+    _note_model(Base, "notes")
+    with engine.begin() as conn:
+        Base.metadata.tables["notes"].create(conn)
+        op = Operations(MigrationContext.configure(conn))
+        op.create_audit_triggers("notes", ["body"], require_user_id=True)
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        _write(engine, "notes", "no user")

@@ -6,3 +6,5 @@ DROP TRIGGER IF EXISTS {{ update_trigger }}
 DROP TRIGGER IF EXISTS {{ rekey_trigger }}
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ delete_trigger }}
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ require_trigger }}

@@ -1,8 +1,12 @@
--- Fail-closed mode (require_user_id=True): an audit row without a user aborts
--- the write. sqlaudit's connections stamp the user first (TEMP triggers fire
--- before these), so only writes with no known user reach this check.
-CREATE TRIGGER main.sqlaudit_log_require_user BEFORE INSERT ON {{ audit_table }}
-WHEN NEW.changed_by IS NULL
+-- Fail-closed mode of one table (require_user_id): an audit row of this table
+-- without a user aborts the write. sqlaudit's connections stamp the user first
+-- (their TEMP trigger fires before this one), so only writes with no known user
+-- reach this check. Installed and removed with the table's own triggers, so it
+-- holds whatever process later prunes or installs other tables.
+DROP TRIGGER IF EXISTS {{ require_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ require_trigger }} BEFORE INSERT ON {{ audit_table }} {{ fingerprint }}
+WHEN NEW.changed_by IS NULL AND NEW.table_name = {{ table_literal }} AND NEW.table_schema IS NULL
 BEGIN
-    SELECT RAISE(ABORT, 'sqlaudit: this write needs an acting user (require_user_id is on); use sqlaudit.context.audit_context(user_id=...) or get_user_id_callback');
+    SELECT RAISE(ABORT, {{ message }});
 END

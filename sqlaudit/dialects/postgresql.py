@@ -27,7 +27,6 @@ from sqlalchemy.types import TypeEngine
 
 from .. import _fingerprint, _templates
 from .._naming import pg_function_name
-from ..config import require_user_id
 from ..schema import audit_table
 from ..spec import TableSpec
 from . import base_type, string_literal
@@ -203,7 +202,7 @@ def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
     Independent of where the audit table's default schema is resolved, so an
     offline rendering and an online installation agree.
     """
-    require = require_user_id()
+    require = spec.require_user
     schema = audit_table(spec.table.metadata).schema or _DEFAULT_SCHEMA_TOKEN
     fp = _fingerprint.make(spec, DIALECT, _body_statements(spec, dialect, schema, require))
     fp["require_user"] = require
@@ -220,7 +219,7 @@ def install_statements(
     audit table is left unqualified and the function pins the installing
     session's search_path.
     """
-    body = _body_statements(spec, dialect, audit_schema(spec, default_schema), require_user_id())
+    body = _body_statements(spec, dialect, audit_schema(spec, default_schema), spec.require_user)
     comment = _fingerprint.pg_comment(fingerprint(spec, dialect))
     return body + _templates.render(
         DIALECT, "comment", function_name=_common(spec, dialect)["function_name"],

@@ -9,7 +9,6 @@ from sqlalchemy import Column, MetaData, Uuid
 from sqlalchemy.engine import Dialect
 
 from .. import _fingerprint, _templates
-from ..config import require_user_id
 from .._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ..spec import TableSpec
 from . import base_type, string_literal
@@ -122,19 +121,37 @@ def _names(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
         "update_trigger": trigger("update"),
         "delete_trigger": trigger("delete"),
         "rekey_trigger": trigger("rekey"),
+        # on the audit table, which lives in main
+        "require_trigger": "main." + prep.quote(sqlite_trigger_name(spec.table, "require")),
     }
 
 
 def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
     """What :func:`install_statements` stores for drift detection."""
     fp = _fingerprint.make(spec, DIALECT, _render(spec, dialect, ""))
-    fp["require_user"] = require_user_id()
+    fp["require_user"] = spec.require_user
     return fp
 
 
 def install_statements(spec: TableSpec, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
-    """CREATE TRIGGER statements for ``spec``, each carrying the fingerprint comment."""
-    return _render(spec, dialect, _fingerprint.sqlite_comment(fingerprint(spec, dialect)))
+    """CREATE TRIGGER statements for ``spec``, each carrying the fingerprint comment
+    (and, fail-closed, the table's check on the audit table)."""
+    comment = _fingerprint.sqlite_comment(fingerprint(spec, dialect))
+    return _render(spec, dialect, comment) + require_statements(spec, dialect, comment)
+
+
+def require_statements(spec: TableSpec, dialect: Dialect, comment: Optional[str] = None) -> list[str]:
+    """The fail-closed check of ``spec`` on the audit table (only its removal when
+    ``spec`` is fail-open). It needs the audit table to exist."""
+    comment = comment or _fingerprint.sqlite_comment(fingerprint(spec, dialect))
+    message = (f"sqlaudit: a write to {spec.name} needs an acting user (require_user_id is on); "
+               f"use sqlaudit.context.audit_context(user_id=...) or get_user_id_callback")
+    statements = _templates.render(
+        DIALECT, "require_user", require_trigger=_names(spec, dialect)["require_trigger"],
+        audit_table=_q(AUDIT_TABLE_NAME, dialect), fingerprint=comment,
+        table_literal=string_literal(spec.name, dialect),
+        message=string_literal(message, dialect))
+    return statements if spec.require_user else statements[:1]
 
 
 def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list[str]:
@@ -143,8 +160,10 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
         f"{_ref(c, 'OLD', dialect)} IS {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
     )
     changed = {c.name: f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.columns}
+    names = _names(spec, dialect)
+    del names["require_trigger"]
     values = dict(
-        _names(spec, dialect),
+        names,
         table=_q(spec.name, dialect),
         audit_table=_q(AUDIT_TABLE_NAME, dialect),
         table_literal=string_literal(spec.name, dialect),
@@ -171,12 +190,9 @@ def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
 
 
 def protect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:
-    """Append-only guards on the audit table, plus the fail-closed check when configured."""
+    """Append-only guards on the audit table (fail-closed checks are per table)."""
     table = _q(AUDIT_TABLE_NAME, dialect)
-    statements = _templates.render(DIALECT, "protect", audit_table=table)
-    if require_user_id():
-        statements += _templates.render(DIALECT, "require_user", audit_table=table)
-    return statements
+    return _templates.render(DIALECT, "protect", audit_table=table)
 
 
 def unprotect_statements(metadata: MetaData, dialect: Dialect, default_schema: Optional[str] = None) -> list[str]:

@@ -28,7 +28,8 @@ from sqlalchemy import MetaData, Table
 from .._installed import InstalledTriggers, default_schema, installed_triggers
 from ..ddl import AuditState, audit_status
 from ..dialects import module_for
-from ..spec import INFO_KEY
+from ..spec import INFO_KEY, spec_for
+from ..spec import spec_for
 from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
 from .render import fix_jsonb_variant_rendering
 
@@ -138,6 +139,8 @@ def _create_op(table: Table) -> CreateAuditTriggersOp:
         schema=table.schema,
         resource_id_field=_resource_id_field(list(info["key_columns"]), pk),
         table_label=info.get("table_label"),
+        # what the model resolves to now, so the migration installs what status expects
+        require_user_id=True if spec_for(table).require_user else None,
     )
 
 

@@ -101,7 +101,8 @@ def _spec(context: MigrationContext, op: CreateAuditTriggersOp) -> TableSpec:
     table = _typed_table(context, op)
     fields = op.tracked_fields or [c.name for c in table.columns]
     keys = [op.resource_id_field] if op.resource_id_field else None
-    return spec_from_table(table, fields, keys, op.table_label)
+    return spec_from_table(table, fields, keys, op.table_label,
+                           getattr(op, "require_user_id", None))
 
 
 def _typed_table(context: MigrationContext, op: CreateAuditTriggersOp) -> Table:

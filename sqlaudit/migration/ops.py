@@ -22,6 +22,8 @@ from typing import Any, Optional, Sequence
 
 from alembic.operations import BatchOperations, MigrateOperation, Operations
 
+from ..spec import check_require_user
+
 __all__ = ["CreateAuditTriggersOp", "DropAuditTriggersOp"]
 
 
@@ -61,6 +63,7 @@ class _AuditTriggersOp(MigrateOperation):
         schema: Optional[str] = None,
         resource_id_field: Optional[str] = None,
         table_label: Optional[str] = None,
+        require_user_id: Optional[bool] = None,
     ) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise TypeError(f"table_name must be a non-empty str, got {table_name!r}")
@@ -75,6 +78,7 @@ class _AuditTriggersOp(MigrateOperation):
         self.schema = schema
         self.resource_id_field = resource_id_field
         self.table_label = table_label
+        self.require_user_id = check_require_user(require_user_id)
 
     @property
     def fullname(self) -> str:
@@ -85,6 +89,7 @@ class _AuditTriggersOp(MigrateOperation):
             "schema": self.schema,
             "resource_id_field": self.resource_id_field,
             "table_label": self.table_label,
+            "require_user_id": self.require_user_id,
         }
 
     def __repr__(self) -> str:
@@ -106,6 +111,7 @@ class CreateAuditTriggersOp(_AuditTriggersOp):
         schema: Optional[str] = None,
         resource_id_field: Optional[str] = None,
         table_label: Optional[str] = None,
+        require_user_id: Optional[bool] = None,
     ) -> None:
         """Install (or replace) the audit triggers of ``table_name``.
 
@@ -119,10 +125,12 @@ class CreateAuditTriggersOp(_AuditTriggersOp):
             resource_id_field: column identifying a row; default: the primary key.
             table_label: kept for symmetry with ``@track_table``; it does not
                 change the installed SQL.
+            require_user_id: install fail-closed (True) or fail-open (False);
+                ``None``: ``SQLAuditConfig.require_user_id`` of the migrating process.
         """
         operations.invoke(
-            cls(table_name, tracked_fields, schema=schema,
-                resource_id_field=resource_id_field, table_label=table_label)
+            cls(table_name, tracked_fields, schema=schema, resource_id_field=resource_id_field,
+                table_label=table_label, require_user_id=require_user_id)
         )
 
     @classmethod

@@ -35,9 +35,11 @@ def _render(autogen_context: AutogenContext, name: str, op: _AuditTriggersOp) ->
         "schema": op.schema,
         "resource_id_field": op.resource_id_field,
         "table_label": op.table_label,
+        "require_user_id": getattr(op, "require_user_id", None),
     }
     args = [repr(str(op.table_name))]
-    args += [f"{key}={_literal(value)}" for key, value in options.items() if value is not None]
+    args += [f"{key}={value!r}" if isinstance(value, bool) else f"{key}={_literal(value)}"
+             for key, value in options.items() if value is not None]
     return f"op.{name}({', '.join(args)})"
 
 
