@@ -15,7 +15,7 @@ from enum import Enum
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional, Union
 
-from sqlalchemy import MetaData, Table, and_, event, false, or_
+from sqlalchemy import MetaData, Table, UniqueConstraint, and_, event, false, or_
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -29,7 +29,7 @@ from . import _templates
 from .config import display_zone
 from .dialects import module_for
 from .hooks import forget_sqlite_context
-from .exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
+from .exceptions import SQLAuditError, SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
@@ -80,9 +80,45 @@ def _compile_drop_table(element: DropTable, compiler: Any, **kw: Any) -> str:
     return str(compiler.visit_drop_table(element, **kw))
 
 
+def _is_unique(connection: Optional[Connection], spec: TableSpec) -> bool:
+    """Whether the key columns identify one row: a primary key, unique constraint or
+    unique index of the model covers them, or else one in the database does."""
+    table = spec.table
+    keys = {c.name for c in spec.key_columns}
+    sets = [{c.name for c in table.primary_key.columns}]
+    sets += [{c.name for c in k.columns} for k in table.constraints
+             if isinstance(k, UniqueConstraint)]
+    sets += [{c.name for c in i.columns} for i in table.indexes if i.unique]
+    sets += [{c.name} for c in table.columns if c.unique]
+    if any(s and s <= keys for s in sets):
+        return True
+    if connection is None:
+        return False
+    insp = sa_inspect(connection)
+    found = [set(insp.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"])]
+    found += [set(u["column_names"]) for u in insp.get_unique_constraints(table.name, schema=table.schema)]
+    found += [set(i["column_names"]) for i in insp.get_indexes(table.name, schema=table.schema)
+              if i.get("unique") and None not in i["column_names"]]
+    return any(s and s <= keys for s in found)
+
+
+def check_key(connection: Optional[Connection], spec: TableSpec) -> None:
+    """Refuse a table whose resource key is not unique (its history would mix rows)."""
+    if not _is_unique(connection, spec):
+        names = [c.name for c in spec.key_columns]
+        shown = repr(names[0]) if len(names) == 1 else repr(names)
+        raise SQLAuditUnsafeKeyError(
+            f"resource_id_field {shown} of table {spec.table.fullname!r} is not unique: no "
+            f"primary key, unique constraint or unique index covers it, so its changes could "
+            f"not be told apart row by row. Add a unique constraint on it, or leave "
+            f"resource_id_field unset to use the primary key."
+        )
+
+
 def _install_sql(table: Table, connection: Connection) -> list[str]:
     name = connection.dialect.name
     spec = spec_for(table)
+    check_key(connection, spec)
     statements = list(module_for(name).install_statements(
         spec, rendering_dialect(name), default_schema(connection)))
     if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
@@ -150,7 +186,32 @@ def _on_after_create(table: Table, connection: Connection, **kw: Any) -> None:
     if "sqlaudit" not in table.info:
         return
     log.info("installing audit triggers on %s", table.fullname)
-    _run(connection, _install_sql(table, connection))
+    _install_atomically(connection, table, _install_sql(table, connection))
+
+
+def _install_atomically(connection: Connection, table: Table, statements: Iterable[str],
+                        validate: bool = False) -> None:
+    """Run one table's install statements. On SQLite they run in a savepoint, so a
+    table whose triggers SQLite refuses (its expression limits) is left with none of
+    them, never half-installed; the error says so."""
+    if connection.dialect.name != "sqlite":
+        _run(connection, statements)
+        return
+    connection.exec_driver_sql("SAVEPOINT sqlaudit_install")
+    try:
+        _run(connection, statements)
+        if validate:
+            validate_installed(connection, table)
+    except (DBAPIError, SQLAuditError) as exc:
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT sqlaudit_install")
+        connection.exec_driver_sql("RELEASE SAVEPOINT sqlaudit_install")
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise SQLAuditError(
+            f"SQLite refused the audit triggers of table {table.fullname!r} "
+            f"({len(spec_for(table).columns)} tracked columns): {reason}; nothing was "
+            f"installed on it. Track fewer columns, or raise the connection's SQLite limits."
+        ) from exc
+    connection.exec_driver_sql("RELEASE SAVEPOINT sqlaudit_install")
 
 
 def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:
@@ -256,9 +317,12 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
                 )
             log.info("installing audit triggers on %s", table.fullname)
             spec = spec_for(table)
+            check_key(connection, spec)
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
-            _run(connection, installation_sql(spec, connection.dialect.name, schema))
+            _install_atomically(connection, table,
+                                installation_sql(spec, connection.dialect.name, schema),
+                                validate=True)
             validate_installed(connection, table)
 
     _with_connection(bind, work)

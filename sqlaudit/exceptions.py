@@ -45,3 +45,8 @@ class SQLAuditUserIdTypeError(SQLAuditError, TypeError):
 class SQLAuditUserIdValueError(SQLAuditError, ValueError):
     """A user id (or reason) cannot be stored as given: it holds a NUL byte or is
     longer than 1 MiB."""
+
+
+class SQLAuditUnsafeKeyError(SQLAuditError, ValueError):
+    """The column that identifies a tracked table's rows (``resource_id_field``) is not
+    unique, so changes could not be told apart row by row."""

@@ -333,6 +333,7 @@ def test_upgrade_sql_without_target_metadata_asks_for_fields_and_key(engine, env
 
 def test_create_audit_triggers_with_a_resource_id_field(engine, env) -> None:
     existing_items(engine)
+    raw(engine, "CREATE UNIQUE INDEX ix_items_name ON items (name)")  # a key must be unique
     env.write_revision("a1", None, 'op.create_audit_triggers("items", tracked_fields=["price"], '
                                    'resource_id_field="name")')
     env.upgrade()

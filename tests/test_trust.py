@@ -695,3 +695,95 @@ def test_the_alembic_operation_installs_fail_closed_on_request(engine, Base) -> 
         op.create_audit_triggers("notes", ["body"], require_user_id=True)
     with pytest.raises(DBAPIError, match="needs an acting user"):
         _write(engine, "notes", "no user")
+
+
+# -- 10. unsafe models refused up front -----------------------------------------------------
+
+from sqlalchemy import Index, String, UniqueConstraint  # noqa: E402
+
+from sqlaudit.exceptions import SQLAuditUnsafeKeyError  # noqa: E402
+
+
+def _keyed_model(Base, unique: str):
+    args = {"constraint": (UniqueConstraint("code"),), "index": (Index("ix_code", "code", unique=True),),
+            "none": ()}[unique]
+
+    @track_table(tracked_fields=["body"], resource_id_field="code")
+    class Item(Base):
+        __tablename__ = "items"
+        __table_args__ = args
+        id: Mapped[int] = mapped_column(primary_key=True)
+        code: Mapped[str] = mapped_column(String(20))
+        body: Mapped[str]
+
+    return Item
+
+
+def test_a_resource_id_field_that_is_not_unique_is_refused_at_install(engine, Base) -> None:
+    _keyed_model(Base, "none")
+    with pytest.raises(SQLAuditUnsafeKeyError,
+                       match="resource_id_field 'code' of table 'items' is not unique"):
+        Base.metadata.create_all(engine)
+    assert issubclass(SQLAuditUnsafeKeyError, ValueError)
+
+
+@pytest.mark.parametrize("unique", ["constraint", "index"])
+def test_a_unique_resource_id_field_is_accepted(engine, Base, unique) -> None:
+    Item = _keyed_model(Base, unique)
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO items (code, body) VALUES ('a', 'x'), ('b', 'y'), ('c', 'z')"))
+        conn.execute(text("UPDATE items SET body = body || '!'"))
+    with Session(engine) as s:
+        assert len([r for r in changes(Item, s) if r.operation == "update"]) == 3
+
+
+def test_install_on_an_existing_table_checks_the_database_for_a_unique_key(engine, Base) -> None:
+    """A key made unique in the database only (not in the model) is found by reflection."""
+    Item = _keyed_model(Base, "none")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, code VARCHAR(20), body TEXT)"))
+        conn.execute(text("CREATE UNIQUE INDEX ix_items_code ON items (code)"))
+    install_audit_triggers(engine, Item)
+    assert audit_status(engine, Item) == {"items": "current"}
+
+
+def _wide_model(Base, width: int):
+    from sqlalchemy import Column
+
+    attrs: dict = {"__tablename__": "wide", "id": Column(Integer, primary_key=True)}
+    attrs.update({f"c{i}": Column(Integer) for i in range(width)})
+    return track_table()(type("Wide", (Base,), attrs))
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_a_table_of_nearly_2000_columns_is_audited_on_sqlite(engine, Base) -> None:
+    """SQLite allows 2000 columns; the triggers' expressions are balanced trees, so
+    they stay within SQLite's depth limits at any width."""
+    Wide = _wide_model(Base, 1990)
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO wide (id, c0, c1989) VALUES (1, 1, 1)"))
+        conn.execute(text("UPDATE wide SET c1989 = 2"))
+    with Session(engine) as s:
+        last = changes(Wide, s)[-1]
+    assert (last.operation, last.field_name, last.old_value, last.new_value) == ("update", "c1989", 1, 2)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_triggers_sqlite_refuses_are_never_half_installed(engine, Base) -> None:
+    import sqlite3 as sqlite3_module
+
+    Wide = _wide_model(Base, 300)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE wide (id INTEGER PRIMARY KEY, "
+                          + ", ".join(f"c{i} INTEGER" for i in range(300)) + ")"))
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.setlimit(sqlite3_module.SQLITE_LIMIT_EXPR_DEPTH, 8)
+        with pytest.raises(SQLAuditError, match="SQLite refused the audit triggers of table 'wide' "
+                                                 r"\(301 tracked columns\).*nothing was installed"):
+            install_audit_triggers(conn, Wide)
+        conn.commit()
+        names = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                  "AND tbl_name = 'wide'")).scalars().all()
+    assert names == []

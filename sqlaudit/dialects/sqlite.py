@@ -61,10 +61,19 @@ def _full_object(columns: Sequence[Column[Any]], alias: str, dialect: Dialect) -
             for c in columns[start : start + _MAX_PAIRS]
         )
         chunks.append(f"json_object({pairs})")
-    result = chunks[0]
-    for chunk in chunks[1:]:
-        result = f"json_patch({result}, {chunk})"
-    return result
+    while len(chunks) > 1:  # a balanced tree: wide tables stay within the parser's depth
+        chunks = [f"json_patch({chunks[i]}, {chunks[i + 1]})" if i + 1 < len(chunks) else chunks[i]
+                  for i in range(0, len(chunks), 2)]
+    return chunks[0]
+
+
+def _any(conditions: Sequence[str]) -> str:
+    """``a OR b OR ...`` as a balanced tree (SQLite limits an expression's depth to 1000)."""
+    terms = list(conditions)
+    while len(terms) > 1:
+        terms = [f"({terms[i]} OR {terms[i + 1]})" if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _object(
@@ -170,8 +179,8 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
         now=NOW,
         insert_key=key_expression(spec, "NEW", dialect),
         insert_data=_full_object(spec.columns, "NEW", dialect),
-        update_when=f"({key_same}) AND ({' OR '.join(changed.values())})",
-        key_changed=" OR ".join(
+        update_when=f"({key_same}) AND {_any(list(changed.values()))}",
+        key_changed=_any(
             f"{_ref(c, 'OLD', dialect)} IS NOT {_ref(c, 'NEW', dialect)}" for c in spec.key_columns
         ),
         update_key=key_expression(spec, "NEW", dialect),

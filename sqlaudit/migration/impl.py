@@ -21,7 +21,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import AuditDDL, installation_sql, rendering_dialect, validate_installed
+from ..ddl import AuditDDL, check_key, installation_sql, rendering_dialect, validate_installed
 from ..dialects import module_for
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
@@ -58,6 +58,8 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     """
     context = operations.migration_context
     spec = _spec(context, op)
+    if not context.as_sql:  # offline there is no database to look at
+        check_key(context.bind, spec)
     schema = None if context.as_sql else default_schema(context.bind)
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
