@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .migration import batch as _batch  # noqa: F401,E402
 from .migration import compare as _compare  # noqa: F401,E402
+from .migration import guard as _guard  # noqa: F401,E402
 from .migration import impl as _impl  # noqa: F401,E402
 from .migration import render as _render  # noqa: F401,E402
 from .migration.ops import CreateAuditTriggersOp, DropAuditTriggersOp  # noqa: E402

@@ -404,13 +404,16 @@ class AuditState(str, Enum):
     MISSING = "missing"
     CURRENT = "current"
     OUTDATED = "outdated"
+    #: installed triggers record a column the table no longer has: writes fail
+    #: (PostgreSQL) or record a stale name (SQLite) until they are re-installed
+    BROKEN = "broken"
 
     def __str__(self) -> str:
         return self.value
 
 
 def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str, AuditState]:
-    """Whether each tracked table's triggers are missing, current or outdated.
+    """Whether each tracked table's triggers are missing, current, outdated or broken.
 
     Compares the fingerprint stored with the installed triggers (template
     version, hash of the SQL, tracked fields) with what sqlaudit would install
@@ -428,6 +431,14 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
             if entry is None:
                 result[table.fullname] = AuditState.MISSING
                 continue
+            installed = entry.fingerprint or {}
+            used = set(installed.get("fields", [])) | set(installed.get("key", []))
+            if used:
+                live = {c["name"] for c in sa_inspect(connection).get_columns(
+                    table.name, schema=table.schema)}
+                if not used <= live:
+                    result[table.fullname] = AuditState.BROKEN
+                    continue
             spec = spec_for(table)
             expected = module.fingerprint(spec, rendering_dialect(connection.dialect.name))
             complete = entry.count == EXPECTED[connection.dialect.name]

@@ -301,7 +301,12 @@ def get_resource_changes(
             # name the log by schema: a TEMP sqlaudit_log must not stand in for it
             options = {"schema_translate_map": {None: log_schema(conn)}}
         try:
-            rows = conn.execute(stmt, params, execution_options=options).all()
+            try:
+                rows = conn.execute(stmt, params, execution_options=options).all()
+            except DBAPIError as exc:
+                if pg or "decode to UTF-8" not in str(exc.orig):
+                    raise
+                rows = _read_lossy(conn, stmt, params, options)
         except DBAPIError as exc:
             if _missing_table(exc):
                 raise SQLAuditTableNotInDatabaseError(
@@ -312,6 +317,20 @@ def get_resource_changes(
     if per_row:
         return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
+
+
+def _read_lossy(conn: Connection, stmt: Any, params: dict[str, Any],
+                options: dict[str, Any]) -> list[Any]:
+    """SQLite, when a value is text that is not UTF-8 (another program can store any
+    bytes as TEXT): read again, each invalid byte shown as U+FFFD. Only then, so the
+    usual read keeps the driver's C decoding."""
+    dbapi = conn.connection.dbapi_connection
+    saved = dbapi.text_factory  # type: ignore[union-attr]
+    dbapi.text_factory = lambda raw: raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+    try:
+        return list(conn.execute(stmt, params, execution_options=options).all())
+    finally:
+        dbapi.text_factory = saved  # type: ignore[union-attr]
 
 
 @lru_cache(maxsize=512)
@@ -373,13 +392,15 @@ def _statement(
     else:
         columns += [type_coerce(log.c.old_data, Text).label("old_raw"),
                     type_coerce(log.c.new_data, Text).label("new_raw")]
-    conditions = [*_row_conditions(log, spec, pg, shape), or_(log.c.operation == "update", ~is_null)]
+    truncate = log.c.operation == "truncate"  # no key: kept by the outer join, one record
+    conditions = [*_row_conditions(log, spec, pg, shape),
+                  or_(log.c.operation == "update", ~is_null, truncate)]
     if has_fields:
-        conditions.append(key.in_(bindparam("fields", expanding=True)))
+        conditions.append(or_(key.in_(bindparam("fields", expanding=True)), truncate))
     # field names in code point order on both databases (and as Python sorts them)
     by_key = key.collate("C") if pg else key
     order = _row_order(log, by_key if sort_by == "field_name" else None, sort_by, sort_direction)
-    stmt = select(*columns).select_from(log.join(keys, true())).where(and_(*conditions))
+    stmt = select(*columns).select_from(log.outerjoin(keys, true())).where(and_(*conditions))
     stmt = stmt.order_by(*order, by_key.asc())
     if has_limit:
         stmt = stmt.limit(bindparam("limit", type_=Integer))
@@ -587,6 +608,9 @@ def _records(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str
                 {} if pg else _doc(new_raw),
             )
         field = row[i_field]
+        if field is None:  # a truncate
+            records.append(_record(cached[0], None, None, None))
+            continue
         if pg and field not in read.typed:
             # PostgreSQL: a field that is no longer a column comes as its JSON value
             old, new = row[i_old_raw], row[i_new_raw]
@@ -608,6 +632,9 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
     records = []
     for row in rows:
         old_raw, new_raw = row[i_old_raw], row[i_new_raw]
+        if row[i_operation] == "truncate":  # a table-level event: no resource, no field
+            records.append(_record(read.shared(row), None, None, None))
+            continue
         old_doc, new_doc = _doc(old_raw), _doc(new_raw)
         changed = new_doc if new_raw is not None else old_doc
         if row[i_operation] != "update":  # inserts and deletes store every tracked column

@@ -787,3 +787,58 @@ def test_triggers_sqlite_refuses_are_never_half_installed(engine, Base) -> None:
         names = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
                                   "AND tbl_name = 'wide'")).scalars().all()
     assert names == []
+
+
+# -- 12. truncate records are returned; foreign bytes never break SQLite retrieval ------------
+
+from sqlaudit.retrieval import get_resource_changes  # noqa: E402
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("per_field", [False, True])
+def test_truncate_is_returned_for_the_truncated_model(engine, models, per_field) -> None:
+    """One record per TRUNCATE: operation 'truncate', no resource, no field. (SQLite has no
+    TRUNCATE: its `DELETE FROM t` is recorded row by row.) ``per_field`` takes the
+    query that pages in SQL."""
+    _, Customer = models
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="ops"):
+        conn.execute(text("TRUNCATE customers"))
+    extra = {"limit": 10} if per_field else {}
+    with Session(engine) as s:
+        records = get_resource_changes(Customer, session=s, sort_direction="asc", **extra)
+        by_user = get_resource_changes(Customer, session=s, filter_user_ids="ops", **extra)
+        by_id = get_resource_changes(Customer, session=s, filter_resource_ids=1, **extra)
+    last = records[-1]
+    assert (last.operation, last.resource_id, last.field_name, last.old_value, last.new_value,
+            last.changed_by) == ("truncate", None, None, None, None, "ops")
+    assert [r.operation for r in by_user] == ["truncate"]
+    assert "truncate" not in [r.operation for r in by_id]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_text_that_is_not_utf8_never_breaks_sqlite_retrieval(engine, models) -> None:
+    """Another program may store bytes that are not UTF-8 as TEXT; they come back with
+    U+FFFD in place of each invalid byte instead of failing the read."""
+    _, Customer = models
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET name = CAST(x'41c328ff42' AS TEXT)"))
+    with Session(engine) as s:
+        last = changes(Customer, s)[-1]
+    assert (last.field_name, last.old_value, last.new_value) == ("name", "Ann", "A\ufffd(\ufffdB")
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_rendered_fail_closed_ddl_runs_verbatim_through_the_driver(engine, Base) -> None:
+    """No percent-sign placeholders in the generated SQL: it runs as is through
+    drivers that treat % as one, and the check it installs refuses userless writes."""
+    from sqlaudit.ddl import render_audit_ddl
+
+    Strict, _ = _strict_and_lax(Base)
+    with engine.begin() as conn:
+        Base.metadata.tables["sqlaudit_log"].create(conn)
+        conn.execute(text("CREATE TABLE strict_notes (id serial PRIMARY KEY, body text)"))
+        for sql in render_audit_ddl(Strict, "postgresql", audit_schema=engine.info_schema):
+            conn.exec_driver_sql(sql)
+    with pytest.raises(DBAPIError, match="INSERT on .*strict_notes needs an acting user"):
+        _write(engine, "strict_notes", "no user")

@@ -135,10 +135,11 @@ def _common(spec: TableSpec, dialect: Dialect) -> dict[str, str]:
 _REQUIRE_USER_CHECK = """\
     GET DIAGNOSTICS _rows = ROW_COUNT;
     IF _rows > 0 AND _actor IS NULL THEN
-        RAISE EXCEPTION 'sqlaudit: % on %.% needs an acting user (require_user_id is on)',
-            TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING HINT = 'Write inside sqlaudit.context.audit_context(user_id=...), configure '
-                         'get_user_id_callback, or SET LOCAL sqlaudit.user_id in raw SQL.';
+        RAISE EXCEPTION USING
+            MESSAGE = 'sqlaudit: ' || TG_OP || ' on ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME
+                || ' needs an acting user (require_user_id is on)',
+            HINT = 'Write inside sqlaudit.context.audit_context(user_id=...), configure '
+                || 'get_user_id_callback, or SET LOCAL sqlaudit.user_id in raw SQL.';
     END IF;"""
 #: Stands for "the connection's current schema" while hashing the fingerprint.
 _DEFAULT_SCHEMA_TOKEN = "<default schema>"

@@ -81,7 +81,7 @@ def _compare_tracked(
             context, table, _local(table.schema, default), reflected=False
         ):
             continue
-        if state is AuditState.OUTDATED:
+        if state in (AuditState.OUTDATED, AuditState.BROKEN):
             pk = [c.name for c in table.primary_key.columns]
             entry = installed[(table.schema or default, table.name)]
             drops.append(_drop_op(entry, table.schema, pk, table.info[INFO_KEY]))

@@ -1,0 +1,71 @@
+"""Refuse plain column operations that would break a table's audit triggers.
+
+``op.drop_column`` / ``op.alter_column(new_column_name=...)`` on a column the
+installed triggers record would succeed and then make every later write to the
+table fail (PostgreSQL's trigger function names the column) or silently record
+the old name (SQLite). Online, each such operation first reads the fingerprint
+stored with the table's triggers and, if it names the column, raises
+:class:`~sqlaudit.exceptions.SQLAuditMigrationError` with the calls to add.
+Replacing the triggers around the change (drop, alter, create) passes: the
+check then finds no triggers. Batch mode is left to :mod:`.batch`, which
+re-creates the triggers after the batch; offline (``--sql``) nothing can be read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from alembic.operations import Operations, ops
+from alembic.operations import toimpl
+
+from .._installed import default_schema, installed_triggers
+from ..exceptions import SQLAuditMigrationError
+from .impl import _batch_of
+
+_drop_column = toimpl.drop_column
+_alter_column = toimpl.alter_column
+
+
+def _check(operations: Operations, what: str, table: str, schema: Optional[str], column: str) -> None:
+    context = operations.migration_context
+    if context.as_sql or _batch_of(operations) is not None:
+        return
+    connection = context.bind
+    entry = installed_triggers(connection).get((schema or default_schema(connection), table))
+    fingerprint = entry.fingerprint if entry is not None else None
+    if not fingerprint:
+        return
+    fields = list(fingerprint.get("fields", []))
+    used = set(fields) | set(fingerprint.get("key", []))
+    if column not in used:
+        return
+    raise SQLAuditMigrationError(
+        f"{what}({table!r}, {column!r}) would break the audit triggers of {table!r} (they "
+        f"record column {column!r}): replace them around the change, e.g. "
+        f"op.drop_audit_triggers({table!r}, tracked_fields={fields!r}) before it and "
+        f"op.create_audit_triggers({table!r}, tracked_fields=[...the new columns...]) after it."
+    )
+
+
+def _replacing(op_cls: Any) -> Any:
+    """``Operations.implementation_for(op_cls, replace=True)``; Alembic before 1.14
+    has no ``replace`` and overwrites the implementation as it is."""
+    try:
+        return Operations.implementation_for(op_cls, replace=True)  # type: ignore[call-arg]
+    except TypeError:
+        return Operations.implementation_for(op_cls)
+
+
+@_replacing(ops.DropColumnOp)
+def drop_column(operations: Operations, operation: ops.DropColumnOp, **kw: Any) -> None:
+    _check(operations, "drop_column", operation.table_name, operation.schema,
+           operation.column_name)
+    _drop_column(operations, operation, **kw)
+
+
+@_replacing(ops.AlterColumnOp)
+def alter_column(operations: Operations, operation: ops.AlterColumnOp, **kw: Any) -> None:
+    if operation.modify_name is not None and operation.modify_name != operation.column_name:
+        _check(operations, "alter_column", operation.table_name, operation.schema,
+               operation.column_name)
+    _alter_column(operations, operation, **kw)
