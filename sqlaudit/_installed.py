@@ -13,20 +13,24 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from . import _fingerprint
+from ._naming import pg_function_name_of
 
 _PG_QUERY = text(
     """
     SELECT n.nspname AS schema_name, c.relname AS table_name, t.tgname AS trigger_name,
-           pg_catalog.obj_description(t.tgfoid, 'pg_proc') AS comment
+           pg_catalog.obj_description(t.tgfoid, 'pg_proc') AS comment, p.proname AS function_name
     FROM pg_catalog.pg_trigger AS t
     JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%' AND c.relname <> 'sqlaudit_log'
+    JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
+    WHERE NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%'
+      AND c.relname NOT IN ('sqlaudit_log', 'sqlaudit_seal')
     """
 )
 _SQLITE_QUERY = text(
     "SELECT name, tbl_name, sql FROM sqlite_master "
-    "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\' AND tbl_name <> 'sqlaudit_log'"
+    "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\' "
+    "AND tbl_name NOT IN ('sqlaudit_log', 'sqlaudit_seal')"
 )
 #: trigger names per table that a complete installation has
 EXPECTED = {"postgresql": 4, "sqlite": 4}
@@ -54,11 +58,49 @@ def default_schema(connection: Connection) -> Optional[str]:
     return None
 
 
+_PG_DESCENDANTS = text(
+    """
+    WITH RECURSIVE tree(relid) AS (
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = to_regclass(:table)
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits AS i JOIN tree ON i.inhparent = tree.relid)
+    SELECT n.nspname AS schema_name, c.relname AS table_name,
+           (SELECT count(*) FROM pg_catalog.pg_trigger AS t
+            WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgname LIKE 'sqlaudit\\_%'
+              AND t.tgfoid = to_regprocedure(:function)) AS triggers
+    FROM tree
+    JOIN pg_catalog.pg_class AS c ON c.oid = tree.relid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p')
+    ORDER BY n.nspname, c.relname
+    """
+)
+
+
+@dataclass
+class Descendant:
+    """A partition or inheritance child of a tracked table, and how many of the
+    tracked table's triggers it carries."""
+
+    schema: str
+    table: str
+    triggers: int
+
+
+def pg_descendants(connection: Connection, table: str, function: str) -> list[Descendant]:
+    """Every partition and inheritance child (recursively) of ``table`` (a qualified,
+    quoted name), with the count of its sqlaudit triggers running ``function``."""
+    rows = connection.execute(_PG_DESCENDANTS, {"table": table, "function": function + "()"})
+    return [Descendant(r.schema_name, r.table_name, int(r.triggers)) for r in rows]
+
+
 def installed_triggers(connection: Connection) -> dict[tuple[Optional[str], str], InstalledTriggers]:
     """sqlaudit triggers in the database, keyed by (schema, table)."""
     found: dict[tuple[Optional[str], str], InstalledTriggers] = {}
     if connection.dialect.name == "postgresql":
         for row in connection.execute(_PG_QUERY):
+            if row.function_name != pg_function_name_of(row.table_name):
+                continue  # a partition's or child's trigger: it belongs to its ancestor
             key = (row.schema_name, row.table_name)
             entry = found.setdefault(key, InstalledTriggers(row.schema_name, row.table_name, 0, []))
             entry.count += 1

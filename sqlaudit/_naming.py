@@ -22,7 +22,11 @@ def _fit(name: str, limit: int = _PG_MAX_IDENTIFIER) -> str:
 
 def pg_function_name(table: Table) -> str:
     """Name of the PostgreSQL trigger function of ``table`` (in the table's schema)."""
-    return _fit(f"{PREFIX}fn_{table.name}")
+    return pg_function_name_of(table.name)
+
+
+def pg_function_name_of(table_name: str) -> str:
+    return _fit(f"{PREFIX}fn_{table_name}")
 
 
 def sqlite_trigger_name(table: Table, operation: str) -> str:

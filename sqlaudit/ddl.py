@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import DropTable, ExecutableDDLElement
 
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
-from ._installed import EXPECTED, default_schema, installed_triggers
+from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _templates
 from .config import display_zone
 from .dialects import module_for
@@ -115,6 +115,28 @@ def check_key(connection: Optional[Connection], spec: TableSpec) -> None:
         )
 
 
+def _descendants(connection: Connection, spec: TableSpec) -> list[Any]:
+    """PostgreSQL: the partitions and inheritance children of ``spec``'s table."""
+    if connection.dialect.name != "postgresql":
+        return []
+    from .dialects import postgresql as pg_sql
+
+    dialect = rendering_dialect("postgresql")
+    names = pg_sql._common(spec, dialect)
+    return pg_descendants(connection, names["table"], names["function_name"])
+
+
+def descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
+    """The triggers of every partition and inheritance child of ``spec``'s table."""
+    found = _descendants(connection, spec)
+    if not found:
+        return []
+    from .dialects import postgresql as pg_sql
+
+    return pg_sql.descendant_statements(spec, rendering_dialect("postgresql"),
+                                        [(d.schema, d.table) for d in found])
+
+
 def _install_sql(table: Table, connection: Connection) -> list[str]:
     name = connection.dialect.name
     spec = spec_for(table)
@@ -124,7 +146,7 @@ def _install_sql(table: Table, connection: Connection) -> list[str]:
     if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
         # create_all() makes the log later; its after_create adds the fail-closed check
         statements = statements[: -len(module_for(name).require_statements(spec, rendering_dialect(name)))]
-    return statements
+    return statements + descendants_sql(connection, spec)
 
 
 def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
@@ -321,7 +343,8 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
             _install_atomically(connection, table,
-                                installation_sql(spec, connection.dialect.name, schema),
+                                installation_sql(spec, connection.dialect.name, schema)
+                                + descendants_sql(connection, spec),
                                 validate=True)
             validate_installed(connection, table)
 
@@ -444,6 +467,10 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
             complete = entry.count == EXPECTED[connection.dialect.name]
             if complete and spec.require_user and connection.dialect.name == "sqlite":
                 complete = _has_sqlite_trigger(connection, sqlite_trigger_name(table, "require"))
+            if complete and connection.dialect.name == "postgresql":
+                # a partition or child created after the install has no triggers yet
+                complete = all(d.triggers == EXPECTED["postgresql"]
+                               for d in _descendants(connection, spec))
             current = complete and entry.fingerprint == expected
             result[table.fullname] = AuditState.CURRENT if current else AuditState.OUTDATED
 

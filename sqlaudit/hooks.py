@@ -338,6 +338,33 @@ def _reset(conn: Connection, *args: Any) -> None:
         conn.info.pop(_TXID, None)
 
 
+def _begin(conn: Connection) -> None:
+    """A new transaction: forget the last one's stamp. On PostgreSQL, inside an
+    ``audit_context``, stamp at once (psycopg 3: in the same message as the
+    BEGIN, as the first statement would), so that statements sent straight
+    through the driver, such as ``COPY ... FROM STDIN`` on the DBAPI
+    connection, carry the user too."""
+    _reset(conn)
+    override = context_actor()
+    if override is None or conn.invalidated or conn.dialect.name != "postgresql":
+        return
+    if _busy.get() or _is_autocommit(conn):
+        return
+    token = _busy.set(True)
+    try:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if _stamp_postgresql(cursor, conn.dialect, override, conn):
+                conn.info[_STATE] = (override, True)
+        finally:
+            cursor.close()
+    except Exception:
+        # the first statement tries again, as it always did
+        log.debug("sqlaudit could not stamp the user at BEGIN", exc_info=True)
+    finally:
+        _busy.reset(token)
+
+
 def _commit(conn: Connection) -> None:
     if conn.invalidated:
         return
@@ -350,7 +377,7 @@ def _commit(conn: Connection) -> None:
 
 
 _LISTENERS = (
-    ("begin", _reset),
+    ("begin", _begin),
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _reset),

@@ -48,6 +48,8 @@ __all__ = [
     "VerifyResult",
     "seal_audit_log",
     "verify_audit_log",
+    "HistoryGap",
+    "find_history_gaps",
 ]
 
 Bind = Union[Engine, Connection, Session]
@@ -691,3 +693,105 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
     finally:
         _unpin(connection, old)
     return count
+
+
+# --------------------------------------------------------------------------- history gaps
+
+
+@dataclass(frozen=True)
+class HistoryGap:
+    """An insert recorded for a row whose previous record says it still existed: the
+    row was removed without a recorded delete in between.
+
+    On SQLite that is what ``INSERT OR REPLACE``, ``UPDATE OR REPLACE`` and
+    ``ON CONFLICT REPLACE`` columns do on a connection without
+    ``PRAGMA recursive_triggers = ON`` (SQLite fires no delete trigger for the
+    row they replace); on PostgreSQL a delete made with the triggers switched off.
+    ``previous_id`` is the last record of the row before ``insert_id``.
+    """
+
+    table_schema: Optional[str]
+    table_name: str
+    resource_id: str
+    previous_id: int
+    insert_id: int
+
+
+_GAPS = """
+SELECT g.table_schema, g.table_name, g.resource_id, g.previous_id, g.id
+FROM (
+    SELECT l.id, l.table_schema, l.table_name, l.resource_id, l.operation,
+           LAG(l.id) OVER w AS previous_id, LAG(l.operation) OVER w AS previous_operation
+    FROM {log} AS l
+    WHERE l.resource_id IS NOT NULL
+    WINDOW w AS (PARTITION BY l.table_schema, l.table_name, l.resource_id ORDER BY l.id)
+) AS g
+WHERE g.operation = 'insert' AND g.previous_operation IN ('insert', 'update')
+  AND NOT EXISTS (
+    SELECT 1 FROM {log} AS t
+    WHERE t.operation = 'truncate' AND t.table_name = g.table_name
+      AND t.table_schema IS NOT DISTINCT FROM g.table_schema
+      AND t.id > g.previous_id AND t.id < g.id)
+ORDER BY g.id
+"""
+
+
+_MISSING = """
+SELECT h.resource_id, h.id
+FROM (
+    SELECT l.id, l.resource_id, l.operation,
+           ROW_NUMBER() OVER (PARTITION BY l.resource_id ORDER BY l.id DESC) AS latest
+    FROM {log} AS l
+    WHERE l.table_name = :table AND {schema_condition} AND l.resource_id IS NOT NULL
+      AND l.id > COALESCE((SELECT max(t.id) FROM {log} AS t WHERE t.operation = 'truncate'
+                           AND t.table_name = :table AND {schema_condition_t}), 0)
+) AS h
+WHERE h.latest = 1 AND h.operation <> 'delete'
+  AND NOT EXISTS (SELECT 1 FROM {table} AS o WHERE {key} = h.resource_id)
+ORDER BY h.id
+"""
+
+
+def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
+    """Rows that were removed without a recorded delete (see :class:`HistoryGap`).
+
+    Finds every row inserted again while its history says it still existed,
+    and, for the given tracked ``models``, every row its history says exists
+    that the table no longer has (``insert_id`` is then the row's last record,
+    ``previous_id`` the same). Reads the whole log (a sort by row); no cost on
+    the write path. A gap is not tampering with recorded history: it is a change
+    the triggers could not see, which this makes visible.
+    """
+    from sqlalchemy import MetaData as _MetaData
+
+    from .ddl import rendering_dialect
+    from .spec import spec_for
+
+    def work(connection: Connection) -> list[HistoryGap]:
+        prep = connection.dialect.identifier_preparer
+        sqlite = connection.dialect.name == "sqlite"
+        schema = default_schema(connection) or "main"
+        log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
+        sql = _GAPS.format(log=log)
+        if sqlite:
+            sql = sql.replace("IS NOT DISTINCT FROM", "IS")
+        rows = connection.execute(text(sql)).all()
+        gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
+        for model in models:
+            spec = spec_for(model)
+            dialect = rendering_dialect(connection.dialect.name)
+            if sqlite:
+                from .dialects.sqlite import key_expression as key_of
+            else:
+                from .dialects.postgresql import _key as key_of
+            table = str(prep.format_table(spec.table))
+            condition = "l.table_schema IS NULL" if spec.schema is None else "l.table_schema = :schema"
+            missing = connection.execute(text(_MISSING.format(
+                log=log, table=table, key=key_of(spec, "o", dialect),
+                schema_condition=condition, schema_condition_t=condition.replace("l.", "t."))),
+                {"table": spec.name, **({"schema": spec.schema} if spec.schema else {})}).all()
+            gaps += [HistoryGap(spec.schema, spec.name, str(r[0]), int(r[1]), int(r[1]))
+                     for r in missing]
+        return gaps
+
+    return _with_connection(bind, work)  # type: ignore[no-any-return]

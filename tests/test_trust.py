@@ -16,16 +16,7 @@ from sqlalchemy.orm import Session
 from sqlaudit import audit_context, register_hooks
 
 from conftest import changes
-
-
-@pytest.fixture
-def models(engine, readme_db):
-    """The README models with one customer, Ann, recorded."""
-    User, Customer = readme_db
-    with Session(engine) as s:
-        s.add(Customer(name="Ann", user_id=1))
-        s.commit()
-    return User, Customer
+from test_guarantees import models  # noqa: F401  (the README models with Ann recorded)
 
 
 @pytest.fixture

@@ -7,4 +7,5 @@ DROP TRIGGER IF EXISTS sqlaudit_delete ON {{ table }}
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS sqlaudit_truncate ON {{ table }}
 -- sqlaudit:statement
-DROP FUNCTION IF EXISTS {{ function_name }}()
+-- CASCADE: the same triggers on the table's partitions and inheritance children go too.
+DROP FUNCTION IF EXISTS {{ function_name }}() CASCADE

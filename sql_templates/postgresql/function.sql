@@ -104,6 +104,13 @@ DECLARE
             _actor, session_user, _txid, _reason, {{ delete_data }}, NULL
         FROM sqlaudit_old_rows AS o;
     ELSIF TG_OP = 'TRUNCATE' THEN
+        -- TRUNCATE of the tracked table also fires its partitions' triggers, in
+        -- the same statement: record it once, from the table itself.
+        IF TG_RELID = _table THEN
+            PERFORM set_config('sqlaudit.truncated', _table::text || ' ' || statement_timestamp()::text, true);
+        ELSIF current_setting('sqlaudit.truncated', true) = _table::text || ' ' || statement_timestamp()::text THEN
+            RETURN NULL;
+        END IF;
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
             changed_by, db_role, transaction_id, reason, old_data, new_data)
@@ -115,3 +122,6 @@ DECLARE
     RETURN NULL;
 END
 {{ dollar }}
+-- sqlaudit:statement
+-- Nobody but the owner may execute the function directly (triggers fire it regardless).
+REVOKE ALL ON FUNCTION {{ function_name }}() FROM PUBLIC

@@ -1,7 +1,7 @@
--- Nobody but the owner may execute the function directly (triggers fire it regardless).
-REVOKE ALL ON FUNCTION {{ function_name }}() FROM PUBLIC
--- sqlaudit:statement
 -- Bind the function to the table: drop-and-create, so installing twice never doubles records.
+-- The same four triggers go on each partition and inheritance child of a tracked
+-- table, running the tracked table's function: writes made directly to them fire
+-- only their own statement triggers, and are recorded under the tracked table.
 DROP TRIGGER IF EXISTS sqlaudit_insert ON {{ table }}
 -- sqlaudit:statement
 CREATE TRIGGER sqlaudit_insert AFTER INSERT ON {{ table }}

@@ -228,6 +228,19 @@ def install_statements(
     )
 
 
+def descendant_statements(spec: TableSpec, dialect: Dialect,
+                          descendants: Sequence[tuple[str, str]]) -> list[str]:
+    """The triggers of ``spec``'s partitions and inheritance children ``(schema, name)``,
+    running ``spec``'s function (so their changes are recorded under ``spec``'s table)."""
+    function = _common(spec, dialect)["function_name"]
+    statements: list[str] = []
+    for schema, name in descendants:
+        statements += _templates.render(DIALECT, "triggers",
+                                        table=_qualified(schema, name, dialect),
+                                        function_name=function)
+    return statements
+
+
 def drop_statements(spec: TableSpec, dialect: Dialect) -> list[str]:
     """DROP TRIGGER and DROP FUNCTION statements for ``spec``."""
     return _templates.render(DIALECT, "drop", **_common(spec, dialect))

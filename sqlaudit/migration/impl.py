@@ -21,7 +21,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import AuditDDL, check_key, installation_sql, rendering_dialect, validate_installed
+from ..ddl import AuditDDL, check_key, descendants_sql, installation_sql, rendering_dialect, validate_installed
 from ..dialects import module_for
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
@@ -63,7 +63,10 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     schema = None if context.as_sql else default_schema(context.bind)
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
-    _run(context, installation_sql(spec, context.dialect.name, schema))
+    statements = installation_sql(spec, context.dialect.name, schema)
+    if not context.as_sql:  # partitions and children exist only in a live database
+        statements += descendants_sql(context.bind, spec)
+    _run(context, statements)
     if not context.as_sql:
         validate_installed(context.bind, spec.table)
 
