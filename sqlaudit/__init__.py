@@ -11,7 +11,7 @@ from .ddl import drop_audit_log, drop_audit_triggers, install_audit_triggers, re
 from .decorators import track_table
 from .exceptions import SQLAuditConfigError, SQLAuditError
 from .hooks import register_hooks, unregister_hooks
-from .integrity import seal_audit_log, verify_audit_log
+from .integrity import find_history_gaps, seal_audit_log, verify_audit_log
 from .retrieval import SQLAuditRecord, get_resource_changes
 
 __version__ = "1.0.0.dev0"
@@ -25,6 +25,7 @@ __all__ = [
     "clear_config",
     "drop_audit_log",
     "drop_audit_triggers",
+    "find_history_gaps",
     "get_config",
     "get_resource_changes",
     "has_config",

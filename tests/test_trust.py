@@ -833,3 +833,15 @@ def test_rendered_fail_closed_ddl_runs_verbatim_through_the_driver(engine, Base)
             conn.exec_driver_sql(sql)
     with pytest.raises(DBAPIError, match="INSERT on .*strict_notes needs an acting user"):
         _write(engine, "strict_notes", "no user")
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_every_output_setting_is_pinned_on_the_trigger_functions(engine, models) -> None:
+    """The settings without a behaviour test here (lc_monetary needs a second locale
+    on the server; xmlbinary and xmloption) are pinned like the tested ones."""
+    with engine.connect() as conn:
+        config = conn.execute(text(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'sqlaudit_fn_customers'")).scalar()
+    assert {item.split("=", 1)[0].lower() for item in config} >= {
+        "search_path", "extra_float_digits", "datestyle", "intervalstyle", "timezone",
+        "bytea_output", "lc_monetary", "xmlbinary", "xmloption", "jit"}
