@@ -845,3 +845,31 @@ def test_every_output_setting_is_pinned_on_the_trigger_functions(engine, models)
     assert {item.split("=", 1)[0].lower() for item in config} >= {
         "search_path", "extra_float_digits", "datestyle", "intervalstyle", "timezone",
         "bytea_output", "lc_monetary", "xmlbinary", "xmloption", "jit"}
+
+
+def test_a_failed_user_switch_on_a_fail_closed_table_refuses_the_write(
+        make_engine, Base, monkeypatch) -> None:
+    """Fail-closed: with the previous user cleared, the write has no user and is refused,
+    never credited to the previous one."""
+    from sqlaudit import hooks
+
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _strict_and_lax(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    name = {"postgresql": "_stamp_postgresql", "sqlite": "_stamp_sqlite"}[engine.dialect.name]
+    real = getattr(hooks, name)
+
+    def failing(cursor, dialect, actor, conn):
+        if actor.user_id == "B":
+            raise RuntimeError("the stamp could not be written")
+        return real(cursor, dialect, actor, conn)
+
+    monkeypatch.setattr(hooks, name, failing)
+    with pytest.raises(DBAPIError, match="needs an acting user"):
+        with engine.connect() as conn:
+            with audit_context(user_id="A"):
+                conn.execute(text("INSERT INTO strict_notes (body) VALUES ('a')"))
+                with audit_context(user_id="B"):
+                    conn.execute(text("INSERT INTO strict_notes (body) VALUES ('b?')"))
+            conn.commit()
