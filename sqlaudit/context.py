@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
-
-import uuid
 
 from .config import _holder
 from .exceptions import SQLAuditUserIdTypeError, SQLAuditUserIdValueError
@@ -38,48 +37,74 @@ class Actor:
 _override: ContextVar[Optional[Actor]] = ContextVar("sqlaudit_actor", default=None)
 
 
+def user_id_text(value: Any, *, from_callback: bool = False) -> Optional[str]:
+    """A user id as the text stored in ``changed_by`` (None: no user).
+
+    One rule on every dialect: ``str``, ``int`` and :class:`uuid.UUID` are stored
+    as their text (``7`` -> ``"7"``, a UUID in its canonical form; subclasses such
+    as ``IntEnum`` or ``str`` enums as their plain value); ``None`` and ``""``
+    mean "no user". Anything else (``bool``, ``float``, ``bytes``...) raises
+    ``TypeError`` naming its type; text no database can store (a NUL character
+    or a lone surrogate) raises ``ValueError``, before anything reaches the
+    database.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = str.__str__(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = int.__repr__(value)
+    elif isinstance(value, uuid.UUID):
+        text = str(value)
+    else:
+        rule = 'a user id must be a str, int or uuid.UUID (None or "" for no user)'
+        if from_callback:
+            raise SQLAuditUserIdTypeError(
+                f"get_user_id_callback returned {type(value).__name__}; {rule}")
+        raise SQLAuditUserIdTypeError(f"user_id: {rule}, got {type(value).__name__}")
+    _check_text(text, "the user id get_user_id_callback returned" if from_callback else "user_id")
+    return text or None
+
+
 #: The longest user id (or reason) stored, in UTF-8 bytes.
 MAX_TEXT_BYTES = 1024 * 1024
 
 
-def _checked_text(name: str, text: str) -> str:
+def _check_text(text: str, name: str) -> None:
+    if len(text) > MAX_TEXT_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+        raise SQLAuditUserIdValueError(
+            f"{name} is longer than 1 MiB in UTF-8; store a shorter identifier")
     if "\0" in text:
-        raise SQLAuditUserIdValueError(
-            f"{name} contains a NUL byte, which no database column can store; "
-            f"remove it (got {text[:40]!r}...)")
-    if len(text) > MAX_TEXT_BYTES // 4 and len(text.encode("utf-8")) > MAX_TEXT_BYTES:
-        raise SQLAuditUserIdValueError(
-            f"{name} is longer than 1 MiB ({len(text.encode('utf-8'))} bytes in UTF-8); "
-            f"store a shorter identifier")
-    return text
+        raise SQLAuditUserIdValueError(f"{name} contains a NUL character (\\x00), which no database "
+                         "stores in text; remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SQLAuditUserIdValueError(f"{name} is not valid Unicode text (a lone surrogate at position "
+                         f"{exc.start}); pass decoded text") from None
 
 
-def _as_text(value: Any) -> Optional[str]:
-    """The one rule for user ids, on every dialect: ``str``, ``int`` or ``uuid.UUID``,
-    stored as ``str(value)``; ``None`` or ``""`` mean "no user"; anything else
-    is a :class:`TypeError`, a NUL byte or more than 1 MiB a :class:`ValueError`."""
+def reason_text(value: Any) -> Optional[str]:
+    """``reason`` as stored: text or None (``""`` is no reason), NUL refused."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise SQLAuditUserIdTypeError(
-            f"user_id must be a str, int or uuid.UUID, got {type(value).__name__} {value!r:.60}; "
-            f"convert it (for example str(user.id)) before passing it to sqlaudit")
-    text = _checked_text("user_id", str(value))
-    return text or None
+    if not isinstance(value, str):
+        raise SQLAuditUserIdTypeError(f"reason must be a str or None, got {type(value).__name__}")
+    _check_text(value, "reason")
+    return str.__str__(value) or None
 
 
 @contextlib.contextmanager
 def audit_context(*, user_id: Any, reason: Optional[str] = None) -> Iterator[Actor]:
     """Attribute the writes inside the block to ``user_id`` (with an optional ``reason``).
 
-    Overrides ``get_user_id_callback``. ``user_id=None`` records the writes
-    without a user. Nesting restores the outer value on exit, errors included.
+    Overrides ``get_user_id_callback``. ``user_id`` is a ``str``, ``int`` or
+    ``uuid.UUID`` (stored as its text); ``None`` or ``""`` records the writes
+    without a user. Any other type raises ``TypeError``, a NUL character
+    ``ValueError``, here, before anything reaches the database. Nesting
+    restores the outer value on exit, errors included.
     """
-    if reason is not None and not isinstance(reason, str):
-        raise TypeError(f"reason must be a str or None, got {type(reason).__name__}")
-    if reason is not None:
-        reason = _checked_text("reason", reason) or None
-    actor = Actor(_as_text(user_id), reason)
+    actor = Actor(user_id_text(user_id), reason_text(reason))
     token = _override.get(), _override.set(actor)
     try:
         yield actor
@@ -97,8 +122,11 @@ def current_actor() -> Actor:
     actor = _override.get()
     if actor is not None:
         return actor
+    return Actor(user_id_text(callback_user_id(), from_callback=True))
+
+
+def callback_user_id() -> Any:
+    """What the configured ``get_user_id_callback`` returns right now (None without one)."""
     config = _holder.config
     callback = config.get_user_id_callback if config is not None else None
-    if callback is None:
-        return Actor(None)
-    return Actor(_as_text(callback()))
+    return None if callback is None else callback()

@@ -15,11 +15,16 @@ stamps it into the transaction:
 
 Because the stamp lives inside the transaction, a rollback takes it away,
 it never reaches another pooled checkout, and other threads never see it.
+Transaction control sent as SQL text (a raw ``COMMIT``, ``ROLLBACK TO
+SAVEPOINT``...) makes the next statement stamp again; a stamp that fails takes
+the transaction's earlier stamp away; on SQLite the context row is deleted
+before every commit the hook sees and when a connection returns to the pool.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from functools import lru_cache
 from contextvars import ContextVar
@@ -27,10 +32,10 @@ from typing import Any, Optional
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.pool import Pool
 
 from . import _templates
-from .context import Actor, context_actor, current_actor
-from .exceptions import SQLAuditUserIdTypeError, SQLAuditUserIdValueError
+from .context import Actor, callback_user_id, context_actor, user_id_text
 from .dialects import sqlite as sqlite_sql
 
 __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
@@ -42,8 +47,17 @@ _TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across 
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
 _STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor_local)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "END", "ABORT", "START")
-_CONTROL_INITIALS = frozenset("BCRSEAbcrsea \t\n\r")
+#: Transaction control sent as SQL text (by SQLAlchemy for savepoints, or by the
+#: application through exec_driver_sql / text()), after any leading comments.
+#: Group 1 is the keyword; group 2 is set for ROLLBACK ... TO (a savepoint),
+#: group 3 for PREPARE TRANSACTION (which ends the transaction).
+_CONTROL_RE = re.compile(
+    r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+    r"(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
+    r"(?:(?<=ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?(\s+TO)\b"
+    r"|(?<=PREPARE)(\s+TRANSACTION)\b)?",
+    re.IGNORECASE | re.DOTALL,
+)
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -219,10 +233,11 @@ def _before_cursor_execute(
 ) -> None:
     if _busy.get():
         return
-    if statement[:1] in _CONTROL_INITIALS and statement.lstrip()[:9].upper().startswith(_CONTROL):
-        # Transaction control needs no user (a savepoint rollback about to run would
-        # undo a stamp made now), but it may end or roll back the one stamped.
-        _transaction_control(conn, cursor, statement)
+    control = _CONTROL_RE.match(statement)
+    if control is not None:
+        # Transaction control needs no user (and a savepoint rollback that is about to
+        # run would undo a stamp made now), but it may end or rewind the stamp.
+        _transaction_control(conn, cursor, control)
         return
     state: Optional[tuple[Actor, bool]] = conn.info.get(_STATE)
     override = context_actor()
@@ -235,29 +250,31 @@ def _before_cursor_execute(
     dialect = conn.dialect
     if dialect.name not in ("postgresql", "sqlite"):
         return
-    head = statement.lstrip()[:9].upper()
-    if dialect.name == "sqlite" and head.startswith(_SQLITE_READS):
-        # On SQLite, reads wait for the first write:
-        # a stamp would open the transaction early and hold a read lock that turns
-        # the later write into an immediate "database is locked".
+    if dialect.name == "sqlite" and statement.lstrip()[:7].upper().startswith(_SQLITE_READS):
+        # On SQLite, reads wait for the first write: a stamp would open the transaction
+        # early and hold a read lock that turns the later write into an immediate
+        # "database is locked".
         return
     if _is_autocommit(conn):
         _warn_autocommit()
+        if dialect.name == "sqlite":
+            _clear_sqlite_context(cursor, conn)  # a context row must never reach this write
         return
     token = _busy.set(True)
     try:
         actor = override if override is not None else _callback_actor()
         stamp = _stamp_postgresql if dialect.name == "postgresql" else _stamp_sqlite
+        conn.info.pop(_STATE, None)
         try:
             stamped = stamp(cursor, dialect, actor, conn)
         except Exception:
-            # Never make the application's statement fail: it runs, unattributed,
-            # and never under the user stamped before (cleared here; if even that
-            # fails, the write fails rather than be credited to the wrong user).
+            # The user in force could not be stamped: take away the previous stamp of
+            # this transaction so the write runs without a user (or fails where a user
+            # is required), never under the previous one; if even that fails, the
+            # application's statement fails with the stamp's error.
+            if not _clear_stamp(cursor, dialect, conn):
+                raise
             log.warning("sqlaudit could not record the acting user", exc_info=True)
-            conn.info.pop(_STATE, None)
-            if state is not None:
-                _clear_stamp(cursor, conn)
             return
         if stamped:
             conn.info[_STATE] = (actor, override is not None)
@@ -265,55 +282,63 @@ def _before_cursor_execute(
         _busy.reset(token)
 
 
-def _transaction_control(conn: Connection, cursor: Any, statement: str) -> None:
-    """Keep the stamp state true to the database when transaction control passes
-    through as SQL (SQLAlchemy's own savepoints, or raw ``COMMIT`` / ``ROLLBACK TO``).
+def _transaction_control(conn: Connection, cursor: Any, control: "re.Match[str]") -> None:
+    """Forget (and on SQLite remove) a stamp that raw transaction control ends or rewinds.
 
-    A raw COMMIT or ROLLBACK ends the transaction-local user: forget the stamp
-    (on SQLite, first delete the context row so a COMMIT cannot make it
-    outlive its transaction). ``ROLLBACK TO`` may restore an earlier user:
-    the next statement stamps again.
+    COMMIT, END, ROLLBACK, ABORT and PREPARE TRANSACTION end the transaction: the
+    next write is in a new one and is stamped again; on SQLite the context row is
+    deleted before a COMMIT or END runs, so it is never committed. ROLLBACK TO a
+    savepoint may undo the stamp: the next write is stamped again, in the same
+    transaction. RELEASE keeps the stamp on PostgreSQL; on SQLite releasing the
+    outermost savepoint commits, so the row is deleted first and the next write is
+    stamped again. BEGIN and START re-stamp too. SAVEPOINT changes nothing.
     """
-    if conn.invalidated:
+    if conn.invalidated or conn.dialect.name not in ("postgresql", "sqlite"):
         return
-    words = statement.split(None, 3)
-    first = words[0].upper()
-    if first == "ROLLBACK" and any(w.upper() == "TO" for w in words[1:3]):
-        conn.info.pop(_STATE, None)
-    elif first in ("COMMIT", "END", "ROLLBACK", "ABORT"):
-        if conn.dialect.name == "sqlite" and first in ("COMMIT", "END"):
-            _clear_sqlite_context(conn)
-        conn.info.pop(_STATE, None)
+    keyword = control.group(1).upper()
+    if keyword == "SAVEPOINT" or (keyword == "PREPARE" and control.group(3) is None):
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite and keyword in ("COMMIT", "END", "RELEASE"):
+        _clear_sqlite_context(cursor, conn)
+    elif not sqlite and keyword == "RELEASE":
+        return
+    conn.info.pop(_STATE, None)
+    if keyword in ("COMMIT", "END", "ABORT", "PREPARE") or (
+            keyword == "ROLLBACK" and control.group(2) is None):
         conn.info.pop(_TXID, None)
 
 
-def _clear_sqlite_context(conn: Connection) -> None:
-    if _STAMP_TRIGGER not in conn.info:
-        return  # this connection never made its context objects
+def _clear_stamp(cursor: Any, dialect: Dialect, conn: Connection) -> bool:
+    """Take this transaction's stamp away; False if that failed too."""
     try:
-        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
+        if dialect.name == "postgresql":
+            _execute(cursor, dialect, _sql("postgresql", "set_actor"), {"user_id": "", "reason": ""})
+        else:
+            _clear_sqlite_context(cursor, conn)
     except Exception:
-        log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
+        log.debug("sqlaudit could not clear the stamp after a failed stamp", exc_info=True)
+        return False
+    return True
 
 
-def _clear_stamp(cursor: Any, conn: Connection) -> None:
-    """After a failed stamp: take the previous user out of the transaction."""
-    if conn.dialect.name == "sqlite":
-        if _STAMP_TRIGGER in conn.info:
-            cursor.execute(_sql("sqlite", "clear_actor"))
-    else:
-        _execute(cursor, conn.dialect, _sql("postgresql", "set_actor"), {"user_id": "", "reason": ""})
+def _clear_sqlite_context(cursor: Any, conn: Connection) -> None:
+    """Delete the context row of this SQLite connection, if it has the TEMP objects."""
+    if conn.info.get(_STAMP_TRIGGER):
+        cursor.execute(_sql("sqlite", "clear_actor"))
 
 
 def _callback_actor() -> Actor:
+    """The callback's user. A callback that raises records the change without a user
+    (logged); one that returns a value that is not a user id fails the write
+    (TypeError or ValueError, raised here)."""
     try:
-        return current_actor()
-    except (SQLAuditUserIdTypeError, SQLAuditUserIdValueError):
-        raise  # the callback returned an id no write may be credited to: the write fails
+        value = callback_user_id()
     except Exception:
         log.error("get_user_id_callback raised; recording the change without a user",
                   exc_info=True)
         return Actor(None)
+    return Actor(user_id_text(value, from_callback=True))
 
 
 def _warn_autocommit() -> None:
@@ -368,12 +393,42 @@ def _begin(conn: Connection) -> None:
 def _commit(conn: Connection) -> None:
     if conn.invalidated:
         return
-    conn.info.pop(_TXID, None)
     conn.info.pop(_STATE, None)
-    if conn.dialect.name == "sqlite":
-        # Always, not only when this transaction stamped: a savepoint rolled back
-        # after a user switch can restore an earlier context row.
-        _clear_sqlite_context(conn)
+    # _TXID is set by every stamp of this transaction, and kept when a savepoint
+    # rollback undid the latest one: the row may be there even without _STATE
+    stamped = conn.info.pop(_TXID, None) is not None
+    if not stamped or conn.dialect.name != "sqlite" or not conn.info.get(_STAMP_TRIGGER):
+        return
+    try:
+        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
+    except Exception:
+        log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
+
+
+def _checkin(dbapi_connection: Any, record: Any) -> None:
+    """A SQLite connection goes back to the pool without a context row.
+
+    Every path sqlaudit sees deletes the row before its transaction commits; this
+    catches a commit made behind SQLAlchemy's back (the DBAPI connection's own
+    ``commit()``), so the next AUTOCOMMIT or ``raw_connection()`` write on this
+    connection cannot be credited to the user of an earlier transaction. A
+    connection whose row cannot be removed is discarded from the pool.
+    """
+    if dbapi_connection is None or not record.info.get(_STAMP_TRIGGER):
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_sql("sqlite", "has_actor"))
+            if cursor.fetchone() is not None:
+                cursor.execute(_sql("sqlite", "clear_actor"))
+                dbapi_connection.commit()
+        finally:
+            cursor.close()
+    except Exception:
+        log.warning("sqlaudit could not clear the SQLite user context; discarding the "
+                    "connection", exc_info=True)
+        record.invalidate()
 
 
 _LISTENERS = (
@@ -383,6 +438,7 @@ _LISTENERS = (
     ("rollback", _reset),
     ("rollback_savepoint", _reset_savepoint),
 )
+_POOL_LISTENERS = (("checkin", _checkin),)
 
 
 def register_hooks() -> None:
@@ -394,6 +450,9 @@ def register_hooks() -> None:
     for name, fn in _LISTENERS:
         if not event.contains(Engine, name, fn):
             event.listen(Engine, name, fn)
+    for name, fn in _POOL_LISTENERS:
+        if not event.contains(Pool, name, fn):
+            event.listen(Pool, name, fn)
     log.debug("sqlaudit hooks registered")
 
 
@@ -402,6 +461,9 @@ def unregister_hooks() -> None:
     for name, fn in _LISTENERS:
         if event.contains(Engine, name, fn):
             event.remove(Engine, name, fn)
+    for name, fn in _POOL_LISTENERS:
+        if event.contains(Pool, name, fn):
+            event.remove(Pool, name, fn)
 
 
 def hooks_registered() -> bool:

@@ -457,3 +457,20 @@ def test_callback_that_raises_does_not_fail_the_write(engine, Note, caplog) -> N
     logged = [(r.levelname, r.message) for r in caplog.records if r.name == "sqlaudit"]
     assert logged == [("ERROR", "get_user_id_callback raised; recording the change without a user")]
     assert authors(Note, engine) == [("still written", None)]
+
+
+def test_user_id_with_a_nul_byte_is_refused_before_it_reaches_the_database(engine, Note) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite could, but one rule holds on every
+    dialect): audit_context refuses it with ValueError before any statement runs, so
+    nothing is written or recorded under a guessed user, and the next transaction is
+    stamped as usual."""
+    register_hooks()
+    with Session(engine) as s:
+        with pytest.raises(ValueError, match="NUL"), audit_context(user_id="a\x00b"):
+            add(s, Note, "never written")
+        s.rollback()
+    assert log_rows(Note, engine) == 0
+    with Session(engine) as s, audit_context(user_id="next"):
+        add(s, Note, "next transaction")
+        s.commit()
+    assert authors(Note, engine) == [("next transaction", "next")]

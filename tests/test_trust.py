@@ -372,7 +372,7 @@ def test_str_int_and_uuid_user_ids_are_stored_as_text(engine, models, user_id, s
 
 @pytest.mark.parametrize("user_id", [True, 1.5, b"alice", ["a"], object()])
 def test_other_user_id_types_are_refused_by_audit_context(user_id) -> None:
-    with pytest.raises(TypeError, match=f"user_id must be a str, int or uuid.UUID, got {type(user_id).__name__}"):
+    with pytest.raises(TypeError, match=f"must be a str, int or uuid.UUID .*got {type(user_id).__name__}"):
         with audit_context(user_id=user_id):
             pass
 
@@ -383,7 +383,7 @@ def test_a_callback_returning_another_type_fails_the_write(engine, models) -> No
     before = _log_count(engine)
     set_config(SQLAuditConfig(get_user_id_callback=lambda: 4.5))
     try:
-        with pytest.raises(TypeError, match="got float"):
+        with pytest.raises(TypeError, match="get_user_id_callback returned float"):
             _customer_writes(engine, Customer, "B")
     finally:
         clear_config()
@@ -393,7 +393,7 @@ def test_a_callback_returning_another_type_fails_the_write(engine, models) -> No
 @pytest.mark.parametrize("field", ["user_id", "reason"])
 def test_a_nul_byte_is_refused_before_reaching_the_database(field) -> None:
     kwargs = {"user_id": "a", field: "a\x00b"}
-    with pytest.raises(ValueError, match=f"{field} contains a NUL byte"):
+    with pytest.raises(ValueError, match=f"{field} contains a NUL character"):
         with audit_context(**kwargs):
             pass
 
