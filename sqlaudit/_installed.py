@@ -52,9 +52,17 @@ class InstalledTriggers:
         return first if all(fp == first for fp in self.fingerprints) else None
 
 
+#: The first schema of search_path that exists and is not the session's TEMP schema
+#: (``current_schema()`` returns pg_temp_N when search_path names pg_temp first).
+FIRST_SCHEMA = (
+    "SELECT s.name FROM unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS s(name, n) "
+    "WHERE s.name NOT LIKE 'pg\\_temp\\_%' ORDER BY s.n LIMIT 1"
+)
+
+
 def default_schema(connection: Connection) -> Optional[str]:
     if connection.dialect.name == "postgresql":
-        return str(connection.execute(text("SELECT pg_catalog.current_schema()")).scalar())
+        return str(connection.execute(text(FIRST_SCHEMA)).scalar())
     return None
 
 

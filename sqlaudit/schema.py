@@ -109,11 +109,14 @@ def user_prefix(column: Any) -> Any:
 def log_schema(connection: Any) -> Optional[str]:
     """The schema an unqualified ``sqlaudit_log`` means on ``connection``, named
     explicitly so that no TEMP table can stand in for it: PostgreSQL's
-    ``current_schema()`` (the first schema of search_path, never pg_temp),
+    first schema of search_path that is not pg_temp,
     SQLite's ``main``."""
     if connection.dialect.name == "sqlite":
         return "main"
-    schema = connection.exec_driver_sql("SELECT pg_catalog.current_schema()").scalar()
+    from ._installed import FIRST_SCHEMA
+    from sqlalchemy import text
+
+    schema = connection.execute(text(FIRST_SCHEMA)).scalar()
     return str(schema) if schema is not None else None
 
 

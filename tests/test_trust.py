@@ -873,3 +873,32 @@ def test_a_failed_user_switch_on_a_fail_closed_table_refuses_the_write(
                 with audit_context(user_id="B"):
                     conn.execute(text("INSERT INTO strict_notes (body) VALUES ('b?')"))
             conn.commit()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_search_path_naming_pg_temp_first_does_not_redirect_readers(engine, models) -> None:
+    """current_schema() would be pg_temp_N here; the log is read from the first real schema."""
+    _, Customer = models
+    with Session(engine) as s:
+        _fake_temp_log(s.connection())
+        s.execute(text(f'SET search_path = pg_temp, "{engine.info_schema}"'))
+        records = changes(Customer, s)
+    assert [(r.new_value, r.changed_by) for r in records if r.field_name == "name"] == [("Ann", None)]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_a_temp_table_in_the_writers_session_never_captures_its_audit_rows(engine, models) -> None:
+    """The TEMP stamp trigger cannot name main in its INSERT (SQLite forbids it), so with a
+    TEMP sqlaudit_log in the writing connection it stands aside: the change reaches the
+    real log, without a user, instead of disappearing into the TEMP table."""
+    _, Customer = models
+    register_hooks()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE sqlaudit_log AS SELECT * FROM main.sqlaudit_log WHERE 0"))
+        with audit_context(user_id="w"):
+            conn.execute(text("UPDATE customers SET name = 'not captured'"))
+        captured = conn.execute(text("SELECT count(*) FROM temp.sqlaudit_log")).scalar()
+        conn.execute(text("DROP TABLE temp.sqlaudit_log"))
+    with Session(engine) as s:
+        last = changes(Customer, s)[-1]
+    assert (captured, last.new_value, last.changed_by) == (0, "not captured", None)

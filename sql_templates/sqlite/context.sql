@@ -16,6 +16,10 @@ CREATE TEMP TABLE IF NOT EXISTS sqlaudit_context (
 -- sqlaudit:statement
 CREATE TEMP TRIGGER {{ stamp_trigger }} BEFORE INSERT ON main.{{ audit_table }}
 WHEN NEW.transaction_id IS NULL AND EXISTS (SELECT 1 FROM temp.sqlaudit_context)
+    -- The INSERT below cannot name main (SQLite forbids qualified names there), so a
+    -- TEMP sqlaudit_log of this connection would capture it: then do not stamp, and
+    -- the row goes to the real log without a user (refused where fail-closed).
+    AND NOT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = 'sqlaudit_log')
 BEGIN
     -- VALUES with one scalar subquery per context column: about half the cost
     -- of INSERT ... SELECT FROM the context (ad-hoc A/B on 20,000-row
