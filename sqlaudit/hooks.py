@@ -58,6 +58,8 @@ _CONTROL_RE = re.compile(
     r"|(?<=PREPARE)(\s+TRANSACTION)\b)?",
     re.IGNORECASE | re.DOTALL,
 )
+#: First characters a statement matched by _CONTROL_RE can start with.
+_CONTROL_START = frozenset("BSCERAPbscerap/- \t\r\n")
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -233,7 +235,8 @@ def _before_cursor_execute(
 ) -> None:
     if _busy.get():
         return
-    control = _CONTROL_RE.match(statement)
+    # the first character rules out most statements before the regex runs (hot path)
+    control = _CONTROL_RE.match(statement) if statement[:1] in _CONTROL_START else None
     if control is not None:
         # Transaction control needs no user (and a savepoint rollback that is about to
         # run would undo a stamp made now), but it may end or rewind the stamp.

@@ -31,21 +31,12 @@ from sqlaudit.config import SQLAuditConfig, clear_config, set_config
 from sqlaudit.retrieval import get_resource_changes
 from sqlaudit.schema import audit_table
 
+from test_actor import note_model
+from test_retrieval import plan_of_retrieval
+
 #: A user id whose stamp fails inside an open transaction while the application's own
 #: statements still run (see engine_where_stamping_fails).
 UNSTAMPABLE = "Ж" * 60_000
-
-
-def note_model(Base: Any) -> type:
-    """One audited field, so every insert is exactly one change record."""
-
-    @track_table(tracked_fields=["title"])
-    class Note(Base):
-        __tablename__ = "notes"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        title: Mapped[str] = mapped_column(String(100), unique=True)
-
-    return Note
 
 
 @pytest.fixture
@@ -438,31 +429,6 @@ def test_user_id_of_any_length_up_to_1_mb_is_recorded_exactly_and_found(
         assert [(r.new_value, r.changed_by == twin) for r in found] == [("by 1", True)]
 
 
-def plan_of(engine: Any, Note: type, **filters: Any) -> str:
-    """The plan of the statement get_resource_changes sends (sequential scans off on
-    PostgreSQL, so that a tiny table cannot hide an index the query cannot use)."""
-    sent: list[tuple[str, Any]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
-        if "sqlaudit_log" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        with Session(engine) as s:
-            assert get_resource_changes(Note, session=s, **filters)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    statement, parameters = sent[-1]
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET enable_seqscan = off")
-            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
-        else:
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
-    return "\n".join(str(r[-1]) for r in rows)
-
-
 @pytest.mark.parametrize("filters", [{}, {"limit": 5}], ids=["all", "latest-5"])
 @pytest.mark.parametrize("length", [5, 5_000])
 def test_a_users_latest_changes_are_read_through_the_user_index(engine, Note, filters,
@@ -472,7 +438,7 @@ def test_a_users_latest_changes_are_read_through_the_user_index(engine, Note, fi
         with Session(engine) as s, audit_context(user_id=by):
             s.add(Note(id=n, title=f"by {n}"))
             s.commit()
-    plan = plan_of(engine, Note, filter_user_ids=user, **filters)
+    plan = plan_of_retrieval(engine, Note, {"filter_user_ids": user, **filters})
     assert "ix_sqlaudit_log_user" in plan, plan
 
 

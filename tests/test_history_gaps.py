@@ -3,14 +3,14 @@ deletes made with the triggers switched off on PostgreSQL)."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from sqlalchemy import String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sqlaudit.decorators import track_table
 from sqlaudit.integrity import HistoryGap, find_history_gaps
+
+from test_write_paths import _foreign_execute
 
 
 def _model(Base, replace_column: bool = False):
@@ -26,13 +26,7 @@ def _model(Base, replace_column: bool = False):
 
 def _foreign(engine, *statements: str) -> None:
     """Another program's connection (plain sqlite3: no sqlaudit hooks, default pragmas)."""
-    conn = sqlite3.connect(engine.url.database)
-    try:
-        for sql in statements:
-            conn.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
+    _foreign_execute(engine, list(statements))
 
 
 def _gaps(engine) -> list[tuple[str, str]]:

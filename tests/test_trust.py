@@ -523,22 +523,26 @@ def test_no_user_survives_a_rolled_back_savepoint_into_later_autocommit_writes(
     assert _note_authors(engine, Note) == [("a", "A"), ("nobody", None), ("raw, nobody", None)]
 
 
-def test_a_failed_user_switch_never_leaves_the_previous_user(pooled_note, monkeypatch) -> None:
-    """If stamping a new user fails mid-transaction, the old user is cleared: the next
-    write is recorded without a user (or refused when fail-closed), never as the old one."""
+def _stamping_fails_for(user_id: str, engine, monkeypatch) -> None:
+    """Fault injection: stamping ``user_id`` into a transaction raises (the database stays real)."""
     from sqlaudit import hooks
 
-    engine, Note = pooled_note
-    stamps = {"postgresql": "_stamp_postgresql", "sqlite": "_stamp_sqlite"}
-    name = stamps[engine.dialect.name]
+    name = {"postgresql": "_stamp_postgresql", "sqlite": "_stamp_sqlite"}[engine.dialect.name]
     real = getattr(hooks, name)
 
     def failing(cursor, dialect, actor, conn):
-        if actor.user_id == "B":
+        if actor.user_id == user_id:
             raise RuntimeError("the stamp could not be written")
         return real(cursor, dialect, actor, conn)
 
     monkeypatch.setattr(hooks, name, failing)
+
+
+def test_a_failed_user_switch_never_leaves_the_previous_user(pooled_note, monkeypatch) -> None:
+    """If stamping a new user fails mid-transaction, the old user is cleared: the next
+    write is recorded without a user (or refused when fail-closed), never as the old one."""
+    engine, Note = pooled_note
+    _stamping_fails_for("B", engine, monkeypatch)
     with engine.connect() as conn:
         with audit_context(user_id="A"):
             conn.execute(text("INSERT INTO notes (body) VALUES ('a')"))
@@ -851,21 +855,11 @@ def test_a_failed_user_switch_on_a_fail_closed_table_refuses_the_write(
         make_engine, Base, monkeypatch) -> None:
     """Fail-closed: with the previous user cleared, the write has no user and is refused,
     never credited to the previous one."""
-    from sqlaudit import hooks
-
     engine = make_engine(pool_size=1, max_overflow=0)
     _strict_and_lax(Base)
     Base.metadata.create_all(engine)
     register_hooks()
-    name = {"postgresql": "_stamp_postgresql", "sqlite": "_stamp_sqlite"}[engine.dialect.name]
-    real = getattr(hooks, name)
-
-    def failing(cursor, dialect, actor, conn):
-        if actor.user_id == "B":
-            raise RuntimeError("the stamp could not be written")
-        return real(cursor, dialect, actor, conn)
-
-    monkeypatch.setattr(hooks, name, failing)
+    _stamping_fails_for("B", engine, monkeypatch)
     with pytest.raises(DBAPIError, match="needs an acting user"):
         with engine.connect() as conn:
             with audit_context(user_id="A"):
