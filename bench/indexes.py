@@ -61,6 +61,7 @@ PGA_PYTHON = HERE / ".venvs" / "postgresql-audit" / "bin" / "python"
 TABLE = "items_sqlaudit"  # the table name the generated audit records use for our table
 RESOURCE_INDEX = "ix_sqlaudit_log_resource"
 USER_INDEX = "ix_sqlaudit_log_user"
+TRANSACTION_INDEX = "ix_sqlaudit_log_transaction"
 
 HASH_INDEX = "ix_bench_resource_hash"
 
@@ -69,10 +70,12 @@ VARIANTS: Dict[str, "tuple[str, tuple[str, ...], tuple[str, ...]]"] = {
     "shipped": ("sqlaudit as shipped", (), ()),
     "no_user_index": ("without the user index", (USER_INDEX,), ()),
     "no_resource_index": ("without the resource index", (RESOURCE_INDEX,), ()),
-    "no_read_indexes": ("without both read indexes", (RESOURCE_INDEX, USER_INDEX), ()),
+    "no_transaction_index": ("without the transaction index", (TRANSACTION_INDEX,), ()),
+    "no_read_indexes": ("without the three read indexes",
+                        (RESOURCE_INDEX, USER_INDEX, TRANSACTION_INDEX), ()),
     "hash_resource_only": (
-        "a hash index on resource_id instead of both read indexes",
-        (RESOURCE_INDEX, USER_INDEX),
+        "a hash index on resource_id instead of the three read indexes",
+        (RESOURCE_INDEX, USER_INDEX, TRANSACTION_INDEX),
         (f"CREATE INDEX {HASH_INDEX} ON sqlaudit_log USING hash (resource_id)",)),
 }
 WORKLOADS = ("bulk_insert", "bulk_update", "bulk_delete")

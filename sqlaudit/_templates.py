@@ -17,7 +17,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _SEPARATOR = re.compile(r"^--\s*sqlaudit:statement\s*$", re.MULTILINE)
 
 #: Bumped whenever a template changes what it installs (used by drift detection).
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 
 
 def _template_root() -> Path:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import DropTable, ExecutableDDLElement
+from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
@@ -158,6 +158,28 @@ def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) 
         *module.protect_statements(spec.table.metadata, dialect, schema),
         *module.install_statements(spec, dialect, schema),
     ]
+
+
+def upgrade_audit_table(connection: Connection, log_table: Table) -> None:
+    """SQLite: add the columns and index ``sqlaudit_log`` gained since it was created
+    (PostgreSQL's install SQL does this itself, so offline scripts do it too)."""
+    if connection.dialect.name != "sqlite":
+        return
+    from .schema import LATER_COLUMNS
+
+    prep = connection.dialect.identifier_preparer
+    existing = {row[1] for row in connection.exec_driver_sql(
+        "SELECT 1, name FROM pragma_table_info('sqlaudit_log', 'main')")}
+    if not existing:
+        return
+    for name in LATER_COLUMNS:
+        if name not in existing:
+            column = log_table.c[name]
+            connection.exec_driver_sql(
+                f"ALTER TABLE main.{prep.quote(AUDIT_TABLE_NAME)} ADD COLUMN {prep.quote(name)} "
+                f"{column.type.compile(connection.dialect)}")
+    for index in log_table.indexes:
+        connection.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _protect(connection: Connection, metadata: MetaData) -> None:
@@ -330,6 +352,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
     def work(connection: Connection) -> None:
         for metadata in {t.metadata for t in tables}:
             audit_table(metadata).create(connection, checkfirst=True)
+            upgrade_audit_table(connection, audit_table(metadata))
         schema = default_schema(connection)
         for table in tables:
             if not sa_inspect(connection).has_table(table.name, schema=table.schema):

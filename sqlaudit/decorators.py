@@ -14,7 +14,7 @@ from sqlalchemy import Column
 
 from . import ddl
 from .schema import audit_table
-from .spec import INFO_KEY, check_require_user, mapper_of
+from .spec import INFO_KEY, check_require_user, mapper_of, register_model
 
 __all__ = ["track_table"]
 
@@ -150,6 +150,7 @@ def track_table(
         }
         audit_table(table.metadata)
         ddl.attach_to_table(table)
+        register_model(cls)
         log.debug("tracking %s: %s", table.fullname, [c.name for c in columns])
         return cls
 

@@ -50,3 +50,22 @@ class SQLAuditUserIdValueError(SQLAuditError, ValueError):
 class SQLAuditUnsafeKeyError(SQLAuditError, ValueError):
     """The column that identifies a tracked table's rows (``resource_id_field``) is not
     unique, so changes could not be told apart row by row."""
+
+
+class SQLAuditContextError(SQLAuditError, TypeError):
+    """``audit_context(context=...)`` is not a JSON-serialisable dict with str keys."""
+
+
+class SQLAuditRevertError(SQLAuditError):
+    """A change cannot be undone: for example a deleted row cannot be re-inserted
+    because a NOT NULL column without a default was not tracked."""
+
+
+class SQLAuditRevertConflict(SQLAuditRevertError):
+    """``revert_transaction(..., on_conflict="raise")``: later changes touched the
+    same fields of the same rows. ``conflicts`` lists the records that would be
+    overwritten (the reverted transaction's changes); nothing was changed."""
+
+    def __init__(self, message: str, conflicts: "list[object]") -> None:
+        super().__init__(message)
+        self.conflicts = conflicts

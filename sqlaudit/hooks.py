@@ -91,7 +91,8 @@ def _execute(cursor: Any, dialect: Dialect, sql: str, params: dict[str, Any]) ->
 
 
 def _stamp_postgresql(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
-    params = {"user_id": actor.user_id or "", "reason": actor.reason or ""}
+    params = {"user_id": actor.user_id or "", "reason": actor.reason or "",
+              "context": actor.context or ""}
     if dialect.driver == "psycopg" and _stamp_with_begin(conn, params):
         return True
     _execute(cursor, dialect, _sql("postgresql", "set_actor"), params)
@@ -126,7 +127,7 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
         or hasattr(driver_conn, "__aenter__")
     ):
         return False
-    key = (params["user_id"], params["reason"], driver_conn.info.encoding)
+    key = (params["user_id"], params["reason"], params["context"], driver_conn.info.encoding)
     cached = conn.info.get(_STAMP_COMMAND)
     if cached is not None and cached[0] == key:
         command = cached[1]
@@ -155,7 +156,8 @@ def _set_actor_local() -> str:
     """set_actor_local.sql as one message, with NUL-delimited markers for the values
     (rendered once: the hook fills it in whenever a connection's user changes)."""
     return "; ".join(_templates.render(
-        "postgresql", "set_actor_local", user_id="\0user_id\0", reason="\0reason\0"))
+        "postgresql", "set_actor_local", user_id="\0user_id\0", reason="\0reason\0",
+        context="\0context\0"))
 
 
 def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
@@ -168,7 +170,8 @@ def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection)
     txid = conn.info.get(_TXID)
     if txid is None:
         txid = conn.info[_TXID] = secrets.randbits(62)
-    params = {"user_id": actor.user_id, "reason": actor.reason, "transaction_id": txid,
+    params = {"user_id": actor.user_id, "reason": actor.reason, "context": actor.context,
+              "transaction_id": txid,
               "stamp_trigger": conn.info.get(_STAMP_TRIGGER, "")}
     if not getattr(conn.connection.dbapi_connection, "in_transaction", True):
         # Outside a transaction a read of the main schema version holds no lock.
@@ -199,7 +202,9 @@ def _create_sqlite_context(cursor: Any, conn: Connection) -> bool:
     """(Re)create the TEMP context objects; False when the audit table is missing."""
     old = conn.info.get(_STAMP_TRIGGER) or "sqlaudit_stamp"
     new = f"sqlaudit_stamp_{secrets.token_hex(4)}"
-    for sql in sqlite_sql.context_statements(new, old):
+    cursor.execute("SELECT 1 FROM pragma_table_info('sqlaudit_log', 'main') WHERE name = 'context'")
+    with_context = cursor.fetchone() is not None
+    for sql in sqlite_sql.context_statements(new, old, with_context):
         try:
             cursor.execute(sql)
         except Exception as exc:
@@ -242,14 +247,10 @@ def _before_cursor_execute(
         # run would undo a stamp made now), but it may end or rewind the stamp.
         _transaction_control(conn, cursor, control)
         return
-    state: Optional[tuple[Actor, bool]] = conn.info.get(_STATE)
+    state: Optional[tuple[Actor, Optional[Actor]]] = conn.info.get(_STATE)
     override = context_actor()
-    if state is not None:
-        stamped, from_context = state
-        if override is None and not from_context:
-            return
-        if override is not None and override == stamped:
-            return
+    if state is not None and override == state[1]:
+        return  # stamped for this transaction under the same audit_context (or none)
     dialect = conn.dialect
     if dialect.name not in ("postgresql", "sqlite"):
         return
@@ -265,7 +266,7 @@ def _before_cursor_execute(
         return
     token = _busy.set(True)
     try:
-        actor = override if override is not None else _callback_actor()
+        actor = _resolve(override)
         stamp = _stamp_postgresql if dialect.name == "postgresql" else _stamp_sqlite
         conn.info.pop(_STATE, None)
         try:
@@ -280,7 +281,7 @@ def _before_cursor_execute(
             log.warning("sqlaudit could not record the acting user", exc_info=True)
             return
         if stamped:
-            conn.info[_STATE] = (actor, override is not None)
+            conn.info[_STATE] = (actor, override)
     finally:
         _busy.reset(token)
 
@@ -316,7 +317,8 @@ def _clear_stamp(cursor: Any, dialect: Dialect, conn: Connection) -> bool:
     """Take this transaction's stamp away; False if that failed too."""
     try:
         if dialect.name == "postgresql":
-            _execute(cursor, dialect, _sql("postgresql", "set_actor"), {"user_id": "", "reason": ""})
+            _execute(cursor, dialect, _sql("postgresql", "set_actor"),
+                     {"user_id": "", "reason": "", "context": ""})
         else:
             _clear_sqlite_context(cursor, conn)
     except Exception:
@@ -331,7 +333,18 @@ def _clear_sqlite_context(cursor: Any, conn: Connection) -> None:
         cursor.execute(_sql("sqlite", "clear_actor"))
 
 
-def _callback_actor() -> Actor:
+def _resolve(override: Optional[Actor]) -> Actor:
+    """The actor to stamp: the ``audit_context``'s, with the callback's user when the
+    context names none."""
+    if override is not None and not override.inherits_user:
+        return override
+    user = _callback_user()
+    if override is None:
+        return Actor(user)
+    return Actor(user, override.reason, override.context)
+
+
+def _callback_user() -> Optional[str]:
     """The callback's user. A callback that raises records the change without a user
     (logged); one that returns a value that is not a user id fails the write
     (TypeError or ValueError, raised here)."""
@@ -340,8 +353,8 @@ def _callback_actor() -> Actor:
     except Exception:
         log.error("get_user_id_callback raised; recording the change without a user",
                   exc_info=True)
-        return Actor(None)
-    return Actor(user_id_text(value, from_callback=True))
+        return None
+    return user_id_text(value, from_callback=True)
 
 
 def _warn_autocommit() -> None:
@@ -382,8 +395,9 @@ def _begin(conn: Connection) -> None:
     try:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            if _stamp_postgresql(cursor, conn.dialect, override, conn):
-                conn.info[_STATE] = (override, True)
+            actor = _resolve(override)
+            if _stamp_postgresql(cursor, conn.dialect, actor, conn):
+                conn.info[_STATE] = (actor, override)
         finally:
             cursor.close()
     except Exception:

@@ -7,16 +7,21 @@ back to the Python values (and types) the ORM reads for that column.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import enum
 import inspect as pyinspect
 import json
+import math
 import uuid
+from decimal import Decimal
 from functools import lru_cache
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, fields as dataclass_fields
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Integer,
@@ -49,7 +54,8 @@ from .exceptions import SQLAuditTableNotInDatabaseError
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
-__all__ = ["SQLAuditRecord", "get_resource_changes", "ResourceIdType"]
+__all__ = ["AuditTransaction", "ResourceIdType", "SQLAuditRecord", "get_changes",
+           "get_resource_changes", "get_transactions"]
 
 ResourceIdType = Union[str, int, uuid.UUID]
 _SORT_KEYS = ("timestamp", "resource_id", "field_name", "changed_by", "operation",
@@ -78,6 +84,43 @@ class SQLAuditRecord:
     transaction_id: Optional[int]
     reason: Optional[str] = None
     db_role: Optional[str] = None
+    #: the ``audit_context(context=...)`` dict of the change (None without one)
+    context: Optional[dict[str, Any]] = None
+    #: PostgreSQL: the writing session's ``application_name`` and client address
+    application_name: Optional[str] = None
+    client_addr: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-safe values: datetimes, dates and times in ISO 8601,
+        Decimals and UUIDs as strings, bytes in base64, sets as lists (what a web
+        framework can return as is)."""
+        return {name: json_safe(getattr(self, name)) for name in _RECORD_FIELDS}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every part a JSON type (see :meth:`SQLAuditRecord.to_dict`)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclass_fields(SQLAuditRecord))
 
 
 # ---------------------------------------------------------------- arguments
@@ -137,6 +180,24 @@ def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
     if value.tzinfo is None:
         value = value.replace(tzinfo=display_zone())
     return value.astimezone(timezone.utc)
+
+
+def transaction_list(value: Any) -> Optional[list[int]]:
+    """Transaction id filter values: ints (a scalar or a list)."""
+    values = _as_list(value)
+    for v in values or []:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"transaction ids must be int, got {type(v).__name__} {v!r}")
+    return values
+
+
+def check_sync_session(session: Any, name: str) -> None:
+    """Point asyncio users to :mod:`sqlaudit.asyncio` instead of failing obscurely."""
+    kind = type(session).__name__
+    if kind in ("AsyncSession", "AsyncConnection", "async_scoped_session"):
+        raise TypeError(
+            f"{name}() takes a Session or Connection, got an {kind}; use "
+            f"sqlaudit.asyncio.{name}() (same arguments, awaited) instead")
 
 
 def _check_paging(limit: Optional[int], offset: Optional[int]) -> None:
@@ -208,6 +269,7 @@ def get_resource_changes(
     offset: Optional[int] = None,
     sort_by: str = "timestamp",
     sort_direction: str = "desc",
+    filter_transaction_ids: Optional[Union[int, Sequence[int]]] = None,
 ) -> list[SQLAuditRecord]:
     """Changes recorded for ``model_class``, one record per changed field.
 
@@ -225,7 +287,9 @@ def get_resource_changes(
             ``changed_by``, ``operation``, ``transaction_id``.
         sort_direction: ``"asc"`` or ``"desc"``. Ties break by the order in which
             the changes happened, so pages never skip or repeat a record.
+        filter_transaction_ids: transaction id(s) to keep (``record.transaction_id``).
     """
+    check_sync_session(session, "get_resource_changes")
     if session is not None and not isinstance(session, (Session, Connection)):
         if isinstance(filter_resource_ids, (Session, Connection)):  # 0.3 positional order
             session, filter_resource_ids = filter_resource_ids, session
@@ -254,7 +318,8 @@ def get_resource_changes(
         raise ValueError(f"filter_date_range start {start} is after end {end}")
     resource_ids = _as_list(filter_resource_ids, keys=True)
     user_ids = _as_list(filter_user_ids)
-    if limit == 0 or resource_ids == [] or user_ids == [] or fields == []:
+    transaction_ids = transaction_list(filter_transaction_ids)
+    if limit == 0 or [] in (resource_ids, user_ids, fields, transaction_ids):
         return []
 
     with _session_scope(session) as reader:
@@ -292,8 +357,11 @@ def get_resource_changes(
             params["limit"] = limit
         if offset is not None:
             params["offset"] = offset
+        if transaction_ids is not None:
+            params["transactions"] = transaction_ids
         shape = (has_ids, composite, fields is not None, user_ids is not None,
-                 start is not None, end is not None, limit is not None, offset is not None)
+                 start is not None, end is not None, limit is not None, offset is not None,
+                 transaction_ids is not None)
         per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
         options = {}
@@ -445,7 +513,8 @@ def _json_exact(col: Column[Any], dialect: Dialect) -> bool:
 
 def _row_columns(log: Any) -> list[ColumnElement[Any]]:
     return [log.c.id, log.c.resource_id, log.c.operation, log.c.changed_at, log.c.changed_by,
-            log.c.transaction_id, log.c.reason, log.c.db_role]
+            log.c.transaction_id, log.c.reason, log.c.db_role, log.c.context,
+            log.c.application_name, log.c.client_addr]
 
 
 def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
@@ -490,6 +559,9 @@ def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[C
         conditions.append(log.c.changed_at >= bindparam("start", type_=log.c.changed_at.type))
     if has_end:
         conditions.append(log.c.changed_at <= bindparam("end", type_=log.c.changed_at.type))
+    if len(shape) > 8 and shape[8]:
+        conditions.append(log.c.transaction_id.in_(
+            bindparam("transactions", expanding=True, type_=BigInteger())))
     return conditions
 
 
@@ -523,7 +595,8 @@ def _missing_table(exc: DBAPIError) -> bool:
 
 
 _ROW_FIELDS = ("id", "resource_id", "operation", "changed_at", "changed_by", "transaction_id",
-               "reason", "db_role", "old_raw", "new_raw")
+               "reason", "db_role", "old_raw", "new_raw", "context", "application_name",
+               "client_addr")
 
 
 def _record(shared: dict[str, Any], field_name: str, old: Any, new: Any) -> SQLAuditRecord:
@@ -563,8 +636,12 @@ class _Rows:
     def shared(self, row: Any) -> dict[str, Any]:
         """The fields of the records of ``row``'s audit row, except the three of each field."""
         (_, i_resource, i_operation, i_changed_at, i_changed_by, i_transaction, i_reason,
-         i_role, _, _) = self.index
+         i_role, _, _, i_context, i_application, i_client) = self.index
         return {
+            "_audit_id": row[self.index[0]],  # not a field: groups records by audit row
+            "context": row[i_context],
+            "application_name": row[i_application],
+            "client_addr": row[i_client],
             "table_name": self.spec.name,
             "table_label": self.spec.label,
             "resource_id": row[i_resource],
@@ -673,3 +750,7 @@ def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Calla
     a short history read)."""
     return {c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
             for c in table.columns}
+
+
+# Reads across tables and of past states live in their own modules; this is their home.
+from ._history import AuditTransaction, get_changes, get_transactions  # noqa: E402

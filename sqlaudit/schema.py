@@ -59,6 +59,10 @@ def audit_table(metadata: MetaData) -> Table:
         transaction_id: the database transaction (PostgreSQL xid; on SQLite an id
             stamped by sqlaudit's connections, NULL for foreign connections).
         reason: optional free text from ``audit_context(reason=...)``.
+        context: optional JSON object from ``audit_context(context=...)`` (or the
+            ``sqlaudit.context`` setting on PostgreSQL): request id, route...
+        application_name, client_addr: the writing session's ``application_name``
+            and client address (PostgreSQL; NULL on SQLite and for local sockets).
         old_data, new_data: JSON objects ``{column_name: value}``: for an update the
             tracked columns that changed, for an insert (new_data) or a delete
             (old_data) every tracked column (retrieval skips the NULL ones).
@@ -82,6 +86,9 @@ def audit_table(metadata: MetaData) -> Table:
         Column("reason", Text, nullable=True),
         Column("old_data", _DATA, nullable=True),
         Column("new_data", _DATA, nullable=True),
+        Column("context", _DATA, nullable=True),
+        Column("application_name", Text, nullable=True),
+        Column("client_addr", Text, nullable=True),
         comment="sqlaudit: trigger-populated audit trail (one row per changed row)",
         info={HISTORY_MARKER: True},
     )
@@ -90,10 +97,17 @@ def audit_table(metadata: MetaData) -> Table:
     # (PostgreSQL's B-tree refuses entries over ~2.7 KB); reads match the
     # prefix through the index and then the exact id.
     Index("ix_sqlaudit_log_user", user_prefix(table.c.changed_by), table.c.changed_at)
+    # one transaction's changes (get_transactions, revert_transaction)
+    Index("ix_sqlaudit_log_transaction", table.c.transaction_id)
     # BRIN on PostgreSQL: nearly free to maintain on an append-only table, serves
     # date ranges and pruning (a plain index on SQLite).
     Index("ix_sqlaudit_log_changed_at", table.c.changed_at, postgresql_using="brin")
     return table
+
+
+#: Columns added to ``sqlaudit_log`` after its first release, with their SQL types
+#: per dialect: an existing log gets them when triggers are (re)installed.
+LATER_COLUMNS = ("context", "application_name", "client_addr")
 
 
 #: Characters of the user id held by ``ix_sqlaudit_log_user`` (at most 1 KB in UTF-8).

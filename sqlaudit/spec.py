@@ -7,6 +7,7 @@ values so that Alembic can render it); :func:`spec_for` turns it back into a
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -122,6 +123,25 @@ def spec_from_table(
         raise ValueError(f"table {table.fullname!r} has no primary key; name its key columns")
     return TableSpec(table, tuple(table.c[n] for n in names), tuple(table.c[n] for n in keys), label,
                      resolve_require_user(require_user))
+
+
+#: (schema, table name) -> the most recently decorated model of that table, so that
+#: history reads across tables can give typed values for every imported model.
+_MODELS: "weakref.WeakValueDictionary[tuple[Optional[str], str], type]" = weakref.WeakValueDictionary()
+
+
+def register_model(model: type) -> None:
+    """Remember ``model`` as the model of its table (done by ``@track_table``)."""
+    table = table_of(model)
+    _MODELS[(table.schema, table.name)] = model
+
+
+def model_for(schema: Optional[str], name: str) -> Optional[type]:
+    """The imported ``@track_table`` model of table ``schema.name``, if any."""
+    model = _MODELS.get((schema, name))
+    if model is not None and INFO_KEY in table_of(model).info:
+        return model
+    return None
 
 
 def tracked_tables(metadata: MetaData) -> Iterator[Table]:

@@ -80,7 +80,8 @@ def _postgres_engine(url: str, **kw: Any) -> Iterator[Engine]:
     admin = create_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, **kw)
+    connect_args = {"options": f"-csearch_path={schema}", **kw.pop("connect_args", {})}
+    engine = create_engine(url, connect_args=connect_args, **kw)
     engine.info_schema = schema  # type: ignore[attr-defined]
     try:
         yield engine

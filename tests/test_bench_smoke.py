@@ -90,6 +90,6 @@ def test_index_tradeoff_runs_and_checks_its_variants(postgres_url: str, tmp_path
     for title in [v[0] for v in module.VARIANTS.values()] + [
             "no auditing (baseline)", "the limit with the resource index only"]:
         assert f"| {title} |" in doc, title
-    assert "without both read indexes: ix_sqlaudit_log_changed_at, sqlaudit_log_pkey" in doc
+    assert "without the three read indexes: ix_sqlaudit_log_changed_at, sqlaudit_log_pkey" in doc
     assert "## Reading it" in doc
     assert "postgresql-audit 0" not in doc  # --no-peer: no peer row

@@ -6,7 +6,11 @@
 -- statement that changes key values is recorded per key: a key that vanished
 -- as a delete, a key that appeared as an insert.
 -- The acting user comes from the transaction-local setting sqlaudit.user_id
--- (set_config(..., true) or SET LOCAL), NULL when unset.
+-- (set_config(..., true) or SET LOCAL), NULL when unset; so do the reason
+-- (sqlaudit.reason) and the context (sqlaudit.context, a JSON object: text
+-- that is not one is kept as {"invalid": text}, so no setting can make the
+-- application's write fail). application_name and the client address are
+-- the writing session's own.
 -- SECURITY DEFINER: the function writes the audit table with its owner's
 -- rights, so application roles need no grant on it. The audit table is
 -- schema-qualified and search_path is pinned to pg_catalog, pg_temp, so no
@@ -45,6 +49,10 @@ DECLARE
     _reason text := NULLIF(current_setting('sqlaudit.reason', true), '');
     _txid bigint := pg_current_xact_id()::text::bigint;
     _now timestamptz := clock_timestamp();
+    _context_text text := NULLIF(current_setting('sqlaudit.context', true), '');
+    _context jsonb;
+    _application text := NULLIF(current_setting('application_name'), '');
+    _client text := host(inet_client_addr());
 {{ require_user_declare }}BEGIN
     IF TG_RELID IS DISTINCT FROM _table THEN
         -- Not the table itself: only its partitions and inheritance children may fire it.
@@ -67,10 +75,21 @@ DECLARE
             HINT = 'Audit triggers are installed by sqlaudit; re-install them with '
                 || 'install_audit_triggers() if the table was renamed.';
     END IF;
+    IF _context_text IS NOT NULL THEN
+        BEGIN
+            _context := _context_text::jsonb;
+        EXCEPTION WHEN others THEN
+            _context := NULL;
+        END;
+        IF _context IS NULL OR jsonb_typeof(_context) <> 'object' THEN
+            _context := jsonb_build_object('invalid', _context_text);
+        END IF;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
-            changed_by, db_role, transaction_id, reason, old_data, new_data)
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
         SELECT
             {{ schema_literal }}, {{ table_literal }},
             CASE WHEN n.{{ first_key }} IS NULL THEN {{ delete_key }} ELSE {{ insert_key }} END,
@@ -82,7 +101,8 @@ DECLARE
                  ELSE {{ update_old_data }} - s.same END,
             CASE WHEN n.{{ first_key }} IS NULL THEN NULL
                  WHEN o.{{ first_key }} IS NULL THEN {{ insert_data }}
-                 ELSE {{ update_new_data }} - s.same END
+                 ELSE {{ update_new_data }} - s.same END,
+            _context, _application, _client
         FROM sqlaudit_old_rows AS o
         FULL JOIN sqlaudit_new_rows AS n ON {{ key_join }}
         CROSS JOIN LATERAL (SELECT {{ update_unchanged }} AS same) AS s
@@ -90,18 +110,22 @@ DECLARE
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
-            changed_by, db_role, transaction_id, reason, old_data, new_data)
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
         SELECT
             {{ schema_literal }}, {{ table_literal }}, {{ insert_key }}, 'insert', _now,
-            _actor, session_user, _txid, _reason, NULL, {{ insert_data }}
+            _actor, session_user, _txid, _reason, NULL, {{ insert_data }},
+            _context, _application, _client
         FROM sqlaudit_new_rows AS n;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
-            changed_by, db_role, transaction_id, reason, old_data, new_data)
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
         SELECT
             {{ schema_literal }}, {{ table_literal }}, {{ delete_key }}, 'delete', _now,
-            _actor, session_user, _txid, _reason, {{ delete_data }}, NULL
+            _actor, session_user, _txid, _reason, {{ delete_data }}, NULL,
+            _context, _application, _client
         FROM sqlaudit_old_rows AS o;
     ELSIF TG_OP = 'TRUNCATE' THEN
         -- TRUNCATE of the tracked table also fires its partitions' triggers, in
@@ -113,10 +137,12 @@ DECLARE
         END IF;
         INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
-            changed_by, db_role, transaction_id, reason, old_data, new_data)
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
         VALUES (
             {{ schema_literal }}, {{ table_literal }}, NULL, 'truncate', _now,
-            _actor, session_user, _txid, _reason, NULL, NULL);
+            _actor, session_user, _txid, _reason, NULL, NULL,
+            _context, _application, _client);
     END IF;
 {{ require_user_check }}
     RETURN NULL;

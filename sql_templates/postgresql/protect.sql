@@ -1,3 +1,12 @@
+-- A log made by an earlier sqlaudit gets the columns and index added since
+-- (no-ops when they exist), before any trigger function that writes them.
+ALTER TABLE {{ audit_table }}
+    ADD COLUMN IF NOT EXISTS context jsonb,
+    ADD COLUMN IF NOT EXISTS application_name text,
+    ADD COLUMN IF NOT EXISTS client_addr text
+-- sqlaudit:statement
+CREATE INDEX IF NOT EXISTS ix_sqlaudit_log_transaction ON {{ audit_table }} (transaction_id)
+-- sqlaudit:statement
 -- Make the audit table append-only: UPDATE, DELETE and TRUNCATE are refused,
 -- whoever runs them (superusers included). The one exception is DELETE of
 -- records older than the bound that sqlaudit.ddl.prune_audit_log() sets in the

@@ -8,3 +8,5 @@
 SET LOCAL sqlaudit.user_id = {{ user_id }}
 -- sqlaudit:statement
 SET LOCAL sqlaudit.reason = {{ reason }}
+-- sqlaudit:statement
+SET LOCAL sqlaudit.context = {{ context }}

@@ -3,6 +3,8 @@
 -- current transaction; the TEMP trigger re-inserts each audit row written by
 -- this connection with the user stamped and drops the unstamped original.
 -- Writes from other connections never see these objects and stay unstamped.
+-- The context column is stamped only when the audit table has it (a log made
+-- by an older sqlaudit gets it when triggers are next installed).
 -- The trigger gets a new name each time it is (re)created: a TEMP trigger on a
 -- table that another connection dropped can linger as an undroppable entry.
 DROP TRIGGER IF EXISTS temp.{{ old_stamp_trigger }}
@@ -11,6 +13,7 @@ CREATE TEMP TABLE IF NOT EXISTS sqlaudit_context (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     user_id TEXT,
     reason TEXT,
+    context TEXT,
     transaction_id INTEGER NOT NULL
 )
 -- sqlaudit:statement
@@ -27,11 +30,11 @@ BEGIN
     -- the actor" column (docs/benchmarks.md), which moves with the machine.
     INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,
-        changed_by, db_role, transaction_id, reason, old_data, new_data)
+        changed_by, db_role, transaction_id, reason, old_data, new_data{{ context_column }})
     VALUES (
         NEW.table_schema, NEW.table_name, NEW.resource_id, NEW.operation, NEW.changed_at,
         (SELECT user_id FROM temp.sqlaudit_context), NEW.db_role,
         (SELECT transaction_id FROM temp.sqlaudit_context),
-        (SELECT reason FROM temp.sqlaudit_context), NEW.old_data, NEW.new_data);
+        (SELECT reason FROM temp.sqlaudit_context), NEW.old_data, NEW.new_data{{ context_value }});
     SELECT RAISE(IGNORE);
 END

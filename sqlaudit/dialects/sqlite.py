@@ -208,12 +208,16 @@ def unprotect_statements(metadata: MetaData, dialect: Dialect, default_schema: O
     return []  # SQLite drops a table's triggers with it
 
 
-def context_statements(stamp_trigger: str, old_stamp_trigger: str) -> list[str]:
-    """TEMP objects that stamp the acting user on this connection's audit rows."""
+def context_statements(stamp_trigger: str, old_stamp_trigger: str,
+                       with_context: bool = True) -> list[str]:
+    """TEMP objects that stamp the acting user on this connection's audit rows
+    (and the context, when the audit table has that column)."""
     quote = rendering_quote()
     return _templates.render(
         DIALECT, "context", audit_table=quote(AUDIT_TABLE_NAME),
         stamp_trigger=quote(stamp_trigger), old_stamp_trigger=quote(old_stamp_trigger),
+        context_column=", context" if with_context else "",
+        context_value=", (SELECT context FROM temp.sqlaudit_context)" if with_context else "",
     )
 
 

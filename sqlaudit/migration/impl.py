@@ -21,7 +21,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import AuditDDL, check_key, descendants_sql, installation_sql, rendering_dialect, validate_installed
+from ..ddl import (AuditDDL, check_key, descendants_sql, installation_sql, rendering_dialect,
+                   upgrade_audit_table, validate_installed)
 from ..dialects import module_for
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
@@ -92,6 +93,7 @@ def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
     table = audit_table(spec.table.metadata)
     if not context.as_sql:
         table.create(context.bind, checkfirst=True)
+        upgrade_audit_table(context.bind, table)
         return
     context.impl.execute(CreateTable(table, if_not_exists=True))
     if context.dialect.supports_comments and table.comment:
