@@ -55,7 +55,7 @@ from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_t
 from .spec import TableSpec, mapper_of, spec_for
 
 __all__ = ["AuditTransaction", "ResourceIdType", "SQLAuditRecord", "get_changes",
-           "get_resource_changes", "get_transactions"]
+           "get_resource_changes", "get_resource_state", "get_table_state", "get_transactions"]
 
 ResourceIdType = Union[str, int, uuid.UUID]
 _SORT_KEYS = ("timestamp", "resource_id", "field_name", "changed_by", "operation",
@@ -574,7 +574,12 @@ def _name_literal(name: str, dialect: Dialect) -> ColumnElement[str]:
 
 def _typed(log: Any, side: str, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
-    data = type_coerce(log.c[f"{side}_data"], JSONB)
+    return typed_value(log.c[f"{side}_data"], col, name, dialect)
+
+
+def typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
+    """PostgreSQL: member ``name`` of the jsonb ``data`` converted to ``col``'s type."""
+    data = type_coerce(data, JSONB)
     impl = base_type(col.type, dialect)
     if isinstance(impl, JSONB):
         return type_coerce(data[name], col.type)  # the JSON value itself
@@ -754,3 +759,4 @@ def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Calla
 
 # Reads across tables and of past states live in their own modules; this is their home.
 from ._history import AuditTransaction, get_changes, get_transactions  # noqa: E402
+from ._state import get_resource_state, get_table_state  # noqa: E402

@@ -1,0 +1,317 @@
+"""Past states: :func:`get_resource_state` and :func:`get_table_state`.
+
+Re-exported by :mod:`sqlaudit.retrieval`, their public home.
+
+A state is rebuilt backwards from what is there now: the live row (or, for a
+row deleted since, the snapshot its delete recorded) with every change made
+after ``at`` undone, newest first. So rows that existed before auditing
+started have a past too, as long as the log covers the time since ``at``.
+If the table was truncated after ``at`` (a TRUNCATE records no rows), the
+state is rebuilt forwards instead, from the changes recorded up to ``at``.
+
+One query streams the live rows (serialised exactly as the triggers serialise
+them, so both sides decode alike) merged with the audit rows after ``at``,
+sorted by resource: memory stays constant whatever the table's size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Iterator, Optional, Union
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from . import retrieval as _r
+from .ddl import rendering_dialect
+from .schema import audit_table, rows_of_table
+from .spec import TableSpec, mapper_of, spec_for
+
+__all__ = ["get_resource_state", "get_table_state"]
+
+_LIVE = "sqlaudit_live"
+_YIELD = 1000
+
+
+def _at(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"at must be a datetime (naive: in the configured time zone), got {value!r}")
+    bound = _r._utc_bound(value, "at")
+    assert bound is not None
+    return bound
+
+
+def _connection(reader: Union[Session, Connection], model: Any, spec: TableSpec) -> Connection:
+    if isinstance(reader, Session):
+        mapper = mapper_of(model)
+        return reader.connection(bind_arguments={"mapper": mapper, "clause": spec.table})
+    if isinstance(reader, Connection):
+        return reader
+    raise TypeError(f"session must be a Session or Connection, got {reader!r}")
+
+
+def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
+    """The Python values of the key columns for ``resource_id`` (as callers pass it to
+    ``get_resource_changes``: a scalar, or a tuple for a composite key)."""
+    parts = list(resource_id) if isinstance(resource_id, (tuple, list)) else [resource_id]
+    if len(parts) != len(spec.key_columns):
+        raise TypeError(f"{spec.name} has a key of {len(spec.key_columns)} column(s) "
+                        f"({', '.join(c.name for c in spec.key_columns)}); got {resource_id!r}")
+    values = []
+    for part, col in zip(parts, spec.key_columns):
+        if isinstance(part, bool) or not isinstance(part, (str, int, uuid.UUID)):
+            raise TypeError(f"resource ids must be str, int or UUID, got {part!r}")
+        try:
+            kind = col.type.python_type
+        except NotImplementedError:
+            kind = None
+        if kind is not None and not isinstance(part, kind):
+            try:
+                part = kind(part) if kind is not uuid.UUID else uuid.UUID(str(part))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"resource id {part!r} is not a valid {kind.__name__} for "
+                                 f"column {col.name!r} of {spec.name}") from exc
+        values.append(part)
+    return values
+
+
+def _resource_text(spec: TableSpec, values: list[Any], dialect: Any) -> Any:
+    keys = _r._resource_keys([tuple(values) if len(values) > 1 else values[0]], spec, dialect)
+    return keys[0]
+
+
+class _Plan:
+    """The statement and decoder of one state query."""
+
+    def __init__(self, conn: Connection, model: Any, spec: TableSpec) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.spec = spec
+        self.attrs = _r._attributes(model)
+        self.log = audit_table(spec.table.metadata)
+        self.columns = [c for c in spec.columns]
+        self.processors = {} if self.pg else _r._sqlite_processors(spec.table, conn.dialect)
+
+    # -------------------------------------------------------------- SQL
+
+    def _live(self, key: Optional[list[Any]]) -> Any:
+        from .dialects import postgresql as pg_sql
+        from .dialects import sqlite as sqlite_sql
+
+        dialect = rendering_dialect(self.conn.dialect.name)
+        live = self.spec.table.alias(_LIVE)
+        if self.pg:
+            key_sql = pg_sql._key(self.spec, _LIVE, dialect)
+            data_sql = pg_sql._object(self.spec.columns, _LIVE, dialect)
+            data = literal_column(data_sql, JSONB)
+        else:
+            key_sql = sqlite_sql.key_expression(self.spec, _LIVE, dialect)
+            data = literal_column(sqlite_sql._full_object(self.spec.columns, _LIVE, dialect), Text)
+        stmt = select(
+            literal_column(key_sql, Text).label("rid"),
+            literal(0, Integer).label("kind"),
+            cast(null(), DateTime(timezone=True)).label("changed_at"),
+            cast(null(), BigInteger).label("id"),
+            literal("live", String).label("op"),
+            data.label("data"),
+        ).select_from(live)
+        if key is not None:
+            stmt = stmt.where(and_(*[live.c[c.name] == bindparam(None, v, type_=c.type)
+                                     for c, v in zip(self.spec.key_columns, key)]))
+        return stmt
+
+    def _history(self, at: datetime, rid: Any, after: bool) -> Any:
+        log = self.log
+        bound = bindparam(None, at if self.pg else at.replace(tzinfo=None),
+                          type_=log.c.changed_at.type)
+        when = log.c.changed_at > bound if after else log.c.changed_at <= bound
+        data = log.c.old_data if after else log.c.new_data
+        stmt = select(
+            log.c.resource_id.label("rid"),
+            literal(1, Integer).label("kind"),
+            log.c.changed_at,
+            log.c.id,
+            log.c.operation.label("op"),
+            data.label("data"),
+        ).where(rows_of_table(log, self.spec.name, self.spec.schema), when,
+                log.c.operation != "truncate")
+        if rid is not None:
+            stmt = stmt.where(log.c.resource_id == rid)
+        return stmt
+
+    def statement(self, at: datetime, key: Optional[list[Any]], backward: bool) -> Any:
+        rid = None if key is None else _resource_text(self.spec, key, self.conn.dialect)
+        if isinstance(rid, tuple):  # composite: compare with the stored JSON array text
+            array = (lambda *p: cast(func.json_build_array(*p), Text)) if self.pg else func.json_array
+            rid = array(*[bindparam(None, v, type_=Text) for v in rid])
+        elif rid is not None:
+            rid = bindparam(None, rid, type_=Text)
+        if backward:
+            union = union_all(self._live(key), self._history(at, rid, True)).subquery("u")
+        else:
+            union = self._history(at, rid, False).subquery("u")
+        columns = [union.c.rid, union.c.kind, union.c.op, cast(union.c.data, Text).label("raw")]
+        if self.pg:
+            dialect = rendering_dialect("postgresql")
+            for i, col in enumerate(self.columns):
+                if not _r._json_exact(col, dialect):
+                    name = _r._name_literal(col.name, dialect)
+                    columns.append(_r.typed_value(union.c.data, col, name, dialect).label(f"v_{i}"))
+        rid_order = union.c.rid.collate("C") if self.pg else union.c.rid
+        time_order = union.c.changed_at.desc() if backward else union.c.changed_at.asc()
+        id_order = union.c.id.desc() if backward else union.c.id.asc()
+        return select(*columns).order_by(rid_order, union.c.kind, time_order, id_order)
+
+    def truncated_after(self, at: datetime) -> bool:
+        log = self.log
+        bound = bindparam(None, at if self.pg else at.replace(tzinfo=None),
+                          type_=log.c.changed_at.type)
+        stmt = select(log.c.id).where(rows_of_table(log, self.spec.name, self.spec.schema),
+                                      log.c.operation == "truncate",
+                                      log.c.changed_at > bound).limit(1)
+        return self.conn.execute(stmt, execution_options=_options(self.conn, log)).first() is not None
+
+    # -------------------------------------------------------------- decoding
+
+    def values(self, row: Any) -> dict[str, Any]:
+        """Column name -> value of the JSON object of ``row`` (only the members it has)."""
+        doc = _r._doc(row.raw)
+        result = {}
+        for i, col in enumerate(self.columns):
+            if col.name not in doc:
+                continue
+            if self.pg:
+                typed = getattr(row, f"v_{i}", _MISSING)
+                result[col.name] = doc[col.name] if typed is _MISSING else typed
+            else:
+                result[col.name] = _r._sqlite_value(doc[col.name], self.processors.get(col.name))
+        return result
+
+    def named(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {self.attrs.get(name, name): value for name, value in state.items()}
+
+
+_MISSING = object()
+
+
+def _options(conn: Connection, log: Table) -> dict[str, Any]:
+    from .schema import log_schema
+
+    if log.schema is None:
+        return {"schema_translate_map": {None: log_schema(conn)}}
+    return {}
+
+
+def _states(plan: _Plan, rows: Any, backward: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(resource_id, column state) of every resource that existed at ``at``."""
+    current: Any = _MISSING
+    state: Optional[dict[str, Any]] = None
+    for row in rows:
+        if row.rid != current:
+            if current is not _MISSING and state is not None:
+                yield current, state
+            current, state = row.rid, None
+        if backward:
+            if row.kind == 0:  # the live row
+                state = plan.values(row)
+            elif row.op == "update":  # undo: the old values of the changed fields
+                if state is None:  # a row the log saw deleted without a delete record
+                    state = {}
+                state.update(plan.values(row))
+            elif row.op == "insert":  # before its insert the row did not exist
+                state = None
+            elif row.op == "delete":  # before its delete the row was its snapshot
+                state = plan.values(row)
+        else:
+            if row.op == "insert":
+                state = plan.values(row)
+            elif row.op == "update":
+                state = {**(state or {}), **plan.values(row)}
+            elif row.op == "delete":
+                state = None
+    if current is not _MISSING and state is not None:
+        yield current, state
+
+
+def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
+                       session: Optional[Union[Session, Connection]] = None
+                       ) -> Optional[dict[str, Any]]:
+    """The tracked attributes of one row as they were at ``at``; None if the row did
+    not exist then.
+
+    ``at`` is a datetime (naive: in the configured time zone). ``resource_id``
+    is the key as ``get_resource_changes`` takes it (a tuple for a composite key).
+    Works for rows older than auditing (rebuilt from the live row), rows deleted
+    since (from their delete snapshot) and rows whose key changed (each key has
+    its own history). The dict holds the values the log knows: see
+    :func:`get_table_state` for what is unknown and how it shows.
+    """
+    _r.check_sync_session(session, "get_resource_state")
+    spec = spec_for(model_class)
+    bound = _at(at)
+    key = key_values(spec, resource_id)
+    with _r._session_scope(session) as reader:
+        conn = _connection(reader, model_class, spec)
+        plan = _Plan(conn, model_class, spec)
+        backward = not plan.truncated_after(bound)
+        stmt = plan.statement(bound, key, backward)
+        rows = conn.execute(stmt, execution_options=_options(conn, plan.log)).all()
+        for _, state in _states(plan, rows, backward):
+            return plan.named(state)
+    return None
+
+
+def get_table_state(model_class: type, *, at: datetime,
+                    session: Optional[Union[Session, Connection]] = None
+                    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every row of ``model_class``'s table as it was at ``at``: an iterator of
+    ``(resource_id, state)``, streamed (constant memory, whatever the size).
+
+    ``resource_id`` is the same text as ``SQLAuditRecord.resource_id``; ``state``
+    maps each tracked attribute to its value then. Rows come in resource id
+    order (byte-wise). Keep the session open while iterating.
+
+    What is unknown, and how it shows:
+
+    * a field added to tracking after ``at`` has no recorded changes from before
+      it was tracked, so its value then is the oldest value the log knows for it
+      (the live value if it never changed since);
+    * a row removed by a TRUNCATE after ``at`` has no delete snapshot, so the
+      state is then rebuilt forwards from the changes recorded up to ``at``: rows
+      that no record mentions before ``at`` (older than auditing) are missing, and
+      rows known only from updates hold only the fields those updates changed.
+    """
+    _r.check_sync_session(session, "get_table_state")
+    spec = spec_for(model_class)
+    bound = _at(at)
+    with _r._session_scope(session) as reader:
+        conn = _connection(reader, model_class, spec)
+        plan = _Plan(conn, model_class, spec)
+        backward = not plan.truncated_after(bound)
+        stmt = plan.statement(bound, None, backward)
+        options = {**_options(conn, plan.log), "yield_per": _YIELD}
+        result = conn.execute(stmt, execution_options=options)
+        try:
+            for rid, state in _states(plan, result, backward):
+                yield rid, plan.named(state)
+        finally:
+            result.close()
