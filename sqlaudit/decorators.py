@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Table
 
 from . import ddl
 from .schema import audit_table
@@ -26,6 +26,16 @@ T = TypeVar("T", bound=type)
 def _check_str_option(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+
+
+def _inherited_attributes(cls: type) -> dict[str, Column[Any]]:
+    """Joined-table inheritance: attribute name -> Column of the parent tables' columns."""
+    mapper = mapper_of(cls)
+    assert mapper is not None
+    local = mapper.local_table
+    return {key: col for key, col in mapper.columns.items()
+            if isinstance(col, Column) and col.table is not local
+            and isinstance(col.table, Table) and col.table in mapper.tables}
 
 
 def _column_attributes(cls: type) -> dict[str, Column[Any]]:
@@ -98,6 +108,24 @@ def _resolve_key(
     return key
 
 
+def _track_parent(parent: Table, names: list[str], require_user_id: Optional[bool]) -> None:
+    """Joined-table inheritance: the parent table records the inherited fields a subclass
+    tracks (added to what the parent tracks itself, or tracked for the subclass alone)."""
+    info = parent.info.get(INFO_KEY)
+    if info is None:
+        keys = [c.name for c in parent.primary_key.columns]
+        if not keys:
+            raise ValueError(f"table {parent.fullname!r} has no primary key; sqlaudit cannot "
+                             f"track the fields a subclass inherits from it")
+        info = parent.info[INFO_KEY] = {"tracked_columns": [], "key_columns": keys,
+                                        "table_label": None, "require_user_id": require_user_id}
+        audit_table(parent.metadata)
+        ddl.attach_to_table(parent)
+    for name in names:
+        if name not in info["tracked_columns"]:
+            info["tracked_columns"].append(name)
+
+
 def track_table(
     *,
     tracked_fields: Optional[Sequence[str]] = None,
@@ -139,15 +167,28 @@ def track_table(
 
     def decorate(cls: T) -> T:
         attributes = _column_attributes(cls)
-        columns = _resolve_fields(cls, attributes, tracked_fields)
+        inherited = _inherited_attributes(cls)
+        names = {**inherited, **attributes}
+        chosen = _resolve_fields(cls, names, tracked_fields if tracked_fields is not None
+                                 else list(attributes))
+        columns = [c for c in chosen if c.table is cls.__table__]  # type: ignore[attr-defined]
+        parents = [c for c in chosen if c.table is not cls.__table__]  # type: ignore[attr-defined]
         key_columns = _resolve_key(cls, attributes, key_field)
         table = cls.__table__  # type: ignore[attr-defined]
+        if not columns:  # only inherited fields: the row's own table still records its key
+            columns = list(key_columns)
         table.info[INFO_KEY] = {
             "tracked_columns": [c.name for c in columns],
             "key_columns": [c.name for c in key_columns],
             "table_label": table_label,
             "require_user_id": require_user_id,
         }
+        if parents:
+            table.info[INFO_KEY]["inherited_columns"] = [
+                [c.table.schema, c.table.name, c.name] for c in parents]
+            for parent in {c.table for c in parents}:
+                _track_parent(parent, [c.name for c in parents if c.table is parent],
+                              require_user_id)
         audit_table(table.metadata)
         ddl.attach_to_table(table)
         register_model(cls)

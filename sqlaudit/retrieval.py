@@ -297,7 +297,8 @@ def get_resource_changes(
             raise TypeError(f"session must be a Session or Connection, got {session!r}")
     spec = spec_for(model_class)
     attr_by_column = _attributes(model_class)
-    column_by_attr = {attr: spec.table.c[name] for name, attr in attr_by_column.items()}
+    columns = _column_objects(model_class)
+    column_by_attr = {attr: columns[name] for name, attr in attr_by_column.items()}
     if sort_by is None:
         sort_by = "timestamp"
     if sort_by not in _SORT_KEYS:
@@ -403,14 +404,53 @@ def _read_lossy(conn: Connection, stmt: Any, params: dict[str, Any],
 
 @lru_cache(maxsize=512)
 def _attributes(model_class: Any) -> dict[str, str]:
-    """Column name -> attribute name for the columns of the model's own table."""
+    """Column name -> attribute name for the columns of the model's own table (and the
+    tracked columns it inherits from joined-table parents)."""
     spec = spec_for(model_class)
     mapper = mapper_of(model_class)
-    return {
+    result = {
         col.name: key
         for key, col in (mapper.columns.items() if mapper is not None else [])
         if isinstance(col, Column) and col.table is spec.table
     } or {c.name: c.name for c in spec.table.columns}
+    if spec.inherited and mapper is not None:
+        for key, col in mapper.columns.items():
+            if col in spec.inherited and col.name not in result:
+                result[col.name] = key
+    return result
+
+
+@lru_cache(maxsize=512)
+def _column_objects(model_class: Any) -> dict[str, Column[Any]]:
+    """Column name -> Column, for the names of :func:`_attributes`."""
+    spec = spec_for(model_class)
+    inherited = {c.name: c for c in spec.inherited}
+    return {name: spec.table.c[name] if name in spec.table.c else inherited[name]
+            for name in _attributes(model_class)}
+
+
+def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
+    """The audit rows of ``spec``'s table; with joined-table inheritance also the rows
+    its parent tables recorded for rows of this model (keys present in this model's
+    own history or table)."""
+    own = rows_of_table(log, spec.name, spec.schema)
+    if not spec.inherited:
+        return own
+    from .dialects import postgresql as pg_sql, sqlite as sqlite_sql
+
+    dialect = rendering_dialect("postgresql" if pg else "sqlite")
+    child_log = log.alias("sqlaudit_child_log")
+    live = spec.table.alias("sqlaudit_child")
+    key = (pg_sql._key(spec, "sqlaudit_child", dialect) if pg
+           else sqlite_sql.key_expression(spec, "sqlaudit_child", dialect))
+    of_model = or_(
+        log.c.resource_id.in_(select(child_log.c.resource_id)
+                              .where(rows_of_table(child_log, spec.name, spec.schema))),
+        log.c.resource_id.in_(select(literal_column(key, Text)).select_from(live)),
+    )
+    parents = sorted({(c.table.schema or "", c.table.name) for c in spec.inherited})
+    return or_(own, and_(or_(*[rows_of_table(log, name, schema or None)
+                               for schema, name in parents]), of_model))
 
 
 def _per_row(shape: tuple, sort_by: str) -> bool:
@@ -436,7 +476,7 @@ def _statement(
     dialect = rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
-    mapped = [spec.table.c[name] for name in _attributes(model_class)]
+    mapped = list(_column_objects(model_class).values())
     if _per_row(shape, sort_by):
         return _row_statement(log, spec, mapped, dialect, sort_by, sort_direction, shape)
     keys_fn = func.jsonb_each if pg else func.json_each
@@ -465,6 +505,9 @@ def _statement(
                   or_(log.c.operation == "update", ~is_null, truncate)]
     if has_fields:
         conditions.append(or_(key.in_(bindparam("fields", expanding=True)), truncate))
+    if spec.inherited:  # a parent's rows: only the fields this model inherits
+        conditions.append(or_(log.c.table_name == text_param(spec.name),
+                              key.in_([_name_literal(c.name, dialect) for c in spec.inherited])))
     # field names in code point order on both databases (and as Python sorts them)
     by_key = key.collate("C") if pg else key
     order = _row_order(log, by_key if sort_by == "field_name" else None, sort_by, sort_direction)
@@ -486,6 +529,8 @@ def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect
     columns: list[ColumnElement[Any]] = [*_row_columns(log),
                                          cast(log.c.old_data, Text).label("old_raw"),
                                          cast(log.c.new_data, Text).label("new_raw")]
+    if spec.inherited:
+        columns.append(log.c.table_name.label("source_table"))
     if pg:
         for i, col in enumerate(mapped):
             if _json_exact(col, dialect):
@@ -535,7 +580,7 @@ def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
 def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
-    conditions = [rows_of_table(log, spec.name, spec.schema)]
+    conditions = [table_rows(log, spec, pg)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
@@ -633,6 +678,12 @@ class _Rows:
         self.typed = {name: (at[f"old_{i}"], at[f"new_{i}"])
                       for i, name in enumerate(attr_by_column) if f"old_{i}" in at} if pg else {}
         self.processors = {} if pg else _sqlite_processors(spec.table, dialect)
+        if spec.inherited and not pg:
+            self.processors = {**{c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
+                                  for c in spec.inherited}, **self.processors}
+        # joined-table inheritance: a parent table's rows give only the inherited fields
+        self.source = at.get("source_table")
+        self.inherited = {c.name for c in spec.inherited}
         self.attr_by_column = attr_by_column
         self.spec = spec
         self.pg = pg
@@ -721,6 +772,8 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
         changed = new_doc if new_raw is not None else old_doc
         if row[i_operation] != "update":  # inserts and deletes store every tracked column
             changed = {k: v for k, v in changed.items() if v is not None}
+        if read.source is not None and row[read.source] != spec.name:
+            changed = {k: v for k, v in changed.items() if k in read.inherited}
         if not changed:
             continue
         shared = read.shared(row)

@@ -32,6 +32,9 @@ class TableSpec:
     label: Optional[str]
     #: fail-closed: a write with no acting user is refused (resolved when the spec is made)
     require_user: bool = False
+    #: joined-table inheritance: tracked columns of parent tables (recorded by the parents'
+    #: triggers, read back for this model)
+    inherited: tuple[Column[Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,7 +87,14 @@ def spec_for(model: ModelOrTable) -> TableSpec:
         key_columns=tuple(table.c[name] for name in info["key_columns"]),
         label=info.get("table_label"),
         require_user=resolve_require_user(info.get("require_user_id")),
+        inherited=tuple(_inherited(table, info.get("inherited_columns") or ())),
     )
+
+
+def _inherited(table: Table, entries: Any) -> Iterator[Column[Any]]:
+    for schema, name, column in entries:
+        key = f"{schema}.{name}" if schema else name
+        yield table.metadata.tables[key].c[column]
 
 
 def resolve_require_user(declared: Optional[bool]) -> bool:
