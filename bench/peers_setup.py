@@ -47,6 +47,13 @@ PEERS: Dict[str, Dict[str, Any]] = {
         "requirements": ["SQLAlchemy-Continuum"], "python": (3, 11),
         "worker": "continuum_worker.py", "mode": "native", "dialects": ("postgresql",),
     },
+    # bench/history.py only (not part of run.py's "all"): the History API reads
+    "continuum-history": {
+        "title": "SQLAlchemy-Continuum (history reads)", "venv": "continuum",
+        "requirements": ["SQLAlchemy-Continuum"], "python": (3, 11),
+        "worker": "continuum_history_worker.py", "dialects": ("postgresql", "sqlite"),
+        "history": True,
+    },
 }
 #: every peer venv gets a PostgreSQL driver and the benchmark's SQLAlchemy version when it fits
 COMMON = ["psycopg[binary]>=3.1"]

@@ -83,7 +83,8 @@ def main(argv: List[str]) -> int:
     s = settings(args)
     dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
     peer_names = [] if args.no_peers or args.peers == "none" else (
-        list(peers_setup.PEERS) if args.peers == "all" else
+        [p for p, spec in peers_setup.PEERS.items() if not spec.get("history")]
+        if args.peers == "all" else
         [p.strip() for p in args.peers.split(",") if p.strip()])
     for name in peer_names:
         if name not in peers_setup.PEERS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, time, timezone
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -179,9 +180,12 @@ def _attributes_of(spec: TableSpec) -> dict[str, str]:
 
 # ---------------------------------------------------------------- SQL
 
+#: the log of a read that names no model (one Table, so statements hit SQLAlchemy's cache)
+SHARED_LOG = audit_table(MetaData())
+
+
 def _log(conn: Connection, specs: Optional[Sequence[TableSpec]]) -> Table:
-    metadata = specs[0].table.metadata if specs else MetaData()
-    return audit_table(metadata)
+    return audit_table(specs[0].table.metadata) if specs else SHARED_LOG
 
 
 def _options(conn: Connection, log: Table) -> dict[str, Any]:
@@ -331,18 +335,16 @@ def records_of_rows(conn: Connection, log: Table, rows: Sequence[Any],
             if model is not None:
                 for typed_row in _typed_rows(conn, log, model, ids):
                     typed[typed_row.id] = typed_row
-    records: list[Any] = []
-    run: list[Any] = []
-    run_key: Any = None
+    # expand each table's rows together, then put the records back in the rows' order
+    groups_by_table: dict[Any, list[Any]] = {}
     for row in rows:
-        key = (row.table_schema, row.table_name)
-        if run and key != run_key:
-            records += _expand_run(conn, run_key, run, by_table, typed)
-            run = []
-        run_key = key
-        run.append(row)
-    if run:
-        records += _expand_run(conn, run_key, run, by_table, typed)
+        groups_by_table.setdefault((row.table_schema, row.table_name), []).append(row)
+    records: list[Any] = []
+    for key, group in groups_by_table.items():
+        records += _expand_run(conn, key, group, by_table, typed)
+    if len(groups_by_table) > 1:
+        position = {row.id: i for i, row in enumerate(rows)}
+        records.sort(key=lambda r: position[r.__dict__["_audit_id"]])  # stable within a row
     return records
 
 
@@ -359,14 +361,18 @@ def _expand_run(conn: Connection, key: Any, rows: list[Any], by_table: dict[Any,
     pg = conn.dialect.name == "postgresql"
     model = _model(by_table, key)
     if model is None:
-        table = Table(key[1], MetaData(), schema=key[0])
-        spec = TableSpec(table, (), (), None)
-        return _r._expand(rows, spec, {}, pg, conn.dialect)
+        return _r._expand(rows, _unknown_spec(*key), {}, pg, conn.dialect)
     spec = spec_for(model)
     attrs = _r._attributes(model) if isinstance(model, type) else {c.name: c.name for c in spec.table.columns}
     if pg:
         rows = [typed[r.id] for r in rows if r.id in typed]
     return _r._expand(rows, spec, attrs, pg, conn.dialect)
+
+
+@lru_cache(maxsize=1024)
+def _unknown_spec(schema: Optional[str], name: str) -> TableSpec:
+    """A column-less spec naming a table whose model is not imported (JSON values)."""
+    return TableSpec(Table(name, MetaData(), schema=schema), (), (), None)
 
 
 def _typed_rows(conn: Connection, log: Table, model: Any, ids: list[int]) -> list[Any]:
@@ -461,14 +467,18 @@ def get_changes(
             return _keep_fields(records_of_rows(conn, log, _execute(conn, base, log), f.specs),
                                 f.fields)
         wanted = (offset or 0) + (limit if limit is not None else 0)
+        # each audit row gives at least one record (but for NULL-only inserts and field
+        # filters), so the first page asks for as many rows as records are wanted
+        size = min(_PAGE, wanted) if limit is not None else _PAGE
         records: list[Any] = []
         last = None
         while limit is None or len(records) < wanted:
             stmt = base if last is None else base.where(_after(log, pg, last, sort_direction))
-            page = _execute(conn, stmt.limit(_PAGE), log)
+            page = _execute(conn, stmt.limit(size), log)
             records += _keep_fields(records_of_rows(conn, log, page, f.specs), f.fields)
-            if len(page) < _PAGE:
+            if len(page) < size:
                 break
+            size = _PAGE
             last = (page[-1].changed_at, page[-1].id)
         end = None if limit is None else (offset or 0) + limit
         return records[offset or 0:end]
@@ -508,16 +518,18 @@ def get_transactions(
         wanted = None if limit is None else (offset or 0) + limit
         keys: dict[Any, None] = {}
         last = None
+        size = _PAGE * 4 if wanted is None else min(_PAGE * 4, max(20, wanted * 4))
         while wanted is None or len(keys) < wanted:
             stmt = scan if last is None else scan.where(_after(log, pg, last, "desc"))
-            page = _execute(conn, stmt.limit(_PAGE * 4), log)
+            page = _execute(conn, stmt.limit(size), log)
             for row in page:
                 keys.setdefault(row.transaction_id if row.transaction_id is not None
                                 else ("row", row.id), None)
                 if wanted is not None and len(keys) >= wanted:
                     break
-            if len(page) < _PAGE * 4:
+            if len(page) < size:
                 break
+            size = _PAGE * 4
             last = (page[-1].changed_at, page[-1].id)
         chosen = list(keys)[offset or 0:wanted]
         if not chosen:

@@ -16,6 +16,7 @@ sorted by resource: memory stays constant whatever the table's size.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import datetime
 from typing import Any, Iterator, Optional, Union
@@ -166,7 +167,9 @@ class _Plan:
         elif rid is not None:
             rid = bindparam(None, rid, type_=Text)
         if backward:
-            union = union_all(self._live(key), self._history(at, rid, True)).subquery("u")
+            # a TRUNCATE after ``at`` comes first (kind -1): the caller then rebuilds forwards
+            union = union_all(self._truncates(at), self._live(key),
+                              self._history(at, rid, True)).subquery("u")
         else:
             union = self._history(at, rid, False).subquery("u")
         columns = [union.c.rid, union.c.kind, union.c.op, cast(union.c.data, Text).label("raw")]
@@ -181,14 +184,16 @@ class _Plan:
         id_order = union.c.id.desc() if backward else union.c.id.asc()
         return select(*columns).order_by(rid_order, union.c.kind, time_order, id_order)
 
-    def truncated_after(self, at: datetime) -> bool:
+    def _truncates(self, at: datetime) -> Any:
         log = self.log
         bound = bindparam(None, at if self.pg else at.replace(tzinfo=None),
                           type_=log.c.changed_at.type)
-        stmt = select(log.c.id).where(rows_of_table(log, self.spec.name, self.spec.schema),
-                                      log.c.operation == "truncate",
-                                      log.c.changed_at > bound).limit(1)
-        return self.conn.execute(stmt, execution_options=_options(self.conn, log)).first() is not None
+        data = cast(null(), JSONB) if self.pg else cast(null(), Text)
+        return select(literal("", Text).label("rid"), literal(-1, Integer).label("kind"),
+                      log.c.changed_at, log.c.id, log.c.operation.label("op"),
+                      data.label("data")).where(
+            rows_of_table(log, self.spec.name, self.spec.schema),
+            log.c.operation == "truncate", log.c.changed_at > bound)
 
     # -------------------------------------------------------------- decoding
 
@@ -272,9 +277,12 @@ def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        backward = not plan.truncated_after(bound)
-        stmt = plan.statement(bound, key, backward)
-        rows = conn.execute(stmt, execution_options=_options(conn, plan.log)).all()
+        options = _options(conn, plan.log)
+        backward = True
+        rows = conn.execute(plan.statement(bound, key, True), execution_options=options).all()
+        if rows and rows[0].kind == -1:
+            backward = False
+            rows = conn.execute(plan.statement(bound, key, False), execution_options=options).all()
         for _, state in _states(plan, rows, backward):
             return plan.named(state)
     return None
@@ -306,12 +314,16 @@ def get_table_state(model_class: type, *, at: datetime,
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        backward = not plan.truncated_after(bound)
-        stmt = plan.statement(bound, None, backward)
         options = {**_options(conn, plan.log), "yield_per": _YIELD}
-        result = conn.execute(stmt, execution_options=options)
+        backward = True
+        result = conn.execute(plan.statement(bound, None, True), execution_options=options)
         try:
-            for rid, state in _states(plan, result, backward):
+            first = result.fetchmany(1)
+            if first and first[0].kind == -1:
+                result.close()
+                backward, first = False, []
+                result = conn.execute(plan.statement(bound, None, False), execution_options=options)
+            for rid, state in _states(plan, itertools.chain(first, result), backward):
                 yield rid, plan.named(state)
         finally:
             result.close()

@@ -130,7 +130,7 @@ def _require_model(row: Any) -> Any:
 
 
 def _changes(conn: Connection, transaction_id: int) -> list[_Change]:
-    log = audit_table(MetaData())
+    log = _history.SHARED_LOG
     stmt = (select(*_history._base_columns(log))
             .where(log.c.transaction_id == bindparam(None, transaction_id, type_=BigInteger()))
             .order_by(log.c.id))
@@ -149,7 +149,7 @@ def _changes(conn: Connection, transaction_id: int) -> list[_Change]:
 
 def _later(conn: Connection, changes: list[_Change], transaction_id: int) -> dict[Any, list[Any]]:
     """Changes by other transactions to the same rows, after the first reverted one."""
-    log = audit_table(MetaData())
+    log = _history.SHARED_LOG
     first = min(c.row.id for c in changes)
     found: dict[Any, list[Any]] = {}
     by_table: dict[Any, set[str]] = {}
