@@ -325,17 +325,39 @@ def _standin(name: str, schema: Optional[str]) -> Table:
                  info={INFO_KEY: {"tracked_columns": [], "key_columns": []}})
 
 
+def installed_here(conn: Connection, found: Optional[dict[Any, Any]] = None
+                   ) -> dict[tuple[Optional[str], str], Any]:
+    """The sqlaudit triggers of this audit log's tables: on PostgreSQL those of the
+    tables in the schemas of search_path, and of any table whose triggers write to
+    this connection's ``sqlaudit_log`` (other schemas' logs are other audit trails)."""
+    from ._installed import installed_triggers
+
+    found = installed_triggers(conn) if found is None else found
+    if conn.dialect.name != "postgresql":
+        return found
+    from sqlalchemy import text
+
+    from .ddl import _tables_writing_to
+    from .schema import log_schema
+
+    schemas = set(conn.execute(text("SELECT unnest(pg_catalog.current_schemas(false))")).scalars())
+    schema = log_schema(conn)
+    writing = set(_tables_writing_to(conn, schema)) if schema is not None else set()
+    return {key: entry for key, entry in found.items()
+            if key[0] in schemas or f"{key[0]}.{key[1]}" in writing}
+
+
 def resolve_tables(conn: Connection, names: Sequence[str]) -> list[Any]:
     """``--table`` values as ``models=`` for the library: the imported model of the
     table, else a stand-in naming it. A name may be ``schema.table``. A table with
     no triggers, no history and no imported model is an error."""
-    from ._installed import default_schema, installed_triggers
+    from ._installed import default_schema
     from .schema import audit_table, log_schema, rows_of_table
     from .spec import model_for
 
     default = default_schema(conn)
     pg = conn.dialect.name == "postgresql"
-    installed = installed_triggers(conn)
+    installed = installed_here(conn)
     log = audit_table(MetaData(schema=log_schema(conn)))
     result: list[Any] = []
     for given in names:
@@ -479,7 +501,8 @@ def collect_status(conn: Connection, models: Sequence[type]) -> list[TableStatus
     from .spec import spec_for, table_of
 
     default = default_schema(conn)
-    installed = installed_triggers(conn)
+    everywhere = installed_triggers(conn)  # a model may name any schema
+    installed = installed_here(conn, everywhere)
     rows: list[TableStatus] = []
     seen: set[tuple[Optional[str], str]] = set()
     states = audit_status(conn, *models) if models else {}
@@ -488,7 +511,7 @@ def collect_status(conn: Connection, models: Sequence[type]) -> list[TableStatus
         key = (table.schema or default, table.name)
         seen.add(key)
         state = states[table.fullname]
-        entry = installed.get(key)
+        entry = everywhere.get(key)
         detail = ""
         if state == AuditState.MISSING:
             exists = sa_inspect(conn).has_table(table.name, schema=table.schema)
