@@ -182,7 +182,7 @@ class Runtime:
 
     # ---- database
 
-    def database_url(self) -> URL:
+    def database_url(self, check_file: bool = True) -> URL:
         raw, source = self.url, self.url_source
         if not raw:
             for name in ENV_URLS:
@@ -209,7 +209,7 @@ class Runtime:
         if backend not in ("postgresql", "sqlite"):
             raise CLIError(EXIT_NO_URL, f"{_safe(url)} is a {backend} database; sqlaudit "
                                         "supports PostgreSQL and SQLite")
-        if backend == "sqlite":
+        if backend == "sqlite" and check_file:
             path = url.database
             in_memory = not path or path == ":memory:" or path.startswith("file:")
             if not in_memory and not url.query.get("uri") and not os.path.exists(path):
@@ -281,8 +281,9 @@ def _console(stderr: bool) -> "Console":
         width = None
         if not stream.isatty() and "COLUMNS" not in os.environ:
             width = 200
+        # notes on stderr are single lines: no hard wrapping
         _CONSOLES[stderr] = Console(file=stream, stderr=stderr, highlight=False, width=width,
-                                    soft_wrap=False)
+                                    soft_wrap=stderr)
     return _CONSOLES[stderr]
 
 
@@ -589,7 +590,7 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
     models = rt.models(required=True)
     if dialect is None:
         if rt.url or any(os.environ.get(n) for n in ENV_URLS):
-            dialect = rt.database_url().get_backend_name()
+            dialect = rt.database_url(check_file=False).get_backend_name()
         else:
             raise click.UsageError("pass --dialect postgresql or --dialect sqlite "
                                    "(or a database URL to take it from)")
@@ -715,7 +716,7 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise click.UsageError("this removes audit history: confirm with --yes "
                                "(no terminal to ask on)")
-    click.confirm(question, abort=True)
+    click.confirm(question, abort=True, err=True)
 
 
 @contextlib.contextmanager

@@ -623,3 +623,52 @@ def test_the_command_line_without_its_extra_says_what_to_install() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 10
     assert "pip install 'sqlaudit[cli]'" in error_line(result)
+
+
+def test_prune_of_a_tampered_log_is_refused_with_exit_10(engine, url, seeded, dialect) -> None:
+    assert run("seal", url=url).returncode == 0
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            conn.execute(text("DROP TRIGGER sqlaudit_log_no_delete"))
+        conn.execute(text("DELETE FROM sqlaudit_log WHERE changed_by = 'bob'"))
+    result = run("prune", "--older-than", tomorrow(), "--yes", url=url)
+    assert result.returncode == 10
+    assert error_line(result).startswith("Error: refusing to prune: the audit log fails verification")
+    assert log_count(engine) == 4
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_grant_read_to_an_unknown_role_exits_10(url, created) -> None:
+    result = run("grant-read", f"no_such_role_{uuid.uuid4().hex[:8]}", url=url)
+    assert result.returncode == 10
+    line = error_line(result)
+    assert line.startswith("Error: the database refused: ") and "does not exist" in line
+
+
+def test_status_without_any_triggers_exits_1(engine, url, created) -> None:
+    from sqlaudit.ddl import drop_audit_triggers
+
+    drop_audit_triggers(engine, created.module.Product, created.module.Tag)
+    result = run("status", url=url)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "no sqlaudit triggers are installed in this database" in result.stderr
+
+
+def test_url_and_models_may_precede_the_command(url, seeded, created) -> None:
+    environ = {k: v for k, v in os.environ.items() if k not in ("SQLAUDIT_DATABASE_URL", "DATABASE_URL")}
+    environ["PYTHONPATH"] = str(created.folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlaudit", "--url", url, "--models", created.name,
+         "log", "--format", "json", "--user", "bob"],
+        capture_output=True, text=True, env=environ, timeout=120, stdin=subprocess.DEVNULL)
+    assert [(r["table_label"], r["changed_by"]) for r in lines(result)] == [("Product", "bob")]
+
+
+def test_sql_takes_the_dialect_from_the_url(url, models, dialect) -> None:
+    result = run("sql", "--triggers-only", url=url, models=models)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("-- sqlaudit ")
+    assert result.stdout.splitlines()[0].endswith(f"({dialect})")
