@@ -16,7 +16,7 @@ interleaved rounds for the variants
   of any SQLite design (SQLite has only row-level triggers) and the row-level
   alternative to sqlaudit's statement-level triggers on PostgreSQL;
 * ``limit_noindex`` (diagnostic) -- the limit writing into a log table with its
-  primary key only: what the three read indexes cost (a design that keeps no
+  primary key only: what the read indexes cost (a design that keeps no
   index for its queries, postgresql-audit's for one, pays this instead);
 
 then fills the audit tables with ``audit_records`` generated rows and times the two
@@ -93,7 +93,7 @@ def build_models() -> Dict[str, Any]:
 
 
 def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Table:
-    """A minimal audit log with the same three indexes as sqlaudit_log (``indexes=False``:
+    """A minimal audit log with the same four indexes as sqlaudit_log (``indexes=False``:
     its primary key only)."""
     data = JSON().with_variant(JSONB(), "postgresql")
     log = Table(
@@ -105,6 +105,7 @@ def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Tabl
         Column("operation", String(8), nullable=False),
         Column("changed_at", DateTime(timezone=True), nullable=False),
         Column("changed_by", Text),
+        Column("transaction_id", BigInteger),
         Column("old_data", data),
         Column("new_data", data),
     )
@@ -113,6 +114,7 @@ def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Tabl
 
         Index(f"ix_bench_{tag}_resource", log.c.table_name, log.c.resource_id, log.c.changed_at)
         Index(f"ix_bench_{tag}_user", user_prefix(log.c.changed_by), log.c.changed_at)
+        Index(f"ix_bench_{tag}_transaction", log.c.transaction_id)
         Index(f"ix_bench_{tag}_changed_at", log.c.changed_at)
     return log
 
@@ -276,7 +278,7 @@ class Limit(_OwnLog):
     DELETE it runs first (afterwards the old values are gone) and computes the
     new values with the UPDATE's own expressions. Same transaction, one audit
     row per changed row: old and new JSON of the five tracked columns, actor,
-    table, key, time, into a table with sqlaudit_log's three indexes.
+    table, key, time, transaction, into a table with sqlaudit_log's four indexes.
     """
 
     #: the bulk UPDATE's SET expressions (harness.UPDATE_SET) on alias t
@@ -288,21 +290,25 @@ class Limit(_OwnLog):
         now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
         key = "t.id::text" if pg else "CAST(t.id AS TEXT)"
         head = (f"INSERT INTO {self.log} (table_name, resource_id, operation, changed_at, "
-                f"changed_by, old_data, new_data) SELECT '{self.table}', {key}, ")
+                f"changed_by, old_data, new_data, transaction_id) SELECT '{self.table}', {key}, ")
+        # the transaction id, as sqlaudit records it (on SQLite a constant: sqlaudit's is a
+        # value its connection stamps)
+        tx = "pg_current_xact_id()::text::bigint" if pg else "1"
+        tail = f", {tx} FROM {self.table} AS t"
         actor = "CAST(:actor AS TEXT)"
         self.sql_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', pg)} "
-                           f"FROM {self.table} AS t WHERE t.id BETWEEN :lo AND :hi")
+                           f"{tail} WHERE t.id BETWEEN :lo AND :hi")
         changed = " OR ".join(f"({e}) IS NOT t.{c}" if not pg else f"({e}) IS DISTINCT FROM t.{c}"
                               for c, e in self.NEW.items())
         self.sql_update = (f"{head}'update', {now}, {actor}, {_json('t', pg)}, "
-                           f"{_json('t', pg, self.NEW)} FROM {self.table} AS t WHERE {changed}")
+                           f"{_json('t', pg, self.NEW)}{tail} WHERE {changed}")
         self.sql_delete = (f"{head}'delete', {now}, {actor}, {_json('t', pg)}, NULL "
-                           f"FROM {self.table} AS t")
+                           f"{tail}")
         binds = {"name": "CAST(:name AS TEXT)", "qty": "CAST(:qty AS INTEGER)"}
         self.sql_row_update = (f"{head}'update', {now}, {actor}, {_json('t', pg)}, "
-                               f"{_json('t', pg, binds)} FROM {self.table} AS t WHERE t.id = :id")
+                               f"{_json('t', pg, binds)}{tail} WHERE t.id = :id")
         self.sql_row_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', pg)} "
-                               f"FROM {self.table} AS t WHERE t.id = :id")
+                               f"{tail} WHERE t.id = :id")
 
     def bulk_insert(self, lo: int, hi: int) -> None:
         with self.engine.begin() as conn:
@@ -339,7 +345,7 @@ class Limit(_OwnLog):
 
 
 class BareLimit(Limit):
-    """The limit writing into a log table without the three read indexes (primary
+    """The limit writing into a log table without the read indexes (primary
     key only): what the same audit rows cost when no query is served by an index."""
 
     log = LIMIT_BARE_LOG
