@@ -406,3 +406,21 @@ def test_records_and_transactions_serialise_to_json(engine, shop) -> None:
     order = next(c for c in first["changes"] if c["table_name"] == "orders")
     assert uuid.UUID(order["resource_id"])
     assert first["context"] == {"request_id": "r1"}
+
+
+def test_context_filter_matches_nested_values(engine, shop, dialect) -> None:
+    """PostgreSQL matches by JSON containment (a nested object matches when it holds the
+    pairs asked for); SQLite compares each asked key's value as a whole."""
+    Product, _ = shop
+    with Session(engine) as s, audit_context(user_id=1, context={
+            "actor": {"id": 7, "via": "sso"}, "tags": ["a", "b"], "n": 3, "flag": True}):
+        s.add(Product(id=1, name="pen"))
+        s.commit()
+    with Session(engine) as s:
+        def found(**wanted: Any) -> bool:
+            return bool(get_changes(s, context=wanted))
+
+        assert found(actor={"id": 7, "via": "sso"}) and found(tags=["a", "b"])
+        assert found(n=3) and found(flag=True) and not found(flag=False) and not found(n="3")
+        assert not found(actor={"id": 8, "via": "sso"})
+        assert found(actor={"id": 7}) is (dialect == "postgresql")
