@@ -73,6 +73,8 @@ EXIT_NOT_FOUND = 9
 #: sqlaudit or the database refused or failed (an SQL error, a prune refused
 #: because the log fails verification, grant-read on SQLite, ...)
 EXIT_FAILED = 10
+#: revert refused: later changes conflict (nothing was changed)
+EXIT_CONFLICT = 11
 
 ENV_URLS = ("SQLAUDIT_DATABASE_URL", "DATABASE_URL")
 
@@ -706,6 +708,88 @@ def run_show(rt: Runtime, transaction_id: int, fmt: str) -> None:
     rt.out.print(_changes_table(tx.changes, with_transaction=False, with_time=False))
 
 
+# ---------------------------------------------------------------- past states and undo
+
+def _model_named(rt: Runtime, name: str) -> type:
+    """The ``--models`` model whose class name, table name or schema.table is ``name``."""
+    from .spec import table_of
+
+    models = rt.models(required=True)
+    for model in models:
+        table = table_of(model)
+        if name in (model.__name__, table.name, table.fullname):
+            return model
+    known = ", ".join(sorted(table_of(m).fullname for m in models))
+    raise CLIError(EXIT_UNKNOWN_TABLE, f"no tracked model or table {name!r} in --models "
+                                       f"(known: {known})")
+
+
+def _at(value: Optional[str]) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    when = parse_when(value, "--at")
+    if not isinstance(when, datetime):  # a day: as it was at its end
+        when = datetime.combine(when, time.max)
+    if when.tzinfo is None:
+        from .config import display_zone
+
+        when = when.replace(tzinfo=display_zone())
+    return when
+
+
+def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[str],
+              fmt: str) -> None:
+    from .retrieval import get_resource_state, get_table_state
+    from .retrieval import json_safe
+
+    model = _model_named(rt, table)
+    when = _at(at)
+    with rt.connect() as conn:
+        if resource_id is not None:
+            key: Any = resource_id
+            if resource_id.startswith("["):  # a composite key as JSON: ["1", "a"]
+                key = tuple(json.loads(resource_id))
+            state = get_resource_state(model, key, at=when, session=conn)
+            if state is None:
+                raise CLIError(EXIT_NOT_FOUND, f"{table} {resource_id} did not exist at {_when(when)}")
+            if fmt == "json":
+                sys.stdout.write(json_line(json_safe(state)) + "\n")
+                return
+            grid = RichTable(title=f"{table} {resource_id} at {_when(when)}")
+            grid.add_column("field")
+            grid.add_column("value")
+            for field, value in state.items():
+                grid.add_row(_plain(field), _cell(value))
+            rt.out.print(grid)
+            return
+        for rid, state in get_table_state(model, at=when, session=conn):
+            sys.stdout.write(json_line({"resource_id": rid, "state": json_safe(state)}) + "\n")
+
+
+def run_revert(rt: Runtime, transaction_id: int, skip: bool, user: Optional[str],
+               yes: bool) -> None:
+    from .context import audit_context
+    from .exceptions import SQLAuditRevertConflict
+    from .hooks import register_hooks
+    from .revert import revert_transaction
+
+    rt.models(required=True)
+    confirm_or_refuse(f"Undo every change of transaction {transaction_id}?", yes)
+    register_hooks()  # the undo is audited with its reason (and --user)
+    kwargs: dict[str, Any] = {} if user is None else {"user_id": user}
+    with rt.connect() as conn:
+        conn.commit()  # the check above ran in a transaction: start a fresh one
+        try:
+            with audit_context(**kwargs):
+                result = revert_transaction(conn, transaction_id,
+                                            on_conflict="skip" if skip else "raise")
+                conn.commit()
+        except SQLAuditRevertConflict as exc:
+            raise CLIError(EXIT_CONFLICT, f"{exc} (conflicting records: {len(exc.conflicts)})") from None
+    rt.out.print(f"reverted {len(result.reverted)} changes of transaction {transaction_id}"
+                 + (f"; skipped {len(result.skipped)} in conflict" if result.skipped else ""))
+
+
 # ---------------------------------------------------------------- maintenance
 
 def confirm_or_refuse(question: str, yes: bool) -> None:
@@ -928,6 +1012,32 @@ def build_app() -> "click.Group":
     def prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool) -> None:
         """Delete audit records older than a cutoff (the log stays verifiable)."""
         run_prune(rt, older_than, dry_run, yes)
+
+    @app.command()
+    @connection_options
+    @click.argument("table")
+    @click.argument("resource_id", required=False)
+    @click.option("--at", metavar="WHEN", help=f"The time to look at (default now): {DATE_HELP}.")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                  show_default=True, help="One row (table or json); a whole table is JSON Lines.")
+    @click.pass_obj
+    def state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[str],
+              fmt: str) -> None:
+        """A row (or, without RESOURCE_ID, every row) of TABLE as it was at a time (needs --models)."""
+        run_state(rt, table, resource_id, at, fmt)
+
+    @app.command()
+    @connection_options
+    @click.argument("transaction_id", type=int)
+    @click.option("--skip-conflicts", is_flag=True,
+                  help="Undo what does not conflict with later changes, report the rest.")
+    @click.option("--user", metavar="USER", help="The user to record for the undo.")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.pass_obj
+    def revert(rt: Runtime, transaction_id: int, skip_conflicts: bool, user: Optional[str],
+               yes: bool) -> None:
+        """Undo a transaction's changes, audited as "revert of transaction N" (needs --models)."""
+        run_revert(rt, transaction_id, skip_conflicts, user, yes)
 
     @app.command("grant-read")
     @connection_options

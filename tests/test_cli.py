@@ -30,7 +30,7 @@ import click  # noqa: E402,F401  (the test extra installs the cli extra's librar
 import rich  # noqa: E402,F401
 
 from sqlaudit import audit_context, register_hooks  # noqa: E402
-from sqlaudit.retrieval import get_changes  # noqa: E402
+from sqlaudit.retrieval import get_changes, get_transactions  # noqa: E402
 
 MODELS_SOURCE = '''
 from typing import Optional
@@ -672,3 +672,48 @@ def test_sql_takes_the_dialect_from_the_url(url, models, dialect) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("-- sqlaudit ")
     assert result.stdout.splitlines()[0].endswith(f"({dialect})")
+
+
+# ---------------------------------------------------------------- state and revert
+
+def test_state_shows_a_row_as_it_was_before_a_change(engine, url, models, seeded) -> None:
+    with Session(engine) as s:
+        (bob,) = get_transactions(s, transaction_ids=seeded.tx_bob)
+    before = (bob.timestamp - timedelta(milliseconds=1)).isoformat()
+    (row,) = lines(run("state", "cli_products", "1", "--at", before, "--format", "json",
+                       url=url, models=models))
+    assert row == {"name": "pen", "quantity": 1}
+    (now,) = lines(run("state", "Product", "1", "--format", "json", url=url, models=models))
+    assert now == {"name": "pen", "quantity": 2}
+
+
+def test_state_of_a_whole_table_is_json_lines(url, models, seeded) -> None:
+    rows = lines(run("state", "cli_products", url=url, models=models))
+    assert rows == [{"resource_id": "1", "state": {"name": "pen", "quantity": 2}}]
+
+
+def test_state_of_a_row_that_did_not_exist_exits_9(url, models, seeded) -> None:
+    result = run("state", "cli_products", "2", "--at", "2000-01-01", url=url, models=models)
+    assert result.returncode == 9 and "did not exist" in error_line(result)
+
+
+def test_state_needs_models(url, seeded) -> None:
+    result = run("state", "cli_products", "1", url=url)
+    assert result.returncode == 2 and "--models" in result.stderr
+
+
+def test_revert_undoes_a_transaction_and_is_audited(engine, url, models, seeded) -> None:
+    result = run("revert", str(seeded.tx_carol), "--user", "ops", "--yes", url=url, models=models)
+    assert result.returncode == 0, result.stderr
+    assert "reverted 2 changes" in result.stdout
+    with Session(engine) as s:
+        (undo,) = get_transactions(s, limit=1)
+    assert (undo.changed_by, undo.reason) == ("ops", f"revert of transaction {seeded.tx_carol}")
+    assert {(c.field_name, c.new_value) for c in undo.changes} == {("name", "ink"), ("quantity", 5)}
+
+
+def test_revert_in_conflict_exits_11_and_changes_nothing(engine, url, models, seeded) -> None:
+    before = lines(run("log", "--format", "json", "--all", url=url))
+    result = run("revert", str(seeded.tx_alice), "--yes", url=url, models=models)
+    assert result.returncode == 11 and "later changes" in error_line(result)
+    assert lines(run("log", "--format", "json", "--all", url=url)) == before
