@@ -3,9 +3,9 @@
     python bench/indexes.py [--rows N] [--rounds N] [--audit-records N]
                             [--read-rounds N] [--read-calls N] [--output FILE]
 
-``sqlaudit_log`` carries two B-tree indexes that serve retrieval,
-``(table_name, resource_id, changed_at)`` and ``(changed_by, changed_at)``,
-and a BRIN index on ``changed_at``. postgresql-audit keeps no index for its
+``sqlaudit_log`` carries three B-tree indexes that serve retrieval,
+``(table_name, resource_id, changed_at)``, ``(substr(changed_by, 1, 200),
+changed_at)`` and ``(transaction_id)``, and a BRIN index on ``changed_at``. postgresql-audit keeps no index for its
 history queries and writes the 100,000-row INSERT and DELETE of the main
 benchmark faster than sqlaudit; this script shows, in one process, how much
 of that is the read indexes and what dropping one would cost the readers.
@@ -15,11 +15,12 @@ between rounds, every statement on a fresh connection, as in ``run.py``) it
 times the set-based INSERT ... SELECT, UPDATE and DELETE of ``run.py`` on
 
 * ``baseline``: no auditing;
-* five sqlaudit variants (``VARIANTS``), each in a schema of its own, with
+* six sqlaudit variants (``VARIANTS``), each in a schema of its own, with
   ``register_hooks()`` and an acting user, that differ only in the indexes of
   ``sqlaudit_log``: as shipped, without the user index, without the resource
-  index, without both, and with a hash index on ``resource_id`` instead of
-  both (the BRIN index and the primary key stay in all);
+  index, without the transaction index, without all three, and with a hash
+  index on ``resource_id`` instead of the three (the BRIN index and the
+  primary key stay in all);
 * ``limit_resource_index``: ``run.py``'s limit (the statement plus one hand-written
   ``INSERT ... SELECT`` of minimal audit rows) into a log table whose only read
   index is the resource B-tree;
