@@ -202,7 +202,7 @@ def section(results: Dict[str, Any]) -> str:
              f"Target: each read < {TARGET_MS:g} ms, `get_table_state` of the table "
              f"< {TABLE_TARGET_S:g} s.", ""]
     for dialect, res in results["ours"].items():
-        peer = results["peers"].get(dialect) or {}
+        peer = results["peers"].get(dialect) or {"error": "not run (--no-peers)"}
         peer_read = peer.get("read") or {}
         lines += [f"### {dialect}", "",
                   "| read | sqlaudit | target | SQLAlchemy-Continuum equivalent |",

@@ -110,9 +110,21 @@ class _Plan:
         self.attrs = _r._attributes(model)
         self.log = audit_table(spec.table.metadata)
         self.columns = [c for c in spec.columns]
+        self.names = [c.name for c in self.columns]
         self.processors = {} if self.pg else _r._sqlite_processors(spec.table, conn.dialect)
 
     # -------------------------------------------------------------- SQL
+
+    def _values(self, data: Any, live: Any = None) -> list[Any]:
+        """PostgreSQL: the tracked columns' values, typed: the live row's own columns, or
+        the members of the jsonb ``data`` converted in SQL (NULL ``data``: NULLs)."""
+        dialect = rendering_dialect("postgresql")
+        if live is not None:
+            return [live.c[c.name].label(f"v_{i}") for i, c in enumerate(self.columns)]
+        if data is None:
+            return [cast(null(), c.type).label(f"v_{i}") for i, c in enumerate(self.columns)]
+        return [_r.typed_value(data, c, _r._name_literal(c.name, dialect), dialect).label(f"v_{i}")
+                for i, c in enumerate(self.columns)]
 
     def _live(self, key: Optional[list[Any]]) -> Any:
         from .dialects import postgresql as pg_sql
@@ -120,46 +132,61 @@ class _Plan:
 
         dialect = rendering_dialect(self.conn.dialect.name)
         live = self.spec.table.alias(_LIVE)
-        if self.pg:
+        if self.pg:  # the row's columns themselves, no JSON (raw NULL: every column present)
             key_sql = pg_sql._key(self.spec, _LIVE, dialect)
-            data_sql = pg_sql._object(self.spec.columns, _LIVE, dialect)
-            data = literal_column(data_sql, JSONB)
-        else:
+            payload = [cast(null(), Text).label("raw"), *self._values(None, live)]
+        else:  # the JSON the triggers would store, decoded like the log's
             key_sql = sqlite_sql.key_expression(self.spec, _LIVE, dialect)
-            data = literal_column(sqlite_sql._full_object(self.spec.columns, _LIVE, dialect), Text)
+            payload = [literal_column(sqlite_sql._full_object(self.spec.columns, _LIVE, dialect),
+                                      Text).label("raw")]
         stmt = select(
             literal_column(key_sql, Text).label("rid"),
             literal(0, Integer).label("kind"),
             cast(null(), DateTime(timezone=True)).label("changed_at"),
             cast(null(), BigInteger).label("id"),
             literal("live", String).label("op"),
-            data.label("data"),
+            *payload,
         ).select_from(live)
         if key is not None:
             stmt = stmt.where(and_(*[live.c[c.name] == bindparam(None, v, type_=c.type)
                                      for c, v in zip(self.spec.key_columns, key)]))
         return stmt
 
+    def _bound(self, at: datetime) -> Any:
+        return bindparam(None, at if self.pg else at.replace(tzinfo=None),
+                         type_=self.log.c.changed_at.type)
+
     def _history(self, at: datetime, rid: Any, after: bool) -> Any:
         log = self.log
-        bound = bindparam(None, at if self.pg else at.replace(tzinfo=None),
-                          type_=log.c.changed_at.type)
+        bound = self._bound(at)
         when = log.c.changed_at > bound if after else log.c.changed_at <= bound
         data = log.c.old_data if after else log.c.new_data
+        payload = [cast(data, Text).label("raw")] + (self._values(data) if self.pg else [])
         stmt = select(
             log.c.resource_id.label("rid"),
             literal(1, Integer).label("kind"),
             log.c.changed_at,
             log.c.id,
             log.c.operation.label("op"),
-            data.label("data"),
+            *payload,
         ).where(rows_of_table(log, self.spec.name, self.spec.schema), when,
                 log.c.operation != "truncate")
         if rid is not None:
             stmt = stmt.where(log.c.resource_id == rid)
         return stmt
 
+    def _truncates(self, at: datetime) -> Any:
+        log = self.log
+        payload = [cast(null(), Text).label("raw")] + (self._values(None) if self.pg else [])
+        # truncate rows have no resource: the resource index finds them by table and NULL
+        return select(literal("", Text).label("rid"), literal(-1, Integer).label("kind"),
+                      log.c.changed_at, log.c.id, log.c.operation.label("op"), *payload).where(
+            rows_of_table(log, self.spec.name, self.spec.schema), log.c.resource_id.is_(None),
+            log.c.operation == "truncate", log.c.changed_at > self._bound(at))
+
     def statement(self, at: datetime, key: Optional[list[Any]], backward: bool) -> Any:
+        """Rows (rid, kind, changed_at, id, op, raw[, v_0...]) sorted by resource, then the
+        live row (kind 0) before the audit rows (kind 1), newest first when ``backward``."""
         rid = None if key is None else _resource_text(self.spec, key, self.conn.dialect)
         if isinstance(rid, tuple):  # composite: compare with the stored JSON array text
             array = (lambda *p: cast(func.json_build_array(*p), Text)) if self.pg else func.json_array
@@ -172,44 +199,27 @@ class _Plan:
                               self._history(at, rid, True)).subquery("u")
         else:
             union = self._history(at, rid, False).subquery("u")
-        columns = [union.c.rid, union.c.kind, union.c.op, cast(union.c.data, Text).label("raw")]
-        if self.pg:
-            dialect = rendering_dialect("postgresql")
-            for i, col in enumerate(self.columns):
-                if not _r._json_exact(col, dialect):
-                    name = _r._name_literal(col.name, dialect)
-                    columns.append(_r.typed_value(union.c.data, col, name, dialect).label(f"v_{i}"))
         rid_order = union.c.rid.collate("C") if self.pg else union.c.rid
         time_order = union.c.changed_at.desc() if backward else union.c.changed_at.asc()
         id_order = union.c.id.desc() if backward else union.c.id.asc()
-        return select(*columns).order_by(rid_order, union.c.kind, time_order, id_order)
-
-    def _truncates(self, at: datetime) -> Any:
-        log = self.log
-        bound = bindparam(None, at if self.pg else at.replace(tzinfo=None),
-                          type_=log.c.changed_at.type)
-        data = cast(null(), JSONB) if self.pg else cast(null(), Text)
-        return select(literal("", Text).label("rid"), literal(-1, Integer).label("kind"),
-                      log.c.changed_at, log.c.id, log.c.operation.label("op"),
-                      data.label("data")).where(
-            rows_of_table(log, self.spec.name, self.spec.schema),
-            log.c.operation == "truncate", log.c.changed_at > bound)
+        return select(*union.c).order_by(rid_order, union.c.kind, time_order, id_order)
 
     # -------------------------------------------------------------- decoding
 
     def values(self, row: Any) -> dict[str, Any]:
-        """Column name -> value of the JSON object of ``row`` (only the members it has)."""
-        doc = _r._doc(row.raw)
-        result = {}
-        for i, col in enumerate(self.columns):
-            if col.name not in doc:
-                continue
-            if self.pg:
-                typed = getattr(row, f"v_{i}", _MISSING)
-                result[col.name] = doc[col.name] if typed is _MISSING else typed
-            else:
-                result[col.name] = _r._sqlite_value(doc[col.name], self.processors.get(col.name))
-        return result
+        """Column name -> value of ``row``: every column of a live row (PostgreSQL), else
+        the members its JSON object has."""
+        raw = row[5]
+        names = self.names
+        if self.pg:
+            if raw is None:
+                return dict(zip(names, row[6:]))
+            doc = _r._doc(raw)
+            return {name: row[6 + i] for i, name in enumerate(names) if name in doc}
+        doc = _r._doc(raw)
+        processors = self.processors
+        return {name: _r._sqlite_value(doc[name], processors.get(name))
+                for name in names if name in doc}
 
     def named(self, state: dict[str, Any]) -> dict[str, Any]:
         return {self.attrs.get(name, name): value for name, value in state.items()}
@@ -231,27 +241,28 @@ def _states(plan: _Plan, rows: Any, backward: bool) -> Iterator[tuple[str, dict[
     current: Any = _MISSING
     state: Optional[dict[str, Any]] = None
     for row in rows:
-        if row.rid != current:
+        rid, kind, op = row[0], row[1], row[4]
+        if rid != current:
             if current is not _MISSING and state is not None:
                 yield current, state
-            current, state = row.rid, None
+            current, state = rid, None
         if backward:
-            if row.kind == 0:  # the live row
+            if kind == 0:  # the live row
                 state = plan.values(row)
-            elif row.op == "update":  # undo: the old values of the changed fields
+            elif op == "update":  # undo: the old values of the changed fields
                 if state is None:  # a row the log saw deleted without a delete record
                     state = {}
                 state.update(plan.values(row))
-            elif row.op == "insert":  # before its insert the row did not exist
+            elif op == "insert":  # before its insert the row did not exist
                 state = None
-            elif row.op == "delete":  # before its delete the row was its snapshot
+            elif op == "delete":  # before its delete the row was its snapshot
                 state = plan.values(row)
         else:
-            if row.op == "insert":
+            if op == "insert":
                 state = plan.values(row)
-            elif row.op == "update":
+            elif op == "update":
                 state = {**(state or {}), **plan.values(row)}
-            elif row.op == "delete":
+            elif op == "delete":
                 state = None
     if current is not _MISSING and state is not None:
         yield current, state
@@ -280,7 +291,7 @@ def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
         options = _options(conn, plan.log)
         backward = True
         rows = conn.execute(plan.statement(bound, key, True), execution_options=options).all()
-        if rows and rows[0].kind == -1:
+        if rows and rows[0][1] == -1:
             backward = False
             rows = conn.execute(plan.statement(bound, key, False), execution_options=options).all()
         for _, state in _states(plan, rows, backward):
@@ -319,7 +330,7 @@ def get_table_state(model_class: type, *, at: datetime,
         result = conn.execute(plan.statement(bound, None, True), execution_options=options)
         try:
             first = result.fetchmany(1)
-            if first and first[0].kind == -1:
+            if first and first[0][1] == -1:
                 result.close()
                 backward, first = False, []
                 result = conn.execute(plan.statement(bound, None, False), execution_options=options)
