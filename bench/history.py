@@ -3,6 +3,7 @@
 Run from the repository root, in the dev environment (``pip install -e '.[bench]'``)::
 
     python bench/history.py            # full run: writes the "History API" section of docs/benchmarks.md
+                                       # (bench/run.py runs it too, unless --no-history)
     python bench/history.py --quick    # 100,000 records, 2 rounds; prints the section only
 
 For PostgreSQL and SQLite: ``sqlaudit_log`` is filled set-based with the same
@@ -35,7 +36,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -245,23 +246,31 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(doc)
 
 
-def main(argv: List[str]) -> int:
-    args = parse_args(argv)
-    s = dict(QUICK if args.quick else FULL)
+def collect(command: str, dialects: List[str], quick: bool, peers: bool,
+            overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Run every read on every dialect (and Continuum's when ``peers``); the results.
+    ``overrides`` replaces sizes and rounds (``bench/run.py --sizes``)."""
+    s = dict(QUICK if quick else FULL, **(overrides or {}))
     pg_url = os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
     started = time.time()
-    results: Dict[str, Any] = {"command": harness.command_line("history.py", argv), "settings": s,
-                               "ours": {}, "peers": {}}
+    results: Dict[str, Any] = {"command": command, "settings": s, "ours": {}, "peers": {}}
     for dialect in dialects:
         results["ours"][dialect] = run_ours(dialect, s, pg_url)
-        if not args.no_peers:
+        if peers:
             results["peers"][dialect] = run_continuum(dialect, s, pg_url)
     f = peers_setup.machine_facts()
     results["machine"] = (f"{f['cpu']}, {f['cores']} cores, {f['ram']} RAM; {f['os']}; Python "
                           f"{f['python']}, SQLAlchemy {f['sqlalchemy']}, {f['driver']}, "
                           f"SQLite {f['sqlite']}; PostgreSQL on the same machine")
     results["elapsed"] = time.time() - started
+    return results
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
+    results = collect(harness.command_line("history.py", argv), dialects, args.quick,
+                      not args.no_peers)
     text = section(results)
     out = Path(args.output) if args.output else (None if args.quick else ROOT / "docs" / "benchmarks.md")
     if out is not None:

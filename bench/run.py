@@ -61,6 +61,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="skip the in-process sqlaudit part (to iterate on a peer worker)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the sqlaudit-without-actor variant and the profiles")
+    p.add_argument("--no-history", action="store_true",
+                   help="skip the History API reads (bench/history.py)")
     p.add_argument("--output-dir", help="where benchmarks.md/.png/.json go "
                                         "(default: docs/ for a full run, bench/results/quick/ with --quick)")
     return p.parse_args(argv)
@@ -136,6 +138,13 @@ def main(argv: List[str]) -> int:
     results["elapsed_seconds"] = time.time() - started
     import report
     paths = report.write(results, out_dir)
+    if not args.no_history and not args.only_peers:
+        import history
+        overrides = None if not args.sizes else dict(
+            audit_records=s["audit_records"], table_rows=s["rows"], rounds=s["read_rounds"],
+            calls=s["read_calls"], table_rounds=1)
+        hist = history.collect(command, dialects, args.quick, bool(peer_names), overrides)
+        history.write_section(out_dir / "benchmarks.md", history.section(hist))
     harness.progress(f"done in {results['elapsed_seconds'] / 60:.1f} min: "
                      + ", ".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
                                  for p in paths))

@@ -72,7 +72,8 @@ def test_benchmark_core_runs_and_records(dialect: str, request: pytest.FixtureRe
     doc = (tmp_path / "benchmarks.md").read_text()
     for title in ("INSERT ... SELECT", "UPDATE (2 columns)", "DELETE", "ORM update + commit",
                   "ORM insert + commit", "history of one resource", "one user's day",
-                  "Why the design is fast"):
+                  "Why the design is fast", "## History API", "one transaction's changes",
+                  "one resource's state as of a date", "`get_table_state`"):
         assert title in doc
 
 
