@@ -332,7 +332,7 @@ def report(writes: Dict[str, Dict[str, List[float]]], reads: Dict[str, Dict[str,
         f"* **Date:** {facts['date']}; the run took {facts['minutes']:.1f} min.",
         f"* **Command:** `{facts['command']}` (from the repository root).",
         f"* **Machine:** {facts['machine']}; PostgreSQL {facts['server_version']}.",
-        f"* **Measured:** {facts['measured']}.",
+        f"* **Measured:** {str(facts['measured']).split(' from ')[0]} (this repository).",
         f"* **Sizes:** {facts['rows']:,} rows per statement, timed rounds: {facts['rounds']} "
         f"(median shown, min–max small); {facts['audit_records']:,} audit records for the "
         f"reads, {facts['read_rounds']} × {facts['read_calls']} calls per query.",
@@ -392,7 +392,7 @@ def _verdicts(med: Dict[str, Dict[str, float]], reads: Dict[str, Dict[str, List[
     pga = med.get("postgresql-audit")
     lines = ["", "## Reading it", "",
              "Per variant, from the medians above: the bulk statements it wrote faster than "
-             "postgresql-audit, and the reads it served in under 5 ms (issue 4's target for "
+             "postgresql-audit, and the reads it served in under 5 ms (the target for "
              "one resource's history).", ""]
     for name in med:
         if name in ("baseline", "postgresql-audit"):
