@@ -299,6 +299,22 @@ def _after(log: Table, pg: bool, last: Any, direction: str) -> Any:
     return or_(log.c.changed_at > at_param, and_(log.c.changed_at == at_param, log.c.id > last[1]))
 
 
+def _pages(conn: Connection, log: Table, stmt: Any, direction: str, first: int,
+           size: int) -> Iterator[list[Any]]:
+    """Pages of ``stmt``'s rows (ordered by time and id in ``direction``), keyset-paged:
+    ``first`` rows, then ``size`` at a time, until the rows run out."""
+    pg = conn.dialect.name == "postgresql"
+    last = None
+    limit = first
+    while True:
+        page_stmt = stmt if last is None else stmt.where(_after(log, pg, last, direction))
+        page = _execute(conn, page_stmt.limit(limit), log)
+        yield page
+        if len(page) < limit:
+            return
+        last, limit = (page[-1].changed_at, page[-1].id), size
+
+
 def _execute(conn: Connection, stmt: Any, log: Table) -> list[Any]:
     try:
         try:
@@ -469,17 +485,11 @@ def get_changes(
         wanted = (offset or 0) + (limit if limit is not None else 0)
         # each audit row gives at least one record (but for NULL-only inserts and field
         # filters), so the first page asks for as many rows as records are wanted
-        size = min(_PAGE, wanted) if limit is not None else _PAGE
         records: list[Any] = []
-        last = None
-        while limit is None or len(records) < wanted:
-            stmt = base if last is None else base.where(_after(log, pg, last, sort_direction))
-            page = _execute(conn, stmt.limit(size), log)
+        for page in _pages(conn, log, base, sort_direction, min(_PAGE, wanted), _PAGE):
             records += _keep_fields(records_of_rows(conn, log, page, f.specs), f.fields)
-            if len(page) < size:
+            if len(records) >= wanted:
                 break
-            size = _PAGE
-            last = (page[-1].changed_at, page[-1].id)
         end = None if limit is None else (offset or 0) + limit
         return records[offset or 0:end]
 
@@ -517,20 +527,15 @@ def get_transactions(
                 .where(and_(true(), *_conditions(log, pg, f))).order_by(*_order(log, "desc")))
         wanted = None if limit is None else (offset or 0) + limit
         keys: dict[Any, None] = {}
-        last = None
-        size = _PAGE * 4 if wanted is None else min(_PAGE * 4, max(20, wanted * 4))
-        while wanted is None or len(keys) < wanted:
-            stmt = scan if last is None else scan.where(_after(log, pg, last, "desc"))
-            page = _execute(conn, stmt.limit(size), log)
+        first = _PAGE * 4 if wanted is None else min(_PAGE * 4, max(20, wanted * 4))
+        for page in _pages(conn, log, scan, "desc", first, _PAGE * 4):
             for row in page:
                 keys.setdefault(row.transaction_id if row.transaction_id is not None
                                 else ("row", row.id), None)
                 if wanted is not None and len(keys) >= wanted:
                     break
-            if len(page) < size:
+            if wanted is not None and len(keys) >= wanted:
                 break
-            size = _PAGE * 4
-            last = (page[-1].changed_at, page[-1].id)
         chosen = list(keys)[offset or 0:wanted]
         if not chosen:
             return []

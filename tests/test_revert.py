@@ -16,6 +16,8 @@ from sqlaudit.exceptions import SQLAuditRevertConflict, SQLAuditRevertError
 from sqlaudit.retrieval import get_changes, get_resource_changes, get_transactions
 from sqlaudit.revert import RevertResult, restore_resource, revert_transaction
 
+from test_state import keyed_models
+
 
 def library_models(Base: Any) -> tuple[type, type]:
     @track_table()
@@ -216,19 +218,7 @@ def test_a_delete_is_not_revertible_when_a_not_null_column_was_not_tracked(engin
 
 
 def test_keys_of_every_shape_revert(engine, Base) -> None:
-    @track_table(tracked_fields=["value"])
-    class Pair(Base):
-        __tablename__ = "pairs"
-        tenant: Mapped[str] = mapped_column(String(20), primary_key=True)
-        number: Mapped[int] = mapped_column(Integer, primary_key=True)
-        value: Mapped[str] = mapped_column(String(20))
-
-    @track_table()
-    class Thing(Base):
-        __tablename__ = "things"
-        id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-        value: Mapped[str] = mapped_column(String(20))
-
+    Pair, Thing = keyed_models(Base)
     Base.metadata.create_all(engine)
     register_hooks()
     thing = uuid.uuid4()
