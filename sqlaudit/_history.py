@@ -111,26 +111,30 @@ def _models(models: Any) -> Optional[tuple[TableSpec, ...]]:
     return tuple(spec_for(m) for m in values)
 
 
-def _bound(value: Any, name: str, end: bool) -> Optional[datetime]:
+def _bound(value: Any, side: str, end: bool, argument: str) -> Optional[datetime]:
     if isinstance(value, date) and not isinstance(value, datetime):
         # a date bound covers the whole day: from its start, or to its last instant
         value = datetime.combine(value, time.max if end else time.min)
     if value is not None and not isinstance(value, datetime):
-        raise TypeError(f"date_range {name} must be a datetime, a date or None, got {value!r}")
-    return _r._utc_bound(value, name)
+        raise TypeError(f"{argument} {side} must be a datetime, a date or None, got {value!r}")
+    return _r._utc_bound(value, side)
 
 
-def date_bounds(date_range: Any) -> tuple[Optional[datetime], Optional[datetime]]:
-    """``(start, end)`` of a ``date_range`` argument, in UTC (None: open)."""
+def date_bounds(date_range: Any, argument: str = "date_range"
+                ) -> tuple[Optional[datetime], Optional[datetime]]:
+    """``(start, end)`` of a date range argument, in UTC (None: open). Dates cover whole
+    days; naive datetimes are read in the configured time zone."""
     if date_range is None:
         return None, None
     if not isinstance(date_range, (tuple, list)) or len(date_range) != 2:
         raise ValueError(
-            f"date_range must be a (start, end) pair of datetimes, dates or None, "
+            f"{argument} must be a (start, end) pair of datetimes, dates or None, e.g. "
+            f"(datetime(2026, 12, 1), None) or (date(2026, 12, 1), date(2026, 12, 7)); "
             f"got {date_range!r}")
-    start, end = _bound(date_range[0], "start", False), _bound(date_range[1], "end", True)
+    start = _bound(date_range[0], "start", False, argument)
+    end = _bound(date_range[1], "end", True, argument)
     if start is not None and end is not None and start > end:
-        raise ValueError(f"date_range start {start} is after end {end}")
+        raise ValueError(f"{argument} start {start} is after end {end}")
     return start, end
 
 

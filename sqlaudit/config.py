@@ -180,6 +180,10 @@ def set_config(config: SQLAuditConfig) -> None:
         )
     _holder.config = config
     log.debug("sqlaudit configuration set: %r", config)
+    if config.get_user_id_callback is not None:
+        from .hooks import watch_for_missing_hooks
+
+        watch_for_missing_hooks()
 
 
 def get_config() -> SQLAuditConfig:

@@ -127,6 +127,7 @@ def _track_parent(parent: Table, names: list[str], require_user_id: Optional[boo
 
 
 def track_table(
+    _model: Any = None,
     *,
     tracked_fields: Optional[Sequence[str]] = None,
     table_label: Optional[str] = None,
@@ -136,6 +137,8 @@ def track_table(
     require_user_id: Optional[bool] = None,
 ) -> Callable[[T], T]:
     """Audit inserts, updates and deletes of a model's table with database triggers.
+
+    Use it as ``@track_table(...)``, or bare, ``@track_table``, to audit every column.
 
     Args:
         tracked_fields: mapped attribute names to audit; ``None`` audits every column.
@@ -195,4 +198,9 @@ def track_table(
         log.debug("tracking %s: %s", table.fullname, [c.name for c in columns])
         return cls
 
+    if _model is not None:  # bare @track_table
+        if not isinstance(_model, type):
+            raise TypeError(f"track_table takes keyword arguments only (tracked_fields=[...], "
+                            f"...); got the positional argument {_model!r}")
+        return decorate(_model)  # type: ignore[return-value]
     return decorate

@@ -458,6 +458,30 @@ _LISTENERS = (
 _POOL_LISTENERS = (("checkin", _checkin),)
 
 
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_missing_hooks_warned = False
+
+
+def _warn_without_hooks(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+    """Once: a write while a ``get_user_id_callback`` is configured but the hooks that pass
+    its user to the database were never registered (the change is recorded without one)."""
+    global _missing_hooks_warned
+    if _missing_hooks_warned or event.contains(Engine, "before_cursor_execute",
+                                                _before_cursor_execute):
+        return
+    if statement.lstrip()[:6].upper().startswith(_WRITES):
+        _missing_hooks_warned = True
+        log.warning("sqlaudit: register_hooks() was not called; changes are recorded without "
+                    "a user (call sqlaudit.register_hooks() once at startup)")
+
+
+def watch_for_missing_hooks() -> None:
+    """Warn at the first write if a user callback is configured but hooks are not
+    registered (done by ``set_config``); costs one flag check per statement."""
+    if not event.contains(Engine, "before_cursor_execute", _warn_without_hooks):
+        event.listen(Engine, "before_cursor_execute", _warn_without_hooks)
+
+
 def register_hooks() -> None:
     """Start passing the acting user to the database for every Engine.
 

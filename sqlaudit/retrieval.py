@@ -307,16 +307,19 @@ def get_resource_changes(
         raise ValueError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
     _check_paging(limit, offset)
     fields = _as_list(filter_fields)
+    tracked = {attr_by_column.get(c.name, c.name) for c in (*spec.columns, *spec.inherited)}
     for name in fields or []:
         if name not in column_by_attr:
             raise ValueError(
                 f"filter_fields: {name!r} is not a column attribute of {spec.table.name!r} "
-                f"(known: {sorted(column_by_attr)})"
+                f"(tracked fields: {sorted(tracked)})"
             )
-    start, end = filter_date_range if filter_date_range is not None else (None, None)
-    start, end = _utc_bound(start, "start"), _utc_bound(end, "end")
-    if start is not None and end is not None and start > end:
-        raise ValueError(f"filter_date_range start {start} is after end {end}")
+        if name not in tracked:
+            raise ValueError(
+                f"filter_fields: {name!r} is not tracked on {spec.table.name!r}, so no change "
+                f"of it is recorded (tracked fields: {sorted(tracked)})"
+            )
+    start, end = _history.date_bounds(filter_date_range, "filter_date_range")
     resource_ids = _as_list(filter_resource_ids, keys=True)
     user_ids = _as_list(filter_user_ids)
     transaction_ids = transaction_list(filter_transaction_ids)
@@ -811,5 +814,6 @@ def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Calla
 
 
 # Reads across tables and of past states live in their own modules; this is their home.
+from . import _history  # noqa: E402
 from ._history import AuditTransaction, get_changes, get_transactions  # noqa: E402
 from ._state import get_resource_state, get_table_state  # noqa: E402

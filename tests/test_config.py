@@ -193,3 +193,45 @@ def test_default_time_zone_follows_a_non_utc_local_zone(local_zone_tokyo) -> Non
     now = datetime.now().astimezone()
     assert now.utcoffset().total_seconds() == 9 * 3600  # the machine really is in Tokyo now
     assert config.zone.utcoffset(now.replace(tzinfo=None)) == now.utcoffset()
+
+
+def test_a_callback_without_register_hooks_warns_once_at_the_first_write(engine, Base, caplog) -> None:
+    import logging
+
+    from sqlalchemy import text
+
+    from sqlaudit import hooks
+    from sqlaudit.config import SQLAuditConfig, set_config
+
+    from sample_models import readme_models
+
+    hooks._missing_hooks_warned = False
+    User, _ = readme_models(Base)
+    Base.metadata.create_all(engine)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: 1))
+    with caplog.at_level(logging.WARNING, logger="sqlaudit"), engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        assert "register_hooks() was not called" not in caplog.text  # reads do not warn
+        conn.execute(text("INSERT INTO users (user_id) VALUES (1)"))
+        conn.execute(text("INSERT INTO users (user_id) VALUES (2)"))
+    assert caplog.text.count("register_hooks() was not called") == 1
+
+
+def test_no_warning_when_the_hooks_are_registered(engine, Base, caplog) -> None:
+    import logging
+
+    from sqlalchemy import text
+
+    from sqlaudit import hooks, register_hooks
+    from sqlaudit.config import SQLAuditConfig, set_config
+
+    from sample_models import readme_models
+
+    hooks._missing_hooks_warned = False
+    User, _ = readme_models(Base)
+    Base.metadata.create_all(engine)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: 1))
+    register_hooks()
+    with caplog.at_level(logging.WARNING, logger="sqlaudit"), engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (user_id) VALUES (1)"))
+    assert "register_hooks() was not called" not in caplog.text

@@ -238,3 +238,32 @@ def test_every_table_sqlaudit_creates_is_named_sqlaudit_star(engine, Base) -> No
     expected = {"sqlite": {"sqlaudit_log", "sqlaudit_context"}, "postgresql": {"sqlaudit_log"}}
     assert names - model_tables == expected[engine.dialect.name]
     assert all(name.startswith("sqlaudit_") for name in names - model_tables)
+
+
+def test_bare_track_table_tracks_every_column(engine, Base) -> None:
+    from sqlalchemy.orm import Mapped, Session, mapped_column
+
+    from sqlaudit import track_table as bare
+    from sqlaudit.retrieval import get_resource_changes
+
+    @bare
+    class Plain(Base):
+        __tablename__ = "plain_bare"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Plain(id=1, name="x"))
+        s.commit()
+        fields = sorted(r.field_name for r in get_resource_changes(Plain, session=s))
+    assert fields == ["id", "name"]
+
+
+def test_track_table_refuses_a_positional_argument_that_is_not_a_model() -> None:
+    import pytest
+
+    from sqlaudit import track_table as bare
+
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        bare(["name"])

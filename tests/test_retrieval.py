@@ -671,3 +671,27 @@ def test_retrieval_uses_the_indexes_of_an_audit_table_with_the_database_collatio
                 f'ALTER TABLE sqlaudit_log ALTER COLUMN {column} TYPE {type_} COLLATE "default"')
     plan = plan_of_retrieval(engine, changes_by_three_users, filters)
     assert index in plan, plan
+
+
+def test_filter_date_range_takes_dates_for_whole_days(engine, one_full_customer) -> None:
+    from datetime import date as day_type
+
+    today = datetime.now(timezone.utc).date()
+    with Session(engine) as s:
+        everything = changes(one_full_customer, s)
+        assert changes(one_full_customer, s, filter_date_range=(today, today)) == everything
+        assert changes(one_full_customer, s, filter_date_range=(None, day_type(2000, 1, 1))) == []
+
+
+@pytest.mark.parametrize("bad", ["2026-12-01", (None, None, None), (None,)])
+def test_filter_date_range_of_the_wrong_shape_shows_the_expected_form(engine, one_full_customer,
+                                                                      bad) -> None:
+    with Session(engine) as s, pytest.raises(ValueError, match=r"filter_date_range must be a \(start, end\) pair"):
+        changes(one_full_customer, s, filter_date_range=bad)
+
+
+def test_filter_fields_naming_an_untracked_column_lists_the_tracked_fields(engine, one_full_customer) -> None:
+    untracked = next(c.key for c in one_full_customer.__mapper__.column_attrs
+                     if c.key not in {f for f in ("name", "email", "city")} and c.key != "id")
+    with Session(engine) as s, pytest.raises(ValueError, match="is not tracked .*tracked fields: "):
+        changes(one_full_customer, s, filter_fields=untracked)
