@@ -13,7 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from sqlalchemy import (
@@ -33,14 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .config import display_zone
 from .ddl import rendering_dialect
-from .exceptions import SQLAuditTableNotInDatabaseError
-from .schema import USER_PREFIX, audit_table, log_schema, rows_of_table, text_param, user_prefix
+from .schema import USER_PREFIX, audit_table, rows_of_table, text_param, user_prefix
 from .spec import TableSpec, mapper_of, model_for, spec_for
 
 __all__ = ["AuditTransaction", "get_changes", "get_transactions"]
@@ -192,12 +189,6 @@ def _log(conn: Connection, specs: Optional[Sequence[TableSpec]]) -> Table:
     return audit_table(specs[0].table.metadata) if specs else SHARED_LOG
 
 
-def _options(conn: Connection, log: Table) -> dict[str, Any]:
-    if log.schema is None:
-        return {"schema_translate_map": {None: log_schema(conn)}}
-    return {}
-
-
 def _key_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         raise TypeError(f"resource ids must be str, int or UUID (tuples of them for composite "
@@ -303,8 +294,8 @@ def _after(log: Table, pg: bool, last: Any, direction: str) -> Any:
     return or_(log.c.changed_at > at_param, and_(log.c.changed_at == at_param, log.c.id > last[1]))
 
 
-def _pages(conn: Connection, log: Table, stmt: Any, direction: str, first: int,
-           size: int) -> Iterator[list[Any]]:
+def _pages(conn: Connection, log: Table, options: dict[str, Any], stmt: Any, direction: str,
+           first: int, size: int) -> Iterator[list[Any]]:
     """Pages of ``stmt``'s rows (ordered by time and id in ``direction``), keyset-paged:
     ``first`` rows, then ``size`` at a time, until the rows run out."""
     pg = conn.dialect.name == "postgresql"
@@ -312,33 +303,20 @@ def _pages(conn: Connection, log: Table, stmt: Any, direction: str, first: int,
     limit = first
     while True:
         page_stmt = stmt if last is None else stmt.where(_after(log, pg, last, direction))
-        page = _execute(conn, page_stmt.limit(limit), log)
+        page = _execute(conn, page_stmt.limit(limit), options)
         yield page
         if len(page) < limit:
             return
         last, limit = (page[-1].changed_at, page[-1].id), size
 
 
-def _execute(conn: Connection, stmt: Any, log: Table) -> list[Any]:
-    try:
-        try:
-            return list(conn.execute(stmt, execution_options=_options(conn, log)).all())
-        except DBAPIError as exc:
-            if conn.dialect.name == "postgresql" or "decode to UTF-8" not in str(exc.orig):
-                raise
-            return _r._read_lossy(conn, stmt, {}, _options(conn, log))
-    except DBAPIError as exc:
-        if _r._missing_table(exc):
-            raise SQLAuditTableNotInDatabaseError(
-                "the audit table 'sqlaudit_log' does not exist in this database; run "
-                "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
-            ) from exc
-        raise
+def _execute(conn: Connection, stmt: Any, options: dict[str, Any]) -> list[Any]:
+    return _r.run_log_query(conn, stmt, {}, options)
 
 
 # ---------------------------------------------------------------- records
 
-def records_of_rows(conn: Connection, log: Table, rows: Sequence[Any],
+def records_of_rows(conn: Connection, log: Table, options: dict[str, Any], rows: Sequence[Any],
                     specs: Optional[Sequence[TableSpec]] = None) -> list[Any]:
     """The field records of audit ``rows`` (any tables), in the rows' order."""
     if not rows:
@@ -353,7 +331,7 @@ def records_of_rows(conn: Connection, log: Table, rows: Sequence[Any],
         for key, ids in groups.items():
             model = _model(by_table, key)
             if model is not None:
-                for typed_row in _typed_rows(conn, log, model, ids):
+                for typed_row in _typed_rows(conn, log, options, model, ids):
                     typed[typed_row.id] = typed_row
     # expand each table's rows together, then put the records back in the rows' order
     groups_by_table: dict[Any, list[Any]] = {}
@@ -395,7 +373,8 @@ def _unknown_spec(schema: Optional[str], name: str) -> TableSpec:
     return TableSpec(Table(name, MetaData(), schema=schema), (), (), None)
 
 
-def _typed_rows(conn: Connection, log: Table, model: Any, ids: list[int]) -> list[Any]:
+def _typed_rows(conn: Connection, log: Table, options: dict[str, Any], model: Any,
+                ids: list[int]) -> list[Any]:
     """PostgreSQL: the rows ``ids`` of ``model``'s table with typed values, in id order."""
     spec = spec_for(model)
     dialect = rendering_dialect("postgresql")
@@ -411,7 +390,7 @@ def _typed_rows(conn: Connection, log: Table, model: Any, ids: list[int]) -> lis
                     _r._typed(log, "new", col, name, dialect).label(f"new_{i}")]
     stmt = select(*columns).where(log.c.id.in_(bindparam(None, ids, expanding=True,
                                                           type_=BigInteger())))
-    return _execute(conn, stmt.order_by(log.c.id), log)
+    return _execute(conn, stmt.order_by(log.c.id), options)
 
 
 def _keep_fields(records: Iterable[Any], fields: Optional[list[str]]) -> list[Any]:
@@ -480,18 +459,20 @@ def get_changes(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
+        options = _r.log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         base = select(*_base_columns(log)).where(and_(true(), *_conditions(log, pg, f)))
         base = base.order_by(*_order(log, sort_direction))
         if limit is None and not offset:
-            return _keep_fields(records_of_rows(conn, log, _execute(conn, base, log), f.specs),
+            return _keep_fields(records_of_rows(conn, log, options, _execute(conn, base, options),
+                                                f.specs),
                                 f.fields)
         wanted = (offset or 0) + (limit if limit is not None else 0)
         # each audit row gives at least one record (but for NULL-only inserts and field
         # filters), so the first page asks for as many rows as records are wanted
         records: list[Any] = []
-        for page in _pages(conn, log, base, sort_direction, min(_PAGE, wanted), _PAGE):
-            records += _keep_fields(records_of_rows(conn, log, page, f.specs), f.fields)
+        for page in _pages(conn, log, options, base, sort_direction, min(_PAGE, wanted), _PAGE):
+            records += _keep_fields(records_of_rows(conn, log, options, page, f.specs), f.fields)
             if len(records) >= wanted:
                 break
         end = None if limit is None else (offset or 0) + limit
@@ -524,6 +505,7 @@ def get_transactions(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
+        options = _r.log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         # Scan matching rows newest first and collect transactions in the order of their
         # newest change, until the page is full: a few index pages for a short page.
@@ -532,7 +514,7 @@ def get_transactions(
         wanted = None if limit is None else (offset or 0) + limit
         keys: dict[Any, None] = {}
         first = _PAGE * 4 if wanted is None else min(_PAGE * 4, max(20, wanted * 4))
-        for page in _pages(conn, log, scan, "desc", first, _PAGE * 4):
+        for page in _pages(conn, log, options, scan, "desc", first, _PAGE * 4):
             for row in page:
                 keys.setdefault(row.transaction_id if row.transaction_id is not None
                                 else ("row", row.id), None)
@@ -555,8 +537,8 @@ def get_transactions(
         if f.specs is not None:
             where.append(or_(*[rows_of_table(log, s.name, s.schema) for s in f.specs]))
         stmt = select(*_base_columns(log)).where(and_(*where)).order_by(*_order(log, "asc"))
-        rows = _execute(conn, stmt, log)
-        records = records_of_rows(conn, log, rows, f.specs)
+        rows = _execute(conn, stmt, options)
+        records = records_of_rows(conn, log, options, rows, f.specs)
     grouped: dict[Any, list[Any]] = {key: [] for key in chosen}
     row_key = {row.id: row.transaction_id if row.transaction_id is not None else ("row", row.id)
                for row in rows}

@@ -26,7 +26,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
-    Table,
     Text,
     and_,
     bindparam,
@@ -38,7 +37,6 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -95,6 +93,13 @@ def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
     return values
 
 
+def key_condition(table: Any, spec: TableSpec, values: list[Any]) -> Any:
+    """``table``'s key columns equal ``values`` (bound with the columns' types, so the
+    primary key index serves it)."""
+    return and_(*[table.c[c.name] == bindparam(None, v, type_=c.type)
+                  for c, v in zip(spec.key_columns, values)])
+
+
 def _resource_text(spec: TableSpec, values: list[Any], dialect: Any) -> Any:
     keys = _r._resource_keys([tuple(values) if len(values) > 1 else values[0]], spec, dialect)
     return keys[0]
@@ -148,8 +153,7 @@ class _Plan:
             *payload,
         ).select_from(live)
         if key is not None:
-            stmt = stmt.where(and_(*[live.c[c.name] == bindparam(None, v, type_=c.type)
-                                     for c, v in zip(self.spec.key_columns, key)]))
+            stmt = stmt.where(key_condition(live, self.spec, key))
         return stmt
 
     def _bound(self, at: datetime) -> Any:
@@ -228,14 +232,6 @@ class _Plan:
 _MISSING = object()
 
 
-def _options(conn: Connection, log: Table) -> dict[str, Any]:
-    from .schema import log_schema
-
-    if log.schema is None:
-        return {"schema_translate_map": {None: log_schema(conn)}}
-    return {}
-
-
 def _states(plan: _Plan, rows: Any, backward: bool) -> Iterator[tuple[str, dict[str, Any]]]:
     """(resource_id, column state) of every resource that existed at ``at``."""
     current: Any = _MISSING
@@ -288,7 +284,7 @@ def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = _options(conn, plan.log)
+        options = _r.log_options(conn, plan.log)
         backward = True
         rows = conn.execute(plan.statement(bound, key, True), execution_options=options).all()
         if rows and rows[0][1] == -1:
@@ -325,7 +321,7 @@ def get_table_state(model_class: type, *, at: datetime,
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = {**_options(conn, plan.log), "yield_per": _YIELD}
+        options = {**_r.log_options(conn, plan.log), "yield_per": _YIELD}
         backward = True
         result = conn.execute(plan.statement(bound, None, True), execution_options=options)
         try:

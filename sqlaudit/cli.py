@@ -136,13 +136,14 @@ def _date_range(since: Optional[str], until: Optional[str]) -> Optional[tuple[An
     return start, end
 
 
-def _cutoff(value: str, option: str) -> datetime:
-    """An aware instant from a date or duration (a day means its start, local time)."""
+def _cutoff(value: str, option: str, day_end: bool = False) -> datetime:
+    """An aware instant from a date or duration (a day means its start, or with
+    ``day_end`` its last instant; local time)."""
     from .config import display_zone
 
     when = parse_when(value, option)
     if not isinstance(when, datetime):
-        when = datetime.combine(when, time.min)
+        when = datetime.combine(when, time.max if day_end else time.min)
     if when.tzinfo is None:
         when = when.replace(tzinfo=display_zone())
     return when
@@ -725,16 +726,8 @@ def _model_named(rt: Runtime, name: str) -> type:
 
 
 def _at(value: Optional[str]) -> datetime:
-    if value is None:
-        return datetime.now(timezone.utc)
-    when = parse_when(value, "--at")
-    if not isinstance(when, datetime):  # a day: as it was at its end
-        when = datetime.combine(when, time.max)
-    if when.tzinfo is None:
-        from .config import display_zone
-
-        when = when.replace(tzinfo=display_zone())
-    return when
+    """``--at``: now by default; a day means as it was at the day's end."""
+    return datetime.now(timezone.utc) if value is None else _cutoff(value, "--at", day_end=True)
 
 
 def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[str],

@@ -466,8 +466,7 @@ def _warn_without_hooks(conn: Connection, cursor: Any, statement: str, *args: An
     """Once: a write while a ``get_user_id_callback`` is configured but the hooks that pass
     its user to the database were never registered (the change is recorded without one)."""
     global _missing_hooks_warned
-    if _missing_hooks_warned or event.contains(Engine, "before_cursor_execute",
-                                                _before_cursor_execute):
+    if _missing_hooks_warned:
         return
     if statement.lstrip()[:6].upper().startswith(_WRITES):
         _missing_hooks_warned = True
@@ -477,8 +476,11 @@ def _warn_without_hooks(conn: Connection, cursor: Any, statement: str, *args: An
 
 def watch_for_missing_hooks() -> None:
     """Warn at the first write if a user callback is configured but hooks are not
-    registered (done by ``set_config``); costs one flag check per statement."""
-    if not event.contains(Engine, "before_cursor_execute", _warn_without_hooks):
+    registered (done by ``set_config``). The listener exists only while the hooks are
+    not registered (``register_hooks`` removes it) and costs one flag check per
+    statement until it has warned."""
+    if not hooks_registered() and not event.contains(Engine, "before_cursor_execute",
+                                                     _warn_without_hooks):
         event.listen(Engine, "before_cursor_execute", _warn_without_hooks)
 
 
@@ -494,6 +496,8 @@ def register_hooks() -> None:
     for name, fn in _POOL_LISTENERS:
         if not event.contains(Pool, name, fn):
             event.listen(Pool, name, fn)
+    if event.contains(Engine, "before_cursor_execute", _warn_without_hooks):
+        event.remove(Engine, "before_cursor_execute", _warn_without_hooks)
     log.debug("sqlaudit hooks registered")
 
 

@@ -368,27 +368,39 @@ def get_resource_changes(
                  transaction_ids is not None)
         per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
-        options = {}
-        if audit_table(spec.table.metadata).schema is None:
-            # name the log by schema: a TEMP sqlaudit_log must not stand in for it
-            options = {"schema_translate_map": {None: log_schema(conn)}}
-        try:
-            try:
-                rows = conn.execute(stmt, params, execution_options=options).all()
-            except DBAPIError as exc:
-                if pg or "decode to UTF-8" not in str(exc.orig):
-                    raise
-                rows = _read_lossy(conn, stmt, params, options)
-        except DBAPIError as exc:
-            if _missing_table(exc):
-                raise SQLAuditTableNotInDatabaseError(
-                    "the audit table 'sqlaudit_log' does not exist in this database; run "
-                    "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
-                ) from exc
-            raise
+        rows = run_log_query(conn, stmt, params, log_options(conn, audit_table(spec.table.metadata)))
     if per_row:
         return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
+
+
+def log_options(conn: Connection, log: Any) -> dict[str, Any]:
+    """Execution options that name the log by schema (when its Table has none), so that
+    no TEMP ``sqlaudit_log`` can stand in for it. One query on PostgreSQL: compute once
+    per read and pass to every statement of that read."""
+    if log.schema is None:
+        return {"schema_translate_map": {None: log_schema(conn)}}
+    return {}
+
+
+def run_log_query(conn: Connection, stmt: Any, params: dict[str, Any],
+                  options: dict[str, Any]) -> list[Any]:
+    """Rows of a query on the log: invalid UTF-8 on SQLite shown as U+FFFD, a missing log
+    reported as :class:`SQLAuditTableNotInDatabaseError`."""
+    try:
+        try:
+            return list(conn.execute(stmt, params, execution_options=options).all())
+        except DBAPIError as exc:
+            if conn.dialect.name == "postgresql" or "decode to UTF-8" not in str(exc.orig):
+                raise
+            return _read_lossy(conn, stmt, params, options)
+    except DBAPIError as exc:
+        if _missing_table(exc):
+            raise SQLAuditTableNotInDatabaseError(
+                "the audit table 'sqlaudit_log' does not exist in this database; run "
+                "metadata.create_all() or sqlaudit.ddl.install_audit_triggers() first."
+            ) from exc
+        raise
 
 
 def _read_lossy(conn: Connection, stmt: Any, params: dict[str, Any],

@@ -20,15 +20,15 @@ from typing import Any, Optional, Union
 
 import contextlib
 
-from sqlalchemy import BigInteger, MetaData, Table, and_, bindparam, delete, exists, insert, select, update
+from sqlalchemy import BigInteger, Table, bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import _history, retrieval as _r
-from ._state import key_values
+from ._state import key_condition, key_values
 from .context import audit_context
 from .exceptions import SQLAuditRevertConflict, SQLAuditRevertError
-from .schema import audit_table, rows_of_table
+from .schema import rows_of_table
 from .spec import TableSpec, model_for, spec_for
 
 __all__ = ["RevertResult", "restore_resource", "revert_transaction"]
@@ -93,23 +93,19 @@ def _check_row(conn: Connection, change: _Change) -> None:
             f"nothing was changed")
 
 
-def _key_condition(table: Table, spec: TableSpec, resource_id: str) -> Any:
-    """WHERE the row's key equals the stored resource id text."""
-    raw: Any = resource_id
-    if len(spec.key_columns) > 1:
-        raw = tuple(json.loads(resource_id))
+def _stored_key(spec: TableSpec, resource_id: str) -> list[Any]:
+    """The key values of a stored resource id (a JSON array of texts when composite)."""
+    raw: Any = tuple(json.loads(resource_id)) if len(spec.key_columns) > 1 else resource_id
     try:
-        values = key_values(spec, raw)
+        return key_values(spec, raw)
     except (TypeError, ValueError) as exc:
         raise SQLAuditRevertError(
             f"cannot find the row {resource_id!r} of {spec.name}: {exc}") from exc
-    return and_(*[table.c[c.name] == bindparam(None, v, type_=c.type)
-                  for c, v in zip(spec.key_columns, values)])
 
 
-def _key_columns(spec: TableSpec, resource_id: str) -> dict[str, Any]:
-    raw: Any = tuple(json.loads(resource_id)) if len(spec.key_columns) > 1 else resource_id
-    return {c.name: v for c, v in zip(spec.key_columns, key_values(spec, raw))}
+def _key_condition(table: Table, spec: TableSpec, resource_id: str) -> Any:
+    """WHERE the row's key equals the stored resource id text."""
+    return key_condition(table, spec, _stored_key(spec, resource_id))
 
 
 def _missing_for_insert(spec: TableSpec, values: dict[str, Any]) -> list[str]:
@@ -129,13 +125,13 @@ def _require_model(row: Any) -> Any:
     return model
 
 
-def _changes(conn: Connection, transaction_id: int) -> list[_Change]:
+def _changes(conn: Connection, options: dict[str, Any], transaction_id: int) -> list[_Change]:
     log = _history.SHARED_LOG
     stmt = (select(*_history._base_columns(log))
             .where(log.c.transaction_id == bindparam(None, transaction_id, type_=BigInteger()))
             .order_by(log.c.id))
-    rows = _history._execute(conn, stmt, log)
-    records = _history.records_of_rows(conn, log, rows)
+    rows = _history._execute(conn, stmt, options)
+    records = _history.records_of_rows(conn, log, options, rows)
     by_row: dict[int, list[Any]] = {}
     for record in records:
         by_row.setdefault(record.__dict__["_audit_id"], []).append(record)
@@ -147,7 +143,8 @@ def _changes(conn: Connection, transaction_id: int) -> list[_Change]:
     return changes
 
 
-def _later(conn: Connection, changes: list[_Change], transaction_id: int) -> dict[Any, list[Any]]:
+def _later(conn: Connection, options: dict[str, Any], changes: list[_Change],
+           transaction_id: int) -> dict[Any, list[Any]]:
     """Changes by other transactions to the same rows, after the first reverted one."""
     log = _history.SHARED_LOG
     first = min(c.row.id for c in changes)
@@ -163,7 +160,7 @@ def _later(conn: Connection, changes: list[_Change], transaction_id: int) -> dic
             log.c.transaction_id.is_distinct_from(
                 bindparam(None, transaction_id, type_=BigInteger())))
             .order_by(log.c.id))
-        for row in _history._execute(conn, stmt, log):
+        for row in _history._execute(conn, stmt, options):
             found.setdefault((schema, name, row.resource_id), []).append(row)
     return found
 
@@ -198,7 +195,7 @@ def _apply(conn: Connection, change: _Change) -> None:
     else:  # delete: re-insert the snapshot (NULL for the tracked fields it does not list)
         values = {c.name: None for c in spec.columns}
         values.update({name: old for name, (old, _) in change.columns().items()})
-        values.update(_key_columns(spec, row.resource_id))
+        values.update(zip([c.name for c in spec.key_columns], _stored_key(spec, row.resource_id)))
         conn.execute(insert(table).values(values))  # inserted, or raises
         done = 1
     if done != 1:
@@ -255,7 +252,8 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
         raise TypeError(f"transaction_id must be an int, got {transaction_id!r}")
     conn = _conn(session)
-    changes = _changes(conn, transaction_id)
+    options = _r.log_options(conn, _history.SHARED_LOG)
+    changes = _changes(conn, options, transaction_id)
     if not changes:
         raise SQLAuditRevertError(f"no recorded change has transaction id {transaction_id}")
     for change in changes:
@@ -264,7 +262,7 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
                 f"transaction {transaction_id} truncated {change.row.table_name}; a TRUNCATE "
                 f"records no rows, so it cannot be undone")
         _check_insertable(change)
-    later = _later(conn, changes, transaction_id)
+    later = _later(conn, options, changes, transaction_id)
     conflicting = [c for c in changes if _conflicts(c, later.get(c.key, []))]
     if conflicting and on_conflict == "raise":
         records = [r for c in conflicting for r in c.records]
@@ -303,8 +301,7 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     conn = _conn(session)
     then = _r.get_resource_state(model_class, resource_id, at=at, session=conn)
     table = spec.table
-    where = and_(*[table.c[c.name] == bindparam(None, v, type_=c.type)
-                   for c, v in zip(spec.key_columns, key)])
+    where = key_condition(table, spec, key)
     attrs = _r._attributes(model_class)
     by_attr = {attr: col for col, attr in attrs.items()}
     live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()

@@ -201,25 +201,18 @@ def test_raw_sql_context_that_is_not_an_object_never_breaks_the_write(engine, sh
 
 
 def test_application_name_and_client_address_are_recorded(make_engine, Base, dialect) -> None:
-    if dialect == "sqlite":
-        engine = make_engine()
-        shop_models(Base)
-        Base.metadata.create_all(engine)
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO products (id, name, price) VALUES (1, 'pen', 1)"))
-        with Session(engine) as s:
-            record = get_changes(s)[0]
-        assert (record.application_name, record.client_addr) == (None, None)
-        return
-    engine = make_engine(connect_args={"application_name": "billing-worker"})
+    """PostgreSQL: the writer's application_name and TCP client address (the tests
+    connect to 127.0.0.1); SQLite has neither."""
+    pg = dialect == "postgresql"
+    engine = make_engine(connect_args={"application_name": "billing-worker"}) if pg else make_engine()
     shop_models(Base)
     Base.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO products (id, name, price) VALUES (1, 'pen', 1)"))
     with Session(engine) as s:
         record = get_changes(s)[0]
-    assert record.application_name == "billing-worker"
-    assert record.client_addr == "127.0.0.1"  # the tests connect over TCP to 127.0.0.1
+    expected = ("billing-worker", "127.0.0.1") if pg else (None, None)
+    assert (record.application_name, record.client_addr) == expected
 
 
 # ---------------------------------------------------------------- 2. get_changes
