@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    JSON,
     and_,
     bindparam,
     case,
@@ -501,6 +502,11 @@ def _statement(
     key = keys.c.key
     # insert and delete rows store every tracked column; NULLs are not changes
     is_null = keys.c.value == text("'null'::jsonb") if pg else keys.c.value.is_(None)
+    json_nulls = _json_null_fields(spec.table, dialect)
+    if json_nulls:  # and neither is a JSON column's JSON null (stored as the text "null")
+        null_text = text("'\"null\"'::jsonb") if pg else literal_column("'null'")
+        is_null = or_(is_null, and_(key.in_([_name_literal(n, dialect) for n in json_nulls]),
+                                    keys.c.value == null_text))
     columns: list[ColumnElement[Any]] = [*_row_columns(log), key.label("field")]
     if pg:
         for i, col in enumerate(mapped):
@@ -777,6 +783,7 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
         return []
     read = _Rows(rows, spec, attr_by_column, pg, dialect)
     i_operation, i_old_raw, i_new_raw = read.index[2], read.index[8], read.index[9]
+    json_nulls = _json_null_fields(spec.table, dialect)
     records = []
     for row in rows:
         old_raw, new_raw = row[i_old_raw], row[i_new_raw]
@@ -786,7 +793,8 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
         old_doc, new_doc = _doc(old_raw), _doc(new_raw)
         changed = new_doc if new_raw is not None else old_doc
         if row[i_operation] != "update":  # inserts and deletes store every tracked column
-            changed = {k: v for k, v in changed.items() if v is not None}
+            changed = {k: v for k, v in changed.items()
+                       if v is not None and not (v == "null" and k in json_nulls)}
         if read.source is not None and row[read.source] != spec.name:
             changed = {k: v for k, v in changed.items() if k in read.inherited}
         if not changed:
@@ -796,6 +804,20 @@ def _expand(rows: Sequence[Any], spec: TableSpec, attr_by_column: dict[str, str]
             old, new = read.values(row, field, old_doc, new_doc)
             records.append(_record(shared, attr_by_column.get(field, field), old, new))
     return records
+
+
+@lru_cache(maxsize=512)
+def _json_null_fields(table: Any, dialect: Dialect) -> frozenset[str]:
+    """Columns whose JSON null the triggers store as the JSON text ``"null"``: JSON
+    columns kept as text (PostgreSQL ``json``, every JSON column on SQLite). A
+    ``jsonb`` value is nested, so its JSON null is already a JSON null.
+
+    The ORM reads a JSON column's JSON null and SQL NULL as the same ``None``; the
+    history does too, so neither is listed among an insert's or a delete's fields."""
+    if table is None:
+        return frozenset()
+    return frozenset(c.name for c in table.columns
+                     if isinstance(t := base_type(c.type, dialect), JSON) and not isinstance(t, JSONB))
 
 
 _DECODER = json.JSONDecoder()

@@ -631,3 +631,27 @@ def test_a_wide_table_is_audited_column_by_column(engine, Base, width: int) -> N
     assert inserted == {"id": 1, **{n: i for i, n in enumerate(names)}}
     updated = sorted((r.field_name, r.old_value, r.new_value) for r in records if r.operation == "update")
     assert updated == [(first, 0, None), (middle, width // 2, -(width // 2)), (last, width - 1, -(width - 1))]
+
+
+def test_a_timezone_aware_datetime_comes_back_as_the_orm_reads_it(engine, Base, dialect) -> None:
+    """DateTime(timezone=True): PostgreSQL keeps the instant (read back aware); SQLite
+    has no time zone type and SQLAlchemy stores the wall-clock time without its offset
+    (read back naive). The history returns exactly what the ORM reads on each."""
+    Val = value_model(Base, ("at", DateTime(timezone=True)))
+    Base.metadata.create_all(engine)
+    first = datetime(2024, 3, 31, 1, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    second = datetime(2024, 10, 27, 2, 30, tzinfo=timezone.utc)
+    with Session(engine) as s:
+        s.add(Val(id=1, at=first))
+        s.commit()
+        s.execute(update(Val).where(Val.id == 1).values(at=second))
+        s.commit()
+    orm = orm_read(engine, Val, 1)["at"]
+    with Session(engine) as s:
+        insert_record, update_record = changes(Val, s, filter_fields="at")
+    assert typed({"at": update_record.new_value}) == typed({"at": orm})
+    if dialect == "sqlite":
+        assert orm == second.replace(tzinfo=None) and insert_record.new_value == first.replace(tzinfo=None)
+    else:
+        assert orm == second and orm.tzinfo is not None
+        assert insert_record.new_value == first and update_record.old_value == first
