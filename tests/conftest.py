@@ -45,6 +45,17 @@ def _docker_postgres() -> tuple[Optional[str], str]:
     return _container.get_connection_url(), "testcontainers"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skip raised by a fixture (a server or tool that is not there) is reported
+    once for the whole run, not once per test: the summary shows one line per
+    reason, e.g. ``SKIPPED [612] tests: PostgreSQL tests skipped, no server: ...``."""
+    report = yield
+    if report.skipped and call.when == "setup" and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(item.config.rootpath / "tests"), None, report.longrepr[2])
+    return report
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     url = os.environ.get("SQLAUDIT_TEST_POSTGRES_URL")
@@ -53,8 +64,9 @@ def postgres_url() -> Iterator[str]:
         url, reason = _docker_postgres()
     if not url:
         message = (
-            "PostgreSQL tests need a server: set SQLAUDIT_TEST_POSTGRES_URL "
-            f"(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); {reason}"
+            "PostgreSQL tests skipped, no server: run them against a local server with "
+            "SQLAUDIT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test, "
+            f"or pip install '.[test,testcontainers]' with Docker running ({reason})"
         )
         if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
             pytest.fail(message + " (SQLAUDIT_REQUIRE_POSTGRES=1)", pytrace=False)
