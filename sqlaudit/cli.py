@@ -215,7 +215,7 @@ class Runtime:
         if backend == "sqlite" and check_file:
             path = url.database
             in_memory = not path or path == ":memory:" or path.startswith("file:")
-            if not in_memory and not url.query.get("uri") and not os.path.exists(path):
+            if path and not in_memory and not url.query.get("uri") and not os.path.exists(path):
                 # SQLite would create an empty file: a typo must not look like an empty log
                 raise CLIError(EXIT_UNREACHABLE, f"cannot connect to {_safe(url)}: "
                                                  f"the file {path!r} does not exist")
@@ -273,7 +273,7 @@ def require_audit_table(conn: Connection, url: URL) -> None:
                                             "or the Alembic operation)")
 
 
-_CONSOLES: dict[bool, Any] = {}
+_CONSOLES: dict[bool, "Console"] = {}
 
 
 def _console(stderr: bool) -> "Console":
@@ -536,10 +536,10 @@ def collect_status(conn: Connection, models: Sequence[type]) -> list[TableStatus
         if key in seen:
             continue
         entry = installed[key]
-        fp = entry.fingerprint or next((f for f in entry.fingerprints if f), {})
-        state, detail = _installed_state(conn, entry, default)
-        rows.append(TableStatus(entry.table, entry.schema, state, list(fp.get("fields", [])),
-                                fp.get("require_user"), detail, "database"))
+        found: dict[str, Any] = entry.fingerprint or next((f for f in entry.fingerprints if f), {})
+        found_state, detail = _installed_state(conn, entry, default)
+        rows.append(TableStatus(entry.table, entry.schema, found_state, list(found.get("fields", [])),
+                                found.get("require_user"), detail, "database"))
     return rows
 
 

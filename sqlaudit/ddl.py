@@ -13,7 +13,7 @@ import logging
 import secrets
 from enum import Enum
 from datetime import datetime, timezone
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from sqlalchemy import MetaData, Table, UniqueConstraint, and_, event, false, or_
 from sqlalchemy import inspect as sa_inspect
@@ -97,7 +97,8 @@ def _is_unique(connection: Optional[Connection], spec: TableSpec) -> bool:
     insp = sa_inspect(connection)
     found = [set(insp.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"])]
     found += [set(u["column_names"]) for u in insp.get_unique_constraints(table.name, schema=table.schema)]
-    found += [set(i["column_names"]) for i in insp.get_indexes(table.name, schema=table.schema)
+    found += [{c for c in i["column_names"] if c is not None}
+              for i in insp.get_indexes(table.name, schema=table.schema)
               if i.get("unique") and None not in i["column_names"]]
     return any(s and s <= keys for s in found)
 
@@ -403,6 +404,7 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
         schema = audit_table(metadata).schema or default_schema(connection)
         if name == "sqlite":
             schema = schema or "main"
+        assert schema is not None  # PostgreSQL always has a current schema
         names = _tables_writing_to(connection, schema)
         if names:
             raise SQLAuditError(
@@ -530,9 +532,9 @@ def rendering_dialect(name: str) -> Dialect:
     ``%`` doubling (that happens once, when :class:`AuditDDL` is executed)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    if name == "postgresql":
-        return postgresql.dialect(paramstyle="named")
-    return sqlite.dialect(paramstyle="named")
+    # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
+    factory: Callable[..., Dialect] = postgresql.dialect if name == "postgresql" else sqlite.dialect
+    return factory(paramstyle="named")
 
 
 def prune_audit_log(
@@ -613,6 +615,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
             )
         prep = rendering_dialect("postgresql").identifier_preparer
         schema = default_schema(connection)
+        assert schema is not None  # PostgreSQL always has a current schema
         statements = _templates.render(
             "postgresql", "grant_read",
             audit_schema=prep.quote_schema(schema),

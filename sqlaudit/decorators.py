@@ -87,6 +87,12 @@ def _resolve_fields(
     return columns
 
 
+def _table_of(cls: type) -> Table:
+    """A declarative class's ``__table__``."""
+    table: Table = getattr(cls, "__table__")
+    return table
+
+
 def _resolve_key(
     cls: type, attributes: dict[str, Column[Any]], resource_id_field: Optional[str]
 ) -> list[Column[Any]]:
@@ -98,7 +104,7 @@ def _resolve_key(
                 f"{cls.__name__}; its column attributes are {sorted(attributes)}"
             )
         return [col]
-    table = cls.__table__  # type: ignore[attr-defined]
+    table = _table_of(cls)
     key = list(table.primary_key.columns)
     if not key:
         raise ValueError(
@@ -174,10 +180,10 @@ def track_table(
         names = {**inherited, **attributes}
         chosen = _resolve_fields(cls, names, tracked_fields if tracked_fields is not None
                                  else list(attributes))
-        columns = [c for c in chosen if c.table is cls.__table__]  # type: ignore[attr-defined]
-        parents = [c for c in chosen if c.table is not cls.__table__]  # type: ignore[attr-defined]
+        table = _table_of(cls)
+        columns = [c for c in chosen if c.table is table]
+        parents = [c for c in chosen if c.table is not table]
         key_columns = _resolve_key(cls, attributes, key_field)
-        table = cls.__table__  # type: ignore[attr-defined]
         if not columns:  # only inherited fields: the row's own table still records its key
             columns = list(key_columns)
         table.info[INFO_KEY] = {
@@ -202,5 +208,5 @@ def track_table(
         if not isinstance(_model, type):
             raise TypeError(f"track_table takes keyword arguments only (tracked_fields=[...], "
                             f"...); got the positional argument {_model!r}")
-        return decorate(_model)  # type: ignore[return-value]
+        return decorate(_model)
     return decorate

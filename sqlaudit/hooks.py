@@ -28,7 +28,7 @@ import re
 import secrets
 from functools import lru_cache
 from contextvars import ContextVar
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -114,7 +114,7 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
     does not apply (async, pipeline or autocommit mode, a transaction already
     open, an older psycopg), and the caller uses the portable path.
     """
-    driver_conn = conn.connection.driver_connection
+    driver_conn: Any = conn.connection.driver_connection
     begin = getattr(driver_conn, "_get_tx_start_command", None)
     pgconn = getattr(driver_conn, "pgconn", None)
     if (
@@ -393,6 +393,7 @@ def _begin(conn: Connection) -> None:
         return
     token = _busy.set(True)
     try:
+        # a checked-out connection always has its DBAPI connection (None only once detached)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             actor = _resolve(override)
@@ -417,7 +418,8 @@ def _commit(conn: Connection) -> None:
     if not stamped or conn.dialect.name != "sqlite" or not conn.info.get(_STAMP_TRIGGER):
         return
     try:
-        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
+        dbapi: Any = conn.connection.dbapi_connection  # checked out: never None here
+        dbapi.cursor().execute(_sql("sqlite", "clear_actor"))
     except Exception:
         log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
 
@@ -448,14 +450,15 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
         record.invalidate()
 
 
-_LISTENERS = (
+# Event name and listener; the listeners' signatures differ per event.
+_LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("begin", _begin),
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _reset),
     ("rollback_savepoint", _reset_savepoint),
 )
-_POOL_LISTENERS = (("checkin", _checkin),)
+_POOL_LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (("checkin", _checkin),)
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")

@@ -28,9 +28,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
-from sqlalchemy import MetaData, Table, and_, case, insert, literal_column, select, text
+from sqlalchemy import ColumnElement, MetaData, Table, and_, case, insert, literal_column, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -261,7 +261,7 @@ class _Log:
         return [n for n, _ in pairs], [k for _, k in pairs]
 
     def expressions(self) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for name, kind in zip(self.columns, self.kinds):
             ref = self.prep.quote(name)
             if self.pg and kind == "ts":
@@ -294,8 +294,8 @@ class _Log:
 
     def entries(self) -> list[dict[str, Any]]:
         s = self.seal.c
-        sealed_at = literal_column("(extract(epoch FROM sealed_at) * 1000000)::bigint"
-                                   if self.pg else "sealed_at")
+        sealed_at: ColumnElement[Any] = literal_column(
+            "(extract(epoch FROM sealed_at) * 1000000)::bigint" if self.pg else "sealed_at")
         stmt = select(s.id, s.format_version, s.kind, sealed_at.label("sealed_at"), s.sealed_by,
                       s.first_id, s.last_id, s.row_count, s.columns, s.detail, s.rows_digest,
                       s.previous_digest, s.digest).order_by(s.id)
@@ -387,7 +387,10 @@ def _lenient_text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def _with_connection(bind: Bind, work: Callable[[Connection], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _with_connection(bind: Bind, work: Callable[[Connection], _T]) -> _T:
     if isinstance(bind, Session):
         return work(bind.connection())
     if isinstance(bind, Connection):
@@ -794,4 +797,4 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
                      for r in missing]
         return gaps
 
-    return _with_connection(bind, work)  # type: ignore[no-any-return]
+    return _with_connection(bind, work)

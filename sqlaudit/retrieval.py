@@ -47,10 +47,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from .config import SQLAuditConfigError, display_zone, get_config
+from .config import display_zone, get_config
 from .ddl import rendering_dialect
 from .dialects import base_type, string_literal
-from .exceptions import SQLAuditTableNotInDatabaseError
+from .exceptions import SQLAuditConfigError, SQLAuditTableNotInDatabaseError
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
@@ -74,8 +74,9 @@ class SQLAuditRecord:
 
     table_name: str
     table_label: Optional[str]
-    resource_id: str
-    field_name: str
+    #: None (with ``field_name``) for a PostgreSQL TRUNCATE, a table-level event
+    resource_id: Optional[str]
+    field_name: Optional[str]
     old_value: Any
     new_value: Any
     timestamp: datetime
@@ -261,7 +262,7 @@ def _timestamp(value: datetime, zone: Any) -> datetime:
 def get_resource_changes(
     model_class: type,
     session: Optional[Union[Session, Connection]] = None,
-    filter_resource_ids: Optional[Union[ResourceIdType, tuple, Sequence[Any]]] = None,
+    filter_resource_ids: Optional[Union[ResourceIdType, tuple[Any, ...], Sequence[Any]]] = None,
     filter_fields: Optional[Union[str, Sequence[str]]] = None,
     filter_user_ids: Optional[Union[ResourceIdType, Sequence[ResourceIdType]]] = None,
     filter_date_range: Optional[tuple[Optional[datetime], Optional[datetime]]] = None,
@@ -408,13 +409,13 @@ def _read_lossy(conn: Connection, stmt: Any, params: dict[str, Any],
     """SQLite, when a value is text that is not UTF-8 (another program can store any
     bytes as TEXT): read again, each invalid byte shown as U+FFFD. Only then, so the
     usual read keeps the driver's C decoding."""
-    dbapi = conn.connection.dbapi_connection
-    saved = dbapi.text_factory  # type: ignore[union-attr]
-    dbapi.text_factory = lambda raw: raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+    dbapi: Any = conn.connection.dbapi_connection  # sqlite3.Connection
+    saved = dbapi.text_factory
+    dbapi.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         return list(conn.execute(stmt, params, execution_options=options).all())
     finally:
-        dbapi.text_factory = saved  # type: ignore[union-attr]
+        dbapi.text_factory = saved
 
 
 @lru_cache(maxsize=512)
@@ -468,7 +469,7 @@ def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
                                for schema, name in parents]), of_model))
 
 
-def _per_row(shape: tuple, sort_by: str) -> bool:
+def _per_row(shape: tuple[int, ...], sort_by: str) -> bool:
     """Whether the query can return one row per audit row, expanded into field
     records in Python: only when no page, field filter or field order needs the
     records themselves in SQL. It is the common call (a resource's or a user's
@@ -480,7 +481,7 @@ def _per_row(shape: tuple, sort_by: str) -> bool:
 
 @lru_cache(maxsize=512)
 def _statement(
-    model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple
+    model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple[int, ...]
 ) -> Any:
     """The SELECT for one model and one combination of filters (values are bind parameters).
 
@@ -536,7 +537,7 @@ def _statement(
 
 
 def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect: Dialect,
-                   sort_by: str, sort_direction: str, shape: tuple) -> Any:
+                   sort_by: str, sort_direction: str, shape: tuple[int, ...]) -> Any:
     """One row per audit row: its JSON as text (for the field names, and the values of
     fields of exact JSON types or no longer columns) and, on PostgreSQL, the old and
     new value of every other mapped column converted to the column's type."""
@@ -580,19 +581,23 @@ def _row_columns(log: Any) -> list[ColumnElement[Any]]:
 def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
                sort_direction: str) -> list[ColumnElement[Any]]:
     """ORDER BY the sort key, then the time and order of the changes."""
-    order_col = field if sort_by == "field_name" else {
+    # ``log`` is a Table or an alias of one; its columns are typed Any here
+    order_col: Any = field if sort_by == "field_name" else {
         "timestamp": log.c.changed_at, "resource_id": log.c.resource_id,
         "changed_by": log.c.changed_by, "operation": log.c.operation,
         "transaction_id": log.c.transaction_id,
     }[sort_by]
-    direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
+
+    def direction(c: ColumnElement[Any]) -> ColumnElement[Any]:
+        return c.desc() if sort_direction == "desc" else c.asc()
+
     order = [direction(order_col)]
     if sort_by != "timestamp":
         order.append(direction(log.c.changed_at))
     return order + [direction(log.c.id)]
 
 
-def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[ColumnElement[bool]]:
+def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple[int, ...]) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
     conditions = [table_rows(log, spec, pg)]
@@ -664,7 +669,7 @@ _ROW_FIELDS = ("id", "resource_id", "operation", "changed_at", "changed_by", "tr
                "client_addr")
 
 
-def _record(shared: dict[str, Any], field_name: str, old: Any, new: Any) -> SQLAuditRecord:
+def _record(shared: dict[str, Any], field_name: Optional[str], old: Any, new: Any) -> SQLAuditRecord:
     """A record from the fields its audit row shares and its own three.
 
     Fills the frozen dataclass's ``__dict__`` directly: its generated ``__init__``
@@ -811,9 +816,11 @@ def _doc(raw: Optional[str]) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        return _DECODER.raw_decode(raw)[0]  # type: ignore[no-any-return]
+        doc: dict[str, Any] = _DECODER.raw_decode(raw)[0]
+        return doc
     except ValueError:
-        return json.loads(raw)  # type: ignore[no-any-return]
+        loaded: dict[str, Any] = json.loads(raw)
+        return loaded
 
 
 @lru_cache(maxsize=512)

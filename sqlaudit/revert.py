@@ -139,6 +139,7 @@ def _changes(conn: Connection, options: dict[str, Any], transaction_id: int) -> 
     for row in rows:
         model = _require_model(row) if row.operation != "truncate" else None
         spec = spec_for(model) if model is not None else None
+        # spec is None only for a TRUNCATE, which revert_transaction refuses before any use
         changes.append(_Change(row, model, spec, by_row.get(row.id, [])))  # type: ignore[arg-type]
     return changes
 

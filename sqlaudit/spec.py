@@ -63,7 +63,7 @@ def mapper_of(model: Any) -> Optional[Mapper[Any]]:
     """The ORM mapper of a mapped class; None for a Table or anything else."""
     if not isinstance(model, type):
         return None
-    insp = sa_inspect(model, raiseerr=False)
+    insp: Any = sa_inspect(model, raiseerr=False)
     return insp if isinstance(insp, Mapper) else None
 
 

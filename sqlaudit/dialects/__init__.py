@@ -32,7 +32,8 @@ def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
 
 def string_literal(value: str, dialect: Dialect) -> str:
     """``value`` as a SQL string literal of ``dialect``."""
-    process = String().literal_processor(dialect)
+    string: TypeEngine[str] = String()  # TypeEngine's literal_processor is the annotated one
+    process = string.literal_processor(dialect)
     assert process is not None
     return str(process(value))
 
