@@ -9,7 +9,12 @@ from .config import SQLAuditConfig, clear_config, get_config, has_config, set_co
 from .context import audit_context, clear_audit_context, set_audit_context
 from .ddl import drop_audit_log, drop_audit_triggers, install_audit_triggers, render_audit_ddl
 from .decorators import track_table
-from .exceptions import SQLAuditConfigError, SQLAuditError
+from .exceptions import (
+    SQLAuditArgumentError,
+    SQLAuditArgumentTypeError,
+    SQLAuditConfigError,
+    SQLAuditError,
+)
 from .hooks import register_hooks, unregister_hooks
 from .integrity import find_history_gaps, seal_audit_log, verify_audit_log
 from .retrieval import (
@@ -28,6 +33,8 @@ __version__ = "1.0.0.dev0"
 __all__ = [
     "AuditTransaction",
     "RevertResult",
+    "SQLAuditArgumentError",
+    "SQLAuditArgumentTypeError",
     "SQLAuditConfig",
     "SQLAuditConfigError",
     "SQLAuditError",

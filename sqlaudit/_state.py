@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from . import retrieval as _r
 from .ddl import rendering_dialect
+from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
 
@@ -53,7 +54,7 @@ _YIELD = 1000
 
 def _at(value: Any) -> datetime:
     if not isinstance(value, datetime):
-        raise TypeError(f"at must be a datetime (naive: in the configured time zone), got {value!r}")
+        raise SQLAuditArgumentTypeError(f"at must be a datetime (naive: in the configured time zone), got {value!r}")
     bound = _r._utc_bound(value, "at")
     assert bound is not None
     return bound
@@ -65,7 +66,7 @@ def _connection(reader: Union[Session, Connection], model: Any, spec: TableSpec)
         return reader.connection(bind_arguments={"mapper": mapper, "clause": spec.table})
     if isinstance(reader, Connection):
         return reader
-    raise TypeError(f"session must be a Session or Connection, got {reader!r}")
+    raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {reader!r}")
 
 
 def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
@@ -73,12 +74,12 @@ def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
     ``get_resource_changes``: a scalar, or a tuple for a composite key)."""
     parts = list(resource_id) if isinstance(resource_id, (tuple, list)) else [resource_id]
     if len(parts) != len(spec.key_columns):
-        raise TypeError(f"{spec.name} has a key of {len(spec.key_columns)} column(s) "
+        raise SQLAuditArgumentTypeError(f"{spec.name} has a key of {len(spec.key_columns)} column(s) "
                         f"({', '.join(c.name for c in spec.key_columns)}); got {resource_id!r}")
     values = []
     for part, col in zip(parts, spec.key_columns):
         if isinstance(part, bool) or not isinstance(part, (str, int, uuid.UUID)):
-            raise TypeError(f"resource ids must be str, int or UUID, got {part!r}")
+            raise SQLAuditArgumentTypeError(f"resource ids must be str, int or UUID, got {part!r}")
         try:
             kind = col.type.python_type
         except NotImplementedError:
@@ -87,7 +88,7 @@ def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
             try:
                 part = kind(part) if kind is not uuid.UUID else uuid.UUID(str(part))
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"resource id {part!r} is not a valid {kind.__name__} for "
+                raise SQLAuditArgumentError(f"resource id {part!r} is not a valid {kind.__name__} for "
                                  f"column {col.name!r} of {spec.name}") from exc
         values.append(part)
     return values

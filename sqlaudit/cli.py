@@ -35,6 +35,8 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from .exceptions import SQLAuditError
+
 try:  # the ``cli`` extra
     import click
     from rich.console import Console
@@ -79,7 +81,7 @@ EXIT_CONFLICT = 11
 ENV_URLS = ("SQLAUDIT_DATABASE_URL", "DATABASE_URL")
 
 
-class CLIError(Exception):
+class CLIError(SQLAuditError):
     """A failure reported as one line on stderr with exit code ``code``."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -1071,7 +1073,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if _MISSING_EXTRA is not None:
         _fail(EXIT_FAILED, "the sqlaudit command line needs its extra: pip install "
                            f"'sqlaudit[cli]' ({_MISSING_EXTRA})")
-    from .exceptions import SQLAuditError, SQLAuditTableNotInDatabaseError
+    from .exceptions import SQLAuditTableNotInDatabaseError
 
     runtime = Runtime()
     app = build_app()

@@ -29,7 +29,8 @@ from . import _templates
 from .config import display_zone
 from .dialects import module_for
 from .hooks import forget_sqlite_context
-from .exceptions import SQLAuditError, SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
+                         SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
@@ -318,7 +319,7 @@ def _tables(models: Iterable[Union[ModelOrTable, MetaData]]) -> list[Table]:
             if table not in tables:
                 tables.append(table)
     if not tables:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             "no tracked models given; pass the @track_table models (or their MetaData)."
         )
     return tables
@@ -333,7 +334,7 @@ def _with_connection(bind: Bind, work: Any) -> None:
         with bind.begin() as connection:
             work(connection)
     else:
-        raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+        raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
 
 
 def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
@@ -550,7 +551,7 @@ def prune_audit_log(
     configured time zone.
     """
     if not isinstance(older_than, datetime):
-        raise TypeError(f"older_than must be a datetime, got {older_than!r}")
+        raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
         older_than = older_than.replace(tzinfo=display_zone())
     bound = older_than.astimezone(timezone.utc)
@@ -606,7 +607,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
     """Let database ``role`` read the audit history (PostgreSQL): USAGE on the
     audit table's schema and SELECT on ``sqlaudit_log``, nothing more."""
     if not isinstance(role, str) or not role:
-        raise TypeError(f"role must be a non-empty str, got {role!r}")
+        raise SQLAuditArgumentTypeError(f"role must be a non-empty str, got {role!r}")
 
     def work(connection: Connection) -> None:
         if connection.dialect.name != "postgresql":

@@ -37,6 +37,7 @@ from sqlalchemy.pool import Pool
 from . import _templates
 from .context import Actor, callback_user_id, context_actor, user_id_text
 from .dialects import sqlite as sqlite_sql
+from .exceptions import SQLAuditStampError
 
 __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
 
@@ -137,7 +138,7 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
     with driver_conn.lock:
         result = pgconn.exec_(begin() + b"; " + command)
     if result.status != _PQ_COMMAND_OK:
-        raise RuntimeError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
+        raise SQLAuditStampError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
     return True
 
 

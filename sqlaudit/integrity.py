@@ -37,7 +37,8 @@ from sqlalchemy.orm import Session
 from . import _templates
 from ._installed import default_schema
 from .context import context_actor
-from .exceptions import SQLAuditError
+# SQLAuditIntegrityError lived here before it joined sqlaudit.exceptions; still importable
+from .exceptions import SQLAuditArgumentTypeError, SQLAuditError, SQLAuditIntegrityError
 from .schema import audit_table, seal_table
 
 __all__ = [
@@ -63,11 +64,6 @@ GENESIS = "0" * 64
 _FETCH = 20000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MICRO = timedelta(microseconds=1)
-
-
-class SQLAuditIntegrityError(SQLAuditError):
-    """The audit log fails verification, so an operation that would build on it
-    (pruning) is refused."""
 
 
 @dataclass(frozen=True)
@@ -398,7 +394,7 @@ def _with_connection(bind: Bind, work: Callable[[Connection], _T]) -> _T:
     if isinstance(bind, Engine):
         with bind.begin() as connection:
             return work(connection)
-    raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+    raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
 
 
 def _pinned(connection: Connection, kinds: Sequence[str]) -> Optional[dict[str, str]]:
@@ -633,7 +629,7 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     ``result.unsealed_rows``, not reported.
     """
     if head is not None and not isinstance(head, str):
-        raise TypeError(f"head must be the hex digest str returned by seal_audit_log(), got {head!r}")
+        raise SQLAuditArgumentTypeError(f"head must be the hex digest str returned by seal_audit_log(), got {head!r}")
     return _with_connection(bind, lambda conn: _verify(conn, head))
 
 

@@ -50,7 +50,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from .config import display_zone, get_config
 from .ddl import rendering_dialect
 from .dialects import base_type, string_literal
-from .exceptions import SQLAuditConfigError, SQLAuditTableNotInDatabaseError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditConfigError,
+                         SQLAuditTableNotInDatabaseError)
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
@@ -145,7 +146,7 @@ def _is_key_tuple(value: Any) -> bool:
 
 def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"resource ids must be str, int or UUID (tuples of them for composite keys), "
             f"got {type(value).__name__} {value!r}"
         )
@@ -153,7 +154,7 @@ def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
         try:
             return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
         except ValueError as exc:
-            raise ValueError(f"resource id {value!r} is not a UUID (column {column.name!r})") from exc
+            raise SQLAuditArgumentError(f"resource id {value!r} is not a UUID (column {column.name!r})") from exc
     return str(value)
 
 
@@ -165,7 +166,7 @@ def _resource_keys(values: list[Any], spec: TableSpec, dialect: Dialect) -> list
     result = []
     for value in values:
         if not isinstance(value, (tuple, list)) or len(value) != len(keys):
-            raise TypeError(
+            raise SQLAuditArgumentTypeError(
                 f"{spec.name} has a composite key ({', '.join(c.name for c in keys)}); pass each "
                 f"resource id as a tuple of {len(keys)} values, got {value!r}"
             )
@@ -177,7 +178,7 @@ def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
     if value is None:
         return None
     if not isinstance(value, datetime):
-        raise TypeError(f"filter_date_range {name} must be a datetime or None, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"filter_date_range {name} must be a datetime or None, got {value!r}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=display_zone())
     return value.astimezone(timezone.utc)
@@ -188,7 +189,7 @@ def transaction_list(value: Any) -> Optional[list[int]]:
     values = _as_list(value)
     for v in values or []:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"transaction ids must be int, got {type(v).__name__} {v!r}")
+            raise SQLAuditArgumentTypeError(f"transaction ids must be int, got {type(v).__name__} {v!r}")
     return values
 
 
@@ -196,7 +197,7 @@ def check_sync_session(session: Any, name: str) -> None:
     """Point asyncio users to :mod:`sqlaudit.asyncio` instead of failing obscurely."""
     kind = type(session).__name__
     if kind in ("AsyncSession", "AsyncConnection", "async_scoped_session"):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"{name}() takes a Session or Connection, got an {kind}; use "
             f"sqlaudit.asyncio.{name}() (same arguments, awaited) instead")
 
@@ -206,9 +207,9 @@ def _check_paging(limit: Optional[int], offset: Optional[int]) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int or None, got {value!r}")
+            raise SQLAuditArgumentTypeError(f"{name} must be an int or None, got {value!r}")
         if value < 0:
-            raise ValueError(f"{name} must not be negative, got {value}")
+            raise SQLAuditArgumentError(f"{name} must not be negative, got {value}")
 
 
 # ---------------------------------------------------------------- session
@@ -295,7 +296,7 @@ def get_resource_changes(
         if isinstance(filter_resource_ids, (Session, Connection)):  # 0.3 positional order
             session, filter_resource_ids = filter_resource_ids, session
         else:
-            raise TypeError(f"session must be a Session or Connection, got {session!r}")
+            raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {session!r}")
     spec = spec_for(model_class)
     attr_by_column = _attributes(model_class)
     columns = _column_objects(model_class)
@@ -303,20 +304,20 @@ def get_resource_changes(
     if sort_by is None:
         sort_by = "timestamp"
     if sort_by not in _SORT_KEYS:
-        raise ValueError(f"sort_by must be one of {', '.join(_SORT_KEYS)}; got {sort_by!r}")
+        raise SQLAuditArgumentError(f"sort_by must be one of {', '.join(_SORT_KEYS)}; got {sort_by!r}")
     if sort_direction not in ("asc", "desc"):
-        raise ValueError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
+        raise SQLAuditArgumentError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
     _check_paging(limit, offset)
     fields = _as_list(filter_fields)
     tracked = {attr_by_column.get(c.name, c.name) for c in (*spec.columns, *spec.inherited)}
     for name in fields or []:
         if name not in column_by_attr:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"filter_fields: {name!r} is not a column attribute of {spec.table.name!r} "
                 f"(tracked fields: {sorted(tracked)})"
             )
         if name not in tracked:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"filter_fields: {name!r} is not tracked on {spec.table.name!r}, so no change "
                 f"of it is recorded (tracked fields: {sorted(tracked)})"
             )
@@ -655,7 +656,7 @@ def typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: 
 
 def _user_text(value: Any) -> str:
     if value is None or isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise TypeError(f"user ids must be str, int or UUID, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"user ids must be str, int or UUID, got {value!r}")
     return str(value)
 
 

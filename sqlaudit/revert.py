@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from . import _history, retrieval as _r
 from ._state import key_condition, key_values
 from .context import audit_context
-from .exceptions import SQLAuditRevertConflict, SQLAuditRevertError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditRevertConflict,
+                         SQLAuditRevertError)
 from .schema import rows_of_table
 from .spec import TableSpec, model_for, spec_for
 
@@ -68,7 +69,7 @@ def _conn(session: Union[Session, Connection]) -> Connection:
         return session.connection()
     if isinstance(session, Connection):
         return session
-    raise TypeError(f"session must be a Session or Connection, got {session!r}")
+    raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {session!r}")
 
 
 def _savepoint(session: Union[Session, Connection], conn: Connection) -> Any:
@@ -249,9 +250,9 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     """
     _r.check_sync_session(session, "revert_transaction")
     if on_conflict not in ("raise", "skip"):
-        raise ValueError(f"on_conflict must be 'raise' or 'skip', got {on_conflict!r}")
+        raise SQLAuditArgumentError(f"on_conflict must be 'raise' or 'skip', got {on_conflict!r}")
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
-        raise TypeError(f"transaction_id must be an int, got {transaction_id!r}")
+        raise SQLAuditArgumentTypeError(f"transaction_id must be an int, got {transaction_id!r}")
     conn = _conn(session)
     options = _r.log_options(conn, _history.SHARED_LOG)
     changes = _changes(conn, options, transaction_id)
