@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import rendering_dialect
+from .ddl import _rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import USER_PREFIX, audit_table, rows_of_table, text_param, user_prefix
 from .spec import TableSpec, mapper_of, model_for, spec_for
@@ -74,7 +74,7 @@ class AuditTransaction:
             "timestamp": self.timestamp.isoformat(),
             "changed_by": self.changed_by,
             "reason": self.reason,
-            "context": _r.json_safe(self.context),
+            "context": _r._json_safe(self.context),
             "application_name": self.application_name,
             "client_addr": self.client_addr,
             "changes": [c.to_dict() for c in self.changes],
@@ -114,7 +114,8 @@ def _bound(value: Any, side: str, end: bool, argument: str) -> Optional[datetime
         # a date bound covers the whole day: from its start, or to its last instant
         value = datetime.combine(value, time.max if end else time.min)
     if value is not None and not isinstance(value, datetime):
-        raise SQLAuditArgumentTypeError(f"{argument} {side} must be a datetime, a date or None, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"{argument} {side} must be a datetime, a date or None, "
+                                        f"got {value!r}")
     return _r._utc_bound(value, side)
 
 
@@ -154,14 +155,15 @@ def _filters(models: Any, resource_ids: Any, user_ids: Any, transaction_ids: Any
             raise SQLAuditArgumentError(f"fields: {unknown} are not tracked fields of the given models "
                              f"(tracked: {sorted(known)})")
     if context is not None and not isinstance(context, Mapping):
-        raise SQLAuditArgumentTypeError(f"context must be a dict of key: value pairs to match, got {context!r}")
+        raise SQLAuditArgumentTypeError("context must be a dict of key: value pairs to match, got "
+                                        f"{context!r}")
     users = _r._as_list(user_ids)
     start, end = date_bounds(date_range)
     return _Filters(
         specs=specs,
         resource_ids=_r._as_list(resource_ids, keys=True),
         user_ids=None if users is None else [_r._user_text(u) for u in users],
-        transaction_ids=_r.transaction_list(transaction_ids),
+        transaction_ids=_r._transaction_list(transaction_ids),
         operations=ops,
         fields=names,
         start=start,
@@ -192,8 +194,9 @@ def _log(conn: Connection, specs: Optional[Sequence[TableSpec]]) -> Table:
 
 def _key_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise SQLAuditArgumentTypeError(f"resource ids must be str, int or UUID (tuples of them for composite "
-                        f"keys), got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(
+            f"resource ids must be str, int or UUID (tuples of them for composite keys), "
+            f"got {type(value).__name__} {value!r}")
     return str(value)
 
 
@@ -270,7 +273,8 @@ def _context_matches(log: Table, pg: bool, wanted: dict[str, Any]) -> Any:
                               func.json_type(log.c.context, path).in_(
                                   ["text"] if isinstance(value, str) else ["integer", "real"])))
         else:
-            raise SQLAuditArgumentTypeError(f"context values to match must be JSON values, got {value!r}")
+            raise SQLAuditArgumentTypeError(
+                f"context values to match must be JSON values, got {value!r}")
     return and_(*parts)
 
 
@@ -312,7 +316,7 @@ def _pages(conn: Connection, log: Table, options: dict[str, Any], stmt: Any, dir
 
 
 def _execute(conn: Connection, stmt: Any, options: dict[str, Any]) -> list[Any]:
-    return _r.run_log_query(conn, stmt, {}, options)
+    return _r._run_log_query(conn, stmt, {}, options)
 
 
 # ---------------------------------------------------------------- records
@@ -378,7 +382,7 @@ def _typed_rows(conn: Connection, log: Table, options: dict[str, Any], model: An
                 ids: list[int]) -> list[Any]:
     """PostgreSQL: the rows ``ids`` of ``model``'s table with typed values, in id order."""
     spec = spec_for(model)
-    dialect = rendering_dialect("postgresql")
+    dialect = _rendering_dialect("postgresql")
     attrs = _r._attributes(model) if isinstance(model, type) else {c.name: c.name for c in spec.table.columns}
     mapped = [spec.table.c[name] for name in attrs]
     columns: list[Any] = [*_r._row_columns(log), cast(log.c.old_data, Text).label("old_raw"),
@@ -449,7 +453,7 @@ def get_changes(
     or ``"asc"``). Values are typed for every imported ``@track_table`` model;
     a table whose model is not imported gives its JSON values.
     """
-    _r.check_sync_session(session, "get_changes")
+    _r._check_sync_session(session, "get_changes")
     if sort_direction not in ("asc", "desc"):
         raise SQLAuditArgumentError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
     _r._check_paging(limit, offset)
@@ -460,7 +464,7 @@ def get_changes(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
-        options = _r.log_options(conn, log)
+        options = _r._log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         base = select(*_base_columns(log)).where(and_(true(), *_conditions(log, pg, f)))
         base = base.order_by(*_order(log, sort_direction))
@@ -498,7 +502,7 @@ def get_transactions(
     to the tracked tables (to ``models`` when given), in the order they
     happened. ``limit`` and ``offset`` count transactions.
     """
-    _r.check_sync_session(session, "get_transactions")
+    _r._check_sync_session(session, "get_transactions")
     _r._check_paging(limit, offset)
     f = _filters(models, None, user_ids, transaction_ids, None, None, date_range, context)
     if limit == 0 or f.empty():
@@ -506,7 +510,7 @@ def get_transactions(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
-        options = _r.log_options(conn, log)
+        options = _r._log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         # Scan matching rows newest first and collect transactions in the order of their
         # newest change, until the page is full: a few index pages for a short page.

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import rendering_dialect
+from .ddl import _rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
@@ -54,7 +54,8 @@ _YIELD = 1000
 
 def _at(value: Any) -> datetime:
     if not isinstance(value, datetime):
-        raise SQLAuditArgumentTypeError(f"at must be a datetime (naive: in the configured time zone), got {value!r}")
+        raise SQLAuditArgumentTypeError("at must be a datetime (naive: in the configured time "
+                                        f"zone), got {value!r}")
     bound = _r._utc_bound(value, "at")
     assert bound is not None
     return bound
@@ -124,19 +125,19 @@ class _Plan:
     def _values(self, data: Any, live: Any = None) -> list[Any]:
         """PostgreSQL: the tracked columns' values, typed: the live row's own columns, or
         the members of the jsonb ``data`` converted in SQL (NULL ``data``: NULLs)."""
-        dialect = rendering_dialect("postgresql")
+        dialect = _rendering_dialect("postgresql")
         if live is not None:
             return [live.c[c.name].label(f"v_{i}") for i, c in enumerate(self.columns)]
         if data is None:
             return [cast(null(), c.type).label(f"v_{i}") for i, c in enumerate(self.columns)]
-        return [_r.typed_value(data, c, _r._name_literal(c.name, dialect), dialect).label(f"v_{i}")
+        return [_r._typed_value(data, c, _r._name_literal(c.name, dialect), dialect).label(f"v_{i}")
                 for i, c in enumerate(self.columns)]
 
     def _live(self, key: Optional[list[Any]]) -> Any:
         from .dialects import postgresql as pg_sql
         from .dialects import sqlite as sqlite_sql
 
-        dialect = rendering_dialect(self.conn.dialect.name)
+        dialect = _rendering_dialect(self.conn.dialect.name)
         live = self.spec.table.alias(_LIVE)
         if self.pg:  # the row's columns themselves, no JSON (raw NULL: every column present)
             key_sql = pg_sql._key(self.spec, _LIVE, dialect)
@@ -278,14 +279,14 @@ def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
     its own history). The dict holds the values the log knows: see
     :func:`get_table_state` for what is unknown and how it shows.
     """
-    _r.check_sync_session(session, "get_resource_state")
+    _r._check_sync_session(session, "get_resource_state")
     spec = spec_for(model_class)
     bound = _at(at)
     key = key_values(spec, resource_id)
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = _r.log_options(conn, plan.log)
+        options = _r._log_options(conn, plan.log)
         backward = True
         rows = conn.execute(plan.statement(bound, key, True), execution_options=options).all()
         if rows and rows[0][1] == -1:
@@ -316,13 +317,13 @@ def get_table_state(model_class: type, *, at: datetime,
       that no record mentions before ``at`` (older than auditing) are missing, and
       rows known only from updates hold only the fields those updates changed.
     """
-    _r.check_sync_session(session, "get_table_state")
+    _r._check_sync_session(session, "get_table_state")
     spec = spec_for(model_class)
     bound = _at(at)
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = {**_r.log_options(conn, plan.log), "yield_per": _YIELD}
+        options = {**_r._log_options(conn, plan.log), "yield_per": _YIELD}
         backward = True
         result = conn.execute(plan.statement(bound, None, True), execution_options=options)
         try:

@@ -141,13 +141,13 @@ def _date_range(since: Optional[str], until: Optional[str]) -> Optional[tuple[An
 def _cutoff(value: str, option: str, day_end: bool = False) -> datetime:
     """An aware instant from a date or duration (a day means its start, or with
     ``day_end`` its last instant; local time)."""
-    from .config import display_zone
+    from .config import _display_zone
 
     when = parse_when(value, option)
     if not isinstance(when, datetime):
         when = datetime.combine(when, time.max if day_end else time.min)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=display_zone())
+        when = when.replace(tzinfo=_display_zone())
     return when
 
 
@@ -458,7 +458,7 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     from ._installed import EXPECTED, pg_descendants
     from ._naming import pg_function_name_of
     from ._templates import TEMPLATE_VERSION
-    from .ddl import AuditState, rendering_dialect
+    from .ddl import AuditState, _rendering_dialect
 
     fps = [fp for fp in entry.fingerprints if fp is not None]
     if not fps:
@@ -487,7 +487,7 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     if conn.dialect.name == "postgresql":
         from .dialects.postgresql import _qualified
 
-        dialect = rendering_dialect("postgresql")
+        dialect = _rendering_dialect("postgresql")
         lacking = [d for d in pg_descendants(
             conn, _qualified(entry.schema, entry.table, dialect),
             _qualified(entry.schema, pg_function_name_of(entry.table), dialect))
@@ -586,7 +586,7 @@ def run_status(rt: Runtime, fmt: str) -> int:
 def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
             triggers_only: bool) -> None:
     from . import __version__
-    from .ddl import render_audit_ddl, rendering_dialect
+    from .ddl import _rendering_dialect, render_audit_ddl
     from .dialects import module_for
     from .schema import audit_table
     from .spec import table_of
@@ -599,7 +599,7 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
         else:
             raise click.UsageError("pass --dialect postgresql or --dialect sqlite "
                                    "(or a database URL to take it from)")
-    render = rendering_dialect(dialect)
+    render = _rendering_dialect(dialect)
     pg = dialect == "postgresql"
     statements: list[str] = []
     if not triggers_only:
@@ -735,7 +735,7 @@ def _at(value: Optional[str]) -> datetime:
 def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[str],
               fmt: str) -> None:
     from .retrieval import get_resource_state, get_table_state
-    from .retrieval import json_safe
+    from .retrieval import _json_safe
 
     model = _model_named(rt, table)
     when = _at(at)
@@ -748,7 +748,7 @@ def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[
             if state is None:
                 raise CLIError(EXIT_NOT_FOUND, f"{table} {resource_id} did not exist at {_when(when)}")
             if fmt == "json":
-                sys.stdout.write(json_line(json_safe(state)) + "\n")
+                sys.stdout.write(json_line(_json_safe(state)) + "\n")
                 return
             grid = RichTable(title=f"{table} {resource_id} at {_when(when)}")
             grid.add_column("field")
@@ -758,7 +758,7 @@ def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[
             rt.out.print(grid)
             return
         for rid, state in get_table_state(model, at=when, session=conn):
-            sys.stdout.write(json_line({"resource_id": rid, "state": json_safe(state)}) + "\n")
+            sys.stdout.write(json_line({"resource_id": rid, "state": _json_safe(state)}) + "\n")
 
 
 def run_revert(rt: Runtime, transaction_id: int, skip: bool, user: Optional[str],

@@ -1,6 +1,6 @@
 """Install, remove and render the audit triggers.
 
-``@track_table`` attaches :func:`attach_to_table` so that
+``@track_table`` attaches :func:`_attach_to_table` so that
 ``metadata.create_all()`` installs the triggers of every tracked table it
 creates and ``drop_all()`` removes them. For databases that already exist use
 :func:`install_audit_triggers` (or the Alembic operations).
@@ -26,9 +26,9 @@ from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _templates
-from .config import display_zone
+from .config import _display_zone
 from .dialects import module_for
-from .hooks import forget_sqlite_context
+from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
@@ -50,7 +50,7 @@ log = logging.getLogger("sqlaudit")
 Bind = Union[Engine, Connection, Session]
 
 
-class AuditDDL(ExecutableDDLElement):
+class _AuditDDL(ExecutableDDLElement):
     """One rendered statement, executed verbatim (``%`` escaped for the driver)."""
 
     inherit_cache = False
@@ -59,8 +59,8 @@ class AuditDDL(ExecutableDDLElement):
         self.sql = sql
 
 
-@compiles(AuditDDL)
-def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
+@compiles(_AuditDDL)
+def _compile_audit_ddl(element: _AuditDDL, compiler: Any, **kw: Any) -> str:
     return str(compiler.sql_compiler.post_process_text(element.sql))
 
 
@@ -104,7 +104,7 @@ def _is_unique(connection: Optional[Connection], spec: TableSpec) -> bool:
     return any(s and s <= keys for s in found)
 
 
-def check_key(connection: Optional[Connection], spec: TableSpec) -> None:
+def _check_key(connection: Optional[Connection], spec: TableSpec) -> None:
     """Refuse a table whose resource key is not unique (its history would mix rows)."""
     if not _is_unique(connection, spec):
         names = [c.name for c in spec.key_columns]
@@ -123,46 +123,46 @@ def _descendants(connection: Connection, spec: TableSpec) -> list[Any]:
         return []
     from .dialects import postgresql as pg_sql
 
-    dialect = rendering_dialect("postgresql")
+    dialect = _rendering_dialect("postgresql")
     names = pg_sql._common(spec, dialect)
     return pg_descendants(connection, names["table"], names["function_name"])
 
 
-def descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
+def _descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
     """The triggers of every partition and inheritance child of ``spec``'s table."""
     found = _descendants(connection, spec)
     if not found:
         return []
     from .dialects import postgresql as pg_sql
 
-    return pg_sql.descendant_statements(spec, rendering_dialect("postgresql"),
+    return pg_sql.descendant_statements(spec, _rendering_dialect("postgresql"),
                                         [(d.schema, d.table) for d in found])
 
 
 def _install_sql(table: Table, connection: Connection) -> list[str]:
     name = connection.dialect.name
     spec = spec_for(table)
-    check_key(connection, spec)
+    _check_key(connection, spec)
     statements = list(module_for(name).install_statements(
-        spec, rendering_dialect(name), default_schema(connection)))
+        spec, _rendering_dialect(name), default_schema(connection)))
     if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
         # create_all() makes the log later; its after_create adds the fail-closed check
-        statements = statements[: -len(module_for(name).require_statements(spec, rendering_dialect(name)))]
-    return statements + descendants_sql(connection, spec)
+        statements = statements[: -len(module_for(name).require_statements(spec, _rendering_dialect(name)))]
+    return statements + _descendants_sql(connection, spec)
 
 
-def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
+def _installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
     """Everything that installing ``spec``'s triggers runs, after ``sqlaudit_log`` exists:
     the audit table's append-only guards, then the table's triggers. Shared by
     :func:`install_audit_triggers` and the Alembic operation (one source of SQL)."""
-    module, dialect = module_for(dialect_name), rendering_dialect(dialect_name)
+    module, dialect = module_for(dialect_name), _rendering_dialect(dialect_name)
     return [
         *module.protect_statements(spec.table.metadata, dialect, schema),
         *module.install_statements(spec, dialect, schema),
     ]
 
 
-def upgrade_audit_table(connection: Connection, log_table: Table) -> None:
+def _upgrade_audit_table(connection: Connection, log_table: Table) -> None:
     """SQLite: add the columns and index ``sqlaudit_log`` gained since it was created
     (PostgreSQL's install SQL does this itself, so offline scripts do it too)."""
     if connection.dialect.name != "sqlite":
@@ -188,20 +188,20 @@ def _protect(connection: Connection, metadata: MetaData) -> None:
     """Install the append-only guards (and fail-closed check) on the audit table."""
     name = connection.dialect.name
     module = module_for(name)
-    _run(connection, module.protect_statements(metadata, rendering_dialect(name), default_schema(connection)))
+    _run(connection, module.protect_statements(metadata, _rendering_dialect(name), default_schema(connection)))
 
 
 def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
     name = dialect.name
-    return list(module_for(name).drop_statements(spec_for(table), rendering_dialect(name)))
+    return list(module_for(name).drop_statements(spec_for(table), _rendering_dialect(name)))
 
 
 def _run(connection: Connection, statements: Iterable[str]) -> None:
     for sql in statements:
-        connection.execute(AuditDDL(sql))
+        connection.execute(_AuditDDL(sql))
 
 
-def validate_installed(connection: Connection, table: Table) -> None:
+def _validate_installed(connection: Connection, table: Table) -> None:
     """Compile (without running) an insert, update and delete on ``table`` so that
     SQLite reports any problem in the trigger programs now, not at the first write.
 
@@ -247,7 +247,7 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
     try:
         _run(connection, statements)
         if validate:
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
     except (DBAPIError, SQLAuditError) as exc:
         connection.exec_driver_sql("ROLLBACK TO SAVEPOINT sqlaudit_install")
         connection.exec_driver_sql("RELEASE SAVEPOINT sqlaudit_install")
@@ -261,7 +261,7 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
 
 
 def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:
-    forget_sqlite_context(connection)
+    _forget_sqlite_context(connection)
 
 
 def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> None:
@@ -271,7 +271,7 @@ def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> 
         # before it get theirs now.
         from .dialects import sqlite as sqlite_sql
 
-        dialect = rendering_dialect("sqlite")
+        dialect = _rendering_dialect("sqlite")
         existing = set(sa_inspect(connection).get_table_names())
         for tracked in tracked_tables(table.metadata):
             spec = spec_for(tracked)
@@ -290,10 +290,10 @@ def _on_metadata_created(metadata: MetaData, connection: Connection, **kw: Any) 
     """After ``create_all`` (audit table included) check the new SQLite triggers compile."""
     for table in kw.get("tables") or ():
         if "sqlaudit" in table.info:
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
 
 
-def attach_to_table(table: Table) -> None:
+def _attach_to_table(table: Table) -> None:
     """Make ``create_all``/``drop_all`` install and remove the triggers of ``table``."""
     if not event.contains(table.metadata, "after_create", _on_metadata_created):
         event.listen(table.metadata, "after_create", _on_metadata_created)
@@ -354,7 +354,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
     def work(connection: Connection) -> None:
         for metadata in {t.metadata for t in tables}:
             audit_table(metadata).create(connection, checkfirst=True)
-            upgrade_audit_table(connection, audit_table(metadata))
+            _upgrade_audit_table(connection, audit_table(metadata))
         schema = default_schema(connection)
         for table in tables:
             if not sa_inspect(connection).has_table(table.name, schema=table.schema):
@@ -364,14 +364,14 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
                 )
             log.info("installing audit triggers on %s", table.fullname)
             spec = spec_for(table)
-            check_key(connection, spec)
+            _check_key(connection, spec)
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
             _install_atomically(connection, table,
-                                installation_sql(spec, connection.dialect.name, schema)
-                                + descendants_sql(connection, spec),
+                                _installation_sql(spec, connection.dialect.name, schema)
+                                + _descendants_sql(connection, spec),
                                 validate=True)
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
 
     _with_connection(bind, work)
 
@@ -413,12 +413,12 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
                 f"and their writes would fail; call sqlaudit.ddl.drop_audit_triggers() "
                 f"for them first."
             )
-        forget_sqlite_context(connection)
+        _forget_sqlite_context(connection)
         for table_name in ("sqlaudit_seal", AUDIT_TABLE_NAME):
             qualified = f"{prep.quote_schema(schema)}.{prep.quote(table_name)}"
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
         _run(connection, module_for(name).unprotect_statements(
-            metadata, rendering_dialect(name), default_schema(connection)))
+            metadata, _rendering_dialect(name), default_schema(connection)))
         if name == "postgresql":
             connection.exec_driver_sql(
                 f"DROP FUNCTION IF EXISTS {prep.quote_schema(schema)}.sqlaudit_seal_protect()")
@@ -434,7 +434,7 @@ def _tables_writing_to(connection: Connection, schema: str) -> list[str]:
     if connection.dialect.name == "sqlite":
         found = installed_triggers(connection)
         return sorted(t for (_, t) in found if not t.startswith(("sqlaudit_log", "sqlaudit_seal")))
-    log_name = rendering_dialect("postgresql").identifier_preparer
+    log_name = _rendering_dialect("postgresql").identifier_preparer
     qualified = f"{log_name.quote_schema(schema)}.{log_name.quote(AUDIT_TABLE_NAME)}"
     rows = connection.execute(text(
         "SELECT DISTINCT n.nspname || '.' || c.relname FROM pg_catalog.pg_trigger AS t "
@@ -489,7 +489,7 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
                     result[table.fullname] = AuditState.BROKEN
                     continue
             spec = spec_for(table)
-            expected = module.fingerprint(spec, rendering_dialect(connection.dialect.name))
+            expected = module.fingerprint(spec, _rendering_dialect(connection.dialect.name))
             complete = entry.count == EXPECTED[connection.dialect.name]
             if complete and spec.require_user and connection.dialect.name == "sqlite":
                 complete = _has_sqlite_trigger(connection, sqlite_trigger_name(table, "require"))
@@ -525,12 +525,12 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
     """
     module = module_for(dialect_name)
     return list(module.install_statements(
-        spec_for(model), rendering_dialect(dialect_name), audit_schema))
+        spec_for(model), _rendering_dialect(dialect_name), audit_schema))
 
 
-def rendering_dialect(name: str) -> Dialect:
+def _rendering_dialect(name: str) -> Dialect:
     """A dialect to render trigger SQL with: same quoting as the driver's, but no
-    ``%`` doubling (that happens once, when :class:`AuditDDL` is executed)."""
+    ``%`` doubling (that happens once, when :class:`_AuditDDL` is executed)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
@@ -553,7 +553,7 @@ def prune_audit_log(
     if not isinstance(older_than, datetime):
         raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
-        older_than = older_than.replace(tzinfo=display_zone())
+        older_than = older_than.replace(tzinfo=_display_zone())
     bound = older_than.astimezone(timezone.utc)
     tables = _tables(models) if models is not None else None
     removed = 0
@@ -614,7 +614,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
             raise SQLAuditUnsupportedDialectError(
                 f"grant_audit_read() needs PostgreSQL roles; {connection.dialect.name} has none."
             )
-        prep = rendering_dialect("postgresql").identifier_preparer
+        prep = _rendering_dialect("postgresql").identifier_preparer
         schema = default_schema(connection)
         assert schema is not None  # PostgreSQL always has a current schema
         statements = _templates.render(

@@ -26,7 +26,8 @@ T = TypeVar("T", bound=type)
 
 def _check_str_option(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
-        raise SQLAuditArgumentTypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(f"{name} must be a str or None, got {type(value).__name__} "
+                                        f"{value!r}")
 
 
 def _inherited_attributes(cls: type) -> dict[str, Column[Any]]:
@@ -127,7 +128,7 @@ def _track_parent(parent: Table, names: list[str], require_user_id: Optional[boo
         info = parent.info[INFO_KEY] = {"tracked_columns": [], "key_columns": keys,
                                         "table_label": None, "require_user_id": require_user_id}
         audit_table(parent.metadata)
-        ddl.attach_to_table(parent)
+        ddl._attach_to_table(parent)
     for name in names:
         if name not in info["tracked_columns"]:
             info["tracked_columns"].append(name)
@@ -200,14 +201,15 @@ def track_table(
                 _track_parent(parent, [c.name for c in parents if c.table is parent],
                               require_user_id)
         audit_table(table.metadata)
-        ddl.attach_to_table(table)
+        ddl._attach_to_table(table)
         register_model(cls)
         log.debug("tracking %s: %s", table.fullname, [c.name for c in columns])
         return cls
 
     if _model is not None:  # bare @track_table
         if not isinstance(_model, type):
-            raise SQLAuditArgumentTypeError(f"track_table takes keyword arguments only (tracked_fields=[...], "
-                            f"...); got the positional argument {_model!r}")
+            raise SQLAuditArgumentTypeError(
+                f"track_table takes keyword arguments only (tracked_fields=[...], "
+                f"...); got the positional argument {_model!r}")
         return decorate(_model)
     return decorate

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import Pool
 
 from . import _templates
-from .context import Actor, callback_user_id, context_actor, user_id_text
+from .context import Actor, _callback_user_id, _context_actor, _user_id_text
 from .dialects import sqlite as sqlite_sql
 from .exceptions import SQLAuditStampError
 
@@ -216,7 +216,7 @@ def _create_sqlite_context(cursor: Any, conn: Connection) -> bool:
     return True
 
 
-def forget_sqlite_context(connection: Connection) -> None:
+def _forget_sqlite_context(connection: Connection) -> None:
     """Drop this connection's TEMP stamp trigger before it creates the audit table.
 
     A TEMP trigger left on a table another connection dropped cannot be
@@ -249,7 +249,7 @@ def _before_cursor_execute(
         _transaction_control(conn, cursor, control)
         return
     state: Optional[tuple[Actor, Optional[Actor]]] = conn.info.get(_STATE)
-    override = context_actor()
+    override = _context_actor()
     if state is not None and override == state[1]:
         return  # stamped for this transaction under the same audit_context (or none)
     dialect = conn.dialect
@@ -350,12 +350,12 @@ def _callback_user() -> Optional[str]:
     (logged); one that returns a value that is not a user id fails the write
     (TypeError or ValueError, raised here)."""
     try:
-        value = callback_user_id()
+        value = _callback_user_id()
     except Exception:
         log.error("get_user_id_callback raised; recording the change without a user",
                   exc_info=True)
         return None
-    return user_id_text(value, from_callback=True)
+    return _user_id_text(value, from_callback=True)
 
 
 def _warn_autocommit() -> None:
@@ -387,7 +387,7 @@ def _begin(conn: Connection) -> None:
     through the driver, such as ``COPY ... FROM STDIN`` on the DBAPI
     connection, carry the user too."""
     _reset(conn)
-    override = context_actor()
+    override = _context_actor()
     if override is None or conn.invalidated or conn.dialect.name != "postgresql":
         return
     if _busy.get() or _is_autocommit(conn):
@@ -478,7 +478,7 @@ def _warn_without_hooks(conn: Connection, cursor: Any, statement: str, *args: An
                     "a user (call sqlaudit.register_hooks() once at startup)")
 
 
-def watch_for_missing_hooks() -> None:
+def _watch_for_missing_hooks() -> None:
     """Warn at the first write if a user callback is configured but hooks are not
     registered (done by ``set_config``). The listener exists only while the hooks are
     not registered (``register_hooks`` removes it) and costs one flag check per

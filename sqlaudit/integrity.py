@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from . import _templates
 from ._installed import default_schema
-from .context import context_actor
+from .context import _context_actor
 # SQLAuditIntegrityError lived here before it joined sqlaudit.exceptions; still importable
 from .exceptions import SQLAuditArgumentTypeError, SQLAuditError, SQLAuditIntegrityError
 from .schema import audit_table, seal_table
@@ -323,10 +323,10 @@ class _Log:
         if self.pg:
             schema = self.prep.quote_schema(self.schema) + "." if self.schema else ""
             values["protect_function"] = schema + self.prep.quote("sqlaudit_seal_protect")
-        from .ddl import AuditDDL  # executes verbatim, '%' escaped for the driver
+        from .ddl import _AuditDDL  # executes verbatim, '%' escaped for the driver
 
         for sql in _templates.render(dialect, "protect_seal", **values):
-            self.connection.execute(AuditDDL(sql))
+            self.connection.execute(_AuditDDL(sql))
 
     def lock(self) -> None:
         """Serialise sealers and pruners (never blocks writers of the log)."""
@@ -338,7 +338,7 @@ class _Log:
     def who(self) -> Optional[str]:
         if self.pg:
             return str(self.connection.execute(text("SELECT session_user")).scalar())
-        actor = context_actor()
+        actor = _context_actor()
         return actor.user_id if actor is not None else None
 
     def horizon(self, head: int) -> int:
@@ -629,7 +629,8 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     ``result.unsealed_rows``, not reported.
     """
     if head is not None and not isinstance(head, str):
-        raise SQLAuditArgumentTypeError(f"head must be the hex digest str returned by seal_audit_log(), got {head!r}")
+        raise SQLAuditArgumentTypeError("head must be the hex digest str returned by "
+                                        f"seal_audit_log(), got {head!r}")
     return _with_connection(bind, lambda conn: _verify(conn, head))
 
 
@@ -763,7 +764,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     """
     from sqlalchemy import MetaData as _MetaData
 
-    from .ddl import rendering_dialect
+    from .ddl import _rendering_dialect
     from .spec import spec_for
 
     def work(connection: Connection) -> list[HistoryGap]:
@@ -778,7 +779,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
         gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
         for model in models:
             spec = spec_for(model)
-            dialect = rendering_dialect(connection.dialect.name)
+            dialect = _rendering_dialect(connection.dialect.name)
             if sqlite:
                 from .dialects.sqlite import key_expression as key_of
             else:

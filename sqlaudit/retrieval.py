@@ -47,8 +47,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from .config import display_zone, get_config
-from .ddl import rendering_dialect
+from .config import _display_zone, get_config
+from .ddl import _rendering_dialect
 from .dialects import base_type, string_literal
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditConfigError,
                          SQLAuditTableNotInDatabaseError)
@@ -96,10 +96,10 @@ class SQLAuditRecord:
         """The record as JSON-safe values: datetimes, dates and times in ISO 8601,
         Decimals and UUIDs as strings, bytes in base64, sets as lists (what a web
         framework can return as is)."""
-        return {name: json_safe(getattr(self, name)) for name in _RECORD_FIELDS}
+        return {name: _json_safe(getattr(self, name)) for name in _RECORD_FIELDS}
 
 
-def json_safe(value: Any) -> Any:
+def _json_safe(value: Any) -> Any:
     """``value`` with every part a JSON type (see :meth:`SQLAuditRecord.to_dict`)."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -114,11 +114,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, enum.Enum):
-        return json_safe(value.value)
+        return _json_safe(value.value)
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
+        return [_json_safe(v) for v in value]
     return str(value)
 
 
@@ -154,7 +154,8 @@ def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
         try:
             return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
         except ValueError as exc:
-            raise SQLAuditArgumentError(f"resource id {value!r} is not a UUID (column {column.name!r})") from exc
+            raise SQLAuditArgumentError(f"resource id {value!r} is not a UUID (column "
+                                        f"{column.name!r})") from exc
     return str(value)
 
 
@@ -178,13 +179,14 @@ def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
     if value is None:
         return None
     if not isinstance(value, datetime):
-        raise SQLAuditArgumentTypeError(f"filter_date_range {name} must be a datetime or None, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"filter_date_range {name} must be a datetime or None, got "
+                                        f"{value!r}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=display_zone())
+        value = value.replace(tzinfo=_display_zone())
     return value.astimezone(timezone.utc)
 
 
-def transaction_list(value: Any) -> Optional[list[int]]:
+def _transaction_list(value: Any) -> Optional[list[int]]:
     """Transaction id filter values: ints (a scalar or a list)."""
     values = _as_list(value)
     for v in values or []:
@@ -193,7 +195,7 @@ def transaction_list(value: Any) -> Optional[list[int]]:
     return values
 
 
-def check_sync_session(session: Any, name: str) -> None:
+def _check_sync_session(session: Any, name: str) -> None:
     """Point asyncio users to :mod:`sqlaudit.asyncio` instead of failing obscurely."""
     kind = type(session).__name__
     if kind in ("AsyncSession", "AsyncConnection", "async_scoped_session"):
@@ -291,7 +293,7 @@ def get_resource_changes(
             the changes happened, so pages never skip or repeat a record.
         filter_transaction_ids: transaction id(s) to keep (``record.transaction_id``).
     """
-    check_sync_session(session, "get_resource_changes")
+    _check_sync_session(session, "get_resource_changes")
     if session is not None and not isinstance(session, (Session, Connection)):
         if isinstance(filter_resource_ids, (Session, Connection)):  # 0.3 positional order
             session, filter_resource_ids = filter_resource_ids, session
@@ -324,7 +326,7 @@ def get_resource_changes(
     start, end = _history.date_bounds(filter_date_range, "filter_date_range")
     resource_ids = _as_list(filter_resource_ids, keys=True)
     user_ids = _as_list(filter_user_ids)
-    transaction_ids = transaction_list(filter_transaction_ids)
+    transaction_ids = _transaction_list(filter_transaction_ids)
     if limit == 0 or [] in (resource_ids, user_ids, fields, transaction_ids):
         return []
 
@@ -370,13 +372,13 @@ def get_resource_changes(
                  transaction_ids is not None)
         per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
-        rows = run_log_query(conn, stmt, params, log_options(conn, audit_table(spec.table.metadata)))
+        rows = _run_log_query(conn, stmt, params, _log_options(conn, audit_table(spec.table.metadata)))
     if per_row:
         return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
 
 
-def log_options(conn: Connection, log: Any) -> dict[str, Any]:
+def _log_options(conn: Connection, log: Any) -> dict[str, Any]:
     """Execution options that name the log by schema (when its Table has none), so that
     no TEMP ``sqlaudit_log`` can stand in for it. One query on PostgreSQL: compute once
     per read and pass to every statement of that read."""
@@ -385,7 +387,7 @@ def log_options(conn: Connection, log: Any) -> dict[str, Any]:
     return {}
 
 
-def run_log_query(conn: Connection, stmt: Any, params: dict[str, Any],
+def _run_log_query(conn: Connection, stmt: Any, params: dict[str, Any],
                   options: dict[str, Any]) -> list[Any]:
     """Rows of a query on the log: invalid UTF-8 on SQLite shown as U+FFFD, a missing log
     reported as :class:`SQLAuditTableNotInDatabaseError`."""
@@ -446,7 +448,7 @@ def _column_objects(model_class: Any) -> dict[str, Column[Any]]:
             for name in _attributes(model_class)}
 
 
-def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
+def _table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
     """The audit rows of ``spec``'s table; with joined-table inheritance also the rows
     its parent tables recorded for rows of this model (keys present in this model's
     own history or table)."""
@@ -455,7 +457,7 @@ def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
         return own
     from .dialects import postgresql as pg_sql, sqlite as sqlite_sql
 
-    dialect = rendering_dialect("postgresql" if pg else "sqlite")
+    dialect = _rendering_dialect("postgresql" if pg else "sqlite")
     child_log = log.alias("sqlaudit_child_log")
     live = spec.table.alias("sqlaudit_child")
     key = (pg_sql._key(spec, "sqlaudit_child", dialect) if pg
@@ -490,7 +492,7 @@ def _statement(
     """
     has_fields, has_limit, has_offset = shape[2], shape[6], shape[7]  # the rest: _row_conditions
     spec = spec_for(model_class)
-    dialect = rendering_dialect(dialect_name)
+    dialect = _rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
     mapped = list(_column_objects(model_class).values())
@@ -598,10 +600,11 @@ def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
     return order + [direction(log.c.id)]
 
 
-def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple[int, ...]) -> list[ColumnElement[bool]]:
+def _row_conditions(log: Any, spec: TableSpec, pg: bool,
+                    shape: tuple[int, ...]) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
-    conditions = [table_rows(log, spec, pg)]
+    conditions = [_table_rows(log, spec, pg)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
@@ -640,10 +643,10 @@ def _name_literal(name: str, dialect: Dialect) -> ColumnElement[str]:
 
 def _typed(log: Any, side: str, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
-    return typed_value(log.c[f"{side}_data"], col, name, dialect)
+    return _typed_value(log.c[f"{side}_data"], col, name, dialect)
 
 
-def typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
+def _typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: member ``name`` of the jsonb ``data`` converted to ``col``'s type."""
     data = type_coerce(data, JSONB)
     impl = base_type(col.type, dialect)
@@ -708,7 +711,7 @@ class _Rows:
         self.attr_by_column = attr_by_column
         self.spec = spec
         self.pg = pg
-        self.zone = display_zone()
+        self.zone = _display_zone()
 
     def shared(self, row: Any) -> dict[str, Any]:
         """The fields of the records of ``row``'s audit row, except the three of each field."""

@@ -248,13 +248,13 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     model is not imported, a deleted row whose NOT NULL columns were not all
     tracked.
     """
-    _r.check_sync_session(session, "revert_transaction")
+    _r._check_sync_session(session, "revert_transaction")
     if on_conflict not in ("raise", "skip"):
         raise SQLAuditArgumentError(f"on_conflict must be 'raise' or 'skip', got {on_conflict!r}")
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
         raise SQLAuditArgumentTypeError(f"transaction_id must be an int, got {transaction_id!r}")
     conn = _conn(session)
-    options = _r.log_options(conn, _history.SHARED_LOG)
+    options = _r._log_options(conn, _history.SHARED_LOG)
     changes = _changes(conn, options, transaction_id)
     if not changes:
         raise SQLAuditRevertError(f"no recorded change has transaction id {transaction_id}")
@@ -297,7 +297,7 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     now absent). Raises :class:`~sqlaudit.exceptions.SQLAuditRevertError`
     when a re-insert would lack a NOT NULL column the log does not hold.
     """
-    _r.check_sync_session(session, "restore_resource")
+    _r._check_sync_session(session, "restore_resource")
     spec = spec_for(model_class)
     key = key_values(spec, resource_id)
     conn = _conn(session)

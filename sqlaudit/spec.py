@@ -104,9 +104,9 @@ def resolve_require_user(declared: Optional[bool]) -> bool:
     made, so the renderers read no global state."""
     if declared is not None:
         return declared
-    from .config import require_user_id
+    from .config import _require_user_id
 
-    return require_user_id()
+    return _require_user_id()
 
 
 def check_require_user(value: Any) -> Optional[bool]:

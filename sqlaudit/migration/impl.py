@@ -2,7 +2,7 @@
 
 One source of SQL: the statements come from the same per-dialect renderers as
 ``metadata.create_all()`` and :mod:`sqlaudit.ddl`, and each one is executed as
-an :class:`~sqlaudit.ddl.AuditDDL` element (never as a string, so colons and
+an :class:`~sqlaudit.ddl._AuditDDL` element (never as a string, so colons and
 percent signs reach the database unchanged). Nothing here needs a live
 connection when the migration context's ``target_metadata`` knows the table,
 so ``alembic upgrade --sql`` renders the complete DDL.
@@ -22,8 +22,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import (AuditDDL, check_key, descendants_sql, installation_sql, rendering_dialect,
-                   upgrade_audit_table, validate_installed)
+from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql, _rendering_dialect,
+                   _upgrade_audit_table, _validate_installed)
 from ..dialects import module_for
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
@@ -61,16 +61,16 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     context = operations.migration_context
     spec = _spec(context, op)
     if not context.as_sql:  # offline there is no database to look at
-        check_key(context.bind, spec)
+        _check_key(context.bind, spec)
     schema = None if context.as_sql else default_schema(_online(context))
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
-    statements = installation_sql(spec, context.dialect.name, schema)
+    statements = _installation_sql(spec, context.dialect.name, schema)
     if not context.as_sql:  # partitions and children exist only in a live database
-        statements += descendants_sql(_online(context), spec)
+        statements += _descendants_sql(_online(context), spec)
     _run(context, statements)
     if not context.as_sql:
-        validate_installed(_online(context), spec.table)
+        _validate_installed(_online(context), spec.table)
 
 
 def _online(context: MigrationContext) -> Connection:
@@ -83,12 +83,12 @@ def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
     context = operations.migration_context
     name = context.dialect.name
     log.info("removing audit triggers from %s", op.fullname)
-    _run(context, module_for(name).drop_statements(_named_spec(op), rendering_dialect(name)))
+    _run(context, module_for(name).drop_statements(_named_spec(op), _rendering_dialect(name)))
 
 
 def _run(context: MigrationContext, statements: Iterable[str]) -> None:
     for sql in statements:
-        context.impl.execute(AuditDDL(sql))
+        context.impl.execute(_AuditDDL(sql))
 
 
 def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
@@ -100,7 +100,7 @@ def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
     table = audit_table(spec.table.metadata)
     if not context.as_sql:
         table.create(_online(context), checkfirst=True)
-        upgrade_audit_table(_online(context), table)
+        _upgrade_audit_table(_online(context), table)
         return
     context.impl.execute(CreateTable(table, if_not_exists=True))
     if context.dialect.supports_comments and table.comment:

@@ -44,13 +44,15 @@ def _fields(value: Optional[Sequence[str]], table_name: str) -> Optional[list[st
         )
     for name in value:
         if not isinstance(name, str):
-            raise SQLAuditArgumentTypeError(f"tracked_fields for table {table_name!r} must hold str, got {name!r}")
+            raise SQLAuditArgumentTypeError(f"tracked_fields for table {table_name!r} must hold "
+                                            f"str, got {name!r}")
     return list(dict.fromkeys(value))
 
 
 def _check_name(option: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
-        raise SQLAuditArgumentTypeError(f"{option} must be a str or None, got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(f"{option} must be a str or None, got "
+                                        f"{type(value).__name__} {value!r}")
 
 
 class _AuditTriggersOp(MigrateOperation):
