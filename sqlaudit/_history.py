@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import _rendering_dialect
+from .dialects import rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import USER_PREFIX, audit_table, rows_of_table, text_param, user_prefix
 from .spec import TableSpec, mapper_of, model_for, spec_for
@@ -382,7 +382,7 @@ def _typed_rows(conn: Connection, log: Table, options: dict[str, Any], model: An
                 ids: list[int]) -> list[Any]:
     """PostgreSQL: the rows ``ids`` of ``model``'s table with typed values, in id order."""
     spec = spec_for(model)
-    dialect = _rendering_dialect("postgresql")
+    dialect = rendering_dialect("postgresql")
     attrs = _r._attributes(model) if isinstance(model, type) else {c.name: c.name for c in spec.table.columns}
     mapped = [spec.table.c[name] for name in attrs]
     columns: list[Any] = [*_r._row_columns(log), cast(log.c.old_data, Text).label("old_raw"),

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import _rendering_dialect
+from .dialects import rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
@@ -125,7 +125,7 @@ class _Plan:
     def _values(self, data: Any, live: Any = None) -> list[Any]:
         """PostgreSQL: the tracked columns' values, typed: the live row's own columns, or
         the members of the jsonb ``data`` converted in SQL (NULL ``data``: NULLs)."""
-        dialect = _rendering_dialect("postgresql")
+        dialect = rendering_dialect("postgresql")
         if live is not None:
             return [live.c[c.name].label(f"v_{i}") for i, c in enumerate(self.columns)]
         if data is None:
@@ -137,7 +137,7 @@ class _Plan:
         from .dialects import postgresql as pg_sql
         from .dialects import sqlite as sqlite_sql
 
-        dialect = _rendering_dialect(self.conn.dialect.name)
+        dialect = rendering_dialect(self.conn.dialect.name)
         live = self.spec.table.alias(_LIVE)
         if self.pg:  # the row's columns themselves, no JSON (raw NULL: every column present)
             key_sql = pg_sql._key(self.spec, _LIVE, dialect)

@@ -458,7 +458,8 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     from ._installed import EXPECTED, pg_descendants
     from ._naming import pg_function_name_of
     from ._templates import TEMPLATE_VERSION
-    from .ddl import AuditState, _rendering_dialect
+    from .ddl import AuditState
+    from .dialects import rendering_dialect
 
     fps = [fp for fp in entry.fingerprints if fp is not None]
     if not fps:
@@ -487,7 +488,7 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     if conn.dialect.name == "postgresql":
         from .dialects.postgresql import _qualified
 
-        dialect = _rendering_dialect("postgresql")
+        dialect = rendering_dialect("postgresql")
         lacking = [d for d in pg_descendants(
             conn, _qualified(entry.schema, entry.table, dialect),
             _qualified(entry.schema, pg_function_name_of(entry.table), dialect))
@@ -586,8 +587,8 @@ def run_status(rt: Runtime, fmt: str) -> int:
 def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
             triggers_only: bool) -> None:
     from . import __version__
-    from .ddl import _rendering_dialect, render_audit_ddl
-    from .dialects import module_for
+    from .ddl import render_audit_ddl
+    from .dialects import module_for, rendering_dialect
     from .schema import audit_table
     from .spec import table_of
     from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
@@ -599,7 +600,7 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
         else:
             raise click.UsageError("pass --dialect postgresql or --dialect sqlite "
                                    "(or a database URL to take it from)")
-    render = _rendering_dialect(dialect)
+    render = rendering_dialect(dialect)
     pg = dialect == "postgresql"
     statements: list[str] = []
     if not triggers_only:

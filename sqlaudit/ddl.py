@@ -13,7 +13,7 @@ import logging
 import secrets
 from enum import Enum
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from sqlalchemy import MetaData, Table, UniqueConstraint, and_, event, false, or_
 from sqlalchemy import inspect as sa_inspect
@@ -27,7 +27,7 @@ from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _templates
 from .config import _display_zone
-from .dialects import module_for
+from .dialects import module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
@@ -123,7 +123,7 @@ def _descendants(connection: Connection, spec: TableSpec) -> list[Any]:
         return []
     from .dialects import postgresql as pg_sql
 
-    dialect = _rendering_dialect("postgresql")
+    dialect = rendering_dialect("postgresql")
     names = pg_sql._common(spec, dialect)
     return pg_descendants(connection, names["table"], names["function_name"])
 
@@ -135,7 +135,7 @@ def _descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
         return []
     from .dialects import postgresql as pg_sql
 
-    return pg_sql.descendant_statements(spec, _rendering_dialect("postgresql"),
+    return pg_sql.descendant_statements(spec, rendering_dialect("postgresql"),
                                         [(d.schema, d.table) for d in found])
 
 
@@ -144,10 +144,10 @@ def _install_sql(table: Table, connection: Connection) -> list[str]:
     spec = spec_for(table)
     _check_key(connection, spec)
     statements = list(module_for(name).install_statements(
-        spec, _rendering_dialect(name), default_schema(connection)))
+        spec, rendering_dialect(name), default_schema(connection)))
     if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
         # create_all() makes the log later; its after_create adds the fail-closed check
-        statements = statements[: -len(module_for(name).require_statements(spec, _rendering_dialect(name)))]
+        statements = statements[: -len(module_for(name).require_statements(spec, rendering_dialect(name)))]
     return statements + _descendants_sql(connection, spec)
 
 
@@ -155,7 +155,7 @@ def _installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str])
     """Everything that installing ``spec``'s triggers runs, after ``sqlaudit_log`` exists:
     the audit table's append-only guards, then the table's triggers. Shared by
     :func:`install_audit_triggers` and the Alembic operation (one source of SQL)."""
-    module, dialect = module_for(dialect_name), _rendering_dialect(dialect_name)
+    module, dialect = module_for(dialect_name), rendering_dialect(dialect_name)
     return [
         *module.protect_statements(spec.table.metadata, dialect, schema),
         *module.install_statements(spec, dialect, schema),
@@ -188,12 +188,12 @@ def _protect(connection: Connection, metadata: MetaData) -> None:
     """Install the append-only guards (and fail-closed check) on the audit table."""
     name = connection.dialect.name
     module = module_for(name)
-    _run(connection, module.protect_statements(metadata, _rendering_dialect(name), default_schema(connection)))
+    _run(connection, module.protect_statements(metadata, rendering_dialect(name), default_schema(connection)))
 
 
 def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
     name = dialect.name
-    return list(module_for(name).drop_statements(spec_for(table), _rendering_dialect(name)))
+    return list(module_for(name).drop_statements(spec_for(table), rendering_dialect(name)))
 
 
 def _run(connection: Connection, statements: Iterable[str]) -> None:
@@ -271,7 +271,7 @@ def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> 
         # before it get theirs now.
         from .dialects import sqlite as sqlite_sql
 
-        dialect = _rendering_dialect("sqlite")
+        dialect = rendering_dialect("sqlite")
         existing = set(sa_inspect(connection).get_table_names())
         for tracked in tracked_tables(table.metadata):
             spec = spec_for(tracked)
@@ -418,7 +418,7 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
             qualified = f"{prep.quote_schema(schema)}.{prep.quote(table_name)}"
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
         _run(connection, module_for(name).unprotect_statements(
-            metadata, _rendering_dialect(name), default_schema(connection)))
+            metadata, rendering_dialect(name), default_schema(connection)))
         if name == "postgresql":
             connection.exec_driver_sql(
                 f"DROP FUNCTION IF EXISTS {prep.quote_schema(schema)}.sqlaudit_seal_protect()")
@@ -434,7 +434,7 @@ def _tables_writing_to(connection: Connection, schema: str) -> list[str]:
     if connection.dialect.name == "sqlite":
         found = installed_triggers(connection)
         return sorted(t for (_, t) in found if not t.startswith(("sqlaudit_log", "sqlaudit_seal")))
-    log_name = _rendering_dialect("postgresql").identifier_preparer
+    log_name = rendering_dialect("postgresql").identifier_preparer
     qualified = f"{log_name.quote_schema(schema)}.{log_name.quote(AUDIT_TABLE_NAME)}"
     rows = connection.execute(text(
         "SELECT DISTINCT n.nspname || '.' || c.relname FROM pg_catalog.pg_trigger AS t "
@@ -489,7 +489,7 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
                     result[table.fullname] = AuditState.BROKEN
                     continue
             spec = spec_for(table)
-            expected = module.fingerprint(spec, _rendering_dialect(connection.dialect.name))
+            expected = module.fingerprint(spec, rendering_dialect(connection.dialect.name))
             complete = entry.count == EXPECTED[connection.dialect.name]
             if complete and spec.require_user and connection.dialect.name == "sqlite":
                 complete = _has_sqlite_trigger(connection, sqlite_trigger_name(table, "require"))
@@ -525,17 +525,7 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
     """
     module = module_for(dialect_name)
     return list(module.install_statements(
-        spec_for(model), _rendering_dialect(dialect_name), audit_schema))
-
-
-def _rendering_dialect(name: str) -> Dialect:
-    """A dialect to render trigger SQL with: same quoting as the driver's, but no
-    ``%`` doubling (that happens once, when :class:`_AuditDDL` is executed)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
-    factory: Callable[..., Dialect] = postgresql.dialect if name == "postgresql" else sqlite.dialect
-    return factory(paramstyle="named")
+        spec_for(model), rendering_dialect(dialect_name), audit_schema))
 
 
 def prune_audit_log(
@@ -614,7 +604,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
             raise SQLAuditUnsupportedDialectError(
                 f"grant_audit_read() needs PostgreSQL roles; {connection.dialect.name} has none."
             )
-        prep = _rendering_dialect("postgresql").identifier_preparer
+        prep = rendering_dialect("postgresql").identifier_preparer
         schema = default_schema(connection)
         assert schema is not None  # PostgreSQL always has a current schema
         statements = _templates.render(

@@ -764,7 +764,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     """
     from sqlalchemy import MetaData as _MetaData
 
-    from .ddl import _rendering_dialect
+    from .dialects import rendering_dialect
     from .spec import spec_for
 
     def work(connection: Connection) -> list[HistoryGap]:
@@ -779,7 +779,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
         gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
         for model in models:
             spec = spec_for(model)
-            dialect = _rendering_dialect(connection.dialect.name)
+            dialect = rendering_dialect(connection.dialect.name)
             if sqlite:
                 from .dialects.sqlite import key_expression as key_of
             else:

@@ -48,8 +48,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import _display_zone, get_config
-from .ddl import _rendering_dialect
-from .dialects import base_type, string_literal
+from .dialects import base_type, rendering_dialect, string_literal
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditConfigError,
                          SQLAuditTableNotInDatabaseError)
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
@@ -457,7 +456,7 @@ def _table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
         return own
     from .dialects import postgresql as pg_sql, sqlite as sqlite_sql
 
-    dialect = _rendering_dialect("postgresql" if pg else "sqlite")
+    dialect = rendering_dialect("postgresql" if pg else "sqlite")
     child_log = log.alias("sqlaudit_child_log")
     live = spec.table.alias("sqlaudit_child")
     key = (pg_sql._key(spec, "sqlaudit_child", dialect) if pg
@@ -492,7 +491,7 @@ def _statement(
     """
     has_fields, has_limit, has_offset = shape[2], shape[6], shape[7]  # the rest: _row_conditions
     spec = spec_for(model_class)
-    dialect = _rendering_dialect(dialect_name)
+    dialect = rendering_dialect(dialect_name)
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
     mapped = list(_column_objects(model_class).values())

@@ -33,9 +33,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
 import sqlaudit.migration.plugin
 from sqlaudit._installed import default_schema, installed_triggers
-from sqlaudit.ddl import _AuditDDL, AuditState, audit_status, _rendering_dialect
+from sqlaudit.ddl import AuditState, _AuditDDL, audit_status
 from sqlaudit.decorators import track_table
-from sqlaudit.dialects import module_for
+from sqlaudit.dialects import module_for, rendering_dialect
 from sqlaudit.exceptions import SQLAuditMigrationError
 from sqlaudit.schema import audit_table
 from sqlaudit.spec import spec_for, spec_from_table
@@ -315,7 +315,7 @@ def test_upgrade_sql_prints_the_trigger_ddl_without_a_connection(engine, env) ->
     env.write_revision("a1", None, **HAND_WRITTEN)
     env.upgrade(sql=True, metadata=metadata)
     table = items_model(None).__table__
-    module, dialect = module_for(engine.dialect.name), _rendering_dialect(engine.dialect.name)
+    module, dialect = module_for(engine.dialect.name), rendering_dialect(engine.dialect.name)
     expected = module.protect_statements(table.metadata, dialect) + module.install_statements(
         spec_from_table(table, ["name", "price"]), dialect
     )
@@ -398,7 +398,7 @@ def test_autogenerate_replaces_triggers_installed_by_another_template(engine, en
     model = items_model(["name"])
     model.metadata.create_all(engine)
     module, spec = module_for(engine.dialect.name), spec_for(model)
-    dialect = _rendering_dialect(engine.dialect.name)
+    dialect = rendering_dialect(engine.dialect.name)
     current = module.fingerprint(spec, dialect)["hash"]
     with engine.begin() as conn:  # what an older template would have installed
         for sql in module.install_statements(spec, dialect):

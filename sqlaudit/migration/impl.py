@@ -22,9 +22,9 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql, _rendering_dialect,
+from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
                    _upgrade_audit_table, _validate_installed)
-from ..dialects import module_for
+from ..dialects import module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
 from ..spec import TableSpec, spec_from_table
@@ -83,7 +83,7 @@ def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
     context = operations.migration_context
     name = context.dialect.name
     log.info("removing audit triggers from %s", op.fullname)
-    _run(context, module_for(name).drop_statements(_named_spec(op), _rendering_dialect(name)))
+    _run(context, module_for(name).drop_statements(_named_spec(op), rendering_dialect(name)))
 
 
 def _run(context: MigrationContext, statements: Iterable[str]) -> None:
