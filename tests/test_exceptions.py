@@ -108,51 +108,48 @@ def Customer(Base: Any) -> type:
     return Customer
 
 
-def _value_errors(Customer: type, engine: Any) -> list[Callable[[], Any]]:
-    session = Session(engine)
-    return [
-        lambda: get_resource_changes(Customer, session, sort_direction="up"),
-        lambda: get_resource_changes(Customer, session, filter_fields=["nickname"]),
-        lambda: get_changes(session, models=[]),
-        lambda: install_audit_triggers(engine),
-        lambda: revert_transaction(session, 1, on_conflict="ignore"),
-    ]
+#: (what is wrong, the call): argument values sqlaudit cannot use
+VALUE_MISTAKES = [
+    ("sort_direction", lambda m, e, s: get_resource_changes(m, s, sort_direction="up")),
+    ("untracked field", lambda m, e, s: get_resource_changes(m, s, filter_fields=["nickname"])),
+    ("empty models=", lambda m, e, s: get_changes(s, models=[])),
+    ("no models", lambda m, e, s: install_audit_triggers(e)),
+    ("on_conflict", lambda m, e, s: revert_transaction(s, 1, on_conflict="ignore")),
+]
+
+#: (what is wrong, the call): arguments of a type sqlaudit does not take
+TYPE_MISTAKES = [
+    ("head", lambda m, e, s: verify_audit_log(e, head=5)),
+    ("older_than", lambda m, e, s: prune_audit_log(e, "last year")),
+    ("role", lambda m, e, s: grant_audit_read(e, "")),
+    ("transaction_id", lambda m, e, s: revert_transaction(s, "7")),
+    ("table_label", lambda m, e, s: track_table(table_label=3)),
+    ("user_id", lambda m, e, s: audit_context(user_id=1.5).__enter__()),
+    ("session", lambda m, e, s: get_resource_changes(m, "not a session")),
+]
 
 
-def _type_errors(Customer: type, engine: Any) -> list[Callable[[], Any]]:
-    session = Session(engine)
-    return [
-        lambda: verify_audit_log(engine, head=5),
-        lambda: prune_audit_log(engine, "last year"),
-        lambda: grant_audit_read(engine, ""),
-        lambda: revert_transaction(session, "7"),
-        lambda: track_table(table_label=3),
-        lambda: audit_context(user_id=1.5).__enter__(),
-        lambda: get_resource_changes(Customer, "not a session"),
-    ]
-
-
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("call", [c for _, c in VALUE_MISTAKES], ids=[i for i, _ in VALUE_MISTAKES])
 def test_argument_errors_are_sqlaudit_errors_and_value_errors(Customer: type, sqlite_engine: Any,
-                                                              index: int) -> None:
-    call = _value_errors(Customer, sqlite_engine)[index]
-    with pytest.raises(SQLAuditArgumentError) as err:
-        call()
-    assert isinstance(err.value, SQLAuditError) and isinstance(err.value, ValueError)
-    with pytest.raises(ValueError):
-        call()
+                                                              call: Callable[..., Any]) -> None:
+    with Session(sqlite_engine) as session:
+        with pytest.raises(SQLAuditArgumentError) as err:
+            call(Customer, sqlite_engine, session)
+        assert isinstance(err.value, SQLAuditError) and isinstance(err.value, ValueError)
+        with pytest.raises(ValueError):
+            call(Customer, sqlite_engine, session)
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("call", [c for _, c in TYPE_MISTAKES], ids=[i for i, _ in TYPE_MISTAKES])
 def test_argument_type_errors_are_sqlaudit_errors_and_type_errors(Customer: type,
                                                                   sqlite_engine: Any,
-                                                                  index: int) -> None:
-    call = _type_errors(Customer, sqlite_engine)[index]
-    with pytest.raises(SQLAuditError) as err:
-        call()
-    assert isinstance(err.value, TypeError), repr(err.value)
-    with pytest.raises(TypeError):
-        call()
+                                                                  call: Callable[..., Any]) -> None:
+    with Session(sqlite_engine) as session:
+        with pytest.raises(SQLAuditError) as err:
+            call(Customer, sqlite_engine, session)
+        assert isinstance(err.value, TypeError), repr(err.value)
+        with pytest.raises(TypeError):
+            call(Customer, sqlite_engine, session)
 
 
 @pytest.mark.parametrize("catch", [SQLAuditError, ValueError])
