@@ -2,18 +2,56 @@
 
 Decorate models with :func:`track_table`, let ``metadata.create_all()`` install
 the triggers, call :func:`register_hooks` so the acting user reaches the
-database, and read the history back with :func:`get_resource_changes`.
+database, and read the history back with :func:`get_resource_changes`. Every
+name documented in docs/reference.md is importable from here; the Alembic
+operations live in :mod:`sqlaudit.alembic` (they need the ``alembic`` extra).
 """
 
 from .config import SQLAuditConfig, clear_config, get_config, has_config, set_config
-from .context import audit_context, clear_audit_context, set_audit_context
-from .ddl import drop_audit_log, drop_audit_triggers, install_audit_triggers, render_audit_ddl
+from .context import Actor, audit_context, clear_audit_context, current_actor, set_audit_context
+from .ddl import (
+    AuditState,
+    audit_status,
+    drop_audit_log,
+    drop_audit_triggers,
+    grant_audit_read,
+    install_audit_triggers,
+    prune_audit_log,
+    render_audit_ddl,
+)
 from .decorators import track_table
-from .exceptions import SQLAuditConfigError, SQLAuditError
-from .hooks import register_hooks, unregister_hooks
-from .integrity import find_history_gaps, seal_audit_log, verify_audit_log
+from .exceptions import (
+    SQLAuditArgumentError,
+    SQLAuditArgumentTypeError,
+    SQLAuditConfigError,
+    SQLAuditContextError,
+    SQLAuditError,
+    SQLAuditIntegrityError,
+    SQLAuditMigrationError,
+    SQLAuditMissingExtraError,
+    SQLAuditRevertConflict,
+    SQLAuditRevertError,
+    SQLAuditStampError,
+    SQLAuditTableNotInDatabaseError,
+    SQLAuditTableNotTrackedError,
+    SQLAuditUnsafeKeyError,
+    SQLAuditUnsupportedDialectError,
+    SQLAuditUserConfigError,
+    SQLAuditUserIdTypeError,
+    SQLAuditUserIdValueError,
+)
+from .hooks import hooks_registered, register_hooks, unregister_hooks
+from .integrity import (
+    HistoryGap,
+    Problem,
+    VerifyResult,
+    find_history_gaps,
+    seal_audit_log,
+    verify_audit_log,
+)
 from .retrieval import (
     AuditTransaction,
+    ResourceIdType,
     SQLAuditRecord,
     get_changes,
     get_resource_changes,
@@ -26,15 +64,39 @@ from .revert import RevertResult, restore_resource, revert_transaction
 __version__ = "1.0.0.dev0"
 
 __all__ = [
+    "Actor",
+    "AuditState",
     "AuditTransaction",
+    "HistoryGap",
+    "Problem",
+    "ResourceIdType",
     "RevertResult",
+    "SQLAuditArgumentError",
+    "SQLAuditArgumentTypeError",
     "SQLAuditConfig",
     "SQLAuditConfigError",
+    "SQLAuditContextError",
     "SQLAuditError",
+    "SQLAuditIntegrityError",
+    "SQLAuditMigrationError",
+    "SQLAuditMissingExtraError",
     "SQLAuditRecord",
+    "SQLAuditRevertConflict",
+    "SQLAuditRevertError",
+    "SQLAuditStampError",
+    "SQLAuditTableNotInDatabaseError",
+    "SQLAuditTableNotTrackedError",
+    "SQLAuditUnsafeKeyError",
+    "SQLAuditUnsupportedDialectError",
+    "SQLAuditUserConfigError",
+    "SQLAuditUserIdTypeError",
+    "SQLAuditUserIdValueError",
+    "VerifyResult",
     "audit_context",
+    "audit_status",
     "clear_audit_context",
     "clear_config",
+    "current_actor",
     "drop_audit_log",
     "drop_audit_triggers",
     "find_history_gaps",
@@ -44,8 +106,11 @@ __all__ = [
     "get_resource_state",
     "get_table_state",
     "get_transactions",
+    "grant_audit_read",
     "has_config",
+    "hooks_registered",
     "install_audit_triggers",
+    "prune_audit_log",
     "register_hooks",
     "render_audit_ddl",
     "restore_resource",

@@ -36,7 +36,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import rendering_dialect
+from .dialects import rendering_dialect
+from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import USER_PREFIX, audit_table, rows_of_table, text_param, user_prefix
 from .spec import TableSpec, mapper_of, model_for, spec_for
 
@@ -73,7 +74,7 @@ class AuditTransaction:
             "timestamp": self.timestamp.isoformat(),
             "changed_by": self.changed_by,
             "reason": self.reason,
-            "context": _r.json_safe(self.context),
+            "context": _r._json_safe(self.context),
             "application_name": self.application_name,
             "client_addr": self.client_addr,
             "changes": [c.to_dict() for c in self.changes],
@@ -104,7 +105,7 @@ def _models(models: Any) -> Optional[tuple[TableSpec, ...]]:
         return None
     values = _r._as_list(models) or []
     if not values:
-        raise ValueError("models= is empty; pass None for every tracked table")
+        raise SQLAuditArgumentError("models= is empty; pass None for every tracked table")
     return tuple(spec_for(m) for m in values)
 
 
@@ -113,7 +114,8 @@ def _bound(value: Any, side: str, end: bool, argument: str) -> Optional[datetime
         # a date bound covers the whole day: from its start, or to its last instant
         value = datetime.combine(value, time.max if end else time.min)
     if value is not None and not isinstance(value, datetime):
-        raise TypeError(f"{argument} {side} must be a datetime, a date or None, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"{argument} {side} must be a datetime, a date or None, "
+                                        f"got {value!r}")
     return _r._utc_bound(value, side)
 
 
@@ -124,14 +126,14 @@ def date_bounds(date_range: Any, argument: str = "date_range"
     if date_range is None:
         return None, None
     if not isinstance(date_range, (tuple, list)) or len(date_range) != 2:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             f"{argument} must be a (start, end) pair of datetimes, dates or None, e.g. "
             f"(datetime(2026, 12, 1), None) or (date(2026, 12, 1), date(2026, 12, 7)); "
             f"got {date_range!r}")
     start = _bound(date_range[0], "start", False, argument)
     end = _bound(date_range[1], "end", True, argument)
     if start is not None and end is not None and start > end:
-        raise ValueError(f"{argument} start {start} is after end {end}")
+        raise SQLAuditArgumentError(f"{argument} start {start} is after end {end}")
     return start, end
 
 
@@ -141,26 +143,27 @@ def _filters(models: Any, resource_ids: Any, user_ids: Any, transaction_ids: Any
     ops = _r._as_list(operations)
     for op in ops or []:
         if op not in OPERATIONS:
-            raise ValueError(f"operations: {op!r} is not one of {', '.join(OPERATIONS)}")
+            raise SQLAuditArgumentError(f"operations: {op!r} is not one of {', '.join(OPERATIONS)}")
     names = _r._as_list(fields)
     for name in names or []:
         if not isinstance(name, str):
-            raise TypeError(f"fields must be str, got {name!r}")
+            raise SQLAuditArgumentTypeError(f"fields must be str, got {name!r}")
     if specs is not None and names:
         known = {attr for s in specs for attr in _attribute_names(s)}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"fields: {unknown} are not tracked fields of the given models "
+            raise SQLAuditArgumentError(f"fields: {unknown} are not tracked fields of the given models "
                              f"(tracked: {sorted(known)})")
     if context is not None and not isinstance(context, Mapping):
-        raise TypeError(f"context must be a dict of key: value pairs to match, got {context!r}")
+        raise SQLAuditArgumentTypeError("context must be a dict of key: value pairs to match, got "
+                                        f"{context!r}")
     users = _r._as_list(user_ids)
     start, end = date_bounds(date_range)
     return _Filters(
         specs=specs,
         resource_ids=_r._as_list(resource_ids, keys=True),
         user_ids=None if users is None else [_r._user_text(u) for u in users],
-        transaction_ids=_r.transaction_list(transaction_ids),
+        transaction_ids=_r._transaction_list(transaction_ids),
         operations=ops,
         fields=names,
         start=start,
@@ -191,8 +194,9 @@ def _log(conn: Connection, specs: Optional[Sequence[TableSpec]]) -> Table:
 
 def _key_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise TypeError(f"resource ids must be str, int or UUID (tuples of them for composite "
-                        f"keys), got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(
+            f"resource ids must be str, int or UUID (tuples of them for composite keys), "
+            f"got {type(value).__name__} {value!r}")
     return str(value)
 
 
@@ -269,7 +273,8 @@ def _context_matches(log: Table, pg: bool, wanted: dict[str, Any]) -> Any:
                               func.json_type(log.c.context, path).in_(
                                   ["text"] if isinstance(value, str) else ["integer", "real"])))
         else:
-            raise TypeError(f"context values to match must be JSON values, got {value!r}")
+            raise SQLAuditArgumentTypeError(
+                f"context values to match must be JSON values, got {value!r}")
     return and_(*parts)
 
 
@@ -311,7 +316,7 @@ def _pages(conn: Connection, log: Table, options: dict[str, Any], stmt: Any, dir
 
 
 def _execute(conn: Connection, stmt: Any, options: dict[str, Any]) -> list[Any]:
-    return _r.run_log_query(conn, stmt, {}, options)
+    return _r._run_log_query(conn, stmt, {}, options)
 
 
 # ---------------------------------------------------------------- records
@@ -412,7 +417,7 @@ def _connection(reader: Union[Session, Connection], specs: Optional[Sequence[Tab
         return reader.connection()
     if isinstance(reader, Connection):
         return reader
-    raise TypeError(f"session must be a Session or Connection, got {reader!r}")
+    raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {reader!r}")
 
 
 def get_changes(
@@ -448,9 +453,9 @@ def get_changes(
     or ``"asc"``). Values are typed for every imported ``@track_table`` model;
     a table whose model is not imported gives its JSON values.
     """
-    _r.check_sync_session(session, "get_changes")
+    _r._check_sync_session(session, "get_changes")
     if sort_direction not in ("asc", "desc"):
-        raise ValueError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
+        raise SQLAuditArgumentError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
     _r._check_paging(limit, offset)
     f = _filters(models, resource_ids, user_ids, transaction_ids, operations, fields,
                  date_range, context)
@@ -459,7 +464,7 @@ def get_changes(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
-        options = _r.log_options(conn, log)
+        options = _r._log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         base = select(*_base_columns(log)).where(and_(true(), *_conditions(log, pg, f)))
         base = base.order_by(*_order(log, sort_direction))
@@ -497,7 +502,7 @@ def get_transactions(
     to the tracked tables (to ``models`` when given), in the order they
     happened. ``limit`` and ``offset`` count transactions.
     """
-    _r.check_sync_session(session, "get_transactions")
+    _r._check_sync_session(session, "get_transactions")
     _r._check_paging(limit, offset)
     f = _filters(models, None, user_ids, transaction_ids, None, None, date_range, context)
     if limit == 0 or f.empty():
@@ -505,7 +510,7 @@ def get_transactions(
     with _r._session_scope(session) as reader:
         conn = _connection(reader, f.specs)
         log = _log(conn, f.specs)
-        options = _r.log_options(conn, log)
+        options = _r._log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
         # Scan matching rows newest first and collect transactions in the order of their
         # newest change, until the page is full: a few index pages for a short page.

@@ -41,7 +41,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .ddl import rendering_dialect
+from .dialects import rendering_dialect
+from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
 
@@ -53,7 +54,8 @@ _YIELD = 1000
 
 def _at(value: Any) -> datetime:
     if not isinstance(value, datetime):
-        raise TypeError(f"at must be a datetime (naive: in the configured time zone), got {value!r}")
+        raise SQLAuditArgumentTypeError("at must be a datetime (naive: in the configured time "
+                                        f"zone), got {value!r}")
     bound = _r._utc_bound(value, "at")
     assert bound is not None
     return bound
@@ -65,7 +67,7 @@ def _connection(reader: Union[Session, Connection], model: Any, spec: TableSpec)
         return reader.connection(bind_arguments={"mapper": mapper, "clause": spec.table})
     if isinstance(reader, Connection):
         return reader
-    raise TypeError(f"session must be a Session or Connection, got {reader!r}")
+    raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {reader!r}")
 
 
 def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
@@ -73,12 +75,12 @@ def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
     ``get_resource_changes``: a scalar, or a tuple for a composite key)."""
     parts = list(resource_id) if isinstance(resource_id, (tuple, list)) else [resource_id]
     if len(parts) != len(spec.key_columns):
-        raise TypeError(f"{spec.name} has a key of {len(spec.key_columns)} column(s) "
+        raise SQLAuditArgumentTypeError(f"{spec.name} has a key of {len(spec.key_columns)} column(s) "
                         f"({', '.join(c.name for c in spec.key_columns)}); got {resource_id!r}")
     values = []
     for part, col in zip(parts, spec.key_columns):
         if isinstance(part, bool) or not isinstance(part, (str, int, uuid.UUID)):
-            raise TypeError(f"resource ids must be str, int or UUID, got {part!r}")
+            raise SQLAuditArgumentTypeError(f"resource ids must be str, int or UUID, got {part!r}")
         try:
             kind = col.type.python_type
         except NotImplementedError:
@@ -87,7 +89,7 @@ def key_values(spec: TableSpec, resource_id: Any) -> list[Any]:
             try:
                 part = kind(part) if kind is not uuid.UUID else uuid.UUID(str(part))
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"resource id {part!r} is not a valid {kind.__name__} for "
+                raise SQLAuditArgumentError(f"resource id {part!r} is not a valid {kind.__name__} for "
                                  f"column {col.name!r} of {spec.name}") from exc
         values.append(part)
     return values
@@ -128,7 +130,7 @@ class _Plan:
             return [live.c[c.name].label(f"v_{i}") for i, c in enumerate(self.columns)]
         if data is None:
             return [cast(null(), c.type).label(f"v_{i}") for i, c in enumerate(self.columns)]
-        return [_r.typed_value(data, c, _r._name_literal(c.name, dialect), dialect).label(f"v_{i}")
+        return [_r._typed_value(data, c, _r._name_literal(c.name, dialect), dialect).label(f"v_{i}")
                 for i, c in enumerate(self.columns)]
 
     def _live(self, key: Optional[list[Any]]) -> Any:
@@ -277,14 +279,14 @@ def get_resource_state(model_class: type, resource_id: Any, *, at: datetime,
     its own history). The dict holds the values the log knows: see
     :func:`get_table_state` for what is unknown and how it shows.
     """
-    _r.check_sync_session(session, "get_resource_state")
+    _r._check_sync_session(session, "get_resource_state")
     spec = spec_for(model_class)
     bound = _at(at)
     key = key_values(spec, resource_id)
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = _r.log_options(conn, plan.log)
+        options = _r._log_options(conn, plan.log)
         backward = True
         rows = conn.execute(plan.statement(bound, key, True), execution_options=options).all()
         if rows and rows[0][1] == -1:
@@ -315,13 +317,13 @@ def get_table_state(model_class: type, *, at: datetime,
       that no record mentions before ``at`` (older than auditing) are missing, and
       rows known only from updates hold only the fields those updates changed.
     """
-    _r.check_sync_session(session, "get_table_state")
+    _r._check_sync_session(session, "get_table_state")
     spec = spec_for(model_class)
     bound = _at(at)
     with _r._session_scope(session) as reader:
         conn = _connection(reader, model_class, spec)
         plan = _Plan(conn, model_class, spec)
-        options = {**_r.log_options(conn, plan.log), "yield_per": _YIELD}
+        options = {**_r._log_options(conn, plan.log), "yield_per": _YIELD}
         backward = True
         result = conn.execute(plan.statement(bound, None, True), execution_options=options)
         try:

@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .exceptions import SQLAuditError
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}")
 _SEPARATOR = re.compile(r"^--\s*sqlaudit:statement\s*$", re.MULTILINE)
 
@@ -27,7 +29,7 @@ def _template_root() -> Path:
     source = Path(__file__).resolve().parent.parent / "sql_templates"
     if source.is_dir():
         return source
-    raise FileNotFoundError(
+    raise SQLAuditError(
         "sqlaudit's SQL templates are missing from the installation; reinstall sqlaudit."
     )
 
@@ -45,7 +47,7 @@ def render(dialect: str, name: str, **values: str) -> list[str]:
     def substitute(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in values:
-            raise KeyError(f"template {dialect}/{name}.sql needs a value for {{{{ {key} }}}}")
+            raise SQLAuditError(f"template {dialect}/{name}.sql needs a value for {{{{ {key} }}}}")
         used.add(key)
         return values[key]
 
@@ -53,7 +55,7 @@ def render(dialect: str, name: str, **values: str) -> list[str]:
     statements = [_PLACEHOLDER.sub(substitute, p) for p in pieces if p]
     unused = set(values) - used
     if unused:
-        raise KeyError(f"template {dialect}/{name}.sql has no placeholder for {sorted(unused)}")
+        raise SQLAuditError(f"template {dialect}/{name}.sql has no placeholder for {sorted(unused)}")
     return statements
 
 

@@ -16,10 +16,12 @@ Needs the ``alembic`` extra (``pip install 'sqlaudit[alembic]'``).
 
 from __future__ import annotations
 
+from .exceptions import SQLAuditMissingExtraError
+
 try:
     import alembic as _alembic  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
+    raise SQLAuditMissingExtraError(
         "sqlaudit.alembic needs Alembic; install it with: pip install 'sqlaudit[alembic]'"
     ) from exc
 

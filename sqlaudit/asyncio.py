@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from . import retrieval as _retrieval
 from . import revert as _revert
+from .exceptions import SQLAuditArgumentTypeError
 
 __all__ = [
     "get_changes",
@@ -41,7 +42,7 @@ _BATCH = 1000
 async def _run(session: AsyncBind, call: Callable[[Any], T]) -> T:
     if isinstance(session, (AsyncSession, AsyncConnection)):
         return await session.run_sync(call)
-    raise TypeError(f"expected an AsyncSession or AsyncConnection, got {session!r}; the "
+    raise SQLAuditArgumentTypeError(f"expected an AsyncSession or AsyncConnection, got {session!r}; the "
                     f"functions of sqlaudit.retrieval take a Session or Connection")
 
 

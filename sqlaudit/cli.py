@@ -35,6 +35,8 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from .exceptions import SQLAuditError
+
 try:  # the ``cli`` extra
     import click
     from rich.console import Console
@@ -79,7 +81,7 @@ EXIT_CONFLICT = 11
 ENV_URLS = ("SQLAUDIT_DATABASE_URL", "DATABASE_URL")
 
 
-class CLIError(Exception):
+class CLIError(SQLAuditError):
     """A failure reported as one line on stderr with exit code ``code``."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -139,13 +141,13 @@ def _date_range(since: Optional[str], until: Optional[str]) -> Optional[tuple[An
 def _cutoff(value: str, option: str, day_end: bool = False) -> datetime:
     """An aware instant from a date or duration (a day means its start, or with
     ``day_end`` its last instant; local time)."""
-    from .config import display_zone
+    from .config import _display_zone
 
     when = parse_when(value, option)
     if not isinstance(when, datetime):
         when = datetime.combine(when, time.max if day_end else time.min)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=display_zone())
+        when = when.replace(tzinfo=_display_zone())
     return when
 
 
@@ -215,7 +217,7 @@ class Runtime:
         if backend == "sqlite" and check_file:
             path = url.database
             in_memory = not path or path == ":memory:" or path.startswith("file:")
-            if not in_memory and not url.query.get("uri") and not os.path.exists(path):
+            if path and not in_memory and not url.query.get("uri") and not os.path.exists(path):
                 # SQLite would create an empty file: a typo must not look like an empty log
                 raise CLIError(EXIT_UNREACHABLE, f"cannot connect to {_safe(url)}: "
                                                  f"the file {path!r} does not exist")
@@ -273,7 +275,7 @@ def require_audit_table(conn: Connection, url: URL) -> None:
                                             "or the Alembic operation)")
 
 
-_CONSOLES: dict[bool, Any] = {}
+_CONSOLES: dict[bool, "Console"] = {}
 
 
 def _console(stderr: bool) -> "Console":
@@ -456,7 +458,8 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     from ._installed import EXPECTED, pg_descendants
     from ._naming import pg_function_name_of
     from ._templates import TEMPLATE_VERSION
-    from .ddl import AuditState, rendering_dialect
+    from .ddl import AuditState
+    from .dialects import rendering_dialect
 
     fps = [fp for fp in entry.fingerprints if fp is not None]
     if not fps:
@@ -536,10 +539,10 @@ def collect_status(conn: Connection, models: Sequence[type]) -> list[TableStatus
         if key in seen:
             continue
         entry = installed[key]
-        fp = entry.fingerprint or next((f for f in entry.fingerprints if f), {})
-        state, detail = _installed_state(conn, entry, default)
-        rows.append(TableStatus(entry.table, entry.schema, state, list(fp.get("fields", [])),
-                                fp.get("require_user"), detail, "database"))
+        found: dict[str, Any] = entry.fingerprint or next((f for f in entry.fingerprints if f), {})
+        found_state, detail = _installed_state(conn, entry, default)
+        rows.append(TableStatus(entry.table, entry.schema, found_state, list(found.get("fields", [])),
+                                found.get("require_user"), detail, "database"))
     return rows
 
 
@@ -584,8 +587,8 @@ def run_status(rt: Runtime, fmt: str) -> int:
 def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
             triggers_only: bool) -> None:
     from . import __version__
-    from .ddl import render_audit_ddl, rendering_dialect
-    from .dialects import module_for
+    from .ddl import render_audit_ddl
+    from .dialects import module_for, rendering_dialect
     from .schema import audit_table
     from .spec import table_of
     from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
@@ -733,7 +736,7 @@ def _at(value: Optional[str]) -> datetime:
 def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[str],
               fmt: str) -> None:
     from .retrieval import get_resource_state, get_table_state
-    from .retrieval import json_safe
+    from .retrieval import _json_safe
 
     model = _model_named(rt, table)
     when = _at(at)
@@ -746,7 +749,7 @@ def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[
             if state is None:
                 raise CLIError(EXIT_NOT_FOUND, f"{table} {resource_id} did not exist at {_when(when)}")
             if fmt == "json":
-                sys.stdout.write(json_line(json_safe(state)) + "\n")
+                sys.stdout.write(json_line(_json_safe(state)) + "\n")
                 return
             grid = RichTable(title=f"{table} {resource_id} at {_when(when)}")
             grid.add_column("field")
@@ -756,7 +759,7 @@ def run_state(rt: Runtime, table: str, resource_id: Optional[str], at: Optional[
             rt.out.print(grid)
             return
         for rid, state in get_table_state(model, at=when, session=conn):
-            sys.stdout.write(json_line({"resource_id": rid, "state": json_safe(state)}) + "\n")
+            sys.stdout.write(json_line({"resource_id": rid, "state": _json_safe(state)}) + "\n")
 
 
 def run_revert(rt: Runtime, transaction_id: int, skip: bool, user: Optional[str],
@@ -1071,7 +1074,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if _MISSING_EXTRA is not None:
         _fail(EXIT_FAILED, "the sqlaudit command line needs its extra: pip install "
                            f"'sqlaudit[cli]' ({_MISSING_EXTRA})")
-    from .exceptions import SQLAuditError, SQLAuditTableNotInDatabaseError
+    from .exceptions import SQLAuditTableNotInDatabaseError
 
     runtime = Runtime()
     app = build_app()

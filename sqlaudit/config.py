@@ -181,9 +181,9 @@ def set_config(config: SQLAuditConfig) -> None:
     _holder.config = config
     log.debug("sqlaudit configuration set: %r", config)
     if config.get_user_id_callback is not None:
-        from .hooks import watch_for_missing_hooks
+        from .hooks import _watch_for_missing_hooks
 
-        watch_for_missing_hooks()
+        _watch_for_missing_hooks()
 
 
 def get_config() -> SQLAuditConfig:
@@ -209,11 +209,11 @@ def clear_config() -> None:
     _holder.config = None
 
 
-def require_user_id() -> bool:
+def _require_user_id() -> bool:
     """Whether fail-closed mode is configured (read when triggers are installed)."""
     return _holder.config is not None and _holder.config.require_user_id
 
 
-def display_zone() -> tzinfo:
+def _display_zone() -> tzinfo:
     """The zone retrieval reports timestamps in: the configured one, else local."""
     return _holder.config.zone if _holder.config is not None else _local_zone()

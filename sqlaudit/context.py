@@ -54,7 +54,7 @@ class Actor:
 _override: ContextVar[Optional[Actor]] = ContextVar("sqlaudit_actor", default=None)
 
 
-def user_id_text(value: Any, *, from_callback: bool = False) -> Optional[str]:
+def _user_id_text(value: Any, *, from_callback: bool = False) -> Optional[str]:
     """A user id as the text stored in ``changed_by`` (None: no user).
 
     One rule on every dialect: ``str``, ``int`` and :class:`uuid.UUID` are stored
@@ -101,7 +101,7 @@ def _check_text(text: str, name: str) -> None:
                          f"{exc.start}); pass decoded text") from None
 
 
-def reason_text(value: Any) -> Optional[str]:
+def _reason_text(value: Any) -> Optional[str]:
     """``reason`` as stored: text or None (``""`` is no reason), NUL refused."""
     if value is None:
         return None
@@ -111,7 +111,7 @@ def reason_text(value: Any) -> Optional[str]:
     return str.__str__(value) or None
 
 
-def context_text(value: Any, base: Optional[str] = None) -> Optional[str]:
+def _context_text(value: Any, base: Optional[str] = None) -> Optional[str]:
     """The JSON text stored in ``sqlaudit_log.context``: ``value`` (a dict with str keys,
     JSON-serialisable) merged over ``base`` (the enclosing context's text), keys sorted.
 
@@ -167,11 +167,11 @@ def _nested(user_id: Any, reason: Optional[str], context: Any) -> Actor:
     if user_id is _UNSET:
         user, inherits = (outer.user_id, outer.inherits_user) if outer is not None else (None, True)
     else:
-        user, inherits = user_id_text(user_id), False
-    why = reason_text(reason)
+        user, inherits = _user_id_text(user_id), False
+    why = _reason_text(reason)
     if why is None and outer is not None:
         why = outer.reason
-    return Actor(user, why, context_text(context, outer.context if outer is not None else None),
+    return Actor(user, why, _context_text(context, outer.context if outer is not None else None),
                  inherits)
 
 
@@ -219,7 +219,7 @@ def clear_audit_context() -> None:
     _override.set(None)
 
 
-def context_actor() -> Optional[Actor]:
+def _context_actor() -> Optional[Actor]:
     """The actor set by an enclosing :func:`audit_context`, if any (cheap)."""
     return _override.get()
 
@@ -229,13 +229,13 @@ def current_actor() -> Actor:
     actor = _override.get()
     if actor is not None and not actor.inherits_user:
         return actor
-    user = user_id_text(callback_user_id(), from_callback=True)
+    user = _user_id_text(_callback_user_id(), from_callback=True)
     if actor is None:
         return Actor(user)
     return Actor(user, actor.reason, actor.context)
 
 
-def callback_user_id() -> Any:
+def _callback_user_id() -> Any:
     """What the configured ``get_user_id_callback`` returns right now (None without one)."""
     config = _holder.config
     callback = config.get_user_id_callback if config is not None else None

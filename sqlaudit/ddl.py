@@ -1,6 +1,6 @@
 """Install, remove and render the audit triggers.
 
-``@track_table`` attaches :func:`attach_to_table` so that
+``@track_table`` attaches :func:`_attach_to_table` so that
 ``metadata.create_all()`` installs the triggers of every tracked table it
 creates and ``drop_all()`` removes them. For databases that already exist use
 :func:`install_audit_triggers` (or the Alembic operations).
@@ -26,10 +26,11 @@ from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _templates
-from .config import display_zone
-from .dialects import module_for
-from .hooks import forget_sqlite_context
-from .exceptions import SQLAuditError, SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError
+from .config import _display_zone
+from .dialects import module_for, rendering_dialect
+from .hooks import _forget_sqlite_context
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
+                         SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
@@ -49,7 +50,7 @@ log = logging.getLogger("sqlaudit")
 Bind = Union[Engine, Connection, Session]
 
 
-class AuditDDL(ExecutableDDLElement):
+class _AuditDDL(ExecutableDDLElement):
     """One rendered statement, executed verbatim (``%`` escaped for the driver)."""
 
     inherit_cache = False
@@ -58,8 +59,8 @@ class AuditDDL(ExecutableDDLElement):
         self.sql = sql
 
 
-@compiles(AuditDDL)
-def _compile_audit_ddl(element: AuditDDL, compiler: Any, **kw: Any) -> str:
+@compiles(_AuditDDL)
+def _compile_audit_ddl(element: _AuditDDL, compiler: Any, **kw: Any) -> str:
     return str(compiler.sql_compiler.post_process_text(element.sql))
 
 
@@ -97,12 +98,13 @@ def _is_unique(connection: Optional[Connection], spec: TableSpec) -> bool:
     insp = sa_inspect(connection)
     found = [set(insp.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"])]
     found += [set(u["column_names"]) for u in insp.get_unique_constraints(table.name, schema=table.schema)]
-    found += [set(i["column_names"]) for i in insp.get_indexes(table.name, schema=table.schema)
+    found += [{c for c in i["column_names"] if c is not None}
+              for i in insp.get_indexes(table.name, schema=table.schema)
               if i.get("unique") and None not in i["column_names"]]
     return any(s and s <= keys for s in found)
 
 
-def check_key(connection: Optional[Connection], spec: TableSpec) -> None:
+def _check_key(connection: Optional[Connection], spec: TableSpec) -> None:
     """Refuse a table whose resource key is not unique (its history would mix rows)."""
     if not _is_unique(connection, spec):
         names = [c.name for c in spec.key_columns]
@@ -126,7 +128,7 @@ def _descendants(connection: Connection, spec: TableSpec) -> list[Any]:
     return pg_descendants(connection, names["table"], names["function_name"])
 
 
-def descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
+def _descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
     """The triggers of every partition and inheritance child of ``spec``'s table."""
     found = _descendants(connection, spec)
     if not found:
@@ -140,16 +142,16 @@ def descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
 def _install_sql(table: Table, connection: Connection) -> list[str]:
     name = connection.dialect.name
     spec = spec_for(table)
-    check_key(connection, spec)
+    _check_key(connection, spec)
     statements = list(module_for(name).install_statements(
         spec, rendering_dialect(name), default_schema(connection)))
     if name == "sqlite" and not sa_inspect(connection).has_table(AUDIT_TABLE_NAME):
         # create_all() makes the log later; its after_create adds the fail-closed check
         statements = statements[: -len(module_for(name).require_statements(spec, rendering_dialect(name)))]
-    return statements + descendants_sql(connection, spec)
+    return statements + _descendants_sql(connection, spec)
 
 
-def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
+def _installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) -> list[str]:
     """Everything that installing ``spec``'s triggers runs, after ``sqlaudit_log`` exists:
     the audit table's append-only guards, then the table's triggers. Shared by
     :func:`install_audit_triggers` and the Alembic operation (one source of SQL)."""
@@ -160,7 +162,7 @@ def installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str]) 
     ]
 
 
-def upgrade_audit_table(connection: Connection, log_table: Table) -> None:
+def _upgrade_audit_table(connection: Connection, log_table: Table) -> None:
     """SQLite: add the columns and index ``sqlaudit_log`` gained since it was created
     (PostgreSQL's install SQL does this itself, so offline scripts do it too)."""
     if connection.dialect.name != "sqlite":
@@ -196,10 +198,10 @@ def _drop_sql(table: Table, dialect: Dialect) -> list[str]:
 
 def _run(connection: Connection, statements: Iterable[str]) -> None:
     for sql in statements:
-        connection.execute(AuditDDL(sql))
+        connection.execute(_AuditDDL(sql))
 
 
-def validate_installed(connection: Connection, table: Table) -> None:
+def _validate_installed(connection: Connection, table: Table) -> None:
     """Compile (without running) an insert, update and delete on ``table`` so that
     SQLite reports any problem in the trigger programs now, not at the first write.
 
@@ -245,7 +247,7 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
     try:
         _run(connection, statements)
         if validate:
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
     except (DBAPIError, SQLAuditError) as exc:
         connection.exec_driver_sql("ROLLBACK TO SAVEPOINT sqlaudit_install")
         connection.exec_driver_sql("RELEASE SAVEPOINT sqlaudit_install")
@@ -259,7 +261,7 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
 
 
 def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:
-    forget_sqlite_context(connection)
+    _forget_sqlite_context(connection)
 
 
 def _on_audit_table_created(table: Table, connection: Connection, **kw: Any) -> None:
@@ -288,10 +290,10 @@ def _on_metadata_created(metadata: MetaData, connection: Connection, **kw: Any) 
     """After ``create_all`` (audit table included) check the new SQLite triggers compile."""
     for table in kw.get("tables") or ():
         if "sqlaudit" in table.info:
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
 
 
-def attach_to_table(table: Table) -> None:
+def _attach_to_table(table: Table) -> None:
     """Make ``create_all``/``drop_all`` install and remove the triggers of ``table``."""
     if not event.contains(table.metadata, "after_create", _on_metadata_created):
         event.listen(table.metadata, "after_create", _on_metadata_created)
@@ -317,7 +319,7 @@ def _tables(models: Iterable[Union[ModelOrTable, MetaData]]) -> list[Table]:
             if table not in tables:
                 tables.append(table)
     if not tables:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             "no tracked models given; pass the @track_table models (or their MetaData)."
         )
     return tables
@@ -332,7 +334,7 @@ def _with_connection(bind: Bind, work: Any) -> None:
         with bind.begin() as connection:
             work(connection)
     else:
-        raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+        raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
 
 
 def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
@@ -352,7 +354,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
     def work(connection: Connection) -> None:
         for metadata in {t.metadata for t in tables}:
             audit_table(metadata).create(connection, checkfirst=True)
-            upgrade_audit_table(connection, audit_table(metadata))
+            _upgrade_audit_table(connection, audit_table(metadata))
         schema = default_schema(connection)
         for table in tables:
             if not sa_inspect(connection).has_table(table.name, schema=table.schema):
@@ -362,14 +364,14 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
                 )
             log.info("installing audit triggers on %s", table.fullname)
             spec = spec_for(table)
-            check_key(connection, spec)
+            _check_key(connection, spec)
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
             _install_atomically(connection, table,
-                                installation_sql(spec, connection.dialect.name, schema)
-                                + descendants_sql(connection, spec),
+                                _installation_sql(spec, connection.dialect.name, schema)
+                                + _descendants_sql(connection, spec),
                                 validate=True)
-            validate_installed(connection, table)
+            _validate_installed(connection, table)
 
     _with_connection(bind, work)
 
@@ -403,6 +405,7 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
         schema = audit_table(metadata).schema or default_schema(connection)
         if name == "sqlite":
             schema = schema or "main"
+        assert schema is not None  # PostgreSQL always has a current schema
         names = _tables_writing_to(connection, schema)
         if names:
             raise SQLAuditError(
@@ -410,7 +413,7 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
                 f"and their writes would fail; call sqlaudit.ddl.drop_audit_triggers() "
                 f"for them first."
             )
-        forget_sqlite_context(connection)
+        _forget_sqlite_context(connection)
         for table_name in ("sqlaudit_seal", AUDIT_TABLE_NAME):
             qualified = f"{prep.quote_schema(schema)}.{prep.quote(table_name)}"
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified}")
@@ -525,16 +528,6 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
         spec_for(model), rendering_dialect(dialect_name), audit_schema))
 
 
-def rendering_dialect(name: str) -> Dialect:
-    """A dialect to render trigger SQL with: same quoting as the driver's, but no
-    ``%`` doubling (that happens once, when :class:`AuditDDL` is executed)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    if name == "postgresql":
-        return postgresql.dialect(paramstyle="named")
-    return sqlite.dialect(paramstyle="named")
-
-
 def prune_audit_log(
     bind: Bind,
     older_than: datetime,
@@ -548,9 +541,9 @@ def prune_audit_log(
     configured time zone.
     """
     if not isinstance(older_than, datetime):
-        raise TypeError(f"older_than must be a datetime, got {older_than!r}")
+        raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
-        older_than = older_than.replace(tzinfo=display_zone())
+        older_than = older_than.replace(tzinfo=_display_zone())
     bound = older_than.astimezone(timezone.utc)
     tables = _tables(models) if models is not None else None
     removed = 0
@@ -604,7 +597,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
     """Let database ``role`` read the audit history (PostgreSQL): USAGE on the
     audit table's schema and SELECT on ``sqlaudit_log``, nothing more."""
     if not isinstance(role, str) or not role:
-        raise TypeError(f"role must be a non-empty str, got {role!r}")
+        raise SQLAuditArgumentTypeError(f"role must be a non-empty str, got {role!r}")
 
     def work(connection: Connection) -> None:
         if connection.dialect.name != "postgresql":
@@ -613,6 +606,7 @@ def grant_audit_read(bind: Bind, role: str) -> None:
             )
         prep = rendering_dialect("postgresql").identifier_preparer
         schema = default_schema(connection)
+        assert schema is not None  # PostgreSQL always has a current schema
         statements = _templates.render(
             "postgresql", "grant_read",
             audit_schema=prep.quote_schema(schema),

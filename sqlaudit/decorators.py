@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 from sqlalchemy import Column, Table
 
 from . import ddl
+from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table
 from .spec import INFO_KEY, check_require_user, mapper_of, register_model
 
@@ -25,7 +26,8 @@ T = TypeVar("T", bound=type)
 
 def _check_str_option(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(f"{name} must be a str or None, got {type(value).__name__} "
+                                        f"{value!r}")
 
 
 def _inherited_attributes(cls: type) -> dict[str, Column[Any]]:
@@ -42,7 +44,7 @@ def _column_attributes(cls: type) -> dict[str, Column[Any]]:
     """Map attribute name -> Column for the columns of the model's own table."""
     mapper = mapper_of(cls)
     if mapper is None:
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"@track_table must decorate a mapped SQLAlchemy class, got {cls!r}; "
             f"apply it to a DeclarativeBase subclass with a table."
         )
@@ -60,25 +62,25 @@ def _resolve_fields(
     if tracked_fields is None:
         return list(attributes.values())
     if isinstance(tracked_fields, (str, bytes)) or not isinstance(tracked_fields, (list, tuple)):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"tracked_fields must be a list[str] of attribute names of {cls.__name__}, "
             f"got {type(tracked_fields).__name__} {tracked_fields!r}"
         )
     if not tracked_fields:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             f"tracked_fields for {cls.__name__} is empty; name at least one field, "
             f"or pass None to track every column."
         )
     columns: list[Column[Any]] = []
     for name in tracked_fields:
         if not isinstance(name, str):
-            raise TypeError(
+            raise SQLAuditArgumentTypeError(
                 f"tracked_fields must be a list[str]; item {name!r} of {cls.__name__} is "
                 f"{type(name).__name__}"
             )
         col = attributes.get(name)
         if col is None:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"tracked field {name!r} is not a column attribute of model {cls.__name__}; "
                 f"its column attributes are {sorted(attributes)}"
             )
@@ -87,21 +89,27 @@ def _resolve_fields(
     return columns
 
 
+def _table_of(cls: type) -> Table:
+    """A declarative class's ``__table__``."""
+    table: Table = getattr(cls, "__table__")
+    return table
+
+
 def _resolve_key(
     cls: type, attributes: dict[str, Column[Any]], resource_id_field: Optional[str]
 ) -> list[Column[Any]]:
     if resource_id_field is not None:
         col = attributes.get(resource_id_field)
         if col is None:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"resource_id_field {resource_id_field!r} is not a column attribute of model "
                 f"{cls.__name__}; its column attributes are {sorted(attributes)}"
             )
         return [col]
-    table = cls.__table__  # type: ignore[attr-defined]
+    table = _table_of(cls)
     key = list(table.primary_key.columns)
     if not key:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             f"model {cls.__name__} has no primary key; pass resource_id_field= naming a "
             f"column that identifies its rows."
         )
@@ -115,12 +123,12 @@ def _track_parent(parent: Table, names: list[str], require_user_id: Optional[boo
     if info is None:
         keys = [c.name for c in parent.primary_key.columns]
         if not keys:
-            raise ValueError(f"table {parent.fullname!r} has no primary key; sqlaudit cannot "
+            raise SQLAuditArgumentError(f"table {parent.fullname!r} has no primary key; sqlaudit cannot "
                              f"track the fields a subclass inherits from it")
         info = parent.info[INFO_KEY] = {"tracked_columns": [], "key_columns": keys,
                                         "table_label": None, "require_user_id": require_user_id}
         audit_table(parent.metadata)
-        ddl.attach_to_table(parent)
+        ddl._attach_to_table(parent)
     for name in names:
         if name not in info["tracked_columns"]:
             info["tracked_columns"].append(name)
@@ -164,7 +172,7 @@ def track_table(
     ):
         _check_str_option(name, value)
     if resource_id_field and record_id_field and resource_id_field != record_id_field:
-        raise ValueError("pass resource_id_field or its old name record_id_field, not both")
+        raise SQLAuditArgumentError("pass resource_id_field or its old name record_id_field, not both")
     key_field = resource_id_field or record_id_field
     check_require_user(require_user_id)
 
@@ -174,10 +182,10 @@ def track_table(
         names = {**inherited, **attributes}
         chosen = _resolve_fields(cls, names, tracked_fields if tracked_fields is not None
                                  else list(attributes))
-        columns = [c for c in chosen if c.table is cls.__table__]  # type: ignore[attr-defined]
-        parents = [c for c in chosen if c.table is not cls.__table__]  # type: ignore[attr-defined]
+        table = _table_of(cls)
+        columns = [c for c in chosen if c.table is table]
+        parents = [c for c in chosen if c.table is not table]
         key_columns = _resolve_key(cls, attributes, key_field)
-        table = cls.__table__  # type: ignore[attr-defined]
         if not columns:  # only inherited fields: the row's own table still records its key
             columns = list(key_columns)
         table.info[INFO_KEY] = {
@@ -193,14 +201,15 @@ def track_table(
                 _track_parent(parent, [c.name for c in parents if c.table is parent],
                               require_user_id)
         audit_table(table.metadata)
-        ddl.attach_to_table(table)
+        ddl._attach_to_table(table)
         register_model(cls)
         log.debug("tracking %s: %s", table.fullname, [c.name for c in columns])
         return cls
 
     if _model is not None:  # bare @track_table
         if not isinstance(_model, type):
-            raise TypeError(f"track_table takes keyword arguments only (tracked_fields=[...], "
-                            f"...); got the positional argument {_model!r}")
-        return decorate(_model)  # type: ignore[return-value]
+            raise SQLAuditArgumentTypeError(
+                f"track_table takes keyword arguments only (tracked_fields=[...], "
+                f"...); got the positional argument {_model!r}")
+        return decorate(_model)
     return decorate

@@ -1,15 +1,50 @@
 """Exceptions raised by sqlaudit.
 
 Every exception derives from :class:`SQLAuditError`, so ``except SQLAuditError``
-catches anything the library raises on purpose. Messages name the object that
-is wrong and say what to do about it.
+catches anything the library raises on purpose. Errors about an argument also
+derive from the builtin a caller would expect: :class:`SQLAuditArgumentError`
+is a ``ValueError`` (right type, unusable value) and
+:class:`SQLAuditArgumentTypeError` a ``TypeError`` (wrong type), so
+``except ValueError`` / ``except TypeError`` keep working. Messages name the
+object that is wrong and say what to do about it.
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "SQLAuditArgumentError",
+    "SQLAuditArgumentTypeError",
+    "SQLAuditConfigError",
+    "SQLAuditContextError",
+    "SQLAuditError",
+    "SQLAuditIntegrityError",
+    "SQLAuditMigrationError",
+    "SQLAuditMissingExtraError",
+    "SQLAuditRevertConflict",
+    "SQLAuditRevertError",
+    "SQLAuditStampError",
+    "SQLAuditTableNotInDatabaseError",
+    "SQLAuditTableNotTrackedError",
+    "SQLAuditUnsafeKeyError",
+    "SQLAuditUnsupportedDialectError",
+    "SQLAuditUserConfigError",
+    "SQLAuditUserIdTypeError",
+    "SQLAuditUserIdValueError",
+]
+
 
 class SQLAuditError(Exception):
     """Base class of every error sqlaudit raises."""
+
+
+class SQLAuditArgumentError(SQLAuditError, ValueError):
+    """An argument has an accepted type but a value sqlaudit cannot use (an unknown
+    field, an empty list, a start after its end...). Also a ``ValueError``."""
+
+
+class SQLAuditArgumentTypeError(SQLAuditError, TypeError):
+    """An argument has a type sqlaudit does not accept (the message names the
+    accepted ones). Also a ``TypeError``."""
 
 
 class SQLAuditConfigError(SQLAuditError):
@@ -21,7 +56,7 @@ class SQLAuditUserConfigError(SQLAuditConfigError):
     """Kept for compatibility with sqlaudit 0.3: a user-related setting is invalid."""
 
 
-class SQLAuditTableNotTrackedError(SQLAuditError, ValueError):
+class SQLAuditTableNotTrackedError(SQLAuditArgumentError):
     """A model was passed where a ``@track_table`` model is required."""
 
 
@@ -38,13 +73,23 @@ class SQLAuditMigrationError(SQLAuditError):
     migration removed a tracked column without replacing the audit triggers)."""
 
 
-class SQLAuditUserIdTypeError(SQLAuditError, TypeError):
+class SQLAuditMissingExtraError(SQLAuditError, ImportError):
+    """An optional dependency is not installed; the message names the extra to
+    install (``pip install 'sqlaudit[alembic]'``). Also an ``ImportError``."""
+
+
+class SQLAuditUserIdTypeError(SQLAuditArgumentTypeError):
     """A user id is not a ``str``, ``int`` or ``uuid.UUID``."""
 
 
-class SQLAuditUserIdValueError(SQLAuditError, ValueError):
+class SQLAuditUserIdValueError(SQLAuditArgumentError):
     """A user id (or reason) cannot be stored as given: it holds a NUL byte or is
     longer than 1 MiB."""
+
+
+class SQLAuditStampError(SQLAuditError, RuntimeError):
+    """The database refused to set the acting user at the start of a transaction
+    (psycopg 3); the message carries the server's error. Also a ``RuntimeError``."""
 
 
 class SQLAuditUnsafeKeyError(SQLAuditError, ValueError):
@@ -52,8 +97,13 @@ class SQLAuditUnsafeKeyError(SQLAuditError, ValueError):
     unique, so changes could not be told apart row by row."""
 
 
-class SQLAuditContextError(SQLAuditError, TypeError):
+class SQLAuditContextError(SQLAuditArgumentTypeError):
     """``audit_context(context=...)`` is not a JSON-serialisable dict with str keys."""
+
+
+class SQLAuditIntegrityError(SQLAuditError):
+    """The audit log fails verification, so an operation that would build on it
+    (pruning) is refused."""
 
 
 class SQLAuditRevertError(SQLAuditError):

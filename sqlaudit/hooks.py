@@ -28,15 +28,16 @@ import re
 import secrets
 from functools import lru_cache
 from contextvars import ContextVar
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import Pool
 
 from . import _templates
-from .context import Actor, callback_user_id, context_actor, user_id_text
+from .context import Actor, _callback_user_id, _context_actor, _user_id_text
 from .dialects import sqlite as sqlite_sql
+from .exceptions import SQLAuditStampError
 
 __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
 
@@ -114,7 +115,7 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
     does not apply (async, pipeline or autocommit mode, a transaction already
     open, an older psycopg), and the caller uses the portable path.
     """
-    driver_conn = conn.connection.driver_connection
+    driver_conn: Any = conn.connection.driver_connection
     begin = getattr(driver_conn, "_get_tx_start_command", None)
     pgconn = getattr(driver_conn, "pgconn", None)
     if (
@@ -137,7 +138,7 @@ def _stamp_with_begin(conn: Connection, params: dict[str, str]) -> bool:
     with driver_conn.lock:
         result = pgconn.exec_(begin() + b"; " + command)
     if result.status != _PQ_COMMAND_OK:
-        raise RuntimeError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
+        raise SQLAuditStampError(f"sqlaudit could not stamp the acting user: {result.error_message!r}")
     return True
 
 
@@ -215,7 +216,7 @@ def _create_sqlite_context(cursor: Any, conn: Connection) -> bool:
     return True
 
 
-def forget_sqlite_context(connection: Connection) -> None:
+def _forget_sqlite_context(connection: Connection) -> None:
     """Drop this connection's TEMP stamp trigger before it creates the audit table.
 
     A TEMP trigger left on a table another connection dropped cannot be
@@ -248,7 +249,7 @@ def _before_cursor_execute(
         _transaction_control(conn, cursor, control)
         return
     state: Optional[tuple[Actor, Optional[Actor]]] = conn.info.get(_STATE)
-    override = context_actor()
+    override = _context_actor()
     if state is not None and override == state[1]:
         return  # stamped for this transaction under the same audit_context (or none)
     dialect = conn.dialect
@@ -349,12 +350,12 @@ def _callback_user() -> Optional[str]:
     (logged); one that returns a value that is not a user id fails the write
     (TypeError or ValueError, raised here)."""
     try:
-        value = callback_user_id()
+        value = _callback_user_id()
     except Exception:
         log.error("get_user_id_callback raised; recording the change without a user",
                   exc_info=True)
         return None
-    return user_id_text(value, from_callback=True)
+    return _user_id_text(value, from_callback=True)
 
 
 def _warn_autocommit() -> None:
@@ -386,13 +387,14 @@ def _begin(conn: Connection) -> None:
     through the driver, such as ``COPY ... FROM STDIN`` on the DBAPI
     connection, carry the user too."""
     _reset(conn)
-    override = context_actor()
+    override = _context_actor()
     if override is None or conn.invalidated or conn.dialect.name != "postgresql":
         return
     if _busy.get() or _is_autocommit(conn):
         return
     token = _busy.set(True)
     try:
+        # a checked-out connection always has its DBAPI connection (None only once detached)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             actor = _resolve(override)
@@ -417,7 +419,8 @@ def _commit(conn: Connection) -> None:
     if not stamped or conn.dialect.name != "sqlite" or not conn.info.get(_STAMP_TRIGGER):
         return
     try:
-        conn.connection.dbapi_connection.cursor().execute(_sql("sqlite", "clear_actor"))  # type: ignore[union-attr]
+        dbapi: Any = conn.connection.dbapi_connection  # checked out: never None here
+        dbapi.cursor().execute(_sql("sqlite", "clear_actor"))
     except Exception:
         log.warning("sqlaudit could not clear the SQLite user context", exc_info=True)
 
@@ -448,14 +451,15 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
         record.invalidate()
 
 
-_LISTENERS = (
+# Event name and listener; the listeners' signatures differ per event.
+_LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("begin", _begin),
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _reset),
     ("rollback_savepoint", _reset_savepoint),
 )
-_POOL_LISTENERS = (("checkin", _checkin),)
+_POOL_LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (("checkin", _checkin),)
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
@@ -474,7 +478,7 @@ def _warn_without_hooks(conn: Connection, cursor: Any, statement: str, *args: An
                     "a user (call sqlaudit.register_hooks() once at startup)")
 
 
-def watch_for_missing_hooks() -> None:
+def _watch_for_missing_hooks() -> None:
     """Warn at the first write if a user callback is configured but hooks are not
     registered (done by ``set_config``). The listener exists only while the hooks are
     not registered (``register_hooks`` removes it) and costs one flag check per

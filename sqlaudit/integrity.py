@@ -28,16 +28,17 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
-from sqlalchemy import MetaData, Table, and_, case, insert, literal_column, select, text
+from sqlalchemy import ColumnElement, MetaData, Table, and_, case, insert, literal_column, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from . import _templates
 from ._installed import default_schema
-from .context import context_actor
-from .exceptions import SQLAuditError
+from .context import _context_actor
+# SQLAuditIntegrityError lived here before it joined sqlaudit.exceptions; still importable
+from .exceptions import SQLAuditArgumentTypeError, SQLAuditError, SQLAuditIntegrityError
 from .schema import audit_table, seal_table
 
 __all__ = [
@@ -63,11 +64,6 @@ GENESIS = "0" * 64
 _FETCH = 20000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MICRO = timedelta(microseconds=1)
-
-
-class SQLAuditIntegrityError(SQLAuditError):
-    """The audit log fails verification, so an operation that would build on it
-    (pruning) is refused."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +257,7 @@ class _Log:
         return [n for n, _ in pairs], [k for _, k in pairs]
 
     def expressions(self) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for name, kind in zip(self.columns, self.kinds):
             ref = self.prep.quote(name)
             if self.pg and kind == "ts":
@@ -294,8 +290,8 @@ class _Log:
 
     def entries(self) -> list[dict[str, Any]]:
         s = self.seal.c
-        sealed_at = literal_column("(extract(epoch FROM sealed_at) * 1000000)::bigint"
-                                   if self.pg else "sealed_at")
+        sealed_at: ColumnElement[Any] = literal_column(
+            "(extract(epoch FROM sealed_at) * 1000000)::bigint" if self.pg else "sealed_at")
         stmt = select(s.id, s.format_version, s.kind, sealed_at.label("sealed_at"), s.sealed_by,
                       s.first_id, s.last_id, s.row_count, s.columns, s.detail, s.rows_digest,
                       s.previous_digest, s.digest).order_by(s.id)
@@ -327,10 +323,10 @@ class _Log:
         if self.pg:
             schema = self.prep.quote_schema(self.schema) + "." if self.schema else ""
             values["protect_function"] = schema + self.prep.quote("sqlaudit_seal_protect")
-        from .ddl import AuditDDL  # executes verbatim, '%' escaped for the driver
+        from .ddl import _AuditDDL  # executes verbatim, '%' escaped for the driver
 
         for sql in _templates.render(dialect, "protect_seal", **values):
-            self.connection.execute(AuditDDL(sql))
+            self.connection.execute(_AuditDDL(sql))
 
     def lock(self) -> None:
         """Serialise sealers and pruners (never blocks writers of the log)."""
@@ -342,7 +338,7 @@ class _Log:
     def who(self) -> Optional[str]:
         if self.pg:
             return str(self.connection.execute(text("SELECT session_user")).scalar())
-        actor = context_actor()
+        actor = _context_actor()
         return actor.user_id if actor is not None else None
 
     def horizon(self, head: int) -> int:
@@ -387,7 +383,10 @@ def _lenient_text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def _with_connection(bind: Bind, work: Callable[[Connection], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _with_connection(bind: Bind, work: Callable[[Connection], _T]) -> _T:
     if isinstance(bind, Session):
         return work(bind.connection())
     if isinstance(bind, Connection):
@@ -395,7 +394,7 @@ def _with_connection(bind: Bind, work: Callable[[Connection], Any]) -> Any:
     if isinstance(bind, Engine):
         with bind.begin() as connection:
             return work(connection)
-    raise TypeError(f"expected an Engine, Connection or Session, got {bind!r}")
+    raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
 
 
 def _pinned(connection: Connection, kinds: Sequence[str]) -> Optional[dict[str, str]]:
@@ -630,7 +629,8 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     ``result.unsealed_rows``, not reported.
     """
     if head is not None and not isinstance(head, str):
-        raise TypeError(f"head must be the hex digest str returned by seal_audit_log(), got {head!r}")
+        raise SQLAuditArgumentTypeError("head must be the hex digest str returned by "
+                                        f"seal_audit_log(), got {head!r}")
     return _with_connection(bind, lambda conn: _verify(conn, head))
 
 
@@ -764,7 +764,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     """
     from sqlalchemy import MetaData as _MetaData
 
-    from .ddl import rendering_dialect
+    from .dialects import rendering_dialect
     from .spec import spec_for
 
     def work(connection: Connection) -> list[HistoryGap]:
@@ -794,4 +794,4 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
                      for r in missing]
         return gaps
 
-    return _with_connection(bind, work)  # type: ignore[no-any-return]
+    return _with_connection(bind, work)

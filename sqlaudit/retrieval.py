@@ -48,10 +48,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from .config import SQLAuditConfigError, display_zone, get_config
-from .ddl import rendering_dialect
-from .dialects import base_type, string_literal
-from .exceptions import SQLAuditTableNotInDatabaseError
+from .config import _display_zone, get_config
+from .dialects import base_type, rendering_dialect, string_literal
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditConfigError,
+                         SQLAuditTableNotInDatabaseError)
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
 from .spec import TableSpec, mapper_of, spec_for
 
@@ -75,8 +75,9 @@ class SQLAuditRecord:
 
     table_name: str
     table_label: Optional[str]
-    resource_id: str
-    field_name: str
+    #: None (with ``field_name``) for a PostgreSQL TRUNCATE, a table-level event
+    resource_id: Optional[str]
+    field_name: Optional[str]
     old_value: Any
     new_value: Any
     timestamp: datetime
@@ -95,10 +96,10 @@ class SQLAuditRecord:
         """The record as JSON-safe values: datetimes, dates and times in ISO 8601,
         Decimals and UUIDs as strings, bytes in base64, sets as lists (what a web
         framework can return as is)."""
-        return {name: json_safe(getattr(self, name)) for name in _RECORD_FIELDS}
+        return {name: _json_safe(getattr(self, name)) for name in _RECORD_FIELDS}
 
 
-def json_safe(value: Any) -> Any:
+def _json_safe(value: Any) -> Any:
     """``value`` with every part a JSON type (see :meth:`SQLAuditRecord.to_dict`)."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
@@ -113,11 +114,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, enum.Enum):
-        return json_safe(value.value)
+        return _json_safe(value.value)
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
+        return [_json_safe(v) for v in value]
     return str(value)
 
 
@@ -145,7 +146,7 @@ def _is_key_tuple(value: Any) -> bool:
 
 def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"resource ids must be str, int or UUID (tuples of them for composite keys), "
             f"got {type(value).__name__} {value!r}"
         )
@@ -153,7 +154,8 @@ def _key_part(value: Any, column: Column[Any], dialect: Dialect) -> str:
         try:
             return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
         except ValueError as exc:
-            raise ValueError(f"resource id {value!r} is not a UUID (column {column.name!r})") from exc
+            raise SQLAuditArgumentError(f"resource id {value!r} is not a UUID (column "
+                                        f"{column.name!r})") from exc
     return str(value)
 
 
@@ -165,7 +167,7 @@ def _resource_keys(values: list[Any], spec: TableSpec, dialect: Dialect) -> list
     result = []
     for value in values:
         if not isinstance(value, (tuple, list)) or len(value) != len(keys):
-            raise TypeError(
+            raise SQLAuditArgumentTypeError(
                 f"{spec.name} has a composite key ({', '.join(c.name for c in keys)}); pass each "
                 f"resource id as a tuple of {len(keys)} values, got {value!r}"
             )
@@ -177,26 +179,27 @@ def _utc_bound(value: Optional[datetime], name: str) -> Optional[datetime]:
     if value is None:
         return None
     if not isinstance(value, datetime):
-        raise TypeError(f"filter_date_range {name} must be a datetime or None, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"filter_date_range {name} must be a datetime or None, got "
+                                        f"{value!r}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=display_zone())
+        value = value.replace(tzinfo=_display_zone())
     return value.astimezone(timezone.utc)
 
 
-def transaction_list(value: Any) -> Optional[list[int]]:
+def _transaction_list(value: Any) -> Optional[list[int]]:
     """Transaction id filter values: ints (a scalar or a list)."""
     values = _as_list(value)
     for v in values or []:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"transaction ids must be int, got {type(v).__name__} {v!r}")
+            raise SQLAuditArgumentTypeError(f"transaction ids must be int, got {type(v).__name__} {v!r}")
     return values
 
 
-def check_sync_session(session: Any, name: str) -> None:
+def _check_sync_session(session: Any, name: str) -> None:
     """Point asyncio users to :mod:`sqlaudit.asyncio` instead of failing obscurely."""
     kind = type(session).__name__
     if kind in ("AsyncSession", "AsyncConnection", "async_scoped_session"):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"{name}() takes a Session or Connection, got an {kind}; use "
             f"sqlaudit.asyncio.{name}() (same arguments, awaited) instead")
 
@@ -206,9 +209,9 @@ def _check_paging(limit: Optional[int], offset: Optional[int]) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int or None, got {value!r}")
+            raise SQLAuditArgumentTypeError(f"{name} must be an int or None, got {value!r}")
         if value < 0:
-            raise ValueError(f"{name} must not be negative, got {value}")
+            raise SQLAuditArgumentError(f"{name} must not be negative, got {value}")
 
 
 # ---------------------------------------------------------------- session
@@ -262,7 +265,7 @@ def _timestamp(value: datetime, zone: Any) -> datetime:
 def get_resource_changes(
     model_class: type,
     session: Optional[Union[Session, Connection]] = None,
-    filter_resource_ids: Optional[Union[ResourceIdType, tuple, Sequence[Any]]] = None,
+    filter_resource_ids: Optional[Union[ResourceIdType, tuple[Any, ...], Sequence[Any]]] = None,
     filter_fields: Optional[Union[str, Sequence[str]]] = None,
     filter_user_ids: Optional[Union[ResourceIdType, Sequence[ResourceIdType]]] = None,
     filter_date_range: Optional[tuple[Optional[datetime], Optional[datetime]]] = None,
@@ -290,12 +293,12 @@ def get_resource_changes(
             the changes happened, so pages never skip or repeat a record.
         filter_transaction_ids: transaction id(s) to keep (``record.transaction_id``).
     """
-    check_sync_session(session, "get_resource_changes")
+    _check_sync_session(session, "get_resource_changes")
     if session is not None and not isinstance(session, (Session, Connection)):
         if isinstance(filter_resource_ids, (Session, Connection)):  # 0.3 positional order
             session, filter_resource_ids = filter_resource_ids, session
         else:
-            raise TypeError(f"session must be a Session or Connection, got {session!r}")
+            raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {session!r}")
     spec = spec_for(model_class)
     attr_by_column = _attributes(model_class)
     columns = _column_objects(model_class)
@@ -303,27 +306,27 @@ def get_resource_changes(
     if sort_by is None:
         sort_by = "timestamp"
     if sort_by not in _SORT_KEYS:
-        raise ValueError(f"sort_by must be one of {', '.join(_SORT_KEYS)}; got {sort_by!r}")
+        raise SQLAuditArgumentError(f"sort_by must be one of {', '.join(_SORT_KEYS)}; got {sort_by!r}")
     if sort_direction not in ("asc", "desc"):
-        raise ValueError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
+        raise SQLAuditArgumentError(f"sort_direction must be 'asc' or 'desc', got {sort_direction!r}")
     _check_paging(limit, offset)
     fields = _as_list(filter_fields)
     tracked = {attr_by_column.get(c.name, c.name) for c in (*spec.columns, *spec.inherited)}
     for name in fields or []:
         if name not in column_by_attr:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"filter_fields: {name!r} is not a column attribute of {spec.table.name!r} "
                 f"(tracked fields: {sorted(tracked)})"
             )
         if name not in tracked:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"filter_fields: {name!r} is not tracked on {spec.table.name!r}, so no change "
                 f"of it is recorded (tracked fields: {sorted(tracked)})"
             )
     start, end = _history.date_bounds(filter_date_range, "filter_date_range")
     resource_ids = _as_list(filter_resource_ids, keys=True)
     user_ids = _as_list(filter_user_ids)
-    transaction_ids = transaction_list(filter_transaction_ids)
+    transaction_ids = _transaction_list(filter_transaction_ids)
     if limit == 0 or [] in (resource_ids, user_ids, fields, transaction_ids):
         return []
 
@@ -369,13 +372,13 @@ def get_resource_changes(
                  transaction_ids is not None)
         per_row = _per_row(shape, sort_by)
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
-        rows = run_log_query(conn, stmt, params, log_options(conn, audit_table(spec.table.metadata)))
+        rows = _run_log_query(conn, stmt, params, _log_options(conn, audit_table(spec.table.metadata)))
     if per_row:
         return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
 
 
-def log_options(conn: Connection, log: Any) -> dict[str, Any]:
+def _log_options(conn: Connection, log: Any) -> dict[str, Any]:
     """Execution options that name the log by schema (when its Table has none), so that
     no TEMP ``sqlaudit_log`` can stand in for it. One query on PostgreSQL: compute once
     per read and pass to every statement of that read."""
@@ -384,7 +387,7 @@ def log_options(conn: Connection, log: Any) -> dict[str, Any]:
     return {}
 
 
-def run_log_query(conn: Connection, stmt: Any, params: dict[str, Any],
+def _run_log_query(conn: Connection, stmt: Any, params: dict[str, Any],
                   options: dict[str, Any]) -> list[Any]:
     """Rows of a query on the log: invalid UTF-8 on SQLite shown as U+FFFD, a missing log
     reported as :class:`SQLAuditTableNotInDatabaseError`."""
@@ -409,13 +412,13 @@ def _read_lossy(conn: Connection, stmt: Any, params: dict[str, Any],
     """SQLite, when a value is text that is not UTF-8 (another program can store any
     bytes as TEXT): read again, each invalid byte shown as U+FFFD. Only then, so the
     usual read keeps the driver's C decoding."""
-    dbapi = conn.connection.dbapi_connection
-    saved = dbapi.text_factory  # type: ignore[union-attr]
-    dbapi.text_factory = lambda raw: raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+    dbapi: Any = conn.connection.dbapi_connection  # sqlite3.Connection
+    saved = dbapi.text_factory
+    dbapi.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         return list(conn.execute(stmt, params, execution_options=options).all())
     finally:
-        dbapi.text_factory = saved  # type: ignore[union-attr]
+        dbapi.text_factory = saved
 
 
 @lru_cache(maxsize=512)
@@ -445,7 +448,7 @@ def _column_objects(model_class: Any) -> dict[str, Column[Any]]:
             for name in _attributes(model_class)}
 
 
-def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
+def _table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
     """The audit rows of ``spec``'s table; with joined-table inheritance also the rows
     its parent tables recorded for rows of this model (keys present in this model's
     own history or table)."""
@@ -469,7 +472,7 @@ def table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
                                for schema, name in parents]), of_model))
 
 
-def _per_row(shape: tuple, sort_by: str) -> bool:
+def _per_row(shape: tuple[int, ...], sort_by: str) -> bool:
     """Whether the query can return one row per audit row, expanded into field
     records in Python: only when no page, field filter or field order needs the
     records themselves in SQL. It is the common call (a resource's or a user's
@@ -481,7 +484,7 @@ def _per_row(shape: tuple, sort_by: str) -> bool:
 
 @lru_cache(maxsize=512)
 def _statement(
-    model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple
+    model_class: Any, dialect_name: str, sort_by: str, sort_direction: str, shape: tuple[int, ...]
 ) -> Any:
     """The SELECT for one model and one combination of filters (values are bind parameters).
 
@@ -542,7 +545,7 @@ def _statement(
 
 
 def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect: Dialect,
-                   sort_by: str, sort_direction: str, shape: tuple) -> Any:
+                   sort_by: str, sort_direction: str, shape: tuple[int, ...]) -> Any:
     """One row per audit row: its JSON as text (for the field names, and the values of
     fields of exact JSON types or no longer columns) and, on PostgreSQL, the old and
     new value of every other mapped column converted to the column's type."""
@@ -586,22 +589,27 @@ def _row_columns(log: Any) -> list[ColumnElement[Any]]:
 def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
                sort_direction: str) -> list[ColumnElement[Any]]:
     """ORDER BY the sort key, then the time and order of the changes."""
-    order_col = field if sort_by == "field_name" else {
+    # ``log`` is a Table or an alias of one; its columns are typed Any here
+    order_col: Any = field if sort_by == "field_name" else {
         "timestamp": log.c.changed_at, "resource_id": log.c.resource_id,
         "changed_by": log.c.changed_by, "operation": log.c.operation,
         "transaction_id": log.c.transaction_id,
     }[sort_by]
-    direction = (lambda c: c.desc()) if sort_direction == "desc" else (lambda c: c.asc())
+
+    def direction(c: ColumnElement[Any]) -> ColumnElement[Any]:
+        return c.desc() if sort_direction == "desc" else c.asc()
+
     order = [direction(order_col)]
     if sort_by != "timestamp":
         order.append(direction(log.c.changed_at))
     return order + [direction(log.c.id)]
 
 
-def _row_conditions(log: Any, spec: TableSpec, pg: bool, shape: tuple) -> list[ColumnElement[bool]]:
+def _row_conditions(log: Any, spec: TableSpec, pg: bool,
+                    shape: tuple[int, ...]) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
-    conditions = [table_rows(log, spec, pg)]
+    conditions = [_table_rows(log, spec, pg)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
@@ -640,10 +648,10 @@ def _name_literal(name: str, dialect: Dialect) -> ColumnElement[str]:
 
 def _typed(log: Any, side: str, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: the JSON value of ``col`` converted to the column's type in SQL."""
-    return typed_value(log.c[f"{side}_data"], col, name, dialect)
+    return _typed_value(log.c[f"{side}_data"], col, name, dialect)
 
 
-def typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
+def _typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: Dialect) -> Any:
     """PostgreSQL: member ``name`` of the jsonb ``data`` converted to ``col``'s type."""
     data = type_coerce(data, JSONB)
     impl = base_type(col.type, dialect)
@@ -656,7 +664,7 @@ def typed_value(data: Any, col: Column[Any], name: ColumnElement[str], dialect: 
 
 def _user_text(value: Any) -> str:
     if value is None or isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise TypeError(f"user ids must be str, int or UUID, got {value!r}")
+        raise SQLAuditArgumentTypeError(f"user ids must be str, int or UUID, got {value!r}")
     return str(value)
 
 
@@ -670,7 +678,7 @@ _ROW_FIELDS = ("id", "resource_id", "operation", "changed_at", "changed_by", "tr
                "client_addr")
 
 
-def _record(shared: dict[str, Any], field_name: str, old: Any, new: Any) -> SQLAuditRecord:
+def _record(shared: dict[str, Any], field_name: Optional[str], old: Any, new: Any) -> SQLAuditRecord:
     """A record from the fields its audit row shares and its own three.
 
     Fills the frozen dataclass's ``__dict__`` directly: its generated ``__init__``
@@ -708,7 +716,7 @@ class _Rows:
         self.attr_by_column = attr_by_column
         self.spec = spec
         self.pg = pg
-        self.zone = display_zone()
+        self.zone = _display_zone()
 
     def shared(self, row: Any) -> dict[str, Any]:
         """The fields of the records of ``row``'s audit row, except the three of each field."""
@@ -833,9 +841,11 @@ def _doc(raw: Optional[str]) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        return _DECODER.raw_decode(raw)[0]  # type: ignore[no-any-return]
+        doc: dict[str, Any] = _DECODER.raw_decode(raw)[0]
+        return doc
     except ValueError:
-        return json.loads(raw)  # type: ignore[no-any-return]
+        loaded: dict[str, Any] = json.loads(raw)
+        return loaded
 
 
 @lru_cache(maxsize=512)

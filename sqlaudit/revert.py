@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from . import _history, retrieval as _r
 from ._state import key_condition, key_values
 from .context import audit_context
-from .exceptions import SQLAuditRevertConflict, SQLAuditRevertError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditRevertConflict,
+                         SQLAuditRevertError)
 from .schema import rows_of_table
 from .spec import TableSpec, model_for, spec_for
 
@@ -68,7 +69,7 @@ def _conn(session: Union[Session, Connection]) -> Connection:
         return session.connection()
     if isinstance(session, Connection):
         return session
-    raise TypeError(f"session must be a Session or Connection, got {session!r}")
+    raise SQLAuditArgumentTypeError(f"session must be a Session or Connection, got {session!r}")
 
 
 def _savepoint(session: Union[Session, Connection], conn: Connection) -> Any:
@@ -139,6 +140,7 @@ def _changes(conn: Connection, options: dict[str, Any], transaction_id: int) -> 
     for row in rows:
         model = _require_model(row) if row.operation != "truncate" else None
         spec = spec_for(model) if model is not None else None
+        # spec is None only for a TRUNCATE, which revert_transaction refuses before any use
         changes.append(_Change(row, model, spec, by_row.get(row.id, [])))  # type: ignore[arg-type]
     return changes
 
@@ -246,13 +248,13 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     model is not imported, a deleted row whose NOT NULL columns were not all
     tracked.
     """
-    _r.check_sync_session(session, "revert_transaction")
+    _r._check_sync_session(session, "revert_transaction")
     if on_conflict not in ("raise", "skip"):
-        raise ValueError(f"on_conflict must be 'raise' or 'skip', got {on_conflict!r}")
+        raise SQLAuditArgumentError(f"on_conflict must be 'raise' or 'skip', got {on_conflict!r}")
     if isinstance(transaction_id, bool) or not isinstance(transaction_id, int):
-        raise TypeError(f"transaction_id must be an int, got {transaction_id!r}")
+        raise SQLAuditArgumentTypeError(f"transaction_id must be an int, got {transaction_id!r}")
     conn = _conn(session)
-    options = _r.log_options(conn, _history.SHARED_LOG)
+    options = _r._log_options(conn, _history.SHARED_LOG)
     changes = _changes(conn, options, transaction_id)
     if not changes:
         raise SQLAuditRevertError(f"no recorded change has transaction id {transaction_id}")
@@ -295,7 +297,7 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     now absent). Raises :class:`~sqlaudit.exceptions.SQLAuditRevertError`
     when a re-insert would lack a NOT NULL column the log does not hold.
     """
-    _r.check_sync_session(session, "restore_resource")
+    _r._check_sync_session(session, "restore_resource")
     spec = spec_for(model_class)
     key = key_values(spec, resource_id)
     conn = _conn(session)

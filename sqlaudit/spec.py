@@ -15,7 +15,8 @@ from sqlalchemy import Column, MetaData, Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 
-from .exceptions import SQLAuditTableNotTrackedError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError,
+                         SQLAuditTableNotTrackedError)
 
 INFO_KEY = "sqlaudit"
 
@@ -56,14 +57,14 @@ def table_of(model: ModelOrTable) -> Table:
     table = getattr(model, "__table__", None)
     if isinstance(table, Table):
         return table
-    raise TypeError(f"expected a mapped class or a Table, got {model!r}")
+    raise SQLAuditArgumentTypeError(f"expected a mapped class or a Table, got {model!r}")
 
 
 def mapper_of(model: Any) -> Optional[Mapper[Any]]:
     """The ORM mapper of a mapped class; None for a Table or anything else."""
     if not isinstance(model, type):
         return None
-    insp = sa_inspect(model, raiseerr=False)
+    insp: Any = sa_inspect(model, raiseerr=False)
     return insp if isinstance(insp, Mapper) else None
 
 
@@ -103,14 +104,14 @@ def resolve_require_user(declared: Optional[bool]) -> bool:
     made, so the renderers read no global state."""
     if declared is not None:
         return declared
-    from .config import require_user_id
+    from .config import _require_user_id
 
-    return require_user_id()
+    return _require_user_id()
 
 
 def check_require_user(value: Any) -> Optional[bool]:
     if value is not None and not isinstance(value, bool):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"require_user_id must be True, False or None (the global default), "
             f"got {type(value).__name__} {value!r}")
     return value
@@ -127,10 +128,10 @@ def spec_from_table(
     names = list(tracked_columns) if tracked_columns is not None else [c.name for c in table.columns]
     missing = [n for n in names if n not in table.c]
     if missing:
-        raise ValueError(f"table {table.fullname!r} has no column(s) {missing}")
+        raise SQLAuditArgumentError(f"table {table.fullname!r} has no column(s) {missing}")
     keys = list(key_columns) if key_columns else [c.name for c in table.primary_key.columns]
     if not keys:
-        raise ValueError(f"table {table.fullname!r} has no primary key; name its key columns")
+        raise SQLAuditArgumentError(f"table {table.fullname!r} has no primary key; name its key columns")
     return TableSpec(table, tuple(table.c[n] for n in names), tuple(table.c[n] for n in keys), label,
                      resolve_require_user(require_user))
 

@@ -33,9 +33,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
 import sqlaudit.migration.plugin
 from sqlaudit._installed import default_schema, installed_triggers
-from sqlaudit.ddl import AuditDDL, AuditState, audit_status, rendering_dialect
+from sqlaudit.ddl import AuditState, _AuditDDL, audit_status
 from sqlaudit.decorators import track_table
-from sqlaudit.dialects import module_for
+from sqlaudit.dialects import module_for, rendering_dialect
 from sqlaudit.exceptions import SQLAuditMigrationError
 from sqlaudit.schema import audit_table
 from sqlaudit.spec import spec_for, spec_from_table
@@ -402,7 +402,7 @@ def test_autogenerate_replaces_triggers_installed_by_another_template(engine, en
     current = module.fingerprint(spec, dialect)["hash"]
     with engine.begin() as conn:  # what an older template would have installed
         for sql in module.install_statements(spec, dialect):
-            conn.execute(AuditDDL(sql.replace(current, "0" * len(current))))
+            conn.execute(_AuditDDL(sql.replace(current, "0" * len(current))))
     assert status(engine, model) == {"items": AuditState.OUTDATED}
     path = env.autogenerate(model.metadata)
     assert operations(path) == [

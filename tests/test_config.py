@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlaudit.config import (
     SQLAuditConfig,
     clear_config,
-    display_zone,
+    _display_zone,
     get_config,
     has_config,
     set_config,
@@ -176,13 +176,13 @@ def test_without_a_config_retrieval_follows_the_local_zone_when_it_changes(monke
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     try:
-        assert display_zone() == ZoneInfo("UTC")
+        assert _display_zone() == ZoneInfo("UTC")
         monkeypatch.setenv("TZ", "Asia/Tokyo")
         time.tzset()
-        assert display_zone() == ZoneInfo("Asia/Tokyo")
+        assert _display_zone() == ZoneInfo("Asia/Tokyo")
         monkeypatch.setenv("TZ", "UTC")
         time.tzset()
-        assert display_zone() == ZoneInfo("UTC")
+        assert _display_zone() == ZoneInfo("UTC")
     finally:
         monkeypatch.undo()
         time.tzset()

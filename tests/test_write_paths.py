@@ -195,7 +195,7 @@ def test_update_that_changes_the_key_is_recorded_per_key(engine, models) -> None
 
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 def test_sqlite_triggers_are_compiled_at_install(engine, models) -> None:
-    from sqlaudit.ddl import validate_installed
+    from sqlaudit.ddl import _validate_installed
     from sqlaudit.exceptions import SQLAuditError
 
     _, Customer = models
@@ -206,7 +206,7 @@ def test_sqlite_triggers_are_compiled_at_install(engine, models) -> None:
             "BEGIN INSERT INTO sqlaudit_log (no_such_column) VALUES (1); END"
         )
     with engine.connect() as conn, pytest.raises(SQLAuditError, match="do not compile.*no_such_column"):
-        validate_installed(conn, Customer.__table__)
+        _validate_installed(conn, Customer.__table__)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sqlaudit_log").scalar() == 0
 

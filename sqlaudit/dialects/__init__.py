@@ -30,9 +30,20 @@ def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
     return impl
 
 
+def rendering_dialect(name: str) -> Dialect:
+    """A dialect to render trigger SQL with: same quoting as the driver's, but no
+    ``%`` doubling (that happens once, when :class:`sqlaudit.ddl._AuditDDL` is executed)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
+    factory: Callable[..., Dialect] = postgresql.dialect if name == "postgresql" else sqlite.dialect
+    return factory(paramstyle="named")
+
+
 def string_literal(value: str, dialect: Dialect) -> str:
     """``value`` as a SQL string literal of ``dialect``."""
-    process = String().literal_processor(dialect)
+    string: TypeEngine[str] = String()  # TypeEngine's literal_processor is the annotated one
+    process = string.literal_processor(dialect)
     assert process is not None
     return str(process(value))
 

@@ -20,8 +20,8 @@ from sqlalchemy import (
     Time,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import (
-    ARRAY, BIT, CIDR, HSTORE, INET, JSONB, MACADDR, MONEY, TSVECTOR, AbstractRange)
+from sqlalchemy.dialects.postgresql import ARRAY, BIT, CIDR, HSTORE, INET, JSONB, MACADDR, MONEY, TSVECTOR
+from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from sqlalchemy import Column, MetaData, Uuid
 from sqlalchemy.engine import Dialect
@@ -67,7 +67,7 @@ def _full_object(columns: Sequence[Column[Any]], alias: str, dialect: Dialect) -
     return chunks[0]
 
 
-def _any(conditions: Sequence[str]) -> str:
+def _any(conditions: Iterable[str]) -> str:
     """``a OR b OR ...`` as a balanced tree (SQLite limits an expression's depth to 1000)."""
     terms = list(conditions)
     while len(terms) > 1:

@@ -26,7 +26,7 @@ from sqlalchemy import Table, event, inspect, text
 from sqlalchemy.engine import Connection
 
 from .. import _fingerprint
-from ..ddl import AuditDDL
+from ..ddl import _AuditDDL
 from ..exceptions import SQLAuditMigrationError
 
 log = logging.getLogger("sqlaudit")
@@ -104,7 +104,7 @@ def _on_after_execute(connection: Connection, clauseelement: Any, *args: Any) ->
         return
     _check_columns(connection, saved)
     for sql in saved.statements:
-        connection.execute(AuditDDL(sql))
+        connection.execute(_AuditDDL(sql))
 
 
 def _check_columns(connection: Connection, saved: _Saved) -> None:

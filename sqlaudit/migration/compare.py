@@ -38,7 +38,7 @@ try:  # Alembic >= 1.18
 
     _CONTINUE: Any = PriorityDispatchResult.CONTINUE
 except ImportError:  # pragma: no cover - older Alembic
-    DispatchPriority = None  # type: ignore[assignment,misc]
+    DispatchPriority = None  # type: ignore[assignment,misc]  # the class is absent before 1.18
     _CONTINUE = None
 
 _Installed = dict[tuple[Optional[str], str], InstalledTriggers]

@@ -13,7 +13,7 @@ re-creates the triggers after the batch; offline (``--sql``) nothing can be read
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from alembic.operations import Operations, ops
 from alembic.operations import toimpl
@@ -21,6 +21,9 @@ from alembic.operations import toimpl
 from .._installed import default_schema, installed_triggers
 from ..exceptions import SQLAuditMigrationError
 from .impl import _batch_of
+
+#: an Alembic operation implementation: (operations, operation, **kw) -> None
+_Impl = Callable[..., None]
 
 _drop_column = toimpl.drop_column
 _alter_column = toimpl.alter_column
@@ -31,6 +34,7 @@ def _check(operations: Operations, what: str, table: str, schema: Optional[str],
     if context.as_sql or _batch_of(operations) is not None:
         return
     connection = context.bind
+    assert connection is not None  # online: offline (--sql) returned above
     entry = installed_triggers(connection).get((schema or default_schema(connection), table))
     fingerprint = entry.fingerprint if entry is not None else None
     if not fingerprint:
@@ -47,11 +51,11 @@ def _check(operations: Operations, what: str, table: str, schema: Optional[str],
     )
 
 
-def _replacing(op_cls: Any) -> Any:
+def _replacing(op_cls: Any) -> Callable[[_Impl], _Impl]:
     """``Operations.implementation_for(op_cls, replace=True)``; Alembic before 1.14
     has no ``replace`` and overwrites the implementation as it is."""
     try:
-        return Operations.implementation_for(op_cls, replace=True)  # type: ignore[call-arg]
+        return Operations.implementation_for(op_cls, replace=True)
     except TypeError:
         return Operations.implementation_for(op_cls)
 

@@ -2,7 +2,7 @@
 
 One source of SQL: the statements come from the same per-dialect renderers as
 ``metadata.create_all()`` and :mod:`sqlaudit.ddl`, and each one is executed as
-an :class:`~sqlaudit.ddl.AuditDDL` element (never as a string, so colons and
+an :class:`~sqlaudit.ddl._AuditDDL` element (never as a string, so colons and
 percent signs reach the database unchanged). Nothing here needs a live
 connection when the migration context's ``target_metadata`` knows the table,
 so ``alembic upgrade --sql`` renders the complete DDL.
@@ -11,19 +11,20 @@ so ``alembic upgrade --sql`` renders the complete DDL.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from alembic.operations import Operations
 from alembic.operations.batch import BatchOperationsImpl
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 from sqlalchemy.types import NullType
 
 from .._installed import default_schema
-from ..ddl import (AuditDDL, check_key, descendants_sql, installation_sql, rendering_dialect,
-                   upgrade_audit_table, validate_installed)
-from ..dialects import module_for
+from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
+                   _upgrade_audit_table, _validate_installed)
+from ..dialects import module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
 from ..spec import TableSpec, spec_from_table
@@ -60,16 +61,22 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     context = operations.migration_context
     spec = _spec(context, op)
     if not context.as_sql:  # offline there is no database to look at
-        check_key(context.bind, spec)
-    schema = None if context.as_sql else default_schema(context.bind)
+        _check_key(context.bind, spec)
+    schema = None if context.as_sql else default_schema(_online(context))
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
-    statements = installation_sql(spec, context.dialect.name, schema)
+    statements = _installation_sql(spec, context.dialect.name, schema)
     if not context.as_sql:  # partitions and children exist only in a live database
-        statements += descendants_sql(context.bind, spec)
+        statements += _descendants_sql(_online(context), spec)
     _run(context, statements)
     if not context.as_sql:
-        validate_installed(context.bind, spec.table)
+        _validate_installed(_online(context), spec.table)
+
+
+def _online(context: MigrationContext) -> Connection:
+    """The connection of an online migration (offline, ``--sql``, has none)."""
+    assert context.bind is not None  # callers check context.as_sql first
+    return context.bind
 
 
 def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
@@ -81,7 +88,7 @@ def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
 
 def _run(context: MigrationContext, statements: Iterable[str]) -> None:
     for sql in statements:
-        context.impl.execute(AuditDDL(sql))
+        context.impl.execute(_AuditDDL(sql))
 
 
 def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
@@ -92,8 +99,8 @@ def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
     """
     table = audit_table(spec.table.metadata)
     if not context.as_sql:
-        table.create(context.bind, checkfirst=True)
-        upgrade_audit_table(context.bind, table)
+        table.create(_online(context), checkfirst=True)
+        _upgrade_audit_table(_online(context), table)
         return
     context.impl.execute(CreateTable(table, if_not_exists=True))
     if context.dialect.supports_comments and table.comment:
@@ -146,7 +153,8 @@ def _names(op: _AuditTriggersOp) -> list[str]:
 
 def _model_table(context: MigrationContext, name: str, schema: Optional[str]) -> Optional[Table]:
     metadata = context.opts.get("target_metadata")
-    collections = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+    collections: Sequence[Optional[MetaData]] = (
+        metadata if isinstance(metadata, (list, tuple)) else [metadata])
     for md in collections:
         if md is None:
             continue
@@ -192,5 +200,5 @@ def _after_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
             for item in pending:
                 item()
 
-        batch.flush = flush_then_install  # type: ignore[method-assign]
+        batch.flush = flush_then_install  # type: ignore[method-assign]  # this instance only
     pending.append(work)

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 
 from alembic.operations import BatchOperations, MigrateOperation, Operations
 
+from ..exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from ..spec import check_require_user
 
 __all__ = ["CreateAuditTriggersOp", "DropAuditTriggersOp"]
@@ -32,24 +33,26 @@ def _fields(value: Optional[Sequence[str]], table_name: str) -> Optional[list[st
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"tracked_fields for table {table_name!r} must be a list of column names or "
             f"None, got {type(value).__name__} {value!r}"
         )
     if not value:
-        raise ValueError(
+        raise SQLAuditArgumentError(
             f"tracked_fields for table {table_name!r} is empty; name at least one column, "
             f"or pass None to track every column."
         )
     for name in value:
         if not isinstance(name, str):
-            raise TypeError(f"tracked_fields for table {table_name!r} must hold str, got {name!r}")
+            raise SQLAuditArgumentTypeError(f"tracked_fields for table {table_name!r} must hold "
+                                            f"str, got {name!r}")
     return list(dict.fromkeys(value))
 
 
 def _check_name(option: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
-        raise TypeError(f"{option} must be a str or None, got {type(value).__name__} {value!r}")
+        raise SQLAuditArgumentTypeError(f"{option} must be a str or None, got "
+                                        f"{type(value).__name__} {value!r}")
 
 
 class _AuditTriggersOp(MigrateOperation):
@@ -66,7 +69,7 @@ class _AuditTriggersOp(MigrateOperation):
         require_user_id: Optional[bool] = None,
     ) -> None:
         if not isinstance(table_name, str) or not table_name:
-            raise TypeError(f"table_name must be a non-empty str, got {table_name!r}")
+            raise SQLAuditArgumentTypeError(f"table_name must be a non-empty str, got {table_name!r}")
         for option, value in (
             ("schema", schema),
             ("resource_id_field", resource_id_field),

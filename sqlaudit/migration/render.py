@@ -81,7 +81,7 @@ def fix_jsonb_variant_rendering(autogen_context: AutogenContext) -> None:
             )
         return False
 
-    render_item.sqlaudit_jsonb = True  # type: ignore[attr-defined]
+    render_item.sqlaudit_jsonb = True  # type: ignore[attr-defined]  # a marker on our own function
     opts["render_item"] = render_item
 
 
