@@ -174,7 +174,15 @@ SETUPS = {
 
 def run_setup_on(engine: Engine) -> None:
     """The same tables and rows on the test's engine (for sql and shell blocks)."""
-    exec(compile(SETUP_MODELS, "<setup>", "exec"), {"engine": engine})
+    import types
+
+    module = types.ModuleType("docs_setup")
+    module.engine = engine  # type: ignore[attr-defined]
+    sys.modules["docs_setup"] = module
+    try:
+        exec(compile(SETUP_MODELS, "<setup>", "exec"), module.__dict__)
+    finally:
+        del sys.modules["docs_setup"]
 
 
 # ------------------------------------------------------------------ python
@@ -200,7 +208,8 @@ def expected_from_comments(code: str) -> Optional[list[str]]:
 def python_scripts(page: str) -> list[list[Block]]:
     scripts: list[list[Block]] = []
     for block in ALL[page]:
-        if block.lang != "python" or any(k.startswith("alembic") for k in block.marker):
+        if block.lang != "python" or block.marker.keys() & {"alembic-env", "alembic-revision",
+                                                             "signature"}:
             continue
         if not scripts or "new-script" in block.marker or "setup" in block.marker:
             scripts.append([])
@@ -251,6 +260,27 @@ def test_python_blocks_run(page: str, number: int, tmp_path: Path) -> None:
             assert out.splitlines() == expected, f"{block.where}: printed output differs"
         if block.line in shown:
             assert out == shown[block.line], f"{block.where}: output block differs"
+
+
+SIGNATURES = blocks_where(lambda b: "signature" in b.marker)
+
+
+@pytest.mark.parametrize("block", SIGNATURES, ids=[b.where for b in SIGNATURES])
+def test_signature_blocks_match_the_code(block: Block) -> None:
+    """A ``<!-- docs: signature=module.function -->`` block is the function's real
+    signature: the same parameters, in order, with the same defaults."""
+    import ast
+    import importlib
+    import inspect
+
+    module, _, name = block.marker["signature"].rpartition(".")
+    function = getattr(importlib.import_module(module), name)
+    call = ast.parse(block.code.strip(), mode="eval").body
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == name, block.where
+    shown = [(a.id, inspect.Parameter.empty) for a in call.args]
+    shown += [(k.arg, ast.literal_eval(k.value)) for k in call.keywords]
+    real = [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
+    assert shown == real, f"{block.where}: the page shows {shown}, the code has {real}"
 
 
 # ------------------------------------------------------------------ sql
