@@ -320,7 +320,7 @@ def run_sql_block(engine: Engine, block: Block) -> None:
     finally:
         raw.close()
     settings = dict(re.findall(r"SET LOCAL sqlaudit\.(\w+) = '([^']*)'", block.code))
-    if settings and re.search(r"^\s*(UPDATE|INSERT|DELETE)", block.code, re.M | re.I):
+    if re.search(r"^\s*(UPDATE|INSERT|DELETE)", block.code, re.M | re.I) and not rollback:
         with engine.connect() as conn:
             row = conn.execute(text(
                 "SELECT changed_by, reason, context FROM sqlaudit_log ORDER BY id DESC LIMIT 1"
