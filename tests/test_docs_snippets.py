@@ -703,3 +703,36 @@ def test_the_alembic_page_migrates_a_database(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{block.where}\n{result.stderr}"
         operation, new_data = audited_names(copy / "app.db")[0]
         assert operation == "update" and "!" in str(new_data), block.where
+
+
+# ------------------------------------------------------------------ the API page
+
+
+def test_the_api_page_shows_every_public_name() -> None:
+    """Each name of ``sqlaudit.__all__`` is on docs/api.md: in the ``members`` list of
+    a module section, or in a module shown with all its members."""
+    import sqlaudit
+
+    sections: dict[str, Optional[list[str]]] = {}
+    current = ""
+    for line in (ROOT / "docs" / "api.md").read_text().splitlines():
+        if line.startswith("::: "):
+            current = line[4:].strip()
+            sections[current] = None
+        elif current and line.strip() == "members: false":
+            sections[current] = []
+        elif current and line.strip().startswith("- ") and line.startswith("        "):
+            sections[current] = [*(sections[current] or []), line.strip()[2:]]
+    import importlib
+
+    def shown(name: str) -> bool:
+        for section, members in sections.items():
+            if members is not None:
+                if name in members:
+                    return True
+            elif section != "sqlaudit" and hasattr(importlib.import_module(section), name):
+                return True
+        return False
+
+    missing = [name for name in sqlaudit.__all__ if not shown(name)]
+    assert not missing, f"public names missing from docs/api.md: {missing}"
