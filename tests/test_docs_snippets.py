@@ -34,7 +34,11 @@ before a block's opening fence, which Markdown and MkDocs do not show):
 * ``<!-- docs: alembic-env -->``, ``alembic-revision`` and ``alembic-shell``
   blocks are run by ``test_the_alembic_page_migrates_a_database`` in a real
   Alembic project.
-* Unfenced-language blocks (no language, ``text``) are output and are not run.
+* Blocks without a language (or ``text``) are output and are not run; one
+  that shows a ``$ python bench/...`` command records a benchmark run, and that
+  command runs here at a tiny size.
+* A ``<!-- docs: signature=module.function -->`` python block is a signature,
+  checked against the function's real parameters and defaults.
 * The generated benchmark reports (``GENERATED``) hold captured queries and
   plans, not examples: they are skipped.
 """
@@ -736,3 +740,32 @@ def test_the_api_page_shows_every_public_name() -> None:
 
     missing = [name for name in sqlaudit.__all__ if not shown(name)]
     assert not missing, f"public names missing from docs/api.md: {missing}"
+
+
+# ------------------------------------------------------------------ benchmark records
+
+BENCH_RECORDS = blocks_where(lambda b: b.lang in OUTPUT and "$ " in b.code)
+
+
+def test_output_blocks_show_only_benchmark_commands() -> None:
+    """An output block that shows a command records a benchmark run (too long for the
+    suite); any other command belongs in a shell block, where it runs."""
+    for block in BENCH_RECORDS:
+        for line in block.code.splitlines():
+            if line.startswith("$ "):
+                assert re.match(r"\$ python bench/\w+\.py( |$)", line), f"{block.where}: {line}"
+
+
+@pytest.mark.parametrize("block", BENCH_RECORDS, ids=[b.where for b in BENCH_RECORDS])
+def test_benchmark_commands_shown_run_at_a_tiny_size(block: Block, tmp_path: Path) -> None:
+    """The command as shown, with a tiny size, on SQLite: its output has the shown form."""
+    (command, *shown) = [line for line in block.code.splitlines() if line.strip()]
+    script = command.split()[2]
+    assert script == "bench/seal.py", f"{block.where}: no tiny-size run for {script}"
+    result = subprocess.run([sys.executable, str(ROOT / script), "--rows", "300", "--rounds", "1",
+                             "--dialects", "sqlite"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    sqlite_line = next(line for line in shown if line.startswith("SQLite"))
+    form = re.sub(r"[\d.,]+", "N", sqlite_line.split("(")[0])
+    assert re.sub(r"[\d.,]+", "N", result.stdout.strip().splitlines()[-1].split("(")[0]) == form
