@@ -9,6 +9,9 @@ before a block's opening fence, which Markdown and MkDocs do not show):
   a new script (a fresh interpreter) at that block.
   ``<!-- docs: setup=NAME -->`` runs the named setup of ``SETUPS`` below first
   (it defines ``engine`` on a SQLite file with a few tracked tables).
+  ``<!-- docs: postgresql -->`` starts a script that runs on PostgreSQL: its
+  ``postgresql+psycopg://...`` URLs are replaced by the test server's (a fresh
+  schema).
 * Expected output: ``# text`` comment lines right after a ``print(...)`` line
   are what that print writes; a block with such lines must print exactly
   them. A fence preceded by ``<!-- docs: output -->`` is the exact stdout of
@@ -212,7 +215,7 @@ def python_scripts(page: str) -> list[list[Block]]:
         if block.lang != "python" or block.marker.keys() & {"alembic-env", "alembic-revision",
                                                              "signature"}:
             continue
-        if not scripts or "new-script" in block.marker or "setup" in block.marker:
+        if not scripts or block.marker.keys() & {"new-script", "setup", "postgresql"}:
             scripts.append([])
         scripts[-1].append(block)
     return scripts
@@ -235,10 +238,37 @@ SCRIPTS = [(page, n) for page in ALL for n, _ in enumerate(python_scripts(page))
 SENTINEL = "<<<docs-block>>>"
 
 
+@pytest.fixture
+def docs_postgres_url(request: pytest.FixtureRequest) -> Any:
+    """A URL of the test server whose search_path is a fresh schema (dropped after)."""
+    import uuid
+
+    url = request.getfixturevalue("postgres_url")
+    schema = f"sqlaudit_docs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield (admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+               .render_as_string(hide_password=False))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.mark.parametrize(("page", "number"), SCRIPTS, ids=[f"{p}#{n}" for p, n in SCRIPTS])
-def test_python_blocks_run(page: str, number: int, tmp_path: Path) -> None:
-    """The page's python blocks, in order, as one script; printed output as shown."""
+def test_python_blocks_run(page: str, number: int, tmp_path: Path,
+                           request: pytest.FixtureRequest) -> None:
+    """The page's python blocks, in order, as one script; printed output as shown.
+    A script marked ``postgresql`` runs against the test server: its
+    ``postgresql+psycopg://...`` URLs are replaced by a fresh schema's."""
     script = python_scripts(page)[number]
+    if "postgresql" in script[0].marker:
+        url = request.getfixturevalue("docs_postgres_url")
+        script = [Block(b.page, b.line, b.lang,
+                        re.sub(r"postgresql\+psycopg://[^\"']+", url, b.code), b.marker)
+                  for b in script]
     parts: list[str] = []
     setup = script[0].marker.get("setup")
     if setup:
