@@ -11,7 +11,7 @@ Importing this module registers:
 * the batch-mode guard that keeps a table's audit triggers when
   ``op.batch_alter_table()`` recreates it (SQLite).
 
-Needs the ``alembic`` extra (``pip install 'sqlaudit[alembic]'``).
+Needs the ``alembic`` extra (``pip install '.[alembic]'`` in a checkout of sqlaudit).
 """
 
 from __future__ import annotations

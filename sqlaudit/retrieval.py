@@ -286,7 +286,8 @@ def get_resource_changes(
         filter_user_ids: user id(s) to keep (compared as text).
         filter_date_range: ``(start, end)``, inclusive, either side may be None;
             naive datetimes are read in the configured time zone.
-        limit, offset: paging over field records.
+        limit: paging over field records: at most this many.
+        offset: paging over field records: skip this many first.
         sort_by: one of ``timestamp``, ``resource_id``, ``field_name``,
             ``changed_by``, ``operation``, ``transaction_id``.
         sort_direction: ``"asc"`` or ``"desc"``. Ties break by the order in which

@@ -93,17 +93,3 @@ def test_full_readme_flow(engine, Base) -> None:
     assert {r.resource_id for r in both} == {"1", "2"}
     assert len(both) == 7
 
-
-def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
-    import re
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    tour = readme.split("## A tour", 1)[1]
-    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
-    expected = re.search(r"It prints.*?```\n(.*?)```", tour, re.S).group(1)
-    script = tmp_path / "tour.py"
-    script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == expected
