@@ -59,6 +59,8 @@ __all__ = ["AuditTransaction", "ResourceIdType", "SQLAuditRecord", "get_changes"
            "get_resource_changes", "get_resource_state", "get_table_state", "get_transactions"]
 
 ResourceIdType = Union[str, int, uuid.UUID]
+"""A value of a single-column key, as ``filter_resource_ids`` takes it (composite keys
+are tuples of these)."""
 _SORT_KEYS = ("timestamp", "resource_id", "field_name", "changed_by", "operation",
               "transaction_id")
 
