@@ -22,7 +22,7 @@ try:
     import alembic as _alembic  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise SQLAuditMissingExtraError(
-        "sqlaudit.alembic needs Alembic; install it with: pip install 'sqlaudit[alembic]'"
+        "sqlaudit.alembic needs Alembic (sqlaudit's alembic extra); install it with: pip install alembic"
     ) from exc
 
 from .migration import batch as _batch  # noqa: F401,E402

@@ -1,4 +1,4 @@
-"""The ``sqlaudit`` command line (``pip install 'sqlaudit[cli]'``: click and rich).
+"""The ``sqlaudit`` command line (the ``cli`` extra: click and rich).
 
 Commands: ``status``, ``sql``, ``log``, ``show``, ``prune``, ``grant-read``,
 ``seal`` and ``verify``; see docs/cli.md. Everything but ``sql`` works from the
@@ -229,7 +229,7 @@ class Runtime:
             try:
                 self._engine = create_engine(url)
             except (NoSuchModuleError, ImportError) as exc:
-                hint = " (pip install 'sqlaudit[postgresql]')" if url.get_backend_name() == "postgresql" else ""
+                hint = " (pip install 'psycopg[binary]', sqlaudit's postgresql extra)" if url.get_backend_name() == "postgresql" else ""
                 raise CLIError(EXIT_NO_URL, f"cannot use {_safe(url)}: the driver is not "
                                             f"installed: {_first_line(exc)}{hint}") from None
         return self._engine
@@ -1072,8 +1072,8 @@ def _fail(code: int, message: str) -> NoReturn:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of the ``sqlaudit`` console script and ``python -m sqlaudit``."""
     if _MISSING_EXTRA is not None:
-        _fail(EXIT_FAILED, "the sqlaudit command line needs its extra: pip install "
-                           f"'sqlaudit[cli]' ({_MISSING_EXTRA})")
+        _fail(EXIT_FAILED, "the sqlaudit command line needs its cli extra: pip install "
+                           f"click rich ({_MISSING_EXTRA})")
     from .exceptions import SQLAuditTableNotInDatabaseError
 
     runtime = Runtime()

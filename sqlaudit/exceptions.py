@@ -75,7 +75,7 @@ class SQLAuditMigrationError(SQLAuditError):
 
 class SQLAuditMissingExtraError(SQLAuditError, ImportError):
     """An optional dependency is not installed; the message names the extra to
-    install (``pip install 'sqlaudit[alembic]'``). Also an ``ImportError``."""
+    install (``pip install alembic``, the ``alembic`` extra). Also an ``ImportError``."""
 
 
 class SQLAuditUserIdTypeError(SQLAuditArgumentTypeError):

@@ -248,7 +248,7 @@ def test_core_package_imports_without_alembic() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=False, cwd=Path(__file__).resolve().parent.parent)
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, "sqlaudit.alembic needs Alembic; install it with: pip install 'sqlaudit[alembic]'\n", "")
+        0, "sqlaudit.alembic needs Alembic (sqlaudit's alembic extra); install it with: pip install alembic\n", "")
 
 
 # ---------------------------------------------------------------- hand-written migrations
