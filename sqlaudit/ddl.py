@@ -36,10 +36,12 @@ from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_o
 __all__ = [
     "AuditState",
     "audit_status",
+    "create_audit_log",
     "drop_audit_log",
     "drop_audit_triggers",
     "grant_audit_read",
     "install_audit_triggers",
+    "maintain_audit_partitions",
     "prune_audit_log",
     "render_audit_ddl",
 ]
@@ -587,9 +589,13 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
     detail = {"older_than": bound.isoformat()}
     if connection.dialect.name == "postgresql":
+        from ._partitions import prune_remover
+
         allow, revoke = _templates.render("postgresql", "prune")
         connection.execute(text(allow), {"bound": bound.isoformat()})
-        count = prune_sealed(connection, log_table, where, remove, detail)
+        # a partitioned log drops its partitions older than the cutoff whole
+        remover = prune_remover(connection, log_table, bound, remove)
+        count = prune_sealed(connection, log_table, where, remover, detail)
         connection.execute(text(revoke))
         return count
     # SQLite: lift the DELETE guard inside this transaction only (DDL is transactional).
@@ -598,6 +604,59 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
     return count
+
+
+def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: int = 3,
+                     metadata: Optional[MetaData] = None) -> bool:
+    """Create ``sqlaudit_log`` with its append-only guards; return True if it was created.
+
+    Call it before ``create_all()`` (which then finds the log and leaves it
+    alone) or instead of letting an install create it. ``partition_by``
+    (``"month"``, ``"week"`` or ``"day"``, PostgreSQL only) makes it a table
+    range-partitioned on ``changed_at``: the current period and ``ahead`` more
+    get their partitions now, and a DEFAULT partition takes any other time, so
+    no write fails for a missing partition; run
+    :func:`maintain_audit_partitions` regularly to keep creating them. An
+    existing log is used as it is (partitioned or not, as the catalog says);
+    asking to partition an existing plain log raises
+    :class:`~sqlaudit.exceptions.SQLAuditError` pointing to
+    :func:`partition_audit_log`. See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    _partitions.check_options(partition_by, ahead)
+    created = False
+
+    def work(connection: Connection) -> None:
+        nonlocal created
+        created = _partitions.create_log(connection, partition_by, ahead, metadata)
+
+    _with_connection(bind, work)
+    return created
+
+
+def maintain_audit_partitions(bind: Bind, *, ahead: int = 3) -> Any:
+    """Create the partitions of a partitioned ``sqlaudit_log`` for the current
+    period and ``ahead`` more (PostgreSQL); return a
+    :class:`~sqlaudit._partitions.PartitionMaintenance` (``created``,
+    ``moved_rows``, ``guarded``).
+
+    Rows the DEFAULT partition holds for a range being created are moved into
+    it in the same transaction. Idempotent, and safe to run concurrently with
+    writers and with itself (an advisory lock serialises runs); writers wait
+    only while partitions are being created. See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    _partitions.check_options(None, ahead)
+    result: Any = None
+
+    def work(connection: Connection) -> None:
+        nonlocal result
+        result = _partitions.maintain(connection, ahead)
+
+    _with_connection(bind, work)
+    return result
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

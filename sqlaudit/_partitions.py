@@ -1,0 +1,544 @@
+"""A range-partitioned ``sqlaudit_log`` on PostgreSQL (opt-in; SQLite keeps one table).
+
+The log is partitioned by ``changed_at`` (month, week or day), with range
+partitions created ahead and a DEFAULT partition that catches any time no range
+covers, so no write can fail for a missing partition. The layout is read from
+the catalog each time (``relkind``, the partition bounds, the period recorded in
+the DEFAULT partition's comment); nothing in Python state feeds the SQL.
+
+* :func:`create_log` is :func:`sqlaudit.ddl.create_audit_log`;
+* :func:`maintain` is :func:`sqlaudit.ddl.maintain_audit_partitions`;
+* :func:`prune_remover` makes :func:`sqlaudit.ddl.prune_audit_log` drop whole
+  partitions older than the cutoff and DELETE only in the boundary ones;
+* :func:`convert` is :func:`sqlaudit.ddl.partition_audit_log` (and the Alembic
+  operation ``op.partition_audit_log``).
+
+The rendering functions (``*_statements``) take every input as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Optional
+
+from sqlalchemy import (BigInteger, Column, MetaData, PrimaryKeyConstraint, Table, and_, func,
+                        select, text)
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
+
+from . import _templates
+from ._naming import AUDIT_TABLE_NAME
+from .exceptions import SQLAuditError, SQLAuditTableNotInDatabaseError, SQLAuditUnsupportedDialectError
+
+#: The periods a log can be partitioned by.
+PERIODS = ("month", "week", "day")
+#: Name of the DEFAULT partition.
+DEFAULT_PARTITION = f"{AUDIT_TABLE_NAME}_default"
+#: The id sequence of a partitioned log (the same name a plain log's BIGSERIAL gets).
+SEQUENCE = f"{AUDIT_TABLE_NAME}_id_seq"
+#: Prefix of the DEFAULT partition's comment that records the period.
+MARK = "sqlaudit: partition_by="
+#: Largest ``ahead``: partitions are cheap, but thousands of them slow planning.
+MAX_AHEAD = 400
+_DIALECT = "postgresql"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def check_options(partition_by: Optional[str], ahead: int) -> None:
+    """``partition_by`` is None or one of :data:`PERIODS`; ``ahead`` an int in 0..MAX_AHEAD."""
+    if partition_by is not None:
+        if not isinstance(partition_by, str):
+            raise TypeError(f"partition_by must be one of {PERIODS} or None, got {partition_by!r}")
+        if partition_by not in PERIODS:
+            raise ValueError(
+                f"partition_by must be one of {', '.join(map(repr, PERIODS))} (or None for one "
+                f"table), got {partition_by!r}")
+    if isinstance(ahead, bool) or not isinstance(ahead, int):
+        raise TypeError(f"ahead must be an int (periods to create after the current one), got {ahead!r}")
+    if not 0 <= ahead <= MAX_AHEAD:
+        raise ValueError(f"ahead must be between 0 and {MAX_AHEAD}, got {ahead}")
+
+
+def require_postgresql(connection: Connection, what: str) -> None:
+    if connection.dialect.name != "postgresql":
+        raise SQLAuditUnsupportedDialectError(
+            f"{what} needs PostgreSQL: on {connection.dialect.name} sqlaudit_log stays one "
+            f"table. Leave partition_by unset (None) there.")
+
+
+# ---------------------------------------------------------------- periods (pure)
+
+
+def period_start(moment: datetime, by: str) -> datetime:
+    """Start (UTC) of the period of ``by`` holding ``moment``; weeks start on Monday."""
+    m = moment.astimezone(timezone.utc)
+    day = datetime(m.year, m.month, m.day, tzinfo=timezone.utc)
+    if by == "day":
+        return day
+    if by == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def next_start(start: datetime, by: str) -> datetime:
+    if by == "day":
+        return start + timedelta(days=1)
+    if by == "week":
+        return start + timedelta(days=7)
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+
+
+def wanted_ranges(now: datetime, by: str, ahead: int) -> list[tuple[datetime, datetime]]:
+    """The current period and ``ahead`` periods after it, as [start, end) pairs."""
+    start = period_start(now, by)
+    ranges = []
+    for _ in range(ahead + 1):
+        end = next_start(start, by)
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
+def partition_name(start: datetime) -> str:
+    return f"{AUDIT_TABLE_NAME}_p{start.astimezone(timezone.utc):%Y%m%d}"
+
+
+# ---------------------------------------------------------------- the catalog
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    """One partition of the log: ``start``/``end`` are None for MINVALUE/MAXVALUE."""
+
+    name: str
+    start: Optional[datetime]
+    end: Optional[datetime]
+    default: bool
+    guarded: bool
+    comment: Optional[str]
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return (not self.default and (self.start is None or self.start < end)
+                and (self.end is None or start < self.end))
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What the catalog says about ``schema.sqlaudit_log``."""
+
+    schema: str
+    partitioned: bool
+    partitions: tuple[Partition, ...]
+
+    @property
+    def default(self) -> Optional[Partition]:
+        return next((p for p in self.partitions if p.default), None)
+
+    @property
+    def ranges(self) -> list[Partition]:
+        return sorted((p for p in self.partitions if not p.default),
+                      key=lambda p: p.start or datetime.min.replace(tzinfo=timezone.utc))
+
+    @property
+    def by(self) -> Optional[str]:
+        """The period: from the DEFAULT partition's comment, else the widest usual range."""
+        default = self.default
+        if default is not None and default.comment and default.comment.startswith(MARK):
+            value = default.comment[len(MARK):].strip()
+            if value in PERIODS:
+                return value
+        for p in self.ranges:
+            if p.start is not None and p.end is not None:
+                days = (p.end - p.start).days
+                if days == 1:
+                    return "day"
+                if days == 7:
+                    return "week"
+                if 28 <= days <= 31:
+                    return "month"
+        return None
+
+
+_ROOT = text(
+    "SELECT c.oid, c.relkind FROM pg_catalog.pg_class AS c "
+    "JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p')")
+_CHILDREN = text(
+    """
+    SELECT c.relname AS name, m.bound = 'DEFAULT' AS is_default,
+           CASE WHEN m.b[1] IS NULL OR m.b[1] = 'MINVALUE' THEN NULL
+                ELSE btrim(m.b[1], '''')::timestamptz END AS lower,
+           CASE WHEN m.b[2] IS NULL OR m.b[2] = 'MAXVALUE' THEN NULL
+                ELSE btrim(m.b[2], '''')::timestamptz END AS upper,
+           pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS t
+                   WHERE t.tgrelid = c.oid AND t.tgname = 'sqlaudit_no_truncate') AS guarded
+    FROM pg_catalog.pg_inherits AS i
+    JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+    CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound) AS e
+    CROSS JOIN LATERAL (SELECT e.bound,
+                               regexp_match(e.bound, '^FOR VALUES FROM \\((.*)\\) TO \\((.*)\\)$') AS b) AS m
+    WHERE i.inhparent = :oid
+    ORDER BY c.relname
+    """)
+
+
+def read_layout(connection: Connection, schema: str) -> Optional[Layout]:
+    """The log of ``schema`` as the catalog describes it; None when there is none."""
+    root = connection.execute(_ROOT, {"schema": schema, "name": AUDIT_TABLE_NAME}).first()
+    if root is None:
+        return None
+    if root.relkind != "p":
+        return Layout(schema, False, ())
+    rows = connection.execute(_CHILDREN, {"oid": root.oid}).all()
+    return Layout(schema, True, tuple(
+        Partition(r.name, r.lower, r.upper, bool(r.is_default), bool(r.guarded), r.comment)
+        for r in rows))
+
+
+def is_partitioned(connection: Connection, schema: Optional[str]) -> bool:
+    if connection.dialect.name != "postgresql" or schema is None:
+        return False
+    layout = read_layout(connection, schema)
+    return layout is not None and layout.partitioned
+
+
+def partition_names(connection: Connection, schema: str) -> set[str]:
+    """Names of the partitions of ``schema.sqlaudit_log`` (none when it is a plain table)."""
+    layout = read_layout(connection, schema)
+    return {p.name for p in layout.partitions} if layout is not None else set()
+
+
+# ---------------------------------------------------------------- rendering (pure)
+
+
+def _dialect() -> Any:
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.dialect(paramstyle="named")
+
+
+def _qualified(schema: str, name: str) -> str:
+    prep = _dialect().identifier_preparer
+    return f"{prep.quote_schema(schema)}.{prep.quote(name)}"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ts(value: datetime) -> str:
+    return _literal(value.astimezone(timezone.utc).isoformat())
+
+
+def _names(schema: str) -> dict[str, str]:
+    return {"audit_table": _qualified(schema, AUDIT_TABLE_NAME),
+            "protect_function": _qualified(schema, f"{AUDIT_TABLE_NAME}_protect")}
+
+
+def partitioned_table(schema: str) -> Table:
+    """``sqlaudit_log`` as a partitioned table: the columns of
+    :func:`sqlaudit.schema.audit_table`, the primary key ``(id, changed_at)`` (it
+    must hold the partition key), ids from the named sequence :data:`SEQUENCE`."""
+    from .schema import audit_table
+
+    base = audit_table(MetaData(schema=schema))
+    sequence = _qualified(schema, SEQUENCE)
+    columns = []
+    for column in base.columns:
+        if column.name == "id":
+            columns.append(Column("id", BigInteger, nullable=False, autoincrement=False,
+                                  server_default=text(f"nextval({_literal(sequence)}::regclass)")))
+        else:
+            columns.append(column._copy())
+    return Table(AUDIT_TABLE_NAME, MetaData(schema=schema), *columns,
+                 PrimaryKeyConstraint("id", "changed_at", name=f"{AUDIT_TABLE_NAME}_pkey"),
+                 comment=base.comment, info=dict(base.info),
+                 postgresql_partition_by="RANGE (changed_at)")
+
+
+def protect_partition_statements(schema: str, name: str) -> list[str]:
+    return _templates.render(_DIALECT, "partition_protect", partition=_qualified(schema, name),
+                             protect_function=_names(schema)["protect_function"])
+
+
+def range_statements(schema: str, start: datetime, end: datetime) -> list[str]:
+    name = partition_name(start)
+    return [*_templates.render(_DIALECT, "partition_range", partition=_qualified(schema, name),
+                               audit_table=_names(schema)["audit_table"],
+                               start=_ts(start), end=_ts(end)),
+            *protect_partition_statements(schema, name)]
+
+
+def default_statements(schema: str, by: str) -> list[str]:
+    return [*_templates.render(_DIALECT, "partition_default",
+                               partition=_qualified(schema, DEFAULT_PARTITION),
+                               audit_table=_names(schema)["audit_table"], mark=_literal(MARK + by)),
+            *protect_partition_statements(schema, DEFAULT_PARTITION)]
+
+
+def lock_statements(schema: str) -> tuple[str, str]:
+    """(advisory lock of this schema's partition work, ACCESS EXCLUSIVE on the parent)."""
+    advisory, exclusive = _templates.render(_DIALECT, "partition_lock",
+                                            schema_literal=_literal(schema),
+                                            audit_table=_names(schema)["audit_table"])
+    return advisory, exclusive
+
+
+def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]]) -> list[str]:
+    """Everything that creates a partitioned log: sequence, parent, indexes, guards,
+    DEFAULT partition and the ``ranges`` partitions."""
+    from .dialects import module_for
+    from .schema import audit_table
+
+    dialect = _dialect()
+    table = partitioned_table(schema)
+    sequence = _qualified(schema, SEQUENCE)
+    statements = [f"CREATE SEQUENCE {sequence}",
+                  str(CreateTable(table).compile(dialect=dialect)).strip(),
+                  str(SetTableComment(table).compile(dialect=dialect)),
+                  f"ALTER SEQUENCE {sequence} OWNED BY {_names(schema)['audit_table']}.id"]
+    # the same index definitions as a plain log (they cascade to every partition)
+    base = audit_table(MetaData(schema=schema))
+    for index in sorted(base.indexes, key=lambda i: str(i.name)):
+        statements.append(str(CreateIndex(index).compile(dialect=dialect)))
+    statements += module_for(_DIALECT).protect_statements(MetaData(schema=schema), dialect, schema)
+    statements += default_statements(schema, by)
+    for start, end in ranges:
+        statements += range_statements(schema, start, end)
+    return statements
+
+
+# ---------------------------------------------------------------- running
+
+
+def _run(connection: Connection, statements: Any) -> None:
+    from .ddl import AuditDDL
+
+    for sql in statements:
+        connection.execute(AuditDDL(sql))
+
+
+def _schema(connection: Connection, metadata: Optional[MetaData] = None) -> str:
+    from ._installed import default_schema
+
+    if metadata is not None and metadata.schema:
+        return metadata.schema
+    return str(default_schema(connection))
+
+
+def create_log(connection: Connection, partition_by: Optional[str], ahead: int,
+               metadata: Optional[MetaData]) -> bool:
+    """Body of :func:`sqlaudit.ddl.create_audit_log`; True when it created the log."""
+    from .ddl import _protect, upgrade_audit_table
+    from .schema import audit_table
+
+    if partition_by is not None:
+        require_postgresql(connection, f"create_audit_log(partition_by={partition_by!r})")
+    if connection.dialect.name != "postgresql":
+        from sqlalchemy import inspect as sa_inspect
+
+        plain = audit_table(MetaData())
+        existed = sa_inspect(connection).has_table(AUDIT_TABLE_NAME)
+        plain.create(connection, checkfirst=True)
+        upgrade_audit_table(connection, plain)
+        _protect(connection, plain.metadata)
+        return not existed
+    schema = _schema(connection, metadata)
+    layout = read_layout(connection, schema)
+    if layout is not None:
+        # an existing log is used as it is: never converted behind the caller's back
+        if partition_by is not None and not layout.partitioned:
+            raise SQLAuditError(
+                f"{schema}.sqlaudit_log already exists as one table, so "
+                f"create_audit_log(partition_by={partition_by!r}) cannot partition it; convert it "
+                f"with sqlaudit.ddl.partition_audit_log(engine, by={partition_by!r}) or the Alembic "
+                f"operation op.partition_audit_log(by={partition_by!r}).")
+        _protect(connection, MetaData(schema=schema))
+        return False
+    if partition_by is None:
+        plain = audit_table(MetaData(schema=schema))
+        plain.create(connection)
+        _protect(connection, plain.metadata)
+        return True
+    advisory, _ = lock_statements(schema)
+    _run(connection, [advisory])
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    _run(connection, create_statements(schema, partition_by, wanted_ranges(now, partition_by, ahead)))
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionMaintenance:
+    """What :func:`sqlaudit.ddl.maintain_audit_partitions` did."""
+
+    #: partitions created, oldest first
+    created: list[str]
+    #: rows moved out of the DEFAULT partition into the created partitions' ranges
+    moved_rows: int
+    #: partitions that lacked their TRUNCATE guard and got it
+    guarded: list[str]
+
+
+def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layout:
+    layout = read_layout(connection, schema)
+    if layout is None:
+        raise SQLAuditTableNotInDatabaseError(
+            f"{what}: there is no sqlaudit_log in schema {schema!r}; create it with "
+            f"sqlaudit.ddl.create_audit_log(engine, partition_by='month').")
+    if not layout.partitioned:
+        raise SQLAuditError(
+            f"{what}: {schema}.sqlaudit_log is one table, not partitioned; convert it with "
+            f"sqlaudit.ddl.partition_audit_log(engine, by='month') (or op.partition_audit_log).")
+    return layout
+
+
+def maintain(connection: Connection, ahead: int) -> PartitionMaintenance:
+    """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`."""
+    require_postgresql(connection, "maintain_audit_partitions()")
+    schema = _schema(connection)
+    advisory, exclusive = lock_statements(schema)
+    _run(connection, [advisory])  # one maintainer (or pruner, or converter) at a time
+    layout = _partitioned_layout(connection, schema, "maintain_audit_partitions()")
+    by = layout.by
+    if by is None:
+        raise SQLAuditError(
+            f"maintain_audit_partitions(): cannot tell the period of {schema}.sqlaudit_log (its "
+            f"DEFAULT partition has no '{MARK}...' comment and no range is a day, week or month); "
+            f"set it with COMMENT ON TABLE {schema}.{DEFAULT_PARTITION} IS '{MARK}month'.")
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    missing = [(s, e) for s, e in wanted_ranges(now, by, ahead)
+               if not any(p.overlaps(s, e) for p in layout.partitions)]
+    unguarded = [p.name for p in layout.partitions if not p.guarded]
+    moved = 0
+    if missing:
+        _run(connection, [exclusive])
+        default = layout.default
+        if default is not None and _default_holds(connection, schema, missing):
+            moved = _move_default(connection, schema, by, missing)
+        else:
+            if default is None:  # a hand-made layout: give it its safety net
+                _run(connection, default_statements(schema, by))
+            for start, end in missing:
+                _run(connection, range_statements(schema, start, end))
+    for name in unguarded:
+        _run(connection, protect_partition_statements(schema, name))
+    return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded)
+
+
+def _default_holds(connection: Connection, schema: str,
+                   ranges: list[tuple[datetime, datetime]]) -> bool:
+    default = _qualified(schema, DEFAULT_PARTITION)
+    conditions = " OR ".join(f"(changed_at >= :s{i} AND changed_at < :e{i})"
+                             for i in range(len(ranges)))
+    params: dict[str, Any] = {}
+    for i, (s, e) in enumerate(ranges):
+        params[f"s{i}"], params[f"e{i}"] = s, e
+    return bool(connection.execute(
+        text(f"SELECT EXISTS (SELECT 1 FROM {default} WHERE {conditions})"), params).scalar())
+
+
+def _columns(connection: Connection, schema: str) -> str:
+    prep = _dialect().identifier_preparer
+    names = connection.execute(text(
+        "SELECT a.attname FROM pg_catalog.pg_attribute AS a "
+        "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum"), {"rel": _names(schema)["audit_table"]}).scalars().all()
+    return ", ".join(prep.quote(n) for n in names)
+
+
+def move_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]],
+                    columns: str, aside_name: str) -> list[str]:
+    """Detach DEFAULT, set it aside, create ``ranges`` and a new DEFAULT, re-insert, drop."""
+    names = _names(schema)
+    statements = _templates.render(_DIALECT, "partition_move", audit_table=names["audit_table"],
+                                   partition=_qualified(schema, DEFAULT_PARTITION),
+                                   aside_name=_dialect().identifier_preparer.quote(aside_name))
+    for start, end in ranges:
+        statements += range_statements(schema, start, end)
+    statements += default_statements(schema, by)
+    statements += _templates.render(_DIALECT, "partition_refill", audit_table=names["audit_table"],
+                                    columns=columns, aside=_qualified(schema, aside_name))
+    return statements
+
+
+def _move_default(connection: Connection, schema: str, by: str,
+                  ranges: list[tuple[datetime, datetime]]) -> int:
+    default = _qualified(schema, DEFAULT_PARTITION)
+    count = int(connection.execute(text(f"SELECT count(*) FROM {default}")).scalar_one())
+    _run(connection, move_statements(schema, by, ranges, _columns(connection, schema),
+                                     f"{DEFAULT_PARTITION}_moving"))
+    return count
+
+
+# ---------------------------------------------------------------- pruning
+
+
+def prune_remover(connection: Connection, log_table: Table, bound: datetime,
+                  remove: Callable[[Any], int]) -> Callable[[Any], int]:
+    """``remove`` itself for a plain log; for a partitioned one, a remover that drops
+    every range partition ending at or before ``bound`` whose rows all match the
+    prune's condition (counting them), then DELETEs what else matches (in the
+    boundary partitions and DEFAULT: the planner prunes the rest)."""
+    if connection.dialect.name != "postgresql" or log_table.schema is None:
+        return remove
+    schema = log_table.schema
+    layout = read_layout(connection, schema)
+    if layout is None or not layout.partitioned:
+        return remove
+
+    def remover(condition: Any) -> int:
+        advisory, exclusive = lock_statements(schema)
+        _run(connection, [advisory])
+        current = read_layout(connection, schema) or layout
+        whole = [p for p in current.ranges if p.end is not None and p.end <= bound]
+        dropped, locked = 0, False
+        for p in whole:
+            in_range = log_table.c.changed_at < p.end
+            if p.start is not None:
+                in_range = and_(log_table.c.changed_at >= p.start, in_range)
+            matching, total = connection.execute(
+                select(func.count().filter(condition), func.count())
+                .select_from(log_table).where(in_range)).one()
+            if matching != total:
+                continue  # rows not removed by this prune (other tables, or not sealed yet)
+            if not locked:
+                _run(connection, [exclusive])
+                locked = True
+            _run(connection, _templates.render(_DIALECT, "partition_drop",
+                                               audit_table=_names(schema)["audit_table"],
+                                               partition=_qualified(schema, p.name)))
+            dropped += int(total)
+        return dropped + remove(condition)
+
+    return remover
+
+
+
+# ---------------------------------------------------------------- Alembic
+
+
+def forget_partitions(connection: Connection, upgrade_ops: Any) -> None:
+    """Autogenerate: the partitions of ``sqlaudit_log`` are in no MetaData, so Alembic
+    proposes dropping them and their indexes; remove those proposals (the log
+    itself, with its columns and indexes, is compared as usual)."""
+    if connection.dialect.name != "postgresql":
+        return
+    from alembic.operations import ops as alembic_ops
+
+    default = _schema(connection)
+    found: dict[str, set[str]] = {}
+
+    def is_partition(op: Any) -> bool:
+        # the table's drop, and the drops of the indexes PostgreSQL made for it
+        if not isinstance(op, (alembic_ops.DropTableOp, alembic_ops.ModifyTableOps)):
+            return False
+        schema = op.schema or default
+        if schema not in found:
+            found[schema] = partition_names(connection, schema)
+        return op.table_name in found[schema]
+
+    upgrade_ops.ops[:] = [op for op in upgrade_ops.ops if not is_partition(op)]
