@@ -239,14 +239,15 @@ def _names(schema: str) -> dict[str, str]:
             "protect_function": _qualified(schema, f"{AUDIT_TABLE_NAME}_protect")}
 
 
-def partitioned_table(schema: str) -> Table:
+def partitioned_table(schema: str, sequence: Optional[str] = None) -> Table:
     """``sqlaudit_log`` as a partitioned table: the columns of
     :func:`sqlaudit.schema.audit_table`, the primary key ``(id, changed_at)`` (it
-    must hold the partition key), ids from the named sequence :data:`SEQUENCE`."""
+    must hold the partition key), ids from the named sequence ``sequence``
+    (qualified; default :data:`SEQUENCE` in ``schema``)."""
     from .schema import audit_table
 
     base = audit_table(MetaData(schema=schema))
-    sequence = _qualified(schema, SEQUENCE)
+    sequence = sequence or _qualified(schema, SEQUENCE)
     columns = []
     for column in base.columns:
         if column.name == "id":
@@ -288,17 +289,19 @@ def lock_statements(schema: str) -> tuple[str, str]:
     return advisory, exclusive
 
 
-def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]]) -> list[str]:
-    """Everything that creates a partitioned log: sequence, parent, indexes, guards,
-    DEFAULT partition and the ``ranges`` partitions."""
+def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]],
+                      sequence: Optional[str] = None) -> list[str]:
+    """Everything that creates a partitioned log: sequence (unless an existing one,
+    qualified, is given), parent, indexes, guards, DEFAULT partition and the
+    ``ranges`` partitions."""
     from .dialects import module_for
     from .schema import audit_table
 
     dialect = _dialect()
-    table = partitioned_table(schema)
-    sequence = _qualified(schema, SEQUENCE)
-    statements = [f"CREATE SEQUENCE {sequence}",
-                  str(CreateTable(table).compile(dialect=dialect)).strip(),
+    table = partitioned_table(schema, sequence)
+    statements = [] if sequence else [f"CREATE SEQUENCE {_qualified(schema, SEQUENCE)}"]
+    sequence = sequence or _qualified(schema, SEQUENCE)
+    statements += [str(CreateTable(table).compile(dialect=dialect)).strip(),
                   str(SetTableComment(table).compile(dialect=dialect)),
                   f"ALTER SEQUENCE {sequence} OWNED BY {_names(schema)['audit_table']}.id"]
     # the same index definitions as a plain log (they cascade to every partition)
@@ -542,3 +545,133 @@ def forget_partitions(connection: Connection, upgrade_ops: Any) -> None:
         return op.table_name in found[schema]
 
     upgrade_ops.ops[:] = [op for op in upgrade_ops.ops if not is_partition(op)]
+
+
+# ---------------------------------------------------------------- converting a plain log
+
+#: The CHECK constraint and unique index a conversion builds before its swap.
+CHECK_NAME = f"{AUDIT_TABLE_NAME}_partition_bound"
+KEY_INDEX = f"{AUDIT_TABLE_NAME}_partition_key"
+#: The swap must happen before the boundary: it is at least this far from the start.
+MARGIN = timedelta(hours=1)
+
+
+def conversion_boundary(now: datetime, by: str) -> datetime:
+    """Where the old log's partition ends: the next period start at least
+    :data:`MARGIN` away (writes keep landing in the old log until then)."""
+    boundary = next_start(period_start(now, by), by)
+    if boundary - now < MARGIN:
+        boundary = next_start(boundary, by)
+    return boundary
+
+
+def history_name(boundary: datetime) -> str:
+    return f"{AUDIT_TABLE_NAME}_until_{boundary.astimezone(timezone.utc):%Y%m%d}"
+
+
+def _fit(name: str) -> str:
+    import hashlib
+
+    if len(name.encode()) <= 63:
+        return name
+    return name[:54] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+def prepare_statements(schema: str, boundary: datetime) -> list[str]:
+    prep = _dialect().identifier_preparer
+    return _templates.render(_DIALECT, "partition_convert_prepare",
+                             audit_table=_names(schema)["audit_table"],
+                             check_name=prep.quote(CHECK_NAME), boundary=_ts(boundary),
+                             key_index=prep.quote(KEY_INDEX))
+
+
+def swap_statements(schema: str, by: str, ahead: int, boundary: datetime, pk_name: str,
+                    indexes: list[str], sequence: str) -> list[str]:
+    """The swap transaction's statements (after partition_lock.sql)."""
+    prep = _dialect().identifier_preparer
+    log, history = _names(schema)["audit_table"], history_name(boundary)
+    statements = _templates.render(
+        _DIALECT, "partition_convert_swap", audit_table=log, pk_name=prep.quote(pk_name),
+        history_pkey=prep.quote(_fit(f"{history}_pkey")), key_index=prep.quote(KEY_INDEX),
+        history_name=prep.quote(history))
+    # the plain log's index names pass to the parent's indexes
+    for index in indexes:
+        suffix = index[len("ix_sqlaudit_log_"):] if index.startswith("ix_sqlaudit_log_") else index
+        statements.append(f"ALTER INDEX {_qualified(schema, index)} RENAME TO "
+                          f"{prep.quote(_fit(f'{history}_{suffix}'))}")
+    statements += create_statements(schema, by, wanted_ranges(boundary, by, ahead), sequence)
+    statements += _templates.render(_DIALECT, "partition_convert_attach", audit_table=log,
+                                    history=_qualified(schema, history), boundary=_ts(boundary),
+                                    check_name=prep.quote(CHECK_NAME))
+    statements += protect_partition_statements(schema, history)
+    return statements
+
+
+def prepare(connection: Connection, by: str) -> Optional[datetime]:
+    """First phase of a conversion, on a connection in AUTOCOMMIT mode; the
+    boundary, or None when the log is partitioned already."""
+    require_postgresql(connection, f"partition_audit_log(by={by!r})")
+    schema = _schema(connection)
+    layout = read_layout(connection, schema)
+    if layout is None:
+        raise SQLAuditTableNotInDatabaseError(
+            f"partition_audit_log(): there is no sqlaudit_log in schema {schema!r}; create a "
+            f"partitioned one with sqlaudit.ddl.create_audit_log(engine, partition_by={by!r}).")
+    if layout.partitioned:
+        return None
+    boundary = conversion_boundary(connection.execute(text("SELECT now()")).scalar_one(), by)
+    key = _qualified(schema, KEY_INDEX)
+    valid = connection.execute(text(
+        "SELECT i.indisvalid FROM pg_catalog.pg_index AS i WHERE i.indexrelid = to_regclass(:ix)"),
+        {"ix": key}).scalar()
+    if valid is False:  # left by an interrupted earlier run
+        _run(connection, [f"DROP INDEX CONCURRENTLY {key}"])
+    _run(connection, prepare_statements(schema, boundary))
+    return boundary
+
+
+def swap(connection: Connection, by: str, ahead: int, boundary: datetime) -> bool:
+    """Second phase of a conversion, in one transaction; False if another run did it."""
+    schema = _schema(connection)
+    _run(connection, lock_statements(schema))
+    layout = read_layout(connection, schema)
+    if layout is not None and layout.partitioned:
+        return False
+    log = _names(schema)["audit_table"]
+    if connection.execute(text("SELECT clock_timestamp() >= :b"), {"b": boundary}).scalar():
+        raise SQLAuditError(
+            f"partition_audit_log(): the boundary {boundary.isoformat()} passed before the swap "
+            f"(the preparation took too long); nothing was changed: run it again.")
+    catalog = connection.execute(text(
+        "SELECT (SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass(:log) "
+        "        AND contype = 'p') AS pk, "
+        "       (SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass(:log) "
+        "        AND conname = :check) AS checked, "
+        "       (SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = to_regclass(:key)) AS keyed, "
+        "       pg_catalog.pg_get_serial_sequence(:log, 'id') AS sequence"),
+        {"log": log, "check": CHECK_NAME, "key": _qualified(schema, KEY_INDEX)}).one()
+    if not (catalog.pk and catalog.checked and catalog.keyed and catalog.sequence):
+        raise SQLAuditError(
+            f"partition_audit_log(): {schema}.sqlaudit_log is not prepared (primary key "
+            f"{catalog.pk!r}, bound constraint validated: {catalog.checked}, key index valid: "
+            f"{catalog.keyed}, id sequence {catalog.sequence!r}); nothing was changed: run "
+            f"partition_audit_log() again, which prepares it first.")
+    indexes = connection.execute(text(
+        "SELECT c.relname FROM pg_catalog.pg_index AS i JOIN pg_catalog.pg_class AS c "
+        "ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(:log) AND NOT i.indisprimary "
+        "AND c.relname <> :key ORDER BY c.relname"), {"log": log, "key": KEY_INDEX}).scalars().all()
+    _run(connection, swap_statements(schema, by, ahead, boundary, str(catalog.pk), list(indexes),
+                                     str(catalog.sequence)))
+    return True
+
+
+def convert(engine: Any, by: str, ahead: int) -> bool:
+    """:func:`sqlaudit.ddl.partition_audit_log` on an Engine: prepare in autocommit,
+    then swap in one transaction. True when this call converted the log."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        boundary = prepare(connection, by)
+    if boundary is None:
+        return False
+    with engine.begin() as connection:
+        return swap(connection, by, ahead, boundary)

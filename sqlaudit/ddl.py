@@ -42,6 +42,7 @@ __all__ = [
     "grant_audit_read",
     "install_audit_triggers",
     "maintain_audit_partitions",
+    "partition_audit_log",
     "prune_audit_log",
     "render_audit_ddl",
 ]
@@ -657,6 +658,33 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3) -> Any:
 
     _with_connection(bind, work)
     return result
+
+
+def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3) -> bool:
+    """Convert an existing plain ``sqlaudit_log`` into a partitioned one (PostgreSQL),
+    while the application keeps writing; return False if it was partitioned already.
+
+    No row is copied: the old table becomes the partition of every time before
+    a period boundary (the next start of ``by`` at least an hour away), and
+    ``ahead`` periods after it get new partitions plus a DEFAULT one. First,
+    in autocommit mode, a validated CHECK constraint and a unique index on
+    ``(id, changed_at)`` (built CONCURRENTLY) are added to the old log; then
+    one short transaction swaps the tables (catalog changes only): writers
+    wait for that transaction alone. Needs an Engine (the index is built
+    outside any transaction). From Alembic use ``op.partition_audit_log``.
+    See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    if by is None:
+        raise TypeError("by must be one of 'month', 'week', 'day', got None")
+    _partitions.check_options(by, ahead)
+    if not isinstance(bind, Engine):
+        raise TypeError(
+            f"partition_audit_log() needs an Engine (it builds an index CONCURRENTLY, outside "
+            f"any transaction, before a short swap transaction), got {bind!r}; in a migration "
+            f"use op.partition_audit_log().")
+    return _partitions.convert(bind, by, ahead)
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

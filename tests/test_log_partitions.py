@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlaudit import _partitions, audit_context, register_hooks
 from sqlaudit.ddl import (AuditState, audit_status, create_audit_log, drop_audit_log,
                           drop_audit_triggers, install_audit_triggers, maintain_audit_partitions,
-                          prune_audit_log)
+                          partition_audit_log, prune_audit_log)
 from sqlaudit.exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from sqlaudit.integrity import seal_audit_log, verify_audit_log
 
@@ -516,3 +516,129 @@ def test_cli_maintain_partitions_on_sqlite_says_it_needs_postgresql(engine, mode
     result = run("maintain-partitions", url=cli_url)
     assert result.returncode == EXIT_FAILED
     assert "needs PostgreSQL" in error_line(result)
+
+
+# ---------------------------------------------------------------- converting a plain log
+
+
+def _writers(engine, Customer, count=4):
+    """Threads inserting and updating customers until stopped; each keeps the ids it committed."""
+    stop, errors = threading.Event(), []
+    committed: list[list[int]] = [[] for _ in range(count)]
+
+    def write(n: int) -> None:
+        try:
+            while not stop.is_set():
+                with Session(engine) as s:
+                    c = Customer(name=f"w{n}", user_id=1)
+                    s.add(c)
+                    s.flush()
+                    c.name = f"w{n}-renamed"
+                    s.commit()
+                    committed[n].append(c.customer_id)
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+
+    def finish() -> list[int]:
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
+        return [i for ids in committed for i in ids]
+
+    return finish
+
+
+def _snapshot(engine):
+    return _sql(engine, "SELECT id, md5(row(l.*)::text) FROM sqlaudit_log AS l ORDER BY id")
+
+
+@pg
+def test_converting_a_plain_log_while_writers_run_keeps_every_record_exactly_once(
+        engine, models) -> None:
+    """partition_audit_log() with four threads writing through the tracked table the
+    whole time: afterwards each committed insert and update is recorded once, every
+    record from before is there unchanged, ids are unique, and the seals verify."""
+    _, Customer = models
+    _insert_log_rows(engine, [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i) for i in range(500)])
+    seal_audit_log(engine)
+    finish = _writers(engine, Customer)
+    threading.Event().wait(0.4)
+    before = dict(_snapshot(engine))
+    assert partition_audit_log(engine, by="month") is True
+    threading.Event().wait(0.4)
+    ids = finish()
+    assert _relkind(engine, "sqlaudit_log") == "p" and len(ids) > 0
+    after = dict(_snapshot(engine))
+    assert {k: after.get(k) for k in before} == before  # nothing lost or changed
+    assert _sql(engine, "SELECT count(*) - count(DISTINCT id) FROM sqlaudit_log") == [(0,)]
+    per_key = dict(_sql(engine, "SELECT resource_id::int, count(*) FROM sqlaudit_log WHERE "
+                                "table_name = 'customers' AND changed_at > '2026-01-01' "
+                                "AND new_data->>'name' LIKE 'w%' GROUP BY 1"))
+    assert per_key == {i: 2 for i in ids}  # the insert and the rename, once each
+    assert verify_audit_log(engine).ok
+    layout = _layout(engine)
+    assert layout.by == "month" and all(p.guarded for p in layout.partitions)
+    assert partition_audit_log(engine, by="month") is False  # already partitioned
+
+
+@pg
+def test_a_converted_log_keeps_its_guards_status_and_alembic_check(engine, models, tmp_path) -> None:
+    from test_alembic import AlembicEnv
+
+    User, Customer = models
+    partition_audit_log(engine, by="week", ahead=1)
+    history = next(p for p in _layout(engine).ranges if p.start is None)
+    for attack in (f"DELETE FROM {history.name}", f"TRUNCATE {history.name}",
+                   "UPDATE sqlaudit_log SET changed_by = 'x'"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            _sql(engine, attack)
+    assert audit_status(engine, Customer) == {"customers": AuditState.CURRENT}
+    env = AlembicEnv(tmp_path / "migrations", engine)
+    env.write_revision("a1", None, "pass")
+    env.upgrade()
+    env.check(User.metadata)
+    assert env.output.getvalue() == "No new upgrade operations detected.\n"
+    # maintain leaves the old log's range alone and keeps creating ahead
+    assert maintain_audit_partitions(engine, ahead=3).created
+    # and a prune past the boundary drops the old log's partition whole
+    assert prune_audit_log(engine, history.end + timedelta(seconds=1)) >= 1
+    assert history.name not in {p.name for p in _layout(engine).partitions}
+
+
+@pg
+def test_the_alembic_operation_converts_online_and_refuses_sql_mode(engine, models, tmp_path) -> None:
+    from alembic import command
+
+    from test_alembic import AlembicEnv
+
+    env = AlembicEnv(tmp_path / "migrations", engine)
+    env.write_revision("p1", None, 'op.partition_audit_log(by="day", ahead=2)')
+    with pytest.raises(SQLAuditError, match=r"cannot be rendered offline \(--sql\)"):
+        env.upgrade(sql=True)
+    before = _snapshot(engine)
+    with engine.connect() as connection:  # not inside a transaction: the op needs autocommit
+        env.config.attributes.update(connection=connection, target_metadata=None, configure={})
+        command.upgrade(env.config, "head")
+    assert _relkind(engine, "sqlaudit_log") == "p" and _layout(engine).by == "day"
+    assert _snapshot(engine) == before
+    assert _sql(engine, "SELECT version_num FROM alembic_version") == [("p1",)]
+
+
+@pg
+def test_partition_audit_log_needs_an_engine_and_a_log(engine, models) -> None:
+    with engine.connect() as conn, pytest.raises(TypeError, match="needs an Engine"):
+        partition_audit_log(conn, by="month")
+    with pytest.raises(ValueError, match="partition_by must be one of"):
+        partition_audit_log(engine, by="year")
+
+
+@sqlite
+def test_partition_audit_log_on_sqlite_says_it_needs_postgresql(engine, models) -> None:
+    with pytest.raises(SQLAuditUnsupportedDialectError, match="needs PostgreSQL"):
+        partition_audit_log(engine, by="month")
+
