@@ -642,3 +642,94 @@ def test_partition_audit_log_on_sqlite_says_it_needs_postgresql(engine, models) 
     with pytest.raises(SQLAuditUnsupportedDialectError, match="needs PostgreSQL"):
         partition_audit_log(engine, by="month")
 
+
+# ---------------------------------------------------------------- reads prune partitions and use indexes
+
+
+def _scanned(plan) -> list[tuple[str, str]]:
+    """(node type, relation or index) of every scan in an EXPLAIN (FORMAT JSON) plan."""
+    found = []
+
+    def walk(node):
+        if "Relation Name" in node or "Index Name" in node:
+            found.append((node["Node Type"], node.get("Index Name") or node["Relation Name"]))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+def _explain_log_reads(engine, read):
+    """Run ``read(session)`` and EXPLAIN each statement it sent that reads sqlaudit_log
+    (with its parameters: the custom plan that a first execution gets)."""
+    from sqlalchemy import event
+
+    sent = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "sqlaudit_log" in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with Session(engine) as s:
+            result = read(s)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    plans = []
+    with engine.connect() as conn:
+        for statement, parameters in sent:
+            plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
+            plans.append(_scanned(plan))
+    assert plans, "the read sent no query on sqlaudit_log"
+    return result, plans
+
+
+@pytest.fixture
+def big_parted(engine, parted):
+    """Three past months of history (20,000 records each, 2,000 resources) plus the
+    current month, analysed: enough rows for the planner to prefer indexes."""
+    ranges = _add_past_partitions(engine, 3)
+    with engine.begin() as conn:
+        for start, end in ranges:
+            conn.execute(text(
+                "INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, new_data, "
+                "transaction_id) SELECT 'customers', (g % 2000 + 100)::text, 'update', "
+                ":start + (g * (:end - :start) / 20000), jsonb_build_object('name', 'n' || g), g "
+                "FROM generate_series(0, 19999) AS g"), {"start": start, "end": end})
+        conn.execute(text("ANALYZE sqlaudit_log"))
+    return parted, ranges
+
+
+@pg
+def test_a_date_range_read_scans_only_the_partitions_of_that_range(engine, big_parted) -> None:
+    from sqlaudit.retrieval import get_changes
+
+    (_, Customer), ranges = big_parted
+    start, end = ranges[1]
+    window = (start + timedelta(days=3), start + timedelta(days=5))
+    records, plans = _explain_log_reads(engine, lambda s: get_changes(s, date_range=window, limit=50))
+    assert len(records) == 50 and len(plans) >= 2  # the page, then its rows' typed values
+    wanted = _partitions.partition_name(start)
+    for plan in plans:  # the partition of that month or one of its indexes, nothing else
+        assert plan and all(name.startswith(wanted) for _, name in plan), plan
+    # and a model's history for a date range too
+    _, plans = _explain_log_reads(engine, lambda s: changes(Customer, s, filter_date_range=window))
+    assert all(plan and all(name.startswith(wanted) for _, name in plan) for plan in plans), plans
+
+
+@pg
+def test_one_resource_history_reads_through_the_resource_index_of_each_partition(
+        engine, big_parted) -> None:
+    (_, Customer), ranges = big_parted
+    records, plans = _explain_log_reads(
+        engine, lambda s: changes(Customer, s, filter_resource_ids=[150]))
+    assert len(records) == 30  # 10 updates in each of the 3 past months
+    scans = [scan for plan in plans for scan in plan]
+    filled = {_partitions.partition_name(start) for start, _ in ranges}  # 20,000 rows each
+    # each filled partition is read through its resource index; the nearly empty
+    # current, future and DEFAULT partitions may be read whole (that is cheaper)
+    for name in filled:
+        used = [(node, index) for node, index in scans if index.startswith(name)]
+        assert used == [("Index Scan", f"{name}_table_name_resource_id_changed_at_idx")], scans
