@@ -665,13 +665,37 @@ def swap(connection: Connection, by: str, ahead: int, boundary: datetime) -> boo
     return True
 
 
+def conversion_lock_statements(schema: str) -> tuple[str, str]:
+    """(take, release) the session-level lock that serialises conversions of ``schema``."""
+    take, release = _templates.render(_DIALECT, "partition_convert_lock",
+                                      schema_literal=_literal(schema))
+    return take, release
+
+
+def take_conversion_lock(connection: Connection, take: str, pause: float = 0.2) -> None:
+    """Poll for the conversion lock (see partition_convert_lock.sql) until it is ours."""
+    import time
+
+    from .ddl import AuditDDL
+
+    while not connection.execute(AuditDDL(take)).scalar():
+        time.sleep(pause)
+
+
 def convert(engine: Any, by: str, ahead: int) -> bool:
     """:func:`sqlaudit.ddl.partition_audit_log` on an Engine: prepare in autocommit,
-    then swap in one transaction. True when this call converted the log."""
+    then swap in one transaction, holding the conversion lock throughout. True
+    when this call converted the log."""
     with engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        boundary = prepare(connection, by)
-    if boundary is None:
-        return False
-    with engine.begin() as connection:
-        return swap(connection, by, ahead, boundary)
+        require_postgresql(connection, f"partition_audit_log(by={by!r})")
+        take, release = conversion_lock_statements(_schema(connection))
+        take_conversion_lock(connection, take)
+        try:
+            boundary = prepare(connection, by)
+            if boundary is None:
+                return False
+            with engine.begin() as swapping:
+                return swap(swapping, by, ahead, boundary)
+        finally:
+            _run(connection, [release])

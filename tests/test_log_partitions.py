@@ -744,3 +744,29 @@ def test_every_test_docs_partitioning_names_exists() -> None:
     named = set(re.findall(r"`(?:tests/test_log_partitions\.py::)?(test_[a-z0-9_]+)`", doc))
     assert len(named) >= 20
     assert sorted(n for n in named if n not in globals()) == []
+
+
+@pg
+def test_two_concurrent_conversions_convert_once(engine, models) -> None:
+    """Two partition_audit_log() calls at once while writers run: one converts, the
+    other waits for it and finds the log partitioned; no error, no record lost."""
+    _, Customer = models
+    finish = _writers(engine, Customer, count=2)
+    results, errors = [], []
+
+    def convert() -> None:
+        try:
+            results.append(partition_audit_log(engine, by="month"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = finish()
+    assert errors == [] and sorted(results) == [False, True]
+    per_key = dict(_sql(engine, "SELECT resource_id::int, count(*) FROM sqlaudit_log WHERE "
+                                "table_name = 'customers' AND new_data->>'name' LIKE 'w%' GROUP BY 1"))
+    assert per_key == {i: 2 for i in ids}

@@ -20,6 +20,8 @@ from typing import Any
 from alembic.operations import MigrateOperation, Operations
 
 from .. import _partitions
+from .._installed import default_schema
+from ..ddl import AuditDDL
 from ..exceptions import SQLAuditMigrationError
 
 __all__ = ["PartitionAuditLogOp"]
@@ -67,7 +69,16 @@ def partition_audit_log(operations: Operations, op: PartitionAuditLogOp) -> None
         raise SQLAuditMigrationError(
             f"op.partition_audit_log(by={op.by!r}) needs PostgreSQL: on {context.dialect.name} "
             "sqlaudit_log stays one table; remove the operation from this migration.")
-    with context.autocommit_block():
-        boundary = _partitions.prepare(context.connection, op.by)
-    if boundary is not None:
-        _partitions.swap(context.connection, op.by, op.ahead, boundary)
+    take, release = _partitions.conversion_lock_statements(default_schema(context.connection))
+    locked = False
+    try:
+        with context.autocommit_block():
+            # a session lock: it outlives the block (polled: see partition_convert_lock.sql)
+            _partitions.take_conversion_lock(context.connection, take)
+            locked = True
+            boundary = _partitions.prepare(context.connection, op.by)
+        if boundary is not None:
+            _partitions.swap(context.connection, op.by, op.ahead, boundary)
+    finally:
+        if locked:
+            context.impl.execute(AuditDDL(release))
