@@ -607,7 +607,72 @@ def swap_statements(schema: str, by: str, ahead: int, boundary: datetime, pk_nam
     return statements
 
 
-def prepare(connection: Connection, by: str) -> Optional[datetime]:
+@dataclasses.dataclass(frozen=True)
+class LockPolicy:
+    """How a conversion asks for ``ACCESS EXCLUSIVE`` on the log: it waits at most
+    ``timeout`` seconds per attempt (writers arriving meanwhile queue behind the
+    request, so they wait no longer either), pauses ``pause`` s, and gives up
+    (nothing changed) after ``attempts`` attempts."""
+
+    timeout: float = 2.0
+    attempts: int = 10
+    pause: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
+            raise TypeError(f"lock_timeout must be a number of seconds, got {self.timeout!r}")
+        if not 0.01 <= self.timeout <= 600:
+            raise ValueError(f"lock_timeout must be between 0.01 and 600 seconds, got {self.timeout}")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise TypeError(f"attempts must be an int, got {self.attempts!r}")
+        if not 1 <= self.attempts <= 1000:
+            raise ValueError(f"attempts must be between 1 and 1000, got {self.attempts}")
+
+    @property
+    def setting(self) -> str:
+        return f"{max(1, round(self.timeout * 1000))}ms"
+
+
+def _lock_refused(exc: BaseException) -> bool:
+    """lock_not_available: lock_timeout expired."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
+
+
+def _gave_up(policy: LockPolicy, what: str) -> SQLAuditError:
+    return SQLAuditError(
+        f"partition_audit_log(): could not lock sqlaudit_log for {what} within "
+        f"{policy.timeout:g} s, {policy.attempts} times (a long transaction holds a lock on "
+        f"it; pg_locks shows which); nothing was changed by this step: run it again later, "
+        f"or with a larger lock_timeout or more attempts.")
+
+
+def _autocommit_with_timeout(connection: Connection, policy: LockPolicy, what: str,
+                             statements: list[str]) -> None:
+    """Run ``statements`` (autocommit) with lock_timeout set, retrying when it expires."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    old = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    try:
+        connection.execute(text("SELECT set_config('lock_timeout', :v, false)"),
+                           {"v": policy.setting})
+        for attempt in range(policy.attempts):
+            try:
+                _run(connection, statements)
+                return
+            except DBAPIError as exc:
+                if not _lock_refused(exc):
+                    raise
+                if attempt + 1 < policy.attempts:
+                    time.sleep(policy.pause)
+        raise _gave_up(policy, what)
+    finally:
+        connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": old})
+
+
+def prepare(connection: Connection, by: str,
+            policy: LockPolicy = LockPolicy()) -> Optional[datetime]:
     """First phase of a conversion, on a connection in AUTOCOMMIT mode; the
     boundary, or None when the log is partitioned already."""
     require_postgresql(connection, f"partition_audit_log(by={by!r})")
@@ -626,12 +691,40 @@ def prepare(connection: Connection, by: str) -> Optional[datetime]:
         {"ix": key}).scalar()
     if valid is False:  # left by an interrupted earlier run
         _run(connection, [f"DROP INDEX CONCURRENTLY {key}"])
-    _run(connection, prepare_statements(schema, boundary))
+    statements = prepare_statements(schema, boundary)
+    # the two ALTERs that take ACCESS EXCLUSIVE (for an instant) wait at most lock_timeout
+    _autocommit_with_timeout(connection, policy, "its CHECK constraint", statements[:2])
+    _run(connection, statements[2:])
     return boundary
 
 
-def swap(connection: Connection, by: str, ahead: int, boundary: datetime) -> bool:
-    """Second phase of a conversion, in one transaction; False if another run did it."""
+def swap(connection: Connection, by: str, ahead: int, boundary: datetime,
+         policy: LockPolicy = LockPolicy()) -> bool:
+    """Second phase of a conversion, in a transaction: each attempt runs in a
+    savepoint with lock_timeout set, so an attempt that cannot get its lock in
+    time is undone and retried. False if another run converted the log."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    old = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    for attempt in range(policy.attempts):
+        try:
+            with connection.begin_nested():
+                connection.execute(text("SELECT set_config('lock_timeout', :v, true)"),
+                                   {"v": policy.setting})
+                done = _swap(connection, by, ahead, boundary)
+                connection.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": old})
+            return done
+        except DBAPIError as exc:
+            if not _lock_refused(exc):
+                raise
+            if attempt + 1 < policy.attempts:
+                time.sleep(policy.pause)
+    raise _gave_up(policy, "the swap")
+
+
+def _swap(connection: Connection, by: str, ahead: int, boundary: datetime) -> bool:
     schema = _schema(connection)
     _run(connection, lock_statements(schema))
     layout = read_layout(connection, schema)
@@ -682,7 +775,7 @@ def take_conversion_lock(connection: Connection, take: str, pause: float = 0.2) 
         time.sleep(pause)
 
 
-def convert(engine: Any, by: str, ahead: int) -> bool:
+def convert(engine: Any, by: str, ahead: int, policy: LockPolicy = LockPolicy()) -> bool:
     """:func:`sqlaudit.ddl.partition_audit_log` on an Engine: prepare in autocommit,
     then swap in one transaction, holding the conversion lock throughout. True
     when this call converted the log."""
@@ -692,10 +785,10 @@ def convert(engine: Any, by: str, ahead: int) -> bool:
         take, release = conversion_lock_statements(_schema(connection))
         take_conversion_lock(connection, take)
         try:
-            boundary = prepare(connection, by)
+            boundary = prepare(connection, by, policy)
             if boundary is None:
                 return False
             with engine.begin() as swapping:
-                return swap(swapping, by, ahead, boundary)
+                return swap(swapping, by, ahead, boundary, policy)
         finally:
             _run(connection, [release])

@@ -660,7 +660,8 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3) -> Any:
     return result
 
 
-def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3) -> bool:
+def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3,
+                        lock_timeout: float = 2.0, attempts: int = 10) -> bool:
     """Convert an existing plain ``sqlaudit_log`` into a partitioned one (PostgreSQL),
     while the application keeps writing; return False if it was partitioned already.
 
@@ -670,21 +671,25 @@ def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3) -> b
     in autocommit mode, a validated CHECK constraint and a unique index on
     ``(id, changed_at)`` (built CONCURRENTLY) are added to the old log; then
     one short transaction swaps the tables (catalog changes only): writers
-    wait for that transaction alone. Needs an Engine (the index is built
-    outside any transaction). From Alembic use ``op.partition_audit_log``.
-    See docs/partitioning.md.
+    wait for that transaction alone. Each of the two steps that lock the log
+    exclusively waits at most ``lock_timeout`` seconds for its lock (writers
+    arriving meanwhile wait behind it no longer), retrying up to ``attempts``
+    times before giving up with nothing changed. Needs an Engine (the index
+    is built outside any transaction). From Alembic use
+    ``op.partition_audit_log``. See docs/partitioning.md.
     """
     from . import _partitions
 
     if by is None:
         raise TypeError("by must be one of 'month', 'week', 'day', got None")
     _partitions.check_options(by, ahead)
+    policy = _partitions.LockPolicy(lock_timeout, attempts)
     if not isinstance(bind, Engine):
         raise TypeError(
             f"partition_audit_log() needs an Engine (it builds an index CONCURRENTLY, outside "
             f"any transaction, before a short swap transaction), got {bind!r}; in a migration "
             f"use op.partition_audit_log().")
-    return _partitions.convert(bind, by, ahead)
+    return _partitions.convert(bind, by, ahead, policy)
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

@@ -770,3 +770,72 @@ def test_two_concurrent_conversions_convert_once(engine, models) -> None:
     per_key = dict(_sql(engine, "SELECT resource_id::int, count(*) FROM sqlaudit_log WHERE "
                                 "table_name = 'customers' AND new_data->>'name' LIKE 'w%' GROUP BY 1"))
     assert per_key == {i: 2 for i in ids}
+
+
+@pg
+def test_a_conversion_that_cannot_get_its_lock_gives_up_without_holding_writers(
+        engine, models) -> None:
+    """A long transaction holding a lock on the log: each attempt of the conversion
+    waits at most lock_timeout, so a writer queued behind it waits no longer; after
+    the last attempt it raises with nothing changed, and succeeds once the
+    transaction is gone."""
+    import time
+
+    _, Customer = models
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))  # ACCESS SHARE until it ends
+    outcome: list = []
+
+    def convert() -> None:
+        try:
+            outcome.append(partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    time.sleep(0.2)  # the conversion is now waiting for its lock
+    started = time.perf_counter()
+    with Session(engine) as s:
+        s.add(Customer(name="queued", user_id=1))
+        s.commit()
+    waited = time.perf_counter() - started
+    thread.join()
+    blocker.rollback()
+    blocker.close()
+    assert waited < 1.5  # lock_timeout 0.5 s, plus the machine's noise
+    assert len(outcome) == 1 and isinstance(outcome[0], SQLAuditError), outcome
+    assert "within 0.5 s, 2 times" in str(outcome[0]) and "nothing was changed" in str(outcome[0])
+    assert _relkind(engine, "sqlaudit_log") == "r"
+    assert partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2) is True
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"lock_timeout": 0}, ValueError), ({"lock_timeout": "2"}, TypeError),
+    ({"attempts": 0}, ValueError), ({"attempts": 1.5}, TypeError)])
+def test_bad_lock_arguments_of_a_conversion_are_refused(kwargs, error) -> None:
+    with pytest.raises(error):
+        partition_audit_log(None, by="month", **kwargs)  # type: ignore[arg-type]
+
+
+@pg
+def test_a_swap_that_cannot_get_its_lock_is_undone_and_can_be_retried(engine, models) -> None:
+    """The swap's attempts run in savepoints: one that times out leaves the log as it
+    was and the transaction usable; the next attempt, once the lock is free, swaps."""
+    policy = _partitions.LockPolicy(timeout=0.3, attempts=2, pause=0.1)
+    with engine.connect() as conn:
+        boundary = _partitions.prepare(conn.execution_options(isolation_level="AUTOCOMMIT"),
+                                       "month", policy)
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))
+    with engine.begin() as conn:
+        with pytest.raises(SQLAuditError, match=r"for the swap within 0.3 s, 2 times"):
+            _partitions.swap(conn, "month", 3, boundary, policy)
+        assert conn.execute(text("SELECT current_setting('lock_timeout')")).scalar() == "0"
+        assert _relkind(engine, "sqlaudit_log") == "r"
+        blocker.rollback()
+        blocker.close()
+        assert _partitions.swap(conn, "month", 3, boundary, policy) is True
+    assert _relkind(engine, "sqlaudit_log") == "p"

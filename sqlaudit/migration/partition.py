@@ -31,20 +31,25 @@ __all__ = ["PartitionAuditLogOp"]
 class PartitionAuditLogOp(MigrateOperation):
     """Convert the plain ``sqlaudit_log`` into a partitioned one (PostgreSQL)."""
 
-    def __init__(self, by: str = "month", ahead: int = 3) -> None:
+    def __init__(self, by: str = "month", ahead: int = 3, lock_timeout: float = 2.0,
+                 attempts: int = 10) -> None:
         if by is None:
             raise TypeError("by must be one of 'month', 'week', 'day', got None")
         _partitions.check_options(by, ahead)
+        self.policy = _partitions.LockPolicy(lock_timeout, attempts)
         self.by = by
         self.ahead = ahead
 
     @classmethod
     def partition_audit_log(cls, operations: Operations, *, by: str = "month",
-                            ahead: int = 3) -> None:
+                            ahead: int = 3, lock_timeout: float = 2.0,
+                            attempts: int = 10) -> None:
         """Partition ``sqlaudit_log`` by ``by`` (``"month"``, ``"week"`` or ``"day"``)
         on ``changed_at``, with ``ahead`` periods of partitions after the boundary
-        and a DEFAULT partition; a no-op when it is partitioned already."""
-        operations.invoke(cls(by=by, ahead=ahead))
+        and a DEFAULT partition; a no-op when it is partitioned already. Each
+        exclusive lock is waited for at most ``lock_timeout`` seconds, ``attempts``
+        times (see :func:`sqlaudit.ddl.partition_audit_log`)."""
+        operations.invoke(cls(by=by, ahead=ahead, lock_timeout=lock_timeout, attempts=attempts))
 
     def reverse(self) -> Any:
         raise NotImplementedError(
@@ -76,9 +81,9 @@ def partition_audit_log(operations: Operations, op: PartitionAuditLogOp) -> None
             # a session lock: it outlives the block (polled: see partition_convert_lock.sql)
             _partitions.take_conversion_lock(context.connection, take)
             locked = True
-            boundary = _partitions.prepare(context.connection, op.by)
+            boundary = _partitions.prepare(context.connection, op.by, op.policy)
         if boundary is not None:
-            _partitions.swap(context.connection, op.by, op.ahead, boundary)
+            _partitions.swap(context.connection, op.by, op.ahead, boundary, op.policy)
     finally:
         if locked:
             context.impl.execute(AuditDDL(release))
