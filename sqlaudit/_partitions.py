@@ -399,7 +399,8 @@ def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layou
     return layout
 
 
-def maintain(connection: Connection, ahead: int) -> PartitionMaintenance:
+def maintain(connection: Connection, ahead: int,
+             policy: Optional["LockPolicy"] = None) -> PartitionMaintenance:
     """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`."""
     require_postgresql(connection, "maintain_audit_partitions()")
     schema = _schema(connection)
@@ -417,16 +418,21 @@ def maintain(connection: Connection, ahead: int) -> PartitionMaintenance:
                if not any(p.overlaps(s, e) for p in layout.partitions)]
     unguarded = [p.name for p in layout.partitions if not p.guarded]
     moved = 0
-    if missing:
+
+    def create() -> int:
         _run(connection, [exclusive])
         default = layout.default
         if default is not None and _default_holds(connection, schema, missing):
-            moved = _move_default(connection, schema, by, missing)
-        else:
-            if default is None:  # a hand-made layout: give it its safety net
-                _run(connection, default_statements(schema, by))
-            for start, end in missing:
-                _run(connection, range_statements(schema, start, end))
+            return _move_default(connection, schema, by, missing)
+        if default is None:  # a hand-made layout: give it its safety net
+            _run(connection, default_statements(schema, by))
+        for start, end in missing:
+            _run(connection, range_statements(schema, start, end))
+        return 0
+
+    if missing:
+        moved = in_savepoint_with_timeout(connection, policy or LockPolicy(), "new partitions",
+                                          create, "maintain_audit_partitions()")
     for name in unguarded:
         _run(connection, protect_partition_statements(schema, name))
     return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded)
@@ -638,9 +644,9 @@ def _lock_refused(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
 
 
-def _gave_up(policy: LockPolicy, what: str) -> SQLAuditError:
+def _gave_up(policy: LockPolicy, what: str, caller: str = "partition_audit_log()") -> SQLAuditError:
     return SQLAuditError(
-        f"partition_audit_log(): could not lock sqlaudit_log for {what} within "
+        f"{caller}: could not lock sqlaudit_log for {what} within "
         f"{policy.timeout:g} s, {policy.attempts} times (a long transaction holds a lock on "
         f"it; pg_locks shows which); nothing was changed by this step: run it again later, "
         f"or with a larger lock_timeout or more attempts.")
@@ -703,6 +709,14 @@ def swap(connection: Connection, by: str, ahead: int, boundary: datetime,
     """Second phase of a conversion, in a transaction: each attempt runs in a
     savepoint with lock_timeout set, so an attempt that cannot get its lock in
     time is undone and retried. False if another run converted the log."""
+    return bool(in_savepoint_with_timeout(connection, policy, "the swap",
+                                          lambda: _swap(connection, by, ahead, boundary)))
+
+
+def in_savepoint_with_timeout(connection: Connection, policy: LockPolicy, what: str,
+                              work: Callable[[], Any], caller: str = "partition_audit_log()") -> Any:
+    """``work()`` in a savepoint with lock_timeout set; an attempt whose lock wait
+    times out is rolled back and retried after a pause, ``policy.attempts`` times."""
     import time
 
     from sqlalchemy.exc import DBAPIError
@@ -713,15 +727,15 @@ def swap(connection: Connection, by: str, ahead: int, boundary: datetime,
             with connection.begin_nested():
                 connection.execute(text("SELECT set_config('lock_timeout', :v, true)"),
                                    {"v": policy.setting})
-                done = _swap(connection, by, ahead, boundary)
+                result = work()
                 connection.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": old})
-            return done
+            return result
         except DBAPIError as exc:
             if not _lock_refused(exc):
                 raise
             if attempt + 1 < policy.attempts:
                 time.sleep(policy.pause)
-    raise _gave_up(policy, "the swap")
+    raise _gave_up(policy, what, caller)
 
 
 def _swap(connection: Connection, by: str, ahead: int, boundary: datetime) -> bool:

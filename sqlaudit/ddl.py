@@ -636,7 +636,8 @@ def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: i
     return created
 
 
-def maintain_audit_partitions(bind: Bind, *, ahead: int = 3) -> Any:
+def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float = 2.0,
+                              attempts: int = 10) -> Any:
     """Create the partitions of a partitioned ``sqlaudit_log`` for the current
     period and ``ahead`` more (PostgreSQL); return a
     :class:`~sqlaudit._partitions.PartitionMaintenance` (``created``,
@@ -645,16 +646,20 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3) -> Any:
     Rows the DEFAULT partition holds for a range being created are moved into
     it in the same transaction. Idempotent, and safe to run concurrently with
     writers and with itself (an advisory lock serialises runs); writers wait
-    only while partitions are being created. See docs/partitioning.md.
+    only while partitions are being created, and never longer than
+    ``lock_timeout`` seconds for maintain's lock (an attempt that times out is
+    undone and retried, ``attempts`` times, then
+    :class:`~sqlaudit.exceptions.SQLAuditError`). See docs/partitioning.md.
     """
     from . import _partitions
 
     _partitions.check_options(None, ahead)
+    policy = _partitions.LockPolicy(lock_timeout, attempts)
     result: Any = None
 
     def work(connection: Connection) -> None:
         nonlocal result
-        result = _partitions.maintain(connection, ahead)
+        result = _partitions.maintain(connection, ahead, policy)
 
     _with_connection(bind, work)
     return result

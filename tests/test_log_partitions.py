@@ -839,3 +839,39 @@ def test_a_swap_that_cannot_get_its_lock_is_undone_and_can_be_retried(engine, mo
         blocker.close()
         assert _partitions.swap(conn, "month", 3, boundary, policy) is True
     assert _relkind(engine, "sqlaudit_log") == "p"
+
+
+@pg
+def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, parted) -> None:
+    """A long transaction holding the log: maintain gives up after its attempts,
+    with nothing created, and a writer queued behind it waits no longer than
+    lock_timeout; once the transaction ends, maintain creates the partitions."""
+    import time
+
+    _, Customer = parted
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))
+    outcome: list = []
+
+    def maintain() -> None:
+        try:
+            outcome.append(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5, attempts=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=maintain)
+    thread.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    with Session(engine) as s:
+        s.add(Customer(name="queued", user_id=1))
+        s.commit()
+    waited = time.perf_counter() - started
+    thread.join()
+    blocker.rollback()
+    blocker.close()
+    assert waited < 1.5
+    assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
+    assert len(_layout(engine).ranges) == 4  # nothing created
+    assert len(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5).created) == 3
