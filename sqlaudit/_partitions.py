@@ -399,11 +399,11 @@ def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layou
     return layout
 
 
-def maintain(connection: Connection, ahead: int,
-             policy: Optional["LockPolicy"] = None) -> PartitionMaintenance:
+def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] = None,
+             metadata: Optional[MetaData] = None) -> PartitionMaintenance:
     """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`."""
     require_postgresql(connection, "maintain_audit_partitions()")
-    schema = _schema(connection)
+    schema = _schema(connection, metadata)
     advisory, exclusive = lock_statements(schema)
     _run(connection, [advisory])  # one maintainer (or pruner, or converter) at a time
     layout = _partitioned_layout(connection, schema, "maintain_audit_partitions()")

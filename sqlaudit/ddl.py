@@ -637,7 +637,7 @@ def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: i
 
 
 def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float = 2.0,
-                              attempts: int = 10) -> Any:
+                              attempts: int = 10, metadata: Optional[MetaData] = None) -> Any:
     """Create the partitions of a partitioned ``sqlaudit_log`` for the current
     period and ``ahead`` more (PostgreSQL); return a
     :class:`~sqlaudit._partitions.PartitionMaintenance` (``created``,
@@ -649,7 +649,8 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float
     only while partitions are being created, and never longer than
     ``lock_timeout`` seconds for maintain's lock (an attempt that times out is
     undone and retried, ``attempts`` times, then
-    :class:`~sqlaudit.exceptions.SQLAuditError`). See docs/partitioning.md.
+    :class:`~sqlaudit.exceptions.SQLAuditError`). ``metadata`` names the schema
+    of the log when its MetaData has one. See docs/partitioning.md.
     """
     from . import _partitions
 
@@ -659,7 +660,7 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float
 
     def work(connection: Connection) -> None:
         nonlocal result
-        result = _partitions.maintain(connection, ahead, policy)
+        result = _partitions.maintain(connection, ahead, policy, metadata)
 
     _with_connection(bind, work)
     return result

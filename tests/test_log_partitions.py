@@ -875,3 +875,22 @@ def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, p
     assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
     assert len(_layout(engine).ranges) == 4  # nothing created
     assert len(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5).created) == 3
+
+
+@pg
+def test_a_partitioned_log_in_the_metadatas_own_schema(engine) -> None:
+    """create_audit_log and maintain_audit_partitions take the MetaData that names the
+    log's schema, like drop_audit_log; the search_path's schema is left alone."""
+    from sqlalchemy import MetaData
+
+    other = f"{engine.info_schema}_log"
+    _sql(engine, f'CREATE SCHEMA "{other}"')
+    try:
+        metadata = MetaData(schema=other)
+        assert create_audit_log(engine, partition_by="day", ahead=0, metadata=metadata) is True
+        assert len(maintain_audit_partitions(engine, ahead=2, metadata=metadata).created) == 2
+        with engine.connect() as conn:
+            assert len(_partitions.read_layout(conn, other).ranges) == 3
+            assert _partitions.read_layout(conn, engine.info_schema) is None
+    finally:
+        _sql(engine, f'DROP SCHEMA "{other}" CASCADE')
