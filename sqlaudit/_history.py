@@ -333,10 +333,12 @@ def records_of_rows(conn: Connection, log: Table, options: dict[str, Any], rows:
         groups: dict[Any, list[int]] = {}
         for row in rows:
             groups.setdefault((row.table_schema, row.table_name), []).append(row.id)
+        # the rows' own time span: lets a partitioned log skip the other partitions
+        span = (min(r.changed_at for r in rows), max(r.changed_at for r in rows))
         for key, ids in groups.items():
             model = _model(by_table, key)
             if model is not None:
-                for typed_row in _typed_rows(conn, log, options, model, ids):
+                for typed_row in _typed_rows(conn, log, options, model, ids, span):
                     typed[typed_row.id] = typed_row
     # expand each table's rows together, then put the records back in the rows' order
     groups_by_table: dict[Any, list[Any]] = {}
@@ -379,7 +381,7 @@ def _unknown_spec(schema: Optional[str], name: str) -> TableSpec:
 
 
 def _typed_rows(conn: Connection, log: Table, options: dict[str, Any], model: Any,
-                ids: list[int]) -> list[Any]:
+                ids: list[int], span: Optional[tuple[Any, Any]] = None) -> list[Any]:
     """PostgreSQL: the rows ``ids`` of ``model``'s table with typed values, in id order."""
     spec = spec_for(model)
     dialect = rendering_dialect("postgresql")
@@ -395,6 +397,8 @@ def _typed_rows(conn: Connection, log: Table, options: dict[str, Any], model: An
                     _r._typed(log, "new", col, name, dialect).label(f"new_{i}")]
     stmt = select(*columns).where(log.c.id.in_(bindparam(None, ids, expanding=True,
                                                           type_=BigInteger())))
+    if span is not None:
+        stmt = stmt.where(log.c.changed_at.between(*span))
     return _execute(conn, stmt.order_by(log.c.id), options)
 
 

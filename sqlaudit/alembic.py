@@ -8,6 +8,8 @@ Importing this module registers:
   plus ``batch_op.create_audit_triggers`` / ``batch_op.drop_audit_triggers``;
 * the autogenerate comparator and renderers, so ``alembic revision
   --autogenerate`` writes those operations and ``alembic check`` fails on drift;
+* ``op.partition_audit_log(by="month", ahead=3)``, which converts a plain
+  ``sqlaudit_log`` into a partitioned one (PostgreSQL; docs/partitioning.md);
 * the batch-mode guard that keeps a table's audit triggers when
   ``op.batch_alter_table()`` recreates it (SQLite).
 
@@ -31,5 +33,6 @@ from .migration import guard as _guard  # noqa: F401,E402
 from .migration import impl as _impl  # noqa: F401,E402
 from .migration import render as _render  # noqa: F401,E402
 from .migration.ops import CreateAuditTriggersOp, DropAuditTriggersOp  # noqa: E402
+from .migration.partition import PartitionAuditLogOp  # noqa: E402
 
-__all__ = ["CreateAuditTriggersOp", "DropAuditTriggersOp"]
+__all__ = ["CreateAuditTriggersOp", "DropAuditTriggersOp", "PartitionAuditLogOp"]

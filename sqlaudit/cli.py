@@ -1,7 +1,7 @@
 """The ``sqlaudit`` command line (the ``cli`` extra: click and rich).
 
 Commands: ``status``, ``sql``, ``log``, ``show``, ``prune``, ``grant-read``,
-``seal`` and ``verify``; see docs/cli.md. Everything but ``sql`` works from the
+``seal``, ``verify`` and ``maintain-partitions``; see docs/cli.md. Everything but ``sql`` works from the
 database alone; ``--models package.module`` imports the application's
 ``@track_table`` models for typed values, labels and the comparison of the
 installed triggers with the models.
@@ -846,6 +846,23 @@ def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool) -> None:
                      "still open when the log was sealed; the next prune removes them")
 
 
+def run_maintain_partitions(rt: Runtime, ahead: int) -> None:
+    from .ddl import maintain_audit_partitions
+
+    with rt.connect():
+        pass  # reachable, with an audit table
+    with _working(rt, "maintaining the audit log's partitions"):
+        done = maintain_audit_partitions(rt.engine(), ahead=ahead)
+    if done.created:
+        rt.out.print(f"created {len(done.created)} partitions: {', '.join(done.created)}")
+    else:
+        rt.out.print(f"every partition up to {ahead} periods ahead exists: nothing to create")
+    if done.moved_rows:
+        rt.out.print(f"moved {done.moved_rows} records out of the DEFAULT partition")
+    if done.guarded:
+        rt.out.print(f"added the TRUNCATE guard to {', '.join(done.guarded)}")
+
+
 def run_grant_read(rt: Runtime, role: str) -> None:
     from .ddl import grant_audit_read
 
@@ -1034,6 +1051,18 @@ def build_app() -> "click.Group":
                yes: bool) -> None:
         """Undo a transaction's changes, audited as "revert of transaction N" (needs --models)."""
         run_revert(rt, transaction_id, skip_conflicts, user, yes)
+
+    @app.command("maintain-partitions")
+    @connection_options
+    @click.option("--ahead", type=click.IntRange(min=0, max=400), default=3, show_default=True,
+                  metavar="N", help="Periods after the current one to create partitions for.")
+    @click.pass_obj
+    def maintain_partitions(rt: Runtime, ahead: int) -> None:
+        """Create the partitions of a partitioned audit log ahead of time (PostgreSQL).
+
+        Run it from cron (daily is plenty); safe to run twice at once and while
+        the application writes."""
+        run_maintain_partitions(rt, ahead)
 
     @app.command("grant-read")
     @connection_options

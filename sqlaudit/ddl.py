@@ -37,10 +37,13 @@ from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_o
 __all__ = [
     "AuditState",
     "audit_status",
+    "create_audit_log",
     "drop_audit_log",
     "drop_audit_triggers",
     "grant_audit_read",
     "install_audit_triggers",
+    "maintain_audit_partitions",
+    "partition_audit_log",
     "prune_audit_log",
     "render_audit_ddl",
 ]
@@ -580,9 +583,13 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
     detail = {"older_than": bound.isoformat()}
     if connection.dialect.name == "postgresql":
+        from ._partitions import prune_remover
+
         allow, revoke = _templates.render("postgresql", "prune")
         connection.execute(text(allow), {"bound": bound.isoformat()})
-        count = prune_sealed(connection, log_table, where, remove, detail)
+        # a partitioned log drops its partitions older than the cutoff whole
+        remover = prune_remover(connection, log_table, bound, remove)
+        count = prune_sealed(connection, log_table, where, remover, detail)
         connection.execute(text(revoke))
         return count
     # SQLite: lift the DELETE guard inside this transaction only (DDL is transactional).
@@ -591,6 +598,97 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
     return count
+
+
+def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: int = 3,
+                     metadata: Optional[MetaData] = None) -> bool:
+    """Create ``sqlaudit_log`` with its append-only guards; return True if it was created.
+
+    Call it before ``create_all()`` (which then finds the log and leaves it
+    alone) or instead of letting an install create it. ``partition_by``
+    (``"month"``, ``"week"`` or ``"day"``, PostgreSQL only) makes it a table
+    range-partitioned on ``changed_at``: the current period and ``ahead`` more
+    get their partitions now, and a DEFAULT partition takes any other time, so
+    no write fails for a missing partition; run
+    :func:`maintain_audit_partitions` regularly to keep creating them. An
+    existing log is used as it is (partitioned or not, as the catalog says);
+    asking to partition an existing plain log raises
+    :class:`~sqlaudit.exceptions.SQLAuditError` pointing to
+    :func:`partition_audit_log`. See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    _partitions.check_options(partition_by, ahead)
+    created = False
+
+    def work(connection: Connection) -> None:
+        nonlocal created
+        created = _partitions.create_log(connection, partition_by, ahead, metadata)
+
+    _with_connection(bind, work)
+    return created
+
+
+def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float = 2.0,
+                              attempts: int = 10, metadata: Optional[MetaData] = None) -> Any:
+    """Create the partitions of a partitioned ``sqlaudit_log`` for the current
+    period and ``ahead`` more (PostgreSQL); return a
+    :class:`~sqlaudit._partitions.PartitionMaintenance` (``created``,
+    ``moved_rows``, ``guarded``).
+
+    Rows the DEFAULT partition holds for a range being created are moved into
+    it in the same transaction. Idempotent, and safe to run concurrently with
+    writers and with itself (an advisory lock serialises runs); writers wait
+    only while partitions are being created, and never longer than
+    ``lock_timeout`` seconds for maintain's lock (an attempt that times out is
+    undone and retried, ``attempts`` times, then
+    :class:`~sqlaudit.exceptions.SQLAuditError`). ``metadata`` names the schema
+    of the log when its MetaData has one. See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    _partitions.check_options(None, ahead)
+    policy = _partitions.LockPolicy(lock_timeout, attempts)
+    result: Any = None
+
+    def work(connection: Connection) -> None:
+        nonlocal result
+        result = _partitions.maintain(connection, ahead, policy, metadata)
+
+    _with_connection(bind, work)
+    return result
+
+
+def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3,
+                        lock_timeout: float = 2.0, attempts: int = 10) -> bool:
+    """Convert an existing plain ``sqlaudit_log`` into a partitioned one (PostgreSQL),
+    while the application keeps writing; return False if it was partitioned already.
+
+    No row is copied: the old table becomes the partition of every time before
+    a period boundary (the next start of ``by`` at least an hour away), and
+    ``ahead`` periods after it get new partitions plus a DEFAULT one. First,
+    in autocommit mode, a validated CHECK constraint and a unique index on
+    ``(id, changed_at)`` (built CONCURRENTLY) are added to the old log; then
+    one short transaction swaps the tables (catalog changes only): writers
+    wait for that transaction alone. Each of the two steps that lock the log
+    exclusively waits at most ``lock_timeout`` seconds for its lock (writers
+    arriving meanwhile wait behind it no longer), retrying up to ``attempts``
+    times before giving up with nothing changed. Needs an Engine (the index
+    is built outside any transaction). From Alembic use
+    ``op.partition_audit_log``. See docs/partitioning.md.
+    """
+    from . import _partitions
+
+    if by is None:
+        raise TypeError("by must be one of 'month', 'week', 'day', got None")
+    _partitions.check_options(by, ahead)
+    policy = _partitions.LockPolicy(lock_timeout, attempts)
+    if not isinstance(bind, Engine):
+        raise TypeError(
+            f"partition_audit_log() needs an Engine (it builds an index CONCURRENTLY, outside "
+            f"any transaction, before a short swap transaction), got {bind!r}; in a migration "
+            f"use op.partition_audit_log().")
+    return _partitions.convert(bind, by, ahead, policy)
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

@@ -26,6 +26,7 @@ from alembic.operations.ops import UpgradeOps
 from sqlalchemy import MetaData, Table
 
 from .._installed import InstalledTriggers, default_schema, installed_triggers
+from .._partitions import forget_partitions
 from ..ddl import AuditState, audit_status
 from ..dialects import module_for
 from ..spec import INFO_KEY, spec_for
@@ -52,6 +53,7 @@ def compare_audit_triggers(
         return _CONTINUE  # already compared (global hook and plugin both enabled)
     connection = autogen_context.connection
     assert connection is not None  # autogenerate always has one
+    forget_partitions(connection, upgrade_ops)  # a partitioned sqlaudit_log's partitions
     fix_jsonb_variant_rendering(autogen_context)
     tracked = [t for t in autogen_context.sorted_tables if INFO_KEY in t.info]
     if connection.dialect.name not in ("postgresql", "sqlite"):

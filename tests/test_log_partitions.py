@@ -1,0 +1,896 @@
+"""A range-partitioned sqlaudit_log (PostgreSQL, opt-in): creation, writes, the
+append-only guards on every partition, maintenance, prune by partition, drop,
+status and Alembic check. (tests/test_partitions.py is about partitioned
+*tracked* tables; this file is about the log itself.)"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from sqlaudit import _partitions, audit_context, register_hooks
+from sqlaudit.ddl import (AuditState, audit_status, create_audit_log, drop_audit_log,
+                          drop_audit_triggers, install_audit_triggers, maintain_audit_partitions,
+                          partition_audit_log, prune_audit_log)
+from sqlaudit.exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
+from sqlaudit.integrity import seal_audit_log, verify_audit_log
+
+from conftest import changes
+from test_guarantees import models  # noqa: F401  (the README models, plain log)
+
+pg = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+sqlite = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+UTC = timezone.utc
+
+
+def _sql(engine, *statements, params=None):
+    with engine.begin() as conn:
+        result = None
+        for sql in statements:
+            result = conn.execute(text(sql), params or {})
+        return result.all() if result is not None and result.returns_rows else None
+
+
+def _layout(engine):
+    with engine.connect() as conn:
+        return _partitions.read_layout(conn, engine.info_schema)
+
+
+def _now(engine) -> datetime:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT now()")).scalar_one()
+
+
+def _relkind(engine, name):
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relname = :n"), {"s": engine.info_schema, "n": name}).scalar()
+
+
+@pytest.fixture
+def parted(engine, Base):
+    """README models on a log partitioned by month (created first), one customer, Ann."""
+    from sample_models import readme_models
+
+    assert create_audit_log(engine, partition_by="month") is True
+    User, Customer = readme_models(Base)
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(User(user_id=1))
+        s.commit()
+        s.add(Customer(name="Ann", user_id=1))
+        s.commit()
+    return User, Customer
+
+
+def _add_past_partitions(engine, months: int) -> list[tuple[datetime, datetime]]:
+    """Range partitions for the ``months`` months before the current one (as if the
+    log had been maintained for that long)."""
+    start = _partitions.period_start(_now(engine), "month")
+    ranges = []
+    for _ in range(months):
+        end, start = start, _partitions.period_start(start - timedelta(days=1), "month")
+        ranges.append((start, end))
+    with engine.begin() as conn:
+        for s, e in ranges:
+            for sql in _partitions.range_statements(engine.info_schema, s, e):
+                conn.execute(text(sql))
+    return sorted(ranges)
+
+
+def _insert_log_rows(engine, moments, table_name="customers"):
+    """Rows written straight into the log by its owner (as a trigger would, at a chosen time)."""
+    with engine.begin() as conn:
+        for i, moment in enumerate(moments):
+            conn.execute(text(
+                "INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, new_data) "
+                "VALUES (:t, :r, 'insert', :at, '{\"name\": \"x\"}')"),
+                {"t": table_name, "r": str(1000 + i), "at": moment})
+
+
+# ---------------------------------------------------------------- creation
+
+
+@pg
+def test_create_audit_log_partitions_by_month_with_ranges_ahead_and_a_default(engine) -> None:
+    assert create_audit_log(engine, partition_by="month", ahead=2) is True
+    layout = _layout(engine)
+    assert layout.partitioned and layout.by == "month"
+    assert layout.default is not None and layout.default.name == "sqlaudit_log_default"
+    start = _partitions.period_start(_now(engine), "month")
+    assert [(p.start, p.end) for p in layout.ranges] == _partitions.wanted_ranges(start, "month", 2)
+    assert all(p.guarded for p in layout.partitions)
+    with engine.connect() as conn:
+        pk = sa_inspect(conn).get_pk_constraint("sqlaudit_log")
+        indexes = {i["name"] for i in sa_inspect(conn).get_indexes("sqlaudit_log")}
+    assert pk["constrained_columns"] == ["id", "changed_at"]
+    assert indexes == {"ix_sqlaudit_log_resource", "ix_sqlaudit_log_user",
+                       "ix_sqlaudit_log_transaction", "ix_sqlaudit_log_changed_at"}
+    assert create_audit_log(engine, partition_by="month") is False  # exists: used as it is
+
+
+@pg
+@pytest.mark.parametrize("by, days", [("week", 7), ("day", 1)])
+def test_week_and_day_partitions(engine, by, days) -> None:
+    create_audit_log(engine, partition_by=by, ahead=1)
+    ranges = _layout(engine).ranges
+    assert len(ranges) == 2 and all((p.end - p.start).days == days for p in ranges)
+    if by == "week":
+        assert all(p.start.astimezone(UTC).weekday() == 0 for p in ranges)
+
+
+@pg
+def test_writes_are_recorded_once_and_read_back_through_a_partitioned_log(engine, parted) -> None:
+    _, Customer = parted
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="u1"):
+        s.get(Customer, 1).name = "Ann B"
+        s.commit()
+    with Session(engine) as s:
+        got = [(r.operation, r.field_name, r.new_value, r.changed_by) for r in changes(Customer, s)]
+    assert got[-1] == ("update", "name", "Ann B", "u1") and len(got) == 3
+    current = _partitions.partition_name(_partitions.period_start(_now(engine), "month"))
+    assert _sql(engine, f"SELECT count(*) FROM {current}") == [(2,)]
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(0,)]
+
+
+@pg
+def test_a_time_no_range_covers_lands_in_the_default_partition(engine, parted) -> None:
+    _insert_log_rows(engine, [datetime(2099, 1, 1, tzinfo=UTC), datetime(1999, 1, 1, tzinfo=UTC)])
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(2,)]
+
+
+@pg
+def test_install_audit_triggers_uses_an_existing_partitioned_log_as_it_is(engine, parted) -> None:
+    _, Customer = parted
+    install_audit_triggers(engine, Customer)
+    assert _relkind(engine, "sqlaudit_log") == "p"
+    assert audit_status(engine, Customer) == {"customers": AuditState.CURRENT}
+
+
+@pg
+def test_partitioning_an_existing_plain_log_is_refused_with_the_way_to_convert(engine, models) -> None:
+    with pytest.raises(SQLAuditError, match=r"already exists as one table.*partition_audit_log"):
+        create_audit_log(engine, partition_by="month")
+    assert _relkind(engine, "sqlaudit_log") == "r"
+
+
+@sqlite
+def test_sqlite_refuses_to_partition_and_names_the_option(engine) -> None:
+    with pytest.raises(SQLAuditUnsupportedDialectError, match=r"partition_by='month'.*PostgreSQL"):
+        create_audit_log(engine, partition_by="month")
+    with pytest.raises(SQLAuditUnsupportedDialectError, match=r"maintain_audit_partitions"):
+        maintain_audit_partitions(engine)
+    assert create_audit_log(engine) is True  # the one-table log
+    _sql(engine, "INSERT INTO sqlaudit_log (table_name, operation, changed_at) "
+                 "VALUES ('t', 'insert', '2026-01-01')")
+    with pytest.raises(DBAPIError, match="append-only"):
+        _sql(engine, "DELETE FROM sqlaudit_log")
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"partition_by": "year"}, ValueError), ({"partition_by": 1}, TypeError),
+    ({"ahead": -1}, ValueError), ({"ahead": "3"}, TypeError), ({"ahead": True}, TypeError),
+    ({"ahead": 401}, ValueError)])
+def test_bad_partition_arguments_are_refused_before_any_work(kwargs, error) -> None:
+    with pytest.raises(error):
+        create_audit_log(None, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- append-only on every partition
+
+
+@pytest.fixture
+def app_role(engine, parted):
+    """A login role with the rights of an application: its own tables and TEMP, nothing else."""
+    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
+    schema = engine.info_schema
+    with engine.begin() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+        conn.execute(text(f'GRANT TEMP ON DATABASE "{database}" TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{name}"'))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON users, customers TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{name}"'))
+    app = create_engine(engine.url.set(username=name),
+                        connect_args={"options": f"-csearch_path={schema}"})
+    yield name, app
+    app.dispose()
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP OWNED BY "{name}"'))
+        conn.execute(text(f'DROP ROLE "{name}"'))
+
+
+def _partition_names(engine):
+    layout = _layout(engine)
+    current = _partitions.partition_name(_partitions.period_start(_now(engine), "month"))
+    future = layout.ranges[-1].name
+    return current, future
+
+
+def _log_rows(engine):
+    return _sql(engine, "SELECT id, changed_at, changed_by, new_data::text FROM sqlaudit_log ORDER BY id")
+
+
+@pg
+@pytest.mark.parametrize("attack", [
+    "UPDATE {p} SET changed_by = 'forged'",
+    "DELETE FROM {p}",
+    "TRUNCATE {p}",
+    "INSERT INTO {p} (table_name, operation, changed_at) SELECT 'customers', 'insert', changed_at FROM {p}",
+    "ALTER TABLE sqlaudit_log DETACH PARTITION {p}",
+    "DROP TABLE {p}",
+    "ALTER TABLE {p} DISABLE TRIGGER ALL",
+])
+@pytest.mark.parametrize("which", ["current", "future", "default"])
+def test_the_app_role_cannot_touch_any_partition(engine, parted, app_role, attack, which) -> None:
+    """Each partition (the current one, one created ahead, DEFAULT) refuses the
+    application role: no privilege on it, and DETACH/DROP/ALTER need ownership."""
+    _, app = app_role
+    current, future = _partition_names(engine)
+    name = {"current": current, "future": future, "default": "sqlaudit_log_default"}[which]
+    before = _log_rows(engine)
+    with pytest.raises(DBAPIError, match="permission denied|must be owner"):
+        with app.begin() as conn:
+            conn.execute(text(attack.format(p=name)))
+    assert _log_rows(engine) == before
+    assert name in {p.name for p in _layout(engine).partitions}
+
+
+@pg
+def test_the_app_role_cannot_attach_a_forged_partition_or_create_one(engine, parted, app_role) -> None:
+    """A table the app owns, holding forged history, cannot become part of the log."""
+    _, app = app_role
+    before = _log_rows(engine)
+    with pytest.raises(DBAPIError, match="must be owner"):
+        with app.begin() as conn:
+            conn.execute(text("CREATE TABLE forged (id bigint NOT NULL, table_schema varchar(255), "
+                              "table_name varchar(255) NOT NULL, resource_id text, "
+                              "operation varchar(8) NOT NULL, changed_at timestamptz NOT NULL, "
+                              "changed_by text)"))
+            conn.execute(text("INSERT INTO forged (id, table_name, operation, changed_at, changed_by) "
+                              "VALUES (424242, 'customers', 'delete', '2099-06-01', 'ceo')"))
+            conn.execute(text("ALTER TABLE sqlaudit_log ATTACH PARTITION forged "
+                              "FOR VALUES FROM ('2099-06-01') TO ('2099-07-01')"))
+    with pytest.raises(DBAPIError, match="must be owner"):
+        with app.begin() as conn:
+            conn.execute(text("CREATE TABLE forged2 PARTITION OF sqlaudit_log "
+                              "FOR VALUES FROM ('2098-01-01') TO ('2098-02-01')"))
+    assert _log_rows(engine) == before
+
+
+@pg
+@pytest.mark.parametrize("attack", [
+    "UPDATE {p} SET changed_by = 'forged'", "DELETE FROM {p}", "TRUNCATE {p}",
+    "UPDATE sqlaudit_log SET changed_by = 'forged'", "DELETE FROM sqlaudit_log",
+    "TRUNCATE sqlaudit_log"])
+def test_even_the_owner_cannot_edit_delete_or_truncate_any_partition(engine, parted, attack) -> None:
+    """The guards hold for a superuser too, on partitions created now and by
+    maintain_audit_partitions later (the row guard is cloned by PostgreSQL; the
+    TRUNCATE guard is added to each partition)."""
+    maintain_audit_partitions(engine, ahead=6)
+    _insert_log_rows(engine, [p.start + timedelta(hours=1) for p in _layout(engine).ranges]
+                     + [datetime(2099, 1, 1, tzinfo=UTC)])  # a row in each (row guards fire per row)
+    before = _log_rows(engine)
+    for p in _layout(engine).partitions:
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(attack.format(p=p.name)))
+    assert _log_rows(engine) == before
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+@pg
+def test_maintain_creates_partitions_ahead_and_is_idempotent(engine) -> None:
+    create_audit_log(engine, partition_by="month", ahead=0)
+    done = maintain_audit_partitions(engine, ahead=3)
+    assert len(done.created) == 3 and done.moved_rows == 0
+    assert len(_layout(engine).ranges) == 4
+    again = maintain_audit_partitions(engine, ahead=3)
+    assert again.created == [] and again.moved_rows == 0 and again.guarded == []
+
+
+@pg
+def test_maintain_moves_default_rows_into_the_partitions_it_creates(engine, parted) -> None:
+    """Rows already in DEFAULT for a range being created are moved, in one
+    transaction, keeping their ids; rows of other times stay in DEFAULT."""
+    create_next = _layout(engine).ranges[-1].end  # the first month not covered yet
+    _insert_log_rows(engine, [create_next + timedelta(days=2), create_next + timedelta(days=3),
+                              datetime(2099, 1, 1, tzinfo=UTC)])
+    before = _log_rows(engine)
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(3,)]
+    done = maintain_audit_partitions(engine, ahead=4)
+    assert done.moved_rows == 3 and _partitions.partition_name(create_next) in done.created
+    assert _log_rows(engine) == before
+    assert _sql(engine, f"SELECT count(*) FROM {_partitions.partition_name(create_next)}") == [(2,)]
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(1,)]
+    layout = _layout(engine)
+    assert layout.by == "month" and all(p.guarded for p in layout.partitions)
+    with pytest.raises(DBAPIError, match="append-only"):
+        _sql(engine, "TRUNCATE sqlaudit_log_default")
+
+
+@pg
+def test_maintain_refuses_a_plain_log_and_names_the_conversion(engine, models) -> None:
+    with pytest.raises(SQLAuditError, match=r"not partitioned.*partition_audit_log"):
+        maintain_audit_partitions(engine)
+
+
+@pg
+def test_two_concurrent_maintains_and_writers(engine, parted, make_engine) -> None:
+    """Two maintain runs at once, while four threads write through the tracked table:
+    each partition is created once, no write fails, every write is recorded once."""
+    _, Customer = parted
+    # leave work for maintain: rows waiting in DEFAULT for two ranges it will create
+    first_missing = _layout(engine).ranges[-1].end
+    _insert_log_rows(engine, [first_missing + timedelta(days=1, hours=i) for i in range(50)])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    written = [0] * 4
+
+    def writer(n: int) -> None:
+        try:
+            while not stop.is_set():
+                with Session(engine) as s:
+                    s.add(Customer(name=f"w{n}", user_id=1))
+                    s.commit()
+                written[n] += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    results = []
+
+    def maintainer() -> None:
+        try:
+            results.append(maintain_audit_partitions(engine, ahead=8))
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in writers:
+        t.start()
+    stop.wait(0.3)
+    maintainers = [threading.Thread(target=maintainer) for _ in range(2)]
+    for t in maintainers:
+        t.start()
+    for t in maintainers:
+        t.join()
+    stop.wait(0.3)
+    stop.set()
+    for t in writers:
+        t.join()
+    assert errors == []
+    created = [name for r in results for name in r.created]
+    assert len(created) == len(set(created)) == 5  # ahead=8 from 4 existing ranges
+    assert sorted(r.moved_rows for r in results) == [0, 50]
+    assert len(_layout(engine).ranges) == 9
+    inserts = _sql(engine, "SELECT count(*) FROM sqlaudit_log WHERE operation = 'insert' "
+                           "AND table_name = 'customers' AND new_data->>'name' LIKE 'w%'")
+    assert inserts == [(sum(written),)] and sum(written) > 0
+    assert _sql(engine, "SELECT count(*) - count(DISTINCT id) FROM sqlaudit_log") == [(0,)]
+
+
+# ---------------------------------------------------------------- prune
+
+
+@pg
+def test_prune_drops_whole_partitions_and_deletes_only_in_the_boundary(engine, parted) -> None:
+    ranges = _add_past_partitions(engine, 3)  # oldest first
+    (s0, e0), (s1, e1), (s2, e2) = ranges
+    _insert_log_rows(engine, [s0 + timedelta(days=1), s0 + timedelta(days=2), s1 + timedelta(days=1),
+                              s2 + timedelta(days=1), s2 + timedelta(days=20)])
+    cutoff = s2 + timedelta(days=10)  # inside the newest past month
+    total = _sql(engine, "SELECT count(*) FROM sqlaudit_log")[0][0]
+    assert prune_audit_log(engine, cutoff) == 4
+    names = {p.name for p in _layout(engine).partitions}
+    assert _partitions.partition_name(s0) not in names and _partitions.partition_name(s1) not in names
+    assert _partitions.partition_name(s2) in names  # the boundary: rows deleted inside it
+    assert _relkind(engine, _partitions.partition_name(s0)) is None  # dropped, not emptied
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log") == [(total - 4,)]
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log WHERE changed_at < :c",
+                params={"c": cutoff}) == [(0,)]
+    with pytest.raises(DBAPIError, match="append-only"):
+        _sql(engine, "DELETE FROM sqlaudit_log")  # the guard is back
+
+
+@pg
+def test_a_sealed_partitioned_log_still_verifies_after_a_prune_by_partition(engine, parted) -> None:
+    (s0, _), (s1, _) = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1), s1 + timedelta(days=1), s1 + timedelta(days=9)])
+    seal_audit_log(engine)
+    assert verify_audit_log(engine).ok
+    assert prune_audit_log(engine, s1 + timedelta(days=5)) == 2
+    assert _partitions.partition_name(s0) not in {p.name for p in _layout(engine).partitions}
+    result = verify_audit_log(engine)
+    assert result.ok, result.problems
+    with engine.connect() as conn:
+        kinds = conn.execute(text("SELECT kind, row_count FROM sqlaudit_seal ORDER BY id")).all()
+    assert ("prune", 2) in [tuple(k) for k in kinds]
+    # tampering after the prune is still caught
+    _sql(engine, "ALTER TABLE sqlaudit_log DISABLE TRIGGER USER",
+         "UPDATE sqlaudit_log SET changed_by = 'forged' WHERE id = (SELECT max(id) FROM sqlaudit_log "
+         "WHERE changed_at < now() - interval '1 day')",
+         "ALTER TABLE sqlaudit_log ENABLE TRIGGER USER")
+    assert not verify_audit_log(engine).ok
+
+
+@pg
+def test_a_prune_limited_to_some_models_keeps_partitions_holding_other_tables(engine, parted) -> None:
+    _, Customer = parted
+    (s0, e0), = _add_past_partitions(engine, 1)
+    _insert_log_rows(engine, [s0 + timedelta(days=1)])
+    _insert_log_rows(engine, [s0 + timedelta(days=2)], table_name="orders")
+    assert prune_audit_log(engine, e0, models=[Customer]) == 1
+    assert _partitions.partition_name(s0) in {p.name for p in _layout(engine).partitions}
+    assert _sql(engine, f"SELECT table_name FROM {_partitions.partition_name(s0)}") == [("orders",)]
+
+
+# ---------------------------------------------------------------- status, Alembic, drop
+
+
+@pg
+def test_audit_status_reports_no_drift_for_a_partitioned_log(engine, parted) -> None:
+    _, Customer = parted
+    maintain_audit_partitions(engine, ahead=5)
+    assert audit_status(engine, Customer) == {"customers": AuditState.CURRENT}
+
+
+@pg
+def test_alembic_check_reports_no_drift_for_a_partitioned_log(engine, parted, tmp_path) -> None:
+    from test_alembic import AlembicEnv
+
+    User, _ = parted
+    env = AlembicEnv(tmp_path / "migrations", engine)
+    env.write_revision("a1", None, "pass")
+    env.upgrade()
+    env.check(User.metadata)
+    assert env.output.getvalue() == "No new upgrade operations detected.\n"
+
+
+@pg
+def test_drop_audit_log_removes_a_partitioned_log_with_every_partition(engine, parted) -> None:
+    User, Customer = parted
+    with pytest.raises(SQLAuditError, match="still have sqlaudit triggers"):
+        drop_audit_log(engine)
+    drop_audit_triggers(engine, Customer)
+    drop_audit_log(engine)
+    with engine.connect() as conn:
+        left = conn.execute(text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relname LIKE 'sqlaudit\\_log%'"), {"s": engine.info_schema}).all()
+    assert left == []
+    assert create_audit_log(engine, partition_by="week") is True  # and it can be made again
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.fixture
+def cli_url(engine, dialect) -> str:
+    """This test's database for another process (PostgreSQL: its schema), as tests/test_cli.py."""
+    if dialect == "postgresql":
+        return engine.url.update_query_dict(
+            {"options": f"-csearch_path={engine.info_schema}"}).render_as_string(hide_password=False)
+    return engine.url.render_as_string(hide_password=False)
+
+
+@pg
+def test_cli_maintain_partitions_creates_them_ahead_then_has_nothing_to_do(engine, cli_url) -> None:
+    from test_cli import run
+
+    create_audit_log(engine, partition_by="week", ahead=0)
+    first = run("maintain-partitions", "--ahead", "2", url=cli_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("created 2 partitions: sqlaudit_log_p")
+    assert len(_layout(engine).ranges) == 3
+    second = run("maintain-partitions", "--ahead", "2", url=cli_url)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to create" in second.stdout
+
+
+@pg
+def test_cli_maintain_partitions_on_a_plain_log_fails_with_one_line(engine, models, cli_url) -> None:
+    from sqlaudit.cli import EXIT_FAILED
+    from test_cli import error_line, run
+
+    result = run("maintain-partitions", url=cli_url)
+    assert result.returncode == EXIT_FAILED
+    assert "not partitioned" in error_line(result) and "partition_audit_log" in error_line(result)
+
+
+@sqlite
+def test_cli_maintain_partitions_on_sqlite_says_it_needs_postgresql(engine, models, cli_url) -> None:
+    from sqlaudit.cli import EXIT_FAILED
+    from test_cli import error_line, run
+
+    result = run("maintain-partitions", url=cli_url)
+    assert result.returncode == EXIT_FAILED
+    assert "needs PostgreSQL" in error_line(result)
+
+
+# ---------------------------------------------------------------- converting a plain log
+
+
+def _writers(engine, Customer, count=4):
+    """Threads inserting and updating customers until stopped; each keeps the ids it committed."""
+    stop, errors = threading.Event(), []
+    committed: list[list[int]] = [[] for _ in range(count)]
+
+    def write(n: int) -> None:
+        try:
+            while not stop.is_set():
+                with Session(engine) as s:
+                    c = Customer(name=f"w{n}", user_id=1)
+                    s.add(c)
+                    s.flush()
+                    c.name = f"w{n}-renamed"
+                    s.commit()
+                    committed[n].append(c.customer_id)
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+
+    def finish() -> list[int]:
+        stop.set()
+        for t in threads:
+            t.join()
+        assert errors == []
+        return [i for ids in committed for i in ids]
+
+    return finish
+
+
+def _snapshot(engine):
+    return _sql(engine, "SELECT id, md5(row(l.*)::text) FROM sqlaudit_log AS l ORDER BY id")
+
+
+@pg
+def test_converting_a_plain_log_while_writers_run_keeps_every_record_exactly_once(
+        engine, models) -> None:
+    """partition_audit_log() with four threads writing through the tracked table the
+    whole time: afterwards each committed insert and update is recorded once, every
+    record from before is there unchanged, ids are unique, and the seals verify."""
+    _, Customer = models
+    _insert_log_rows(engine, [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i) for i in range(500)])
+    seal_audit_log(engine)
+    finish = _writers(engine, Customer)
+    threading.Event().wait(0.4)
+    before = dict(_snapshot(engine))
+    assert partition_audit_log(engine, by="month") is True
+    threading.Event().wait(0.4)
+    ids = finish()
+    assert _relkind(engine, "sqlaudit_log") == "p" and len(ids) > 0
+    after = dict(_snapshot(engine))
+    assert {k: after.get(k) for k in before} == before  # nothing lost or changed
+    assert _sql(engine, "SELECT count(*) - count(DISTINCT id) FROM sqlaudit_log") == [(0,)]
+    per_key = dict(_sql(engine, "SELECT resource_id::int, count(*) FROM sqlaudit_log WHERE "
+                                "table_name = 'customers' AND changed_at > '2026-01-01' "
+                                "AND new_data->>'name' LIKE 'w%' GROUP BY 1"))
+    assert per_key == {i: 2 for i in ids}  # the insert and the rename, once each
+    assert verify_audit_log(engine).ok
+    layout = _layout(engine)
+    assert layout.by == "month" and all(p.guarded for p in layout.partitions)
+    assert partition_audit_log(engine, by="month") is False  # already partitioned
+
+
+@pg
+def test_a_converted_log_keeps_its_guards_status_and_alembic_check(engine, models, tmp_path) -> None:
+    from test_alembic import AlembicEnv
+
+    User, Customer = models
+    partition_audit_log(engine, by="week", ahead=1)
+    history = next(p for p in _layout(engine).ranges if p.start is None)
+    for attack in (f"DELETE FROM {history.name}", f"TRUNCATE {history.name}",
+                   "UPDATE sqlaudit_log SET changed_by = 'x'"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            _sql(engine, attack)
+    assert audit_status(engine, Customer) == {"customers": AuditState.CURRENT}
+    env = AlembicEnv(tmp_path / "migrations", engine)
+    env.write_revision("a1", None, "pass")
+    env.upgrade()
+    env.check(User.metadata)
+    assert env.output.getvalue() == "No new upgrade operations detected.\n"
+    # maintain leaves the old log's range alone and keeps creating ahead
+    assert maintain_audit_partitions(engine, ahead=3).created
+    # and a prune past the boundary drops the old log's partition whole
+    assert prune_audit_log(engine, history.end + timedelta(seconds=1)) >= 1
+    assert history.name not in {p.name for p in _layout(engine).partitions}
+
+
+@pg
+def test_the_alembic_operation_converts_online_and_refuses_sql_mode(engine, models, tmp_path) -> None:
+    from alembic import command
+
+    from test_alembic import AlembicEnv
+
+    env = AlembicEnv(tmp_path / "migrations", engine)
+    env.write_revision("p1", None, 'op.partition_audit_log(by="day", ahead=2)')
+    with pytest.raises(SQLAuditError, match=r"cannot be rendered offline \(--sql\)"):
+        env.upgrade(sql=True)
+    before = _snapshot(engine)
+    with engine.connect() as connection:  # not inside a transaction: the op needs autocommit
+        env.config.attributes.update(connection=connection, target_metadata=None, configure={})
+        command.upgrade(env.config, "head")
+    assert _relkind(engine, "sqlaudit_log") == "p" and _layout(engine).by == "day"
+    assert _snapshot(engine) == before
+    assert _sql(engine, "SELECT version_num FROM alembic_version") == [("p1",)]
+
+
+@pg
+def test_partition_audit_log_needs_an_engine_and_a_log(engine, models) -> None:
+    with engine.connect() as conn, pytest.raises(TypeError, match="needs an Engine"):
+        partition_audit_log(conn, by="month")
+    with pytest.raises(ValueError, match="partition_by must be one of"):
+        partition_audit_log(engine, by="year")
+
+
+@sqlite
+def test_partition_audit_log_on_sqlite_says_it_needs_postgresql(engine, models) -> None:
+    with pytest.raises(SQLAuditUnsupportedDialectError, match="needs PostgreSQL"):
+        partition_audit_log(engine, by="month")
+
+
+# ---------------------------------------------------------------- reads prune partitions and use indexes
+
+
+def _scanned(plan) -> list[tuple[str, str]]:
+    """(node type, relation or index) of every scan in an EXPLAIN (FORMAT JSON) plan."""
+    found = []
+
+    def walk(node):
+        if "Relation Name" in node or "Index Name" in node:
+            found.append((node["Node Type"], node.get("Index Name") or node["Relation Name"]))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+def _explain_log_reads(engine, read):
+    """Run ``read(session)`` and EXPLAIN each statement it sent that reads sqlaudit_log
+    (with its parameters: the custom plan that a first execution gets)."""
+    from sqlalchemy import event
+
+    sent = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "sqlaudit_log" in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with Session(engine) as s:
+            result = read(s)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    plans = []
+    with engine.connect() as conn:
+        for statement, parameters in sent:
+            plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
+            plans.append(_scanned(plan))
+    assert plans, "the read sent no query on sqlaudit_log"
+    return result, plans
+
+
+@pytest.fixture
+def big_parted(engine, parted):
+    """Three past months of history (20,000 records each, 2,000 resources) plus the
+    current month, analysed: enough rows for the planner to prefer indexes."""
+    ranges = _add_past_partitions(engine, 3)
+    with engine.begin() as conn:
+        for start, end in ranges:
+            conn.execute(text(
+                "INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, new_data, "
+                "transaction_id) SELECT 'customers', (g % 2000 + 100)::text, 'update', "
+                ":start + (g * (:end - :start) / 20000), jsonb_build_object('name', 'n' || g), g "
+                "FROM generate_series(0, 19999) AS g"), {"start": start, "end": end})
+        conn.execute(text("ANALYZE sqlaudit_log"))
+    return parted, ranges
+
+
+@pg
+def test_a_date_range_read_scans_only_the_partitions_of_that_range(engine, big_parted) -> None:
+    from sqlaudit.retrieval import get_changes
+
+    (_, Customer), ranges = big_parted
+    start, end = ranges[1]
+    window = (start + timedelta(days=3), start + timedelta(days=5))
+    records, plans = _explain_log_reads(engine, lambda s: get_changes(s, date_range=window, limit=50))
+    assert len(records) == 50 and len(plans) >= 2  # the page, then its rows' typed values
+    wanted = _partitions.partition_name(start)
+    for plan in plans:  # the partition of that month or one of its indexes, nothing else
+        assert plan and all(name.startswith(wanted) for _, name in plan), plan
+    # and a model's history for a date range too
+    _, plans = _explain_log_reads(engine, lambda s: changes(Customer, s, filter_date_range=window))
+    assert all(plan and all(name.startswith(wanted) for _, name in plan) for plan in plans), plans
+
+
+@pg
+def test_one_resource_history_reads_through_the_resource_index_of_each_partition(
+        engine, big_parted) -> None:
+    (_, Customer), ranges = big_parted
+    records, plans = _explain_log_reads(
+        engine, lambda s: changes(Customer, s, filter_resource_ids=[150]))
+    assert len(records) == 30  # 10 updates in each of the 3 past months
+    scans = [scan for plan in plans for scan in plan]
+    filled = {_partitions.partition_name(start) for start, _ in ranges}  # 20,000 rows each
+    # each filled partition is read through its resource index; the nearly empty
+    # current, future and DEFAULT partitions may be read whole (that is cheaper)
+    for name in filled:
+        used = [(node, index) for node, index in scans if index.startswith(name)]
+        assert used == [("Index Scan", f"{name}_table_name_resource_id_changed_at_idx")], scans
+
+
+def test_every_test_docs_partitioning_names_exists() -> None:
+    """docs/partitioning.md cites its proofs by test name: each one is in this file."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "partitioning.md").read_text()
+    named = set(re.findall(r"`(?:tests/test_log_partitions\.py::)?(test_[a-z0-9_]+)`", doc))
+    assert len(named) >= 20
+    assert sorted(n for n in named if n not in globals()) == []
+
+
+@pg
+def test_two_concurrent_conversions_convert_once(engine, models) -> None:
+    """Two partition_audit_log() calls at once while writers run: one converts, the
+    other waits for it and finds the log partitioned; no error, no record lost."""
+    _, Customer = models
+    finish = _writers(engine, Customer, count=2)
+    results, errors = [], []
+
+    def convert() -> None:
+        try:
+            results.append(partition_audit_log(engine, by="month"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = finish()
+    assert errors == [] and sorted(results) == [False, True]
+    per_key = dict(_sql(engine, "SELECT resource_id::int, count(*) FROM sqlaudit_log WHERE "
+                                "table_name = 'customers' AND new_data->>'name' LIKE 'w%' GROUP BY 1"))
+    assert per_key == {i: 2 for i in ids}
+
+
+@pg
+def test_a_conversion_that_cannot_get_its_lock_gives_up_without_holding_writers(
+        engine, models) -> None:
+    """A long transaction holding a lock on the log: each attempt of the conversion
+    waits at most lock_timeout, so a writer queued behind it waits no longer; after
+    the last attempt it raises with nothing changed, and succeeds once the
+    transaction is gone."""
+    import time
+
+    _, Customer = models
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))  # ACCESS SHARE until it ends
+    outcome: list = []
+
+    def convert() -> None:
+        try:
+            outcome.append(partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    time.sleep(0.2)  # the conversion is now waiting for its lock
+    started = time.perf_counter()
+    with Session(engine) as s:
+        s.add(Customer(name="queued", user_id=1))
+        s.commit()
+    waited = time.perf_counter() - started
+    thread.join()
+    blocker.rollback()
+    blocker.close()
+    assert waited < 1.5  # lock_timeout 0.5 s, plus the machine's noise
+    assert len(outcome) == 1 and isinstance(outcome[0], SQLAuditError), outcome
+    assert "within 0.5 s, 2 times" in str(outcome[0]) and "nothing was changed" in str(outcome[0])
+    assert _relkind(engine, "sqlaudit_log") == "r"
+    assert partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2) is True
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"lock_timeout": 0}, ValueError), ({"lock_timeout": "2"}, TypeError),
+    ({"attempts": 0}, ValueError), ({"attempts": 1.5}, TypeError)])
+def test_bad_lock_arguments_of_a_conversion_are_refused(kwargs, error) -> None:
+    with pytest.raises(error):
+        partition_audit_log(None, by="month", **kwargs)  # type: ignore[arg-type]
+
+
+@pg
+def test_a_swap_that_cannot_get_its_lock_is_undone_and_can_be_retried(engine, models) -> None:
+    """The swap's attempts run in savepoints: one that times out leaves the log as it
+    was and the transaction usable; the next attempt, once the lock is free, swaps."""
+    policy = _partitions.LockPolicy(timeout=0.3, attempts=2, pause=0.1)
+    with engine.connect() as conn:
+        boundary = _partitions.prepare(conn.execution_options(isolation_level="AUTOCOMMIT"),
+                                       "month", policy)
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))
+    with engine.begin() as conn:
+        with pytest.raises(SQLAuditError, match=r"for the swap within 0.3 s, 2 times"):
+            _partitions.swap(conn, "month", 3, boundary, policy)
+        assert conn.execute(text("SELECT current_setting('lock_timeout')")).scalar() == "0"
+        assert _relkind(engine, "sqlaudit_log") == "r"
+        blocker.rollback()
+        blocker.close()
+        assert _partitions.swap(conn, "month", 3, boundary, policy) is True
+    assert _relkind(engine, "sqlaudit_log") == "p"
+
+
+@pg
+def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, parted) -> None:
+    """A long transaction holding the log: maintain gives up after its attempts,
+    with nothing created, and a writer queued behind it waits no longer than
+    lock_timeout; once the transaction ends, maintain creates the partitions."""
+    import time
+
+    _, Customer = parted
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))
+    outcome: list = []
+
+    def maintain() -> None:
+        try:
+            outcome.append(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5, attempts=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=maintain)
+    thread.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    with Session(engine) as s:
+        s.add(Customer(name="queued", user_id=1))
+        s.commit()
+    waited = time.perf_counter() - started
+    thread.join()
+    blocker.rollback()
+    blocker.close()
+    assert waited < 1.5
+    assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
+    assert len(_layout(engine).ranges) == 4  # nothing created
+    assert len(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5).created) == 3
+
+
+@pg
+def test_a_partitioned_log_in_the_metadatas_own_schema(engine) -> None:
+    """create_audit_log and maintain_audit_partitions take the MetaData that names the
+    log's schema, like drop_audit_log; the search_path's schema is left alone."""
+    from sqlalchemy import MetaData
+
+    other = f"{engine.info_schema}_log"
+    _sql(engine, f'CREATE SCHEMA "{other}"')
+    try:
+        metadata = MetaData(schema=other)
+        assert create_audit_log(engine, partition_by="day", ahead=0, metadata=metadata) is True
+        assert len(maintain_audit_partitions(engine, ahead=2, metadata=metadata).created) == 2
+        with engine.connect() as conn:
+            assert len(_partitions.read_layout(conn, other).ranges) == 3
+            assert _partitions.read_layout(conn, engine.info_schema) is None
+    finally:
+        _sql(engine, f'DROP SCHEMA "{other}" CASCADE')
