@@ -29,7 +29,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 
 from . import _templates
 from ._naming import AUDIT_TABLE_NAME
-from .exceptions import SQLAuditError, SQLAuditTableNotInDatabaseError, SQLAuditUnsupportedDialectError
+from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
+                         SQLAuditTableNotInDatabaseError, SQLAuditUnsupportedDialectError)
 
 #: The periods a log can be partitioned by.
 PERIODS = ("month", "week", "day")
@@ -51,15 +52,15 @@ def check_options(partition_by: Optional[str], ahead: int) -> None:
     """``partition_by`` is None or one of :data:`PERIODS`; ``ahead`` an int in 0..MAX_AHEAD."""
     if partition_by is not None:
         if not isinstance(partition_by, str):
-            raise TypeError(f"partition_by must be one of {PERIODS} or None, got {partition_by!r}")
+            raise SQLAuditArgumentTypeError(f"partition_by must be one of {PERIODS} or None, got {partition_by!r}")
         if partition_by not in PERIODS:
-            raise ValueError(
+            raise SQLAuditArgumentError(
                 f"partition_by must be one of {', '.join(map(repr, PERIODS))} (or None for one "
                 f"table), got {partition_by!r}")
     if isinstance(ahead, bool) or not isinstance(ahead, int):
-        raise TypeError(f"ahead must be an int (periods to create after the current one), got {ahead!r}")
+        raise SQLAuditArgumentTypeError(f"ahead must be an int (periods to create after the current one), got {ahead!r}")
     if not 0 <= ahead <= MAX_AHEAD:
-        raise ValueError(f"ahead must be between 0 and {MAX_AHEAD}, got {ahead}")
+        raise SQLAuditArgumentError(f"ahead must be between 0 and {MAX_AHEAD}, got {ahead}")
 
 
 def require_postgresql(connection: Connection, what: str) -> None:
@@ -216,9 +217,9 @@ def partition_names(connection: Connection, schema: str) -> set[str]:
 
 
 def _dialect() -> Any:
-    from sqlalchemy.dialects import postgresql
+    from .dialects import rendering_dialect
 
-    return postgresql.dialect(paramstyle="named")
+    return rendering_dialect("postgresql")
 
 
 def _qualified(schema: str, name: str) -> str:
@@ -319,10 +320,10 @@ def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetim
 
 
 def _run(connection: Connection, statements: Any) -> None:
-    from .ddl import AuditDDL
+    from .ddl import _AuditDDL
 
     for sql in statements:
-        connection.execute(AuditDDL(sql))
+        connection.execute(_AuditDDL(sql))
 
 
 def _schema(connection: Connection, metadata: Optional[MetaData] = None) -> str:
@@ -336,7 +337,7 @@ def _schema(connection: Connection, metadata: Optional[MetaData] = None) -> str:
 def create_log(connection: Connection, partition_by: Optional[str], ahead: int,
                metadata: Optional[MetaData]) -> bool:
     """Body of :func:`sqlaudit.ddl.create_audit_log`; True when it created the log."""
-    from .ddl import _protect, upgrade_audit_table
+    from .ddl import _protect, _upgrade_audit_table
     from .schema import audit_table
 
     if partition_by is not None:
@@ -347,7 +348,7 @@ def create_log(connection: Connection, partition_by: Optional[str], ahead: int,
         plain = audit_table(MetaData())
         existed = sa_inspect(connection).has_table(AUDIT_TABLE_NAME)
         plain.create(connection, checkfirst=True)
-        upgrade_audit_table(connection, plain)
+        _upgrade_audit_table(connection, plain)
         _protect(connection, plain.metadata)
         return not existed
     schema = _schema(connection, metadata)
@@ -626,13 +627,13 @@ class LockPolicy:
 
     def __post_init__(self) -> None:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
-            raise TypeError(f"lock_timeout must be a number of seconds, got {self.timeout!r}")
+            raise SQLAuditArgumentTypeError(f"lock_timeout must be a number of seconds, got {self.timeout!r}")
         if not 0.01 <= self.timeout <= 600:
-            raise ValueError(f"lock_timeout must be between 0.01 and 600 seconds, got {self.timeout}")
+            raise SQLAuditArgumentError(f"lock_timeout must be between 0.01 and 600 seconds, got {self.timeout}")
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise TypeError(f"attempts must be an int, got {self.attempts!r}")
+            raise SQLAuditArgumentTypeError(f"attempts must be an int, got {self.attempts!r}")
         if not 1 <= self.attempts <= 1000:
-            raise ValueError(f"attempts must be between 1 and 1000, got {self.attempts}")
+            raise SQLAuditArgumentError(f"attempts must be between 1 and 1000, got {self.attempts}")
 
     @property
     def setting(self) -> str:
@@ -783,9 +784,9 @@ def take_conversion_lock(connection: Connection, take: str, pause: float = 0.2) 
     """Poll for the conversion lock (see partition_convert_lock.sql) until it is ours."""
     import time
 
-    from .ddl import AuditDDL
+    from .ddl import _AuditDDL
 
-    while not connection.execute(AuditDDL(take)).scalar():
+    while not connection.execute(_AuditDDL(take)).scalar():
         time.sleep(pause)
 
 

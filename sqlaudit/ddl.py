@@ -680,11 +680,11 @@ def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3,
     from . import _partitions
 
     if by is None:
-        raise TypeError("by must be one of 'month', 'week', 'day', got None")
+        raise SQLAuditArgumentTypeError("by must be one of 'month', 'week', 'day', got None")
     _partitions.check_options(by, ahead)
     policy = _partitions.LockPolicy(lock_timeout, attempts)
     if not isinstance(bind, Engine):
-        raise TypeError(
+        raise SQLAuditArgumentTypeError(
             f"partition_audit_log() needs an Engine (it builds an index CONCURRENTLY, outside "
             f"any transaction, before a short swap transaction), got {bind!r}; in a migration "
             f"use op.partition_audit_log().")

@@ -21,8 +21,8 @@ from alembic.operations import MigrateOperation, Operations
 
 from .. import _partitions
 from .._installed import default_schema
-from ..ddl import AuditDDL
-from ..exceptions import SQLAuditMigrationError
+from ..ddl import _AuditDDL
+from ..exceptions import SQLAuditArgumentTypeError, SQLAuditMigrationError
 
 __all__ = ["PartitionAuditLogOp"]
 
@@ -34,7 +34,7 @@ class PartitionAuditLogOp(MigrateOperation):
     def __init__(self, by: str = "month", ahead: int = 3, lock_timeout: float = 2.0,
                  attempts: int = 10) -> None:
         if by is None:
-            raise TypeError("by must be one of 'month', 'week', 'day', got None")
+            raise SQLAuditArgumentTypeError("by must be one of 'month', 'week', 'day', got None")
         _partitions.check_options(by, ahead)
         self.policy = _partitions.LockPolicy(lock_timeout, attempts)
         self.by = by
@@ -52,7 +52,7 @@ class PartitionAuditLogOp(MigrateOperation):
         operations.invoke(cls(by=by, ahead=ahead, lock_timeout=lock_timeout, attempts=attempts))
 
     def reverse(self) -> Any:
-        raise NotImplementedError(
+        raise SQLAuditMigrationError(
             "op.partition_audit_log() has no automatic downgrade: the partitioned log keeps "
             "every record; write the downgrade by hand if you need one.")
 
@@ -74,16 +74,18 @@ def partition_audit_log(operations: Operations, op: PartitionAuditLogOp) -> None
         raise SQLAuditMigrationError(
             f"op.partition_audit_log(by={op.by!r}) needs PostgreSQL: on {context.dialect.name} "
             "sqlaudit_log stays one table; remove the operation from this migration.")
-    take, release = _partitions.conversion_lock_statements(default_schema(context.connection))
+    connection = context.connection
+    assert connection is not None  # online (offline was refused above)
+    take, release = _partitions.conversion_lock_statements(str(default_schema(connection)))
     locked = False
     try:
         with context.autocommit_block():
             # a session lock: it outlives the block (polled: see partition_convert_lock.sql)
-            _partitions.take_conversion_lock(context.connection, take)
+            _partitions.take_conversion_lock(connection, take)
             locked = True
-            boundary = _partitions.prepare(context.connection, op.by, op.policy)
+            boundary = _partitions.prepare(connection, op.by, op.policy)
         if boundary is not None:
-            _partitions.swap(context.connection, op.by, op.ahead, boundary, op.policy)
+            _partitions.swap(connection, op.by, op.ahead, boundary, op.policy)
     finally:
         if locked:
-            context.impl.execute(AuditDDL(release))
+            context.impl.execute(_AuditDDL(release))
