@@ -27,7 +27,7 @@ from sqlaudit.exceptions import (
 from sqlaudit.schema import audit_table
 
 from sample_models import readme_models
-from test_cli import log_count
+from test_cli import created, log_count, models, run, seeded, tomorrow, url  # noqa: F401 (fixtures)
 
 NOW = datetime.now(timezone.utc)
 CUTOFF = NOW - timedelta(days=30)
@@ -334,6 +334,51 @@ def test_archive_of_a_prune_matches_its_sealed_digest_after_import(engine, Custo
     assert digest.hexdigest() == recorded
     head = seal_audit_log(other)
     assert verify_audit_log(other, head=head).ok
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_export_writes_the_archive_and_keeps_the_log(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "archive.jsonl"
+    result = run("export", "--before", tomorrow(), "--to", str(path), url=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("exported 5 audit records older than ")
+    assert len(read_jsonl(path)) == 5 and log_count(engine) == 5
+
+
+def test_cli_export_csv(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "archive.csv"
+    result = run("export", "--before", tomorrow(), "--to", str(path), "--format", "csv", url=url)
+    assert result.returncode == 0, result.stderr
+    with open(path, newline="", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 5
+
+
+def test_cli_export_to_an_existing_file_exits_10_with_one_line(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "archive.jsonl"
+    path.write_text("keep me")
+    result = run("export", "--before", tomorrow(), "--to", str(path), url=url)
+    assert result.returncode == 10
+    assert "already exists" in result.stderr and result.stderr.count("\n") == 1
+    assert path.read_text() == "keep me"
+
+
+def test_cli_prune_export_to_archives_what_it_removes(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "pruned.jsonl"
+    result = run("prune", "--older-than", tomorrow(), "--export-to", str(path), "--yes", url=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("pruned 5 audit records older than ")
+    assert len(read_jsonl(path)) == 5 and log_count(engine) == 0
+    assert run("verify", url=url).returncode == 0
+
+
+def test_cli_prune_to_an_unwritable_archive_removes_nothing(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "no-such-folder" / "pruned.jsonl"
+    result = run("prune", "--older-than", tomorrow(), "--export-to", str(path), "--yes", url=url)
+    assert result.returncode == 10
+    assert "cannot write the archive" in result.stderr
+    assert log_count(engine) == 5
 
 
 def test_a_json_null_in_a_json_column_is_archived_as_null_in_jsonl(engine, Customer, other, tmp_path) -> None:
