@@ -408,3 +408,38 @@ def test_bytes_in_a_sqlite_log_are_archived_as_base64_and_come_back(engine, Cust
     import_audit_log(other, tmp_path / "a.jsonl")
     with other.connect() as conn:
         assert conn.execute(text("SELECT changed_by FROM sqlaudit_log WHERE id = 2")).scalar() == b"\xff\x00\xfe"
+
+
+def test_text_that_is_not_utf8_in_a_sqlite_log_is_archived_as_its_bytes(engine, Customer, other, tmp_path, dialect) -> None:
+    if dialect == "postgresql":
+        pytest.skip("PostgreSQL's text is always valid in its encoding")
+    log_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sqlaudit_log (table_name, operation, changed_at, changed_by) "
+                          "SELECT table_name, operation, changed_at, CAST(X'FF61' AS TEXT) FROM sqlaudit_log"))
+    export_audit_log(engine, before=CUTOFF, path=tmp_path / "a.jsonl")
+    assert read_jsonl(tmp_path / "a.jsonl")[1]["changed_by"] == {"base64": "/2E="}
+    import_audit_log(other, tmp_path / "a.jsonl")
+    with other.connect() as conn:
+        assert conn.execute(text("SELECT changed_by FROM sqlaudit_log WHERE id = 2")).scalar() == b"\xffa"
+
+
+def test_csv_refuses_bytes_and_writes_no_file(engine, Customer, tmp_path, dialect) -> None:
+    if dialect == "postgresql":
+        pytest.skip("PostgreSQL's log columns are text or jsonb: they cannot hold bytes")
+    log_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sqlaudit_log (table_name, operation, changed_at, changed_by) "
+                          "SELECT table_name, operation, changed_at, X'FF00' FROM sqlaudit_log"))
+    with pytest.raises(SQLAuditArchiveError, match="use format='jsonl'"):
+        export_audit_log(engine, before=CUTOFF, path=tmp_path / "a.csv", format="csv")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_import_reads_the_format_from_the_first_line_without_a_suffix(
+        engine, Customer, other, tmp_path, fmt) -> None:
+    log_rows(engine, n=2)
+    export_audit_log(engine, before=CUTOFF, path=tmp_path / "archive", format=fmt)
+    assert import_audit_log(other, tmp_path / "archive") == 2
+    assert everything(other) == everything(engine)
