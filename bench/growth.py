@@ -444,7 +444,11 @@ def section(results: Dict[str, Any], png: Optional[str]) -> str:
              f"table (baseline); reads: {s['calls']} calls per round, median of the round "
              f"medians. {s['rounds']} interleaved rounds; min–max of the rounds in small. Targets: "
              f"at the largest log the per-row write cost at most {WRITE_RATIO_TARGET:g}× that at "
-             f"the smallest; one resource's history < {READ_TARGET_MS:g} ms.", ""]
+             f"the smallest; one resource's history < {READ_TARGET_MS:g} ms. The prune of a month "
+             f"seals the log, verifies the whole chain and re-seals what remains "
+             f"(`sqlaudit.integrity.prune_sealed`), so its time follows the size of the log, "
+             f"not of the month removed; the first seal of a log that was never sealed is "
+             f"shown on its own row.", ""]
     if png:
         lines += [f"![cost against log size]({png})", ""]
     for dialect, layouts in results["runs"].items():
