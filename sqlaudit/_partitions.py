@@ -488,11 +488,14 @@ def _move_default(connection: Connection, schema: str, by: str,
 
 
 def prune_remover(connection: Connection, log_table: Table, bound: datetime,
-                  remove: Callable[[Any], int]) -> Callable[[Any], int]:
+                  remove: Callable[[Any], int],
+                  archive: Optional[Callable[[Any], Any]] = None) -> Callable[[Any], int]:
     """``remove`` itself for a plain log; for a partitioned one, a remover that drops
     every range partition ending at or before ``bound`` whose rows all match the
     prune's condition (counting them), then DELETEs what else matches (in the
-    boundary partitions and DEFAULT: the planner prunes the rest)."""
+    boundary partitions and DEFAULT: the planner prunes the rest). ``archive``
+    (``prune_audit_log(export_to=...)``) is given each whole partition's rows
+    before the partition is dropped."""
     if connection.dialect.name != "postgresql" or log_table.schema is None:
         return remove
     schema = log_table.schema
@@ -518,6 +521,8 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
             if not locked:
                 _run(connection, [exclusive])
                 locked = True
+            if archive is not None:
+                archive(in_range)
             _run(connection, _templates.render(_DIALECT, "partition_drop",
                                                audit_table=_names(schema)["audit_table"],
                                                partition=_qualified(schema, p.name)))

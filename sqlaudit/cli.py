@@ -1,6 +1,6 @@
 """The ``sqlaudit`` command line (the ``cli`` extra: click and rich).
 
-Commands: ``status``, ``sql``, ``log``, ``show``, ``prune``, ``grant-read``,
+Commands: ``status``, ``sql``, ``log``, ``show``, ``prune``, ``export``, ``grant-read``,
 ``seal``, ``verify`` and ``maintain-partitions``; see docs/cli.md. Everything but ``sql`` works from the
 database alone; ``--models package.module`` imports the application's
 ``@track_table`` models for typed values, labels and the comparison of the
@@ -822,7 +822,8 @@ def count_older(conn: Connection, cutoff: datetime) -> int:
                             .where(log.c.changed_at < bound)).scalar() or 0)
 
 
-def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool) -> None:
+def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool,
+              export_to: Optional[str] = None, export_format: str = "jsonl") -> None:
     from .ddl import prune_audit_log
 
     cutoff = _cutoff(older_than, "--older-than")
@@ -839,8 +840,10 @@ def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool) -> None:
         return
     confirm_or_refuse(f"Prune {count} audit records older than {shown}?", yes)
     with _working(rt, f"pruning {count} audit records older than {shown}"):
-        removed = prune_audit_log(rt.engine(), cutoff)
-    rt.out.print(f"pruned {removed} audit records older than {shown}")
+        removed = prune_audit_log(rt.engine(), cutoff, export_to=export_to,
+                                  export_format=export_format)
+    rt.out.print(f"pruned {removed} audit records older than {shown}"
+                 + (f", archived to {export_to}" if export_to else ""))
     if removed < count:
         rt.err.print(f"{count - removed} records were kept: written by transactions that were "
                      "still open when the log was sealed; the next prune removes them")
@@ -861,6 +864,17 @@ def run_maintain_partitions(rt: Runtime, ahead: int) -> None:
         rt.out.print(f"moved {done.moved_rows} records out of the DEFAULT partition")
     if done.guarded:
         rt.out.print(f"added the TRUNCATE guard to {', '.join(done.guarded)}")
+
+
+def run_export(rt: Runtime, before: str, to: str, fmt: str) -> None:
+    from .ddl import export_audit_log
+
+    cutoff = _cutoff(before, "--before")
+    with rt.connect():
+        pass  # reachable, with an audit table
+    with _working(rt, f"exporting audit records older than {_when(cutoff)}"):
+        count = export_audit_log(rt.engine(), before=cutoff, path=to, format=fmt)
+    rt.out.print(f"exported {count} audit records older than {_when(cutoff)} to {to}")
 
 
 def run_grant_read(rt: Runtime, role: str) -> None:
@@ -1021,10 +1035,29 @@ def build_app() -> "click.Group":
                   help="Remove records older than this: a time ago (90d, 12w, 24h) or a date.")
     @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--export-to", metavar="FILE",
+                  help="Write exactly the removed records to this new file first "
+                       "(nothing is pruned if it cannot be written).")
+    @click.option("--export-format", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+                  show_default=True, help="Format of --export-to.")
     @click.pass_obj
-    def prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool) -> None:
+    def prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool,
+              export_to: Optional[str], export_format: str) -> None:
         """Delete audit records older than a cutoff (the log stays verifiable)."""
-        run_prune(rt, older_than, dry_run, yes)
+        run_prune(rt, older_than, dry_run, yes, export_to, export_format)
+
+    @app.command()
+    @connection_options
+    @click.option("--before", required=True, metavar="WHEN",
+                  help=f"Export records older than this: {DATE_HELP}.")
+    @click.option("--to", "to", required=True, metavar="FILE",
+                  help="The archive to write (a new file; an existing one is refused).")
+    @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+                  show_default=True, help="jsonl: one JSON object per record.")
+    @click.pass_obj
+    def export(rt: Runtime, before: str, to: str, fmt: str) -> None:
+        """Write audit records older than a cutoff to a file (the log is unchanged)."""
+        run_export(rt, before, to, fmt)
 
     @app.command()
     @connection_options

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 from enum import Enum
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
-from . import _templates
+from . import _export, _templates
 from .config import _display_zone
 from .dialects import module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
@@ -40,7 +41,9 @@ __all__ = [
     "create_audit_log",
     "drop_audit_log",
     "drop_audit_triggers",
+    "export_audit_log",
     "grant_audit_read",
+    "import_audit_log",
     "install_audit_triggers",
     "maintain_audit_partitions",
     "partition_audit_log",
@@ -536,12 +539,19 @@ def prune_audit_log(
     older_than: datetime,
     *,
     models: Optional[Iterable[Union[ModelOrTable, MetaData]]] = None,
+    export_to: Optional[Union[str, "os.PathLike[str]"]] = None,
+    export_format: str = "jsonl",
 ) -> int:
     """Delete audit records older than ``older_than``; return how many were removed.
 
     The only sanctioned removal from the append-only audit table. ``models``
     limits it to those tables' records. A naive ``older_than`` is read in the
     configured time zone.
+
+    ``export_to``: first write the removed records to this new file (``jsonl`` or
+    ``csv``, see :func:`export_audit_log`): exactly the rows deleted, as the
+    DELETE returns them, in the same transaction; the file is complete on disk
+    before the transaction commits, and when it cannot be written nothing is pruned.
     """
     if not isinstance(older_than, datetime):
         raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
@@ -549,6 +559,7 @@ def prune_audit_log(
         older_than = older_than.replace(tzinfo=_display_zone())
     bound = older_than.astimezone(timezone.utc)
     tables = _tables(models) if models is not None else None
+    archive = _export.Archive(export_to, export_format) if export_to is not None else None
     removed = 0
 
     def work(connection: Connection) -> None:
@@ -565,20 +576,29 @@ def prune_audit_log(
         if tables is not None:
             where = and_(where, or_(*[rows_of_table(log_table, t.name, t.schema)
                                       for t in tables]))
-        removed = _prune(connection, log_table, where, bound, schema)
+        removed = _prune(connection, log_table, where, bound, schema, archive)
+        if archive is not None:  # on disk before the transaction commits
+            archive.finish([c.name for c in log_table.columns], connection.dialect.name == "postgresql")
 
-    _with_connection(bind, work)
+    try:
+        _with_connection(bind, work)
+    except BaseException:
+        if archive is not None:
+            archive.abort()
+        raise
     log.info("pruned %d audit records older than %s", removed, bound.isoformat())
     return removed
 
 
 def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime,
-           schema: Optional[str]) -> int:
+           schema: Optional[str], archive: Optional["_export.Archive"] = None) -> int:
     from sqlalchemy import delete, text
 
     from .integrity import prune_sealed
 
     def remove(condition: Any) -> int:
+        if archive is not None:  # DELETE ... RETURNING into the archive
+            return archive.delete_into(connection, log_table, condition)
         return int(connection.execute(delete(log_table).where(condition)).rowcount)
 
     detail = {"older_than": bound.isoformat()}
@@ -588,7 +608,9 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         allow, revoke = _templates.render("postgresql", "prune")
         connection.execute(text(allow), {"bound": bound.isoformat()})
         # a partitioned log drops its partitions older than the cutoff whole
-        remover = prune_remover(connection, log_table, bound, remove)
+        remover = prune_remover(
+            connection, log_table, bound, remove,
+            None if archive is None else lambda rows: archive.export(connection, log_table, rows))
         count = prune_sealed(connection, log_table, where, remover, detail)
         connection.execute(text(revoke))
         return count
@@ -689,6 +711,58 @@ def partition_audit_log(bind: Engine, *, by: str = "month", ahead: int = 3,
             f"any transaction, before a short swap transaction), got {bind!r}; in a migration "
             f"use op.partition_audit_log().")
     return _partitions.convert(bind, by, ahead, policy)
+
+
+def export_audit_log(
+    bind: Bind,
+    *,
+    before: datetime,
+    path: Union[str, "os.PathLike[str]"],
+    format: str = "jsonl",
+    models: Optional[Iterable[Union[ModelOrTable, MetaData]]] = None,
+) -> int:
+    """Write the audit records older than ``before`` (aware) to the new file ``path``;
+    return how many were written. The log is unchanged.
+
+    Every column of each record, in id order, streamed (memory does not grow with
+    the log): ``format="jsonl"`` (one JSON object per line, JSON columns as JSON,
+    ``changed_at`` ISO-8601 in UTC) or ``"csv"`` (header row; NULL is an empty
+    unquoted field). ``models`` limits it to those tables' records. An existing
+    ``path`` is refused; the file appears only once complete. Re-import an
+    archive with :func:`import_audit_log`. Errors derive from
+    :class:`~sqlaudit.exceptions.SQLAuditArchiveError`.
+    """
+    bound = _export.check_before(before)
+    _export.check_format(format)
+    _export.check_path(path)
+    tables = _tables(models) if models is not None else None
+    count = 0
+
+    def work(connection: Connection) -> None:
+        nonlocal count
+        count = _export.export_log(connection, before=bound, path=path, format=format, tables=tables)
+
+    _with_connection(bind, work)
+    return count
+
+
+def import_audit_log(bind: Bind, path: Union[str, "os.PathLike[str]"], *,
+                     format: Optional[str] = None) -> int:
+    """Insert the records of an archive written by :func:`export_audit_log` (or a
+    prune's ``export_to``) into an empty ``sqlaudit_log``, ids and every column
+    as archived; return how many. ``format`` defaults to the file's suffix
+    (``.jsonl``/``.csv``), else its first line. A log that is not empty is refused
+    (:class:`~sqlaudit.exceptions.SQLAuditArchiveError`); on PostgreSQL the id
+    sequence continues after the highest imported id.
+    """
+    count = 0
+
+    def work(connection: Connection) -> None:
+        nonlocal count
+        count = _export.import_log(connection, path, format)
+
+    _with_connection(bind, work)
+    return count
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:

@@ -12,6 +12,9 @@ object that is wrong and say what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "SQLAuditArchiveError",
+    "SQLAuditArchiveTypeError",
+    "SQLAuditArchiveValueError",
     "SQLAuditArgumentError",
     "SQLAuditArgumentTypeError",
     "SQLAuditConfigError",
@@ -119,3 +122,19 @@ class SQLAuditRevertConflict(SQLAuditRevertError):
     def __init__(self, message: str, conflicts: "list[object]") -> None:
         super().__init__(message)
         self.conflicts = conflicts
+
+
+class SQLAuditArchiveError(SQLAuditError):
+    """An audit log archive cannot be written or read (see :mod:`sqlaudit._export`):
+    the file cannot be created, it is not an archive, or the log to import into
+    is not empty. When it comes from a prune, nothing was pruned."""
+
+
+class SQLAuditArchiveValueError(SQLAuditArchiveError, ValueError):
+    """An archive argument has the right type but a wrong value: an unknown
+    format, a path that already exists, a cutoff without a time zone."""
+
+
+class SQLAuditArchiveTypeError(SQLAuditArchiveError, TypeError):
+    """An archive argument has the wrong type (a cutoff that is not a ``datetime``,
+    a path that is not a ``str`` or ``os.PathLike``)."""

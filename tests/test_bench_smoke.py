@@ -94,3 +94,39 @@ def test_index_tradeoff_runs_and_checks_its_variants(postgres_url: str, tmp_path
     assert "without the three read indexes: ix_sqlaudit_log_changed_at, sqlaudit_log_pkey" in doc
     assert "## Reading it" in doc
     assert "postgresql-audit 0" not in doc  # --no-peer: no peer row
+
+
+def test_growth_benchmark_runs_and_records(dialect: str, request: pytest.FixtureRequest,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/growth.py --quick on tiny sizes: every size has its writes (that really wrote
+    their audit rows), reads, fill and prune; the partitioned layout is measured or reported
+    unavailable; the JSON, the plot (when matplotlib is there) and the section are written."""
+    if dialect == "postgresql":
+        monkeypatch.setenv("SQLAUDIT_BENCH_POSTGRES_URL", request.getfixturevalue("postgres_url"))
+    module = _bench_module("growth")
+    code = module.main(["--quick", "--dialects", dialect, "--layouts", "plain,partitioned",
+                        "--sizes", "2000,6000", "--table-rows", "300", "--commits", "5",
+                        "--calls", "2", "--output-dir", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "growth.json").read_text())
+    plain = results["runs"][dialect]["plain"]
+    assert sorted(plain["sizes"], key=int) == ["2000", "6000"]
+    for size, entry in plain["sizes"].items():
+        assert entry["fill"]["rows"] == int(size)
+        assert entry["capture"]["bulk_update"] == 300 and entry["capture"]["orm_commit"] == 5
+        for workload in ("bulk_update", "orm_commit"):
+            assert entry[workload]["sqlaudit"]["median"] > 0 and entry[workload]["baseline"]["median"] > 0
+        for read in ("resource", "user_latest", "transaction"):
+            assert entry[read]["sqlaudit"]["median"] > 0 and entry["capture"][f"{read}_records"] > 0
+        assert entry["prune"]["removed"] > 0 and entry["prune"]["verified"] is True
+    partitioned = results["runs"][dialect]["partitioned"]
+    try:
+        from sqlaudit.ddl import create_audit_log  # noqa: F401
+    except ImportError:
+        assert partitioned == {"available": False, "reason": partitioned["reason"]}
+        assert "create_audit_log" in partitioned["reason"]
+    else:
+        assert partitioned["available"] and sorted(partitioned["sizes"], key=int) == ["2000", "6000"]
+    doc = (tmp_path / "growth.md").read_text()
+    assert "## Growth" in doc and "one resource's history" in doc and "prune January" in doc
+    assert (tmp_path / "growth.png").exists() == (importlib.util.find_spec("matplotlib") is not None)

@@ -435,6 +435,25 @@ def test_a_prune_limited_to_some_models_keeps_partitions_holding_other_tables(en
     assert _sql(engine, f"SELECT table_name FROM {_partitions.partition_name(s0)}") == [("orders",)]
 
 
+@pg
+def test_prune_with_export_to_archives_the_dropped_partitions_too(engine, parted, tmp_path) -> None:
+    """A whole partition is dropped, not deleted row by row: its rows reach the
+    archive before the drop, so the archive holds exactly what the prune removed."""
+    import json
+
+    (s0, _), (s1, _) = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1), s0 + timedelta(days=2),
+                              s1 + timedelta(days=1), s1 + timedelta(days=9)])
+    cutoff = s1 + timedelta(days=5)
+    doomed = _sql(engine, "SELECT id FROM sqlaudit_log WHERE changed_at < :c ORDER BY id",
+                  params={"c": cutoff})
+    archive = tmp_path / "pruned.jsonl"
+    assert prune_audit_log(engine, cutoff, export_to=archive) == 3
+    assert _partitions.partition_name(s0) not in {p.name for p in _layout(engine).partitions}
+    archived = sorted(json.loads(line)["id"] for line in archive.read_text().splitlines())
+    assert archived == [row[0] for row in doomed]
+
+
 # ---------------------------------------------------------------- status, Alembic, drop
 
 
