@@ -216,8 +216,9 @@ def _conditions(log: Table, pg: bool, f: _Filters) -> list[Any]:
     if f.user_ids is not None:
         conditions.append(user_prefix(log.c.changed_by).in_(
             text_param([u[:USER_PREFIX] for u in f.user_ids], expanding=True)))
-        exact = log.c.changed_by if pg else cast(log.c.changed_by, Text)
-        conditions.append(exact.in_(text_param(f.user_ids, expanding=True)))
+        if _r._exact_user_needed(f.user_ids):
+            exact = log.c.changed_by if pg else cast(log.c.changed_by, Text)
+            conditions.append(exact.in_(text_param(f.user_ids, expanding=True)))
     if f.transaction_ids is not None:
         conditions.append(log.c.transaction_id.in_(
             bindparam(None, f.transaction_ids, expanding=True, type_=BigInteger())))
