@@ -63,11 +63,11 @@ def check_options(partition_by: Optional[str], ahead: int) -> None:
         raise SQLAuditArgumentError(f"ahead must be between 0 and {MAX_AHEAD}, got {ahead}")
 
 
-def require_postgresql(connection: Connection, what: str) -> None:
+def require_postgresql(connection: Connection, what: str, advice: str = "") -> None:
     if connection.dialect.name != "postgresql":
         raise SQLAuditUnsupportedDialectError(
-            f"{what} needs PostgreSQL: on {connection.dialect.name} sqlaudit_log stays one "
-            f"table. Leave partition_by unset (None) there.")
+            f"{what} needs PostgreSQL: on {connection.dialect.name} sqlaudit_log is one "
+            f"table, without partitions{advice}.")
 
 
 # ---------------------------------------------------------------- periods (pure)
@@ -341,7 +341,8 @@ def create_log(connection: Connection, partition_by: Optional[str], ahead: int,
     from .schema import audit_table
 
     if partition_by is not None:
-        require_postgresql(connection, f"create_audit_log(partition_by={partition_by!r})")
+        require_postgresql(connection, f"create_audit_log(partition_by={partition_by!r})",
+                           ": leave partition_by unset (None) there")
     if connection.dialect.name != "postgresql":
         from sqlalchemy import inspect as sa_inspect
 
@@ -403,7 +404,8 @@ def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layou
 def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] = None,
              metadata: Optional[MetaData] = None) -> PartitionMaintenance:
     """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`."""
-    require_postgresql(connection, "maintain_audit_partitions()")
+    require_postgresql(connection, "maintain_audit_partitions()",
+                       " to maintain: do not schedule this command for it")
     schema = _schema(connection, metadata)
     advisory, exclusive = lock_statements(schema)
     _run(connection, [advisory])  # one maintainer (or pruner, or converter) at a time
