@@ -134,7 +134,9 @@ class RoundTrip:
             else:
                 assert r.operation == "update" and "update-old" not in recorded
                 recorded["update-old"], recorded["update-new"] = r.old_value, r.new_value
-        orm = {"insert": read_old}
+        # a value the ORM reads as None (NULL, a JSON column's JSON null) is not an
+        # inserted field, as for any column (docs/reference.md)
+        orm = {"insert": read_old} if read_old is not None else {}
         if not db_equal(read_old, read_new):
             orm.update({"update-old": read_old, "update-new": read_new})
         return orm, recorded
