@@ -31,7 +31,8 @@ round to round, so a slow minute of a shared machine is shared by all sizes):
 The records a round writes are removed again (untimed) so every size keeps its
 size. Last, per size: the whole log is sealed once (``seal_audit_log``, timed
 and reported on its own), then ``prune_audit_log`` removes January, a month out
-of twelve (timed: it also re-seals what remains).
+of twelve (timed: it also seals, and verifies and re-seals the seal intervals
+holding removed records).
 
 ``--layouts plain,partitioned``: the partitioned layout (PostgreSQL only; on
 SQLite it is reported as not applicable) is made with
@@ -441,10 +442,10 @@ def section(results: Dict[str, Any], png: Optional[str]) -> str:
              f"medians. {s['rounds']} interleaved rounds; min–max of the rounds in small. Targets: "
              f"at the largest log the per-row write cost at most {WRITE_RATIO_TARGET:g}× that at "
              f"the smallest; one resource's history < {READ_TARGET_MS:g} ms. The prune of a month "
-             f"seals the log, verifies the whole chain and re-seals what remains "
-             f"(`sqlaudit.integrity.prune_sealed`), so its time follows the size of the log, "
-             f"not of the month removed; the first seal of a log that was never sealed is "
-             f"shown on its own row.", ""]
+             f"seals the log, verifies the chain of seal entries, verifies and re-seals the "
+             f"rows of the seal intervals holding removed records and carries the other "
+             f"entries over without reading their rows (`sqlaudit.integrity.prune_sealed`); "
+             f"the first seal of a log that was never sealed is shown on its own row.", ""]
     if png:
         lines += [f"![cost against log size]({png})", ""]
     for dialect, layouts in results["runs"].items():

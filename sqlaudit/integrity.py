@@ -14,8 +14,9 @@ the database; this module makes it *detectable*:
   every id range whose rows were altered, deleted or inserted out of order, a
   broken chain, and a mismatch with an externally kept head.
 * :func:`sqlaudit.ddl.prune_audit_log` calls :func:`prune_sealed`, which seals
-  and verifies first, then records what it removes as a ``prune`` entry and
-  re-seals the remaining rows, so the chain still verifies afterwards.
+  and verifies the entries and the intervals it touches first, then records
+  what it removes as a ``prune`` entry and starts a new epoch (untouched
+  entries carried over, touched ones re-sealed), so the chain still verifies.
 
 Nothing runs on the write path: sealing reads committed rows only, later.
 See docs/integrity.md for the design, the canonical encoding and the threat model.
@@ -374,9 +375,17 @@ class _Log:
         return int(run) if run is not None else head
 
     def append(self, entry: dict[str, Any], sealed_at: datetime) -> None:
-        values = {k: v for k, v in entry.items() if k != "sealed_at_us"}
-        values["sealed_at"] = sealed_at if self.pg else sealed_at.replace(tzinfo=None)
-        self.connection.execute(insert(self.seal).values(**values))
+        self.append_many([entry], sealed_at)
+
+    def append_many(self, entries: Sequence[dict[str, Any]], sealed_at: datetime) -> None:
+        """Insert ``entries`` in one statement (executemany for more than one)."""
+        stamp = sealed_at if self.pg else sealed_at.replace(tzinfo=None)
+        rows = [{**{k: v for k, v in e.items() if k != "sealed_at_us"}, "sealed_at": stamp}
+                for e in entries]
+        if len(rows) == 1:
+            self.connection.execute(insert(self.seal).values(**rows[0]))
+        elif rows:
+            self.connection.execute(insert(self.seal), rows)
 
 
 def _lenient_text(value: bytes) -> str:
@@ -435,15 +444,20 @@ class _Chain:
         self.columns = json.dumps(log.columns, separators=(",", ":"))
 
     def add(self, kind: str, first_id: Optional[int], last_id: Optional[int], count: int,
-            rows_digest: str, detail: Optional[str] = None) -> None:
+            rows_digest: str, detail: Optional[str] = None, columns: Optional[str] = None,
+            batch: Optional[list[dict[str, Any]]] = None) -> None:
+        """Chain one entry; insert it now, or append it to ``batch`` (see :meth:`_Log.append_many`)."""
         entry = {
             "format_version": FORMAT_VERSION, "kind": kind, "sealed_at_us": _micros(self.sealed_at),
             "sealed_by": self.sealed_by, "first_id": first_id, "last_id": last_id,
-            "row_count": count, "columns": self.columns, "detail": detail,
-            "rows_digest": rows_digest, "previous_digest": self.head,
+            "row_count": count, "columns": self.columns if columns is None else columns,
+            "detail": detail, "rows_digest": rows_digest, "previous_digest": self.head,
         }
         entry["digest"] = _entry_digest(entry)
-        self.log.append(entry, self.sealed_at)
+        if batch is None:
+            self.log.append(entry, self.sealed_at)
+        else:
+            batch.append(entry)
         self.head = entry["digest"]
 
     def seal_rows(self, rows: Iterable[Sequence[Any]], first_id: int, last_id: int) -> int:
@@ -515,7 +529,9 @@ def _well_formed(entry: dict[str, Any]) -> bool:
             and type(entry["sealed_at_us"]) is int)
 
 
-def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = None) -> VerifyResult:
+def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = None,
+            rows: bool = True) -> VerifyResult:
+    """Verify the chain of entries and, unless ``rows`` is False, the log rows."""
     log = log or _Log(connection)
     result = VerifyResult()
     entries = log.entries() if log.has_seal_table() else []
@@ -556,6 +572,8 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
         problems.append(Problem("head_mismatch", None, None, None,
                                 f"the chain does not contain the head {head!r} kept outside the "
                                 "database: the seal table was rebuilt or truncated"))
+    if not rows:
+        return result
     # 2. the rows against the seals of the current epoch
     old = _pinned(connection, log.kinds)
     try:
@@ -565,22 +583,52 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
     return result
 
 
+_Encoder = Callable[[Sequence[Any]], bytes]
+
+
+def _entry_encoder(log: _Log, encoders: dict[str, _Encoder], columns_json: str, entry_id: int,
+                   problems: list[Problem]) -> Optional[_Encoder]:
+    """The row encoder for an entry's column list (cached); None, reported, if the log lacks one."""
+    if columns_json not in encoders:
+        try:
+            names = json.loads(columns_json)
+            positions = [log.columns.index(n) for n in names]
+        except ValueError:
+            problems.append(Problem("altered", None, None, entry_id,
+                                    f"seal entry {entry_id} names columns {columns_json} that "
+                                    "sqlaudit_log no longer has all of"))
+            return None
+        encoders[columns_json] = _row_encoder(log.kinds, positions)
+    return encoders[columns_json]
+
+
+def _interval_problem(entry: dict[str, Any], count: int, digest: str) -> Optional[Problem]:
+    """What a seal entry's interval holding ``count`` rows of ``digest`` is, if not what was sealed."""
+    first, last, expected = int(entry["first_id"]), int(entry["last_id"]), int(entry["row_count"])
+    if count == expected and digest == entry["rows_digest"]:
+        return None
+    if count < expected:
+        kind, what = "deleted", f"{expected - count} of its {expected} rows are missing"
+    elif count > expected:
+        kind, what = "inserted", f"it holds {count - expected} rows more than the {expected} sealed"
+    else:
+        kind, what = "altered", "its rows differ from what was sealed"
+    return Problem(kind, first, last, entry["id"],
+                   f"log ids {first}..{last} (seal entry {entry['id']}): {what}")
+
+
+def _stray_problem(stray: Sequence[int]) -> Problem:
+    return Problem("inserted", min(stray), max(stray), None,
+                   f"{len(stray)} log rows with ids {min(stray)}..{max(stray)} lie "
+                   "below every sealed range: inserted out of order")
+
+
 def _check_rows(log: _Log, epoch: Sequence[dict[str, Any]], result: VerifyResult) -> None:
-    encoders: dict[str, Callable[[Sequence[Any]], bytes]] = {}
+    encoders: dict[str, _Encoder] = {}
     problems = result.problems
 
-    def encoder(columns_json: str, entry_id: int) -> Optional[Callable[[Sequence[Any]], bytes]]:
-        if columns_json not in encoders:
-            try:
-                names = json.loads(columns_json)
-                positions = [log.columns.index(n) for n in names]
-            except ValueError:
-                problems.append(Problem("altered", None, None, entry_id,
-                                        f"seal entry {entry_id} names columns {columns_json} that "
-                                        "sqlaudit_log no longer has all of"))
-                return None
-            encoders[columns_json] = _row_encoder(log.kinds, positions)
-        return encoders[columns_json]
+    def encoder(columns_json: str, entry_id: int) -> Optional[_Encoder]:
+        return _entry_encoder(log, encoders, columns_json, entry_id, problems)
 
     rows = log.rows(-(2**63), None)
     pending: Optional[Sequence[Any]] = next(rows, None)
@@ -598,21 +646,11 @@ def _check_rows(log: _Log, epoch: Sequence[dict[str, Any]], result: VerifyResult
             count += 1
             pending = next(rows, None)
         result.sealed_rows += count
-        expected = int(entry["row_count"])
-        if encode is None or (count == expected and digest.hexdigest() == entry["rows_digest"]):
-            continue
-        if count < expected:
-            kind, what = "deleted", f"{expected - count} of its {expected} rows are missing"
-        elif count > expected:
-            kind, what = "inserted", f"it holds {count - expected} rows more than the {expected} sealed"
-        else:
-            kind, what = "altered", "its rows differ from what was sealed"
-        problems.append(Problem(kind, first, last, entry["id"],
-                                f"log ids {first}..{last} (seal entry {entry['id']}): {what}"))
+        problem = None if encode is None else _interval_problem(entry, count, digest.hexdigest())
+        if problem is not None:
+            problems.append(problem)
     if stray:
-        problems.append(Problem("inserted", min(stray), max(stray), None,
-                                f"{len(stray)} log rows with ids {min(stray)}..{max(stray)} lie "
-                                "below every sealed range: inserted out of order"))
+        problems.append(_stray_problem(stray))
     while pending is not None:
         result.unsealed_rows += 1
         pending = next(rows, None)
@@ -637,43 +675,101 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
 # --------------------------------------------------------------------------- pruning
 
 
+def _refusal(problem: Problem) -> SQLAuditIntegrityError:
+    return SQLAuditIntegrityError(
+        "refusing to prune: the audit log fails verification "
+        f"({problem.message}); investigate with sqlaudit.integrity.verify_audit_log() "
+        "first, pruning now would re-seal over the tampering."
+    )
+
+
 def prune_sealed(connection: Connection, log_table: Table, where: Any,
                  delete: Callable[[Any], int], detail: dict[str, Any]) -> int:
     """The body of :func:`sqlaudit.ddl.prune_audit_log` (guard already lifted).
 
-    Seals what can be sealed, refuses (:class:`SQLAuditIntegrityError`) to prune a
-    log that fails verification (pruning would re-seal over the tampering), then
-    removes the matching rows among the sealed ones through ``delete(condition)``,
-    records them as one ``prune`` entry (id range, count, digest, who, when) and
-    re-seals the remaining rows. Rows not sealable yet (written by transactions
-    still in flight) are kept until the next prune.
+    Seals what can be sealed, verifies the chain of entries and the rows of the
+    current epoch's seal entries whose interval holds a row to remove (the
+    *touched* entries), and refuses (:class:`SQLAuditIntegrityError`) if they
+    fail (pruning would re-seal over the tampering). Then removes the matching
+    rows among the sealed ones through ``delete(condition)``, records them as
+    one ``prune`` entry (id range, count, digest, who, when) and starts a new
+    epoch: every untouched entry is carried over (same rows digest and count,
+    its rows not read, so tampering in them is still reported by
+    :func:`verify_audit_log`), every touched one is re-sealed from its
+    remaining rows, or left out when none remains. Rows not sealable yet
+    (written by transactions still in flight) are kept until the next prune.
     """
     log = _Log(connection, log_table)
     log, _ = _seal(connection, log)
-    result = _verify(connection, None, log)
-    if not result.ok:
-        raise SQLAuditIntegrityError(
-            "refusing to prune: the audit log fails verification "
-            f"({result.problems[0].message}); investigate with sqlaudit.integrity.verify_audit_log() "
-            "first, pruning now would re-seal over the tampering."
-        )
+    checked = _verify(connection, None, log, rows=False)  # the chain of entries only
+    if not checked.ok:
+        raise _refusal(checked.problems[0])
     entries = log.entries()
     head = _epoch_head(entries)
     if head == 0:
         return 0
-    encode = _row_encoder(log.kinds, range(len(log.columns)))
+    prunes = [i for i, e in enumerate(entries) if e["kind"] == "prune"]
+    epoch = entries[prunes[-1] + 1:] if prunes else entries  # seal entries, contiguous from id 1
+    id_col = log_table.c.id
+    doomed = [int(i) for i in connection.execute(
+        select(id_col).where(and_(where, id_col <= head)).order_by(id_col)).scalars()]
+    if not doomed:
+        return 0
+    stray = [i for i in doomed if i < int(epoch[0]["first_id"])]
+    if stray:  # rows below every sealed range: verification reports them as inserted
+        raise _refusal(_stray_problem(stray))
+    touched = {k for k, e in enumerate(epoch) if e["format_version"] != FORMAT_VERSION}
+    k = 0
+    for i in doomed:
+        while int(epoch[k]["last_id"]) < i:
+            k += 1
+        touched.add(k)
+    runs: list[list[int]] = []  # consecutive touched entries, read with one query each
+    for k in sorted(touched):
+        if runs and runs[-1][-1] == k - 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    full = _row_encoder(log.kinds, range(len(log.columns)))
+    columns = json.dumps(log.columns, separators=(",", ":"))
+    encoders: dict[str, _Encoder] = {}
+    problems: list[Problem] = []
+    resealed: dict[int, tuple[int, str]] = {}  # touched entry -> (rows kept, their digest)
     removed, count, low, high = hashlib.sha256(), 0, None, None
     old = _pinned(connection, log.kinds)
     try:
-        for row in log.rows(-(2**63), head, extra=where):
-            if row[-1]:
-                removed.update(encode(row))
-                count += 1
-                low = int(row[0]) if low is None else low
-                high = int(row[0])
+        for run in runs:
+            rows = log.rows(int(epoch[run[0]]["first_id"]) - 1, int(epoch[run[-1]]["last_id"]),
+                            extra=where)
+            pending = next(rows, None)
+            for k in run:
+                entry = epoch[k]
+                encode = _entry_encoder(log, encoders, entry["columns"], entry["id"], problems)
+                same = entry["columns"] == columns
+                check, kept, seen, kept_count = hashlib.sha256(), hashlib.sha256(), 0, 0
+                while pending is not None and int(pending[0]) <= int(entry["last_id"]):
+                    line = full(pending)
+                    if encode is not None:
+                        check.update(line if same else encode(pending))
+                    seen += 1
+                    if pending[-1]:
+                        removed.update(line)
+                        count += 1
+                        low = int(pending[0]) if low is None else low
+                        high = int(pending[0])
+                    else:
+                        kept.update(line)
+                        kept_count += 1
+                    pending = next(rows, None)
+                problem = None if encode is None else _interval_problem(entry, seen, check.hexdigest())
+                if problem is not None:
+                    problems.append(problem)
+                resealed[k] = (kept_count, kept.hexdigest())
+        if problems:
+            raise _refusal(problems[0])
         if not count:
             return 0
-        deleted = delete(and_(where, log_table.c.id <= head))
+        deleted = delete(and_(where, id_col <= head))
         if deleted != count:
             raise SQLAuditIntegrityError(
                 f"prune removed {deleted} rows where {count} were expected; nothing was pruned "
@@ -682,14 +778,35 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
         chain = _Chain(log, entries)
         chain.add("prune", low, high, count, removed.hexdigest(),
                   json.dumps(detail, sort_keys=True, separators=(",", ":")))
-        # Re-seal what remains of the sealed range: a new epoch of the chain, from id 1.
-        # SQLite reuses the id of a deleted last row (sqlaudit_log has no AUTOINCREMENT),
-        # so there the new epoch ends at the last remaining row, not at the old head.
+        # The new epoch of the chain covers ids 1..last without gaps: each entry keeps its
+        # upper bound and starts after the entry before it (so it also covers the intervals
+        # of touched entries left out before it, which no longer hold any row); the last
+        # one ends at `last`. SQLite reuses the id of a deleted last row (sqlaudit_log has
+        # no AUTOINCREMENT), so there the new epoch ends at the last remaining row, not at
+        # the old head.
         last = head if log.pg else int(connection.execute(
             select(literal_column("max(id)")).select_from(log.log).where(log.log.c.id <= head)
         ).scalar() or 0)
-        if last:
-            chain.seal_rows(log.rows(-(2**63), last), 1, last)
+        plan: list[tuple[int, int, str, Optional[str]]] = []  # (last_id, row_count, digest, columns)
+        for k, entry in enumerate(epoch):
+            if k in resealed:
+                kept_count, digest = resealed[k]
+                if kept_count:
+                    plan.append((int(entry["last_id"]), kept_count, digest, None))
+            else:  # untouched: carried over without reading its rows
+                plan.append((int(entry["last_id"]), int(entry["row_count"]), entry["rows_digest"],
+                             entry["columns"]))
+        batch: list[dict[str, Any]] = []
+        start = 1
+        for j, (end, rows_count, digest, entry_columns) in enumerate(plan):
+            if j == len(plan) - 1:
+                end = max(last, start)
+            chain.add("seal", start, end, rows_count, digest, columns=entry_columns, batch=batch)
+            start = end + 1
+            if len(batch) >= _FETCH:
+                log.append_many(batch, chain.sealed_at)
+                batch.clear()
+        log.append_many(batch, chain.sealed_at)
     finally:
         _unpin(connection, old)
     return count

@@ -249,6 +249,156 @@ def test_prune_refuses_a_log_that_fails_verification(engine, Customer) -> None:
     assert len(ids(engine)) == 2
 
 
+def just_after_last_record(engine):
+    with engine.connect() as conn:
+        bound = conn.execute(text("SELECT max(changed_at) FROM sqlaudit_log")).scalar()
+    bound = (bound if isinstance(bound, datetime) else datetime.fromisoformat(bound))
+    return (bound.replace(tzinfo=timezone.utc) if bound.tzinfo is None else bound) + timedelta(microseconds=1)
+
+
+def seal_entries(engine, kind="seal"):
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT id, first_id, last_id, row_count, rows_digest FROM sqlaudit_seal "
+            "WHERE kind = :kind ORDER BY id"), {"kind": kind})]
+
+
+def current_epoch(engine):
+    """The seal entries after the last prune: (first_id, last_id, row_count, rows_digest)."""
+    with engine.connect() as conn:
+        last_prune = conn.execute(text(
+            "SELECT coalesce(max(id), 0) FROM sqlaudit_seal WHERE kind = 'prune'")).scalar()
+    return [e[1:] for e in seal_entries(engine) if e[0] > last_prune]
+
+
+def test_a_prune_of_an_old_range_keeps_a_chain_of_many_entries_verifiable(engine, Customer, monkeypatch) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 5, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 6, prefix="kept")
+    kept = ids(engine)[5:]
+    head = seal_audit_log(engine)
+    assert prune_audit_log(engine, bound) == 5
+    assert ids(engine) == kept
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows) == (6, 0)
+    epoch = current_epoch(engine)
+    assert epoch[0][0] == 1 and all(a[1] + 1 == b[0] for a, b in zip(epoch, epoch[1:]))
+    assert epoch[-1][1] == kept[-1]
+    write(engine, Customer, 3, prefix="after")
+    head = seal_audit_log(engine)
+    assert verify_audit_log(engine, head=head).ok
+    assert prune_audit_log(engine, just_after_last_record(engine)) == 9  # a second prune
+    assert verify_audit_log(engine, head=seal_audit_log(engine)).ok
+
+
+def test_a_prune_carries_untouched_entries_over_without_reading_their_rows(engine, Customer, monkeypatch) -> None:
+    from sqlaudit import integrity
+
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 4, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 8, prefix="kept")
+    log_ids = ids(engine)
+    seal_audit_log(engine)
+    before = current_epoch(engine)
+    untouched = [e for e in before if e[0] > log_ids[3]]
+    assert len(untouched) == 4
+    read = []
+    original = integrity._Log.rows
+
+    def counting(self, lower, upper, extra=None):
+        for row in original(self, lower, upper, extra):
+            read.append(int(row[0]))
+            yield row
+
+    monkeypatch.setattr(integrity._Log, "rows", counting)
+    assert prune_audit_log(engine, bound) == 4
+    assert read == log_ids[:4]  # the removed rows' intervals only
+    # the same intervals, counts and rows digests; the first one now starts at id 1, over the
+    # intervals emptied by the prune (the new epoch covers every id from 1)
+    assert current_epoch(engine) == [(1,) + untouched[0][1:]] + untouched[1:]
+    assert verify_audit_log(engine).ok
+
+
+def test_tampering_in_an_untouched_interval_is_still_reported_after_a_prune(engine, Customer, monkeypatch) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 4, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 4, prefix="kept")
+    log_ids = ids(engine)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'forged' WHERE id = :id"),
+                     {"id": log_ids[-1]})
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[-2], log_ids[-1])]
+    assert prune_audit_log(engine, bound) == 4  # it does not read that interval
+    result = verify_audit_log(engine, head=seal_audit_log(engine))
+    assert kinds(result) == [("altered", log_ids[-2], log_ids[-1])]  # not laundered
+
+
+@pytest.mark.parametrize("tampered", ["removed", "kept"])
+def test_prune_refuses_tampering_inside_an_interval_it_touches(engine, Customer, monkeypatch, tampered) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 3, prefix="old")  # the second interval holds old and kept rows
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 3, prefix="kept")
+    log_ids = ids(engine)
+    seal_audit_log(engine)
+    target = log_ids[2] if tampered == "removed" else log_ids[3]
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'forged' WHERE id = :id"), {"id": target})
+    with pytest.raises(SQLAuditIntegrityError, match=r"refusing to prune: .*its rows differ"):
+        prune_audit_log(engine, bound)
+    assert ids(engine) == log_ids
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[2], log_ids[3])]
+
+
+def test_prune_refuses_to_remove_a_row_inserted_below_every_sealed_range(engine, Customer) -> None:
+    write(engine, Customer, 2)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+    with pytest.raises(SQLAuditIntegrityError, match="refusing to prune: .*inserted out of order"):
+        prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1))
+    assert len(ids(engine)) == 3
+
+
+def test_a_prune_of_every_row_of_many_entries_keeps_the_chain_verifiable(engine, Customer, monkeypatch) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    write(engine, Customer, 5)
+    seal_audit_log(engine)
+    assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 5
+    assert current_epoch(engine) == []
+    write(engine, Customer, 3, prefix="new")  # SQLite gives the pruned ids again
+    assert verify_audit_log(engine).ok
+    assert verify_audit_log(engine, head=seal_audit_log(engine)).ok
+
+
+def test_a_prune_limited_to_some_models_keeps_the_chain_verifiable(engine, Customer, monkeypatch) -> None:
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 2)
+    for i in range(3):
+        write(engine, Customer, 2, prefix=f"c{i}")
+        with engine.begin() as conn:  # records of another table between them
+            conn.execute(text(
+                "INSERT INTO sqlaudit_log (table_name, operation, changed_at, changed_by) "
+                "VALUES ('orders', 'insert', CURRENT_TIMESTAMP, 'someone')"))
+    others = [i for i in ids(engine)][2::3]
+    head = seal_audit_log(engine)
+    assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1), models=[Customer]) == 6
+    assert ids(engine) == others
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert result.sealed_rows == 3
+    write(engine, Customer, 1, prefix="after")
+    assert verify_audit_log(engine, head=seal_audit_log(engine)).ok
+
+
 @pytest.mark.postgresql_only
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 def test_session_settings_do_not_change_digests(make_engine, Customer, engine) -> None:
