@@ -510,7 +510,12 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
         _run(connection, [advisory])
         current = read_layout(connection, schema) or layout
         whole = [p for p in current.ranges if p.end is not None and p.end <= bound]
-        dropped, locked = 0, False
+        dropped = 0
+        if whole:
+            # Lock before counting: a writer still in flight commits before the lock is
+            # ours, so the count below sees its row (above the sealed head, so not
+            # matching) and that partition is kept, never dropped with the row unseen.
+            _run(connection, [exclusive])
         for p in whole:
             in_range = log_table.c.changed_at < p.end
             if p.start is not None:
@@ -520,9 +525,6 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
                 .select_from(log_table).where(in_range)).one()
             if matching != total:
                 continue  # rows not removed by this prune (other tables, or not sealed yet)
-            if not locked:
-                _run(connection, [exclusive])
-                locked = True
             if archive is not None:
                 archive(in_range)
             _run(connection, _templates.render(_DIALECT, "partition_drop",
