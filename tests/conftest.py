@@ -191,3 +191,25 @@ def summary(records: list[Any]) -> list[tuple[Any, ...]]:
         (r.operation, r.resource_id, r.field_name, r.old_value, r.new_value, r.changed_by)
         for r in records
     ]
+
+
+def application_role(engine: Engine) -> Iterator[tuple[str, Engine]]:
+    """A PostgreSQL login role with the rights of an application on this test's schema
+    (its own tables users and customers, TEMP, nothing else) and an engine logged in
+    as it; both removed afterwards. For fixtures: ``yield from application_role(engine)``."""
+    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
+    schema = engine.info_schema  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+        conn.execute(text(f'GRANT TEMP ON DATABASE "{database}" TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{name}"'))
+        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON users, customers TO "{name}"'))
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{name}"'))
+    app = create_engine(engine.url.set(username=name),
+                        connect_args={"options": f"-csearch_path={schema}"})
+    yield name, app
+    app.dispose()
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP OWNED BY "{name}"'))
+        conn.execute(text(f'DROP ROLE "{name}"'))

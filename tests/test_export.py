@@ -26,22 +26,12 @@ from sqlaudit.exceptions import (
 )
 from sqlaudit.schema import audit_table
 
-from sample_models import readme_models
+from test_integrity import Customer  # noqa: F401 (fixture)
 from test_cli import created, log_count, models, run, seeded, tomorrow, url  # noqa: F401 (fixtures)
 
 NOW = datetime.now(timezone.utc)
 CUTOFF = NOW - timedelta(days=30)
 COLUMNS = [c.name for c in audit_table(MetaData()).columns]
-
-
-@pytest.fixture
-def Customer(engine, Base):
-    User, Customer = readme_models(Base)
-    Base.metadata.create_all(engine)
-    with Session(engine) as s:
-        s.add(User(user_id=1))
-        s.commit()
-    return Customer
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ status and Alembic check. (tests/test_partitions.py is about partitioned
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -22,7 +21,7 @@ from sqlaudit.ddl import (AuditState, audit_status, create_audit_log, drop_audit
 from sqlaudit.exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
 from sqlaudit.integrity import seal_audit_log, verify_audit_log
 
-from conftest import changes
+from conftest import application_role, changes
 from test_guarantees import models  # noqa: F401  (the README models, plain log)
 
 pg = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -191,22 +190,38 @@ def test_bad_partition_arguments_are_refused_before_any_work(kwargs, error) -> N
 @pytest.fixture
 def app_role(engine, parted):
     """A login role with the rights of an application: its own tables and TEMP, nothing else."""
-    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
-    schema = engine.info_schema
-    with engine.begin() as conn:
-        database = conn.execute(text("SELECT current_database()")).scalar()
-        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-        conn.execute(text(f'GRANT TEMP ON DATABASE "{database}" TO "{name}"'))
-        conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{name}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON users, customers TO "{name}"'))
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{name}"'))
-    app = create_engine(engine.url.set(username=name),
-                        connect_args={"options": f"-csearch_path={schema}"})
-    yield name, app
-    app.dispose()
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP OWNED BY "{name}"'))
-        conn.execute(text(f'DROP ROLE "{name}"'))
+    yield from application_role(engine)
+
+def _write_while_blocked(engine, Customer, work):
+    """Run ``work`` in a thread while a long transaction holds ACCESS SHARE on the log,
+    and commit one audited write meanwhile; return (seconds the write waited, what
+    ``work`` returned or raised). The long transaction ends afterwards."""
+    import time
+
+    blocker = engine.connect()
+    blocker.begin()
+    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))  # ACCESS SHARE until it ends
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.2)  # work is now waiting for its lock
+    started = time.perf_counter()
+    with Session(engine) as s:
+        s.add(Customer(name="queued", user_id=1))
+        s.commit()
+    waited = time.perf_counter() - started
+    thread.join()
+    blocker.rollback()
+    blocker.close()
+    return waited, outcome
+
 
 
 def _partition_names(engine):
@@ -798,31 +813,9 @@ def test_a_conversion_that_cannot_get_its_lock_gives_up_without_holding_writers(
     waits at most lock_timeout, so a writer queued behind it waits no longer; after
     the last attempt it raises with nothing changed, and succeeds once the
     transaction is gone."""
-    import time
-
     _, Customer = models
-    blocker = engine.connect()
-    blocker.begin()
-    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))  # ACCESS SHARE until it ends
-    outcome: list = []
-
-    def convert() -> None:
-        try:
-            outcome.append(partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2))
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=convert)
-    thread.start()
-    time.sleep(0.2)  # the conversion is now waiting for its lock
-    started = time.perf_counter()
-    with Session(engine) as s:
-        s.add(Customer(name="queued", user_id=1))
-        s.commit()
-    waited = time.perf_counter() - started
-    thread.join()
-    blocker.rollback()
-    blocker.close()
+    waited, outcome = _write_while_blocked(
+        engine, Customer, lambda: partition_audit_log(engine, by="month", lock_timeout=0.5, attempts=2))
     assert waited < 1.5  # lock_timeout 0.5 s, plus the machine's noise
     assert len(outcome) == 1 and isinstance(outcome[0], SQLAuditError), outcome
     assert "within 0.5 s, 2 times" in str(outcome[0]) and "nothing was changed" in str(outcome[0])
@@ -865,31 +858,9 @@ def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, p
     """A long transaction holding the log: maintain gives up after its attempts,
     with nothing created, and a writer queued behind it waits no longer than
     lock_timeout; once the transaction ends, maintain creates the partitions."""
-    import time
-
     _, Customer = parted
-    blocker = engine.connect()
-    blocker.begin()
-    blocker.execute(text("SELECT count(*) FROM sqlaudit_log"))
-    outcome: list = []
-
-    def maintain() -> None:
-        try:
-            outcome.append(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5, attempts=2))
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=maintain)
-    thread.start()
-    time.sleep(0.2)
-    started = time.perf_counter()
-    with Session(engine) as s:
-        s.add(Customer(name="queued", user_id=1))
-        s.commit()
-    waited = time.perf_counter() - started
-    thread.join()
-    blocker.rollback()
-    blocker.close()
+    waited, outcome = _write_while_blocked(
+        engine, Customer, lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5, attempts=2))
     assert waited < 1.5
     assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
     assert len(_layout(engine).ranges) == 4  # nothing created

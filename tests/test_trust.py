@@ -15,29 +15,14 @@ from sqlalchemy.orm import Session
 
 from sqlaudit import audit_context, register_hooks
 
-from conftest import changes
+from conftest import application_role, changes
 from test_guarantees import models  # noqa: F401  (the README models with Ann recorded)
 
 
 @pytest.fixture
 def app_role(engine, models):
     """A login role with the rights of an application: its own tables and TEMP, nothing else."""
-    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
-    schema = engine.info_schema
-    with engine.begin() as conn:
-        database = conn.execute(text("SELECT current_database()")).scalar()
-        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-        conn.execute(text(f'GRANT TEMP ON DATABASE "{database}" TO "{name}"'))
-        conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{name}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON users, customers TO "{name}"'))
-        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{name}"'))
-    app = create_engine(engine.url.set(username=name),
-                        connect_args={"options": f"-csearch_path={schema}"})
-    yield name, app
-    app.dispose()
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP OWNED BY "{name}"'))
-        conn.execute(text(f'DROP ROLE "{name}"'))
+    yield from application_role(engine)
 
 
 def _log_count(engine) -> int:
