@@ -74,8 +74,10 @@ class Problem:
     ``kind`` is ``altered`` (same number of rows, different content),
     ``deleted`` (fewer rows than sealed), ``inserted`` (more rows than sealed, or
     rows outside every sealed range below the sealed head), ``chain`` (a seal
-    entry was altered, removed or reordered) or ``head_mismatch`` (the chain does
-    not contain the externally kept head). ``first_id``/``last_id`` bound the
+    entry was altered, removed or reordered), ``head_mismatch`` (the chain does
+    not contain the externally kept head) or ``pruned_after_head`` (a prune is
+    recorded after the externally kept head, which cannot vouch for it: keep a
+    new head after each prune). ``first_id``/``last_id`` bound the
     log ids concerned; ``seal_id`` is the ``sqlaudit_seal`` entry involved.
     """
 
@@ -568,10 +570,8 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
             problems.append(Problem("chain", None, None, entry["id"],
                                     f"{where} has unknown kind {entry['kind']!r}"))
     result.head = previous if entries else None
-    if head is not None and head not in {e["digest"] for e in entries}:
-        problems.append(Problem("head_mismatch", None, None, None,
-                                f"the chain does not contain the head {head!r} kept outside the "
-                                "database: the seal table was rebuilt or truncated"))
+    if head is not None:
+        problems.extend(_after_head(entries, head))
     if not rows:
         return result
     # 2. the rows against the seals of the current epoch
@@ -581,6 +581,36 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
     finally:
         _unpin(connection, old)
     return result
+
+
+def _after_head(entries: Sequence[dict[str, Any]], head: str) -> list[Problem]:
+    """What the head kept outside the database cannot vouch for: its absence from the chain,
+    or a prune recorded after it.
+
+    A ``prune`` entry is written by the table owner's role and its digests are unkeyed, so
+    the owner can forge one (INSERT into ``sqlaudit_seal`` is allowed) and have the next seal
+    start a fresh epoch over tampered rows. Only a head kept after a prune vouches for it.
+    """
+    position = next((i for i, e in enumerate(entries) if e["digest"] == head), None)
+    if position is None:
+        return [Problem("head_mismatch", None, None, None,
+                        f"the chain does not contain the head {head!r} kept outside the "
+                        "database: the seal table was rebuilt or truncated")]
+    found = []
+    for entry in entries[position + 1:]:
+        if entry["kind"] != "prune":
+            continue
+        when = _EPOCH + timedelta(microseconds=int(entry["sealed_at_us"]))
+        found.append(Problem(
+            "pruned_after_head", entry["first_id"], entry["last_id"], entry["id"],
+            f"seal entry {entry['id']} records a prune of {entry['row_count']} log rows "
+            f"(ids {entry['first_id']}..{entry['last_id']}) by {entry['sealed_by']!r} at "
+            f"{when.isoformat()}, after the head kept outside the database: that head cannot "
+            "vouch for what a prune removed and re-sealed, and anyone who can write to "
+            "sqlaudit_seal can forge one. If this prune is yours, verify with the head "
+            "seal_audit_log() returned after it (keep a new head after every prune); if not, "
+            "the log was tampered with."))
+    return found
 
 
 _Encoder = Callable[[Sequence[Any]], bytes]
@@ -796,6 +826,11 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
             else:  # untouched: carried over without reading its rows
                 plan.append((int(entry["last_id"]), int(entry["row_count"]), entry["rows_digest"],
                              entry["columns"]))
+        if not plan and log.pg:
+            # Every sealed row is gone. An empty entry up to the old head keeps those ids
+            # sealed (as holding nothing), so a row inserted later with one of them is reported
+            # as inserted instead of opening the next epoch. (SQLite gives the ids again.)
+            plan.append((head, 0, hashlib.sha256().hexdigest(), None))
         batch: list[dict[str, Any]] = []
         start = 1
         for j, (end, rows_count, digest, entry_columns) in enumerate(plan):

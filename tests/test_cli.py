@@ -460,7 +460,16 @@ def test_prune_removes_old_records_and_the_log_still_verifies(engine, url, seede
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("pruned 5 audit records older than ")
     assert log_count(engine) == 0
-    assert run("verify", url=url).returncode == 0
+    head = result.stdout.splitlines()[-1].removeprefix("head: ")
+    assert run("verify", "--head", head, url=url).returncode == 0
+
+
+def test_a_head_kept_before_a_prune_reports_the_prune(engine, url, seeded) -> None:
+    before = run("seal", url=url).stdout.strip()
+    assert run("prune", "--older-than", tomorrow(), "--yes", url=url).returncode == 0
+    result = run("verify", "--head", before, "--format", "json", url=url)
+    assert result.returncode != 0
+    assert [p["kind"] for p in json.loads(result.stdout)["problems"]] == ["pruned_after_head"]
 
 
 def test_prune_without_yes_and_without_a_terminal_is_refused(engine, url, seeded) -> None:

@@ -2,8 +2,7 @@
 
 Each test is an attack by the table owner (guards off, rows of sqlaudit_log
 written with chosen ids, sqlaudit_seal only appended to) or a careless
-operator. Tests marked xfail(strict=True) are BROKEN: they assert the property
-the design promises and fail today.
+operator.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from sqlaudit.integrity import SQLAuditIntegrityError
 
 from sample_models import readme_models
 from test_integrity import (Customer, bypass, current_epoch, ids, just_after_last_record,  # noqa: F401
-                            kinds, write)
+                            kinds, verify_after_prune, write)
 
 pg = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 sqlite = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -199,7 +198,7 @@ def test_export_prune_archive_matches_the_prune_entry(engine, Customer, tmp_path
                               "WHERE kind='prune'")).one()
     assert archived == log_ids[:3] and (p.first_id, p.last_id, p.row_count) == (
         log_ids[0], log_ids[2], 3)
-    assert verify_audit_log(engine, head=head).ok
+    assert verify_after_prune(engine, head).ok
 
 
 # ------------------------------------------------------------ SQLite id reuse
@@ -216,10 +215,10 @@ def test_sqlite_ids_reused_after_pruning_the_newest_rows_are_sealed_and_protecte
     assert ids(engine) == [1]  # the orders row
     write(engine, Customer, 3, prefix="new")  # reuse ids 2..4
     assert ids(engine) == [1, 2, 3, 4]
-    assert verify_audit_log(engine, head=head).ok
-    seal_audit_log(engine)
+    assert verify_after_prune(engine, head).ok
+    head = seal_audit_log(engine)
     forge(engine, "UPDATE sqlaudit_log SET changed_by='x' WHERE id=3")
-    assert not verify_audit_log(engine, head=head).ok
+    assert [p.kind for p in verify_audit_log(engine, head=head).problems] == ["altered"]
 
 
 # ------------------------------------------------------------ PostgreSQL concurrency
@@ -292,18 +291,18 @@ def test_pg_partitioned_prune_drops_a_row_committed_during_the_prune(engine, Bas
 
 
 @pg
-@pytest.mark.xfail(strict=True, reason="BROKEN (minor): a prune removing every sealed row leaves "
-                   "an empty epoch; a row inserted with an old id is then sealed, never reported")
 def test_pg_old_id_inserted_after_a_prune_of_every_row_is_reported(engine, Customer) -> None:
     write(engine, Customer, 3)
-    head = seal_audit_log(engine)
+    seal_audit_log(engine)
     log_ids = ids(engine)
     assert prune_audit_log(engine, datetime.now(timezone.utc) + FAR) == 3
+    after_prune = seal_audit_log(engine)  # the head kept after the prune
+    assert verify_audit_log(engine, head=after_prune).ok
     insert_row(engine, log_ids[1])  # back-dated record with an id below the pruned head
     write(engine, Customer, 1, prefix="after")
     result = verify_audit_log(engine, head=seal_audit_log(engine))
-    assert verify_audit_log(engine, head=head) is not None
-    assert not result.ok  # compare: with one row kept, the same insert is reported (test below)
+    assert [(p.kind, p.first_id, p.last_id) for p in result.problems] == [
+        ("inserted", 1, log_ids[-1])]
 
 
 @pg
@@ -317,10 +316,10 @@ def test_pg_old_id_inserted_after_a_partial_prune_is_reported(engine, Customer) 
 # ------------------------------------------------------------ the chain itself
 
 
-@pytest.mark.xfail(strict=True, reason="BROKEN (design, predates bc5430d): the owner may INSERT "
-                   "into sqlaudit_seal; a forged 'prune' entry starts an empty epoch that the next "
-                   "seal fills over tampered rows, and the old kept head is still in the chain")
-def test_a_forged_prune_entry_launders_any_tampering(engine, Customer) -> None:
+def test_a_forged_prune_entry_cannot_launder_tampering_past_the_kept_head(engine, Customer) -> None:
+    """The owner may INSERT into sqlaudit_seal and compute unkeyed digests, so a forged
+    ``prune`` entry followed by a fresh seal self-verifies; the head kept outside the
+    database refuses to vouch for any prune recorded after it."""
     from sqlaudit import integrity
 
     write(engine, Customer, 5)
@@ -332,8 +331,12 @@ def test_a_forged_prune_entry_launders_any_tampering(engine, Customer) -> None:
         log = integrity._Log(conn)
         integrity._Chain(log, log.entries()).add("prune", None, None, 0, "0" * 64,
                                                  '{"older_than":"2000-01-01T00:00:00+00:00"}')
-    seal_audit_log(engine)  # the public API seals the tampered log as a fresh epoch
-    assert not verify_audit_log(engine, head=head).ok
+    laundered = seal_audit_log(engine)  # the public API seals the tampered log as a fresh epoch
+    assert verify_audit_log(engine).ok  # self-consistent without a kept head, as documented
+    assert verify_audit_log(engine, head=laundered).ok  # a head kept after the forgery vouches for it
+    result = verify_audit_log(engine, head=head)
+    assert [p.kind for p in result.problems] == ["pruned_after_head"]
+    assert "after the head kept outside the database" in result.problems[0].message
 
 
 @pg
