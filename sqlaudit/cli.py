@@ -825,13 +825,14 @@ def count_older(conn: Connection, cutoff: datetime) -> int:
 def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool,
               export_to: Optional[str] = None, export_format: str = "jsonl") -> None:
     from .ddl import prune_audit_log
-    from .integrity import seal_audit_log
+    from .integrity import _Log, seal_audit_log
 
     cutoff = _cutoff(older_than, "--older-than")
     shown = _when(cutoff)
     with rt.connect() as conn:
         with _working(rt, "counting audit records"):
             count = count_older(conn, cutoff)
+        sealed = _Log(conn).has_seal_table()
     if dry_run:
         rt.out.print(f"{count} audit records older than {shown} would be pruned "
                      "(dry run: nothing was removed)")
@@ -845,10 +846,10 @@ def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool,
                                   export_format=export_format)
     rt.out.print(f"pruned {removed} audit records older than {shown}"
                  + (f", archived to {export_to}" if export_to else ""))
-    head = seal_audit_log(rt.engine())  # a prune is sealed; only a head kept after it vouches for it
-    rt.out.print(f"head: {head}")
-    rt.err.print("keep this head outside the database and pass it to `sqlaudit verify --head`: "
-                 "a head kept before the prune reports it as pruned_after_head", style="dim")
+    if sealed:  # the prune is in the chain; only a head kept after it vouches for it
+        rt.out.print(f"head: {seal_audit_log(rt.engine())}")
+        rt.err.print("keep this head outside the database and pass it to `sqlaudit verify --head`: "
+                     "a head kept before the prune reports it as pruned_after_head", style="dim")
     if removed < count:
         rt.err.print(f"{count - removed} records were kept: written by transactions that were "
                      "still open when the log was sealed; the next prune removes them")

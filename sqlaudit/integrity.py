@@ -728,8 +728,12 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
     :func:`verify_audit_log`), every touched one is re-sealed from its
     remaining rows, or left out when none remains. Rows not sealable yet
     (written by transactions still in flight) are kept until the next prune.
+    A log that was never sealed (no ``sqlaudit_seal``) is pruned by ``delete``
+    alone: nothing to verify, nothing recorded.
     """
     log = _Log(connection, log_table)
+    if not log.has_seal_table():  # never sealed: nothing to verify or record, just forget
+        return delete(where)
     log, _ = _seal(connection, log)
     checked = _verify(connection, None, log, rows=False)  # the chain of entries only
     if not checked.ok:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -455,7 +455,16 @@ def test_prune_dry_run_counts_and_removes_nothing(engine, url, seeded) -> None:
     assert run("prune", "--older-than", "1d", "--dry-run", url=url).stdout.startswith("0 audit records")
 
 
+def test_prune_of_a_log_never_sealed_removes_old_records_and_seals_nothing(engine, url, seeded) -> None:
+    result = run("prune", "--older-than", tomorrow(), "--yes", url=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [result.stdout.splitlines()[0]]  # no head: no chain
+    assert log_count(engine) == 0
+    assert not inspect(engine).has_table("sqlaudit_seal")
+
+
 def test_prune_removes_old_records_and_the_log_still_verifies(engine, url, seeded) -> None:
+    assert run("seal", url=url).returncode == 0
     result = run("prune", "--older-than", tomorrow(), "--yes", url=url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("pruned 5 audit records older than ")
