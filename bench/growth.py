@@ -29,10 +29,14 @@ round to round, so a slow minute of a shared machine is shared by all sizes):
   (``get_changes(transaction_ids=...)``).
 
 The records a round writes are removed again (untimed) so every size keeps its
-size. Last, per size: the whole log is sealed once (``seal_audit_log``, timed
-and reported on its own), then ``prune_audit_log`` removes January, a month out
-of twelve (timed: it also seals, and verifies and re-seals the seal intervals
-holding removed records).
+size. Last, per size: ``prune_audit_log`` removes January, a month out of
+twelve, from the log as filled (never sealed), timed next to the floor:
+February removed by hand with no library (DELETE with the guard lifted, or
+DETACH and DROP of its partition). Then, on logs up to ``--seal-max`` records,
+the whole log is sealed once (``seal_audit_log``, timed and reported on its
+own) and March is pruned from the sealed log (timed: it also verifies and
+re-seals the seal intervals holding removed records). The partitioned log has
+the monthly partitions of 2024, as a log maintained through that year has.
 
 ``--layouts plain,partitioned``: the partitioned layout (PostgreSQL only; on
 SQLite it is reported as not applicable) is made with
@@ -67,7 +71,9 @@ QUICK = dict(sizes={"postgresql": [20_000, 100_000], "sqlite": [20_000, 100_000]
 TABLES, USERS, RECORDS_PER_RESOURCE = 20, 500, 10
 TRACKED_TABLE, PLAIN_TABLE = "items_sqlaudit", "items_plain"
 PRUNE_BEFORE = datetime(2024, 2, 1, tzinfo=timezone.utc)  # January out of 2024
-WRITE_RATIO_TARGET, READ_TARGET_MS = 1.2, 5.0
+FLOOR_MONTH = (datetime(2024, 2, 1, tzinfo=timezone.utc), datetime(2024, 3, 1, tzinfo=timezone.utc))
+SEALED_PRUNE_BEFORE = datetime(2024, 4, 1, tzinfo=timezone.utc)  # then March, from a sealed log
+WRITE_RATIO_TARGET, READ_TARGET_MS, PRUNE_TARGET_S = 1.2, 5.0, 60.0
 READS = {
     "resource": "one resource's history",
     "user_latest": "a user's latest 100 changes",
@@ -95,7 +101,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int)
     p.add_argument("--calls", type=int, help="calls per read per round")
     p.add_argument("--no-prune", action="store_true", help="skip the seal and the prune of a month")
-    p.add_argument("--prune-max", type=int, help="seal and prune only the logs of at most this size")
+    p.add_argument("--prune-max", type=int, help="prune only the logs of at most this size")
+    p.add_argument("--seal-max", type=int, default=10_000_000,
+                   help="seal (and prune a sealed month from) only the logs of at most this size "
+                        "(default 10M: a first seal costs ~15 s per million records)")
     p.add_argument("--output-dir", help="where growth.json, growth.png (and growth.md for "
                                         "--quick) go (default: docs/, or bench/results/growth-quick/)")
     p.add_argument("--render", metavar="JSON", help="only re-render the report (plot, section) "
@@ -122,6 +131,7 @@ def settings(args: argparse.Namespace) -> Dict[str, Any]:
             s[key] = getattr(args, key)
     s["prune"] = not args.no_prune
     s["prune_max"] = args.prune_max
+    s["seal_max"] = args.seal_max
     return s
 
 
@@ -180,6 +190,7 @@ class Setup:
             from sqlaudit.ddl import create_audit_log
 
             create_audit_log(self.engine, partition_by="month")
+            self._partitions_of_2024()
         Base.metadata.create_all(self.engine)
         self.Session = sessionmaker(bind=self.engine)
         drop_audit_triggers(self.engine, self.Item)  # the live rows predate auditing
@@ -188,6 +199,18 @@ class Setup:
         install_audit_triggers(self.engine, self.Item)
         self.fill = self._fill(s["chunk"])
         self.top = int(harness.scalar(self.engine, "SELECT max(id) FROM sqlaudit_log") or 0)
+
+    def _partitions_of_2024(self) -> None:
+        """The monthly partitions a log maintained through 2024 has (maintain_audit_partitions
+        creates them month by month; the generated records are dated 2024)."""
+        from sqlaudit import _partitions
+
+        with self.engine.begin() as conn:
+            schema = _partitions._schema(conn)
+            for month in range(1, 13):
+                start = datetime(2024, month, 1, tzinfo=timezone.utc)
+                _partitions._run(conn, _partitions.range_statements(
+                    schema, start, _partitions.next_start(start, "month")))
 
     def _fill(self, chunk: int) -> Dict[str, Any]:
         from sqlalchemy import MetaData
@@ -294,21 +317,65 @@ class Setup:
 
         return {"resource": resource, "user_latest": user_latest, "transaction": transaction}
 
-    def seal_and_prune(self) -> Dict[str, Any]:
+    def prune(self, seal: bool) -> Dict[str, Any]:
+        """January by prune_audit_log on the log as filled (never sealed); February by hand,
+        the cheapest removal of a month (the floor); then, if ``seal``, the whole log sealed
+        and March pruned from the sealed log."""
         from sqlaudit.ddl import prune_audit_log
         from sqlaudit.integrity import seal_audit_log, verify_audit_log
 
         label = f"{self.dialect} {self.layout} {self.size:,}"
+        out: Dict[str, Any] = {}
         start = time.perf_counter()
-        seal_audit_log(self.engine)
-        sealed = time.perf_counter() - start
-        harness.progress(f"  {label}: sealed the log in {sealed:.1f} s")
-        start = time.perf_counter()
-        removed = prune_audit_log(self.engine, PRUNE_BEFORE)
-        pruned = time.perf_counter() - start
-        harness.progress(f"  {label}: pruned January ({removed:,} records) in {pruned:.1f} s")
-        ok = bool(verify_audit_log(self.engine).ok) if self.size <= 200_000 else None
-        return {"seal_s": sealed, "prune_s": pruned, "removed": removed, "verified": ok}
+        out["removed"] = prune_audit_log(self.engine, PRUNE_BEFORE)
+        out["prune_s"] = time.perf_counter() - start
+        harness.progress(f"  {label}: pruned January ({out['removed']:,} records) in {out['prune_s']:.1f} s")
+        out["floor_removed"], out["floor_s"] = self._remove_by_hand(FLOOR_MONTH)
+        harness.progress(f"  {label}: removed February by hand ({out['floor_removed']:,} records) "
+                         f"in {out['floor_s']:.1f} s")
+        if seal:
+            start = time.perf_counter()
+            seal_audit_log(self.engine)
+            out["seal_s"] = time.perf_counter() - start
+            harness.progress(f"  {label}: sealed the log in {out['seal_s']:.1f} s")
+            start = time.perf_counter()
+            out["sealed_removed"] = prune_audit_log(self.engine, SEALED_PRUNE_BEFORE)
+            out["sealed_prune_s"] = time.perf_counter() - start
+            harness.progress(f"  {label}: pruned March from the sealed log "
+                             f"({out['sealed_removed']:,} records) in {out['sealed_prune_s']:.1f} s")
+            out["verified"] = bool(verify_audit_log(self.engine).ok) if self.size <= 200_000 else None
+        return out
+
+    def _remove_by_hand(self, month: tuple) -> tuple:
+        """What a DBA would do with no library: DELETE the month's rows with the guard lifted
+        (plain log), or detach and drop its partition (partitioned). Timed, in one transaction."""
+        from sqlalchemy import MetaData, text
+
+        first, after = month
+        started = time.perf_counter()
+        with self.engine.begin() as conn:
+            if self.layout == "partitioned":
+                from sqlaudit import _partitions
+
+                name = _partitions.partition_name(first)
+                removed = int(conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar() or 0)
+                conn.exec_driver_sql(f'ALTER TABLE sqlaudit_log DETACH PARTITION "{name}"')
+                conn.exec_driver_sql(f'DROP TABLE "{name}"')
+            elif self.pg:
+                conn.execute(text("SELECT set_config('sqlaudit.prune_before', :b, true)"),
+                             {"b": after.isoformat()})
+                removed = conn.execute(text("DELETE FROM sqlaudit_log WHERE changed_at >= :a "
+                                            "AND changed_at < :b"), {"a": first, "b": after}).rowcount
+            else:
+                from sqlaudit.ddl import _protect
+
+                conn.exec_driver_sql("DROP TRIGGER IF EXISTS main.sqlaudit_log_no_delete")
+                removed = conn.execute(text("DELETE FROM sqlaudit_log WHERE changed_at >= :a "
+                                            "AND changed_at < :b"),
+                                       {"a": first.replace(tzinfo=None), "b": after.replace(tzinfo=None)}
+                                       ).rowcount
+                _protect(conn, MetaData())
+        return int(removed), time.perf_counter() - started
 
 
 # ------------------------------------------------------------------ rounds
@@ -375,7 +442,8 @@ def run_layout(dialect: str, layout: str, s: Dict[str, Any], pg_url: str) -> Dic
         if s["prune"]:
             for setup in setups:
                 if s.get("prune_max") is None or setup.size <= s["prune_max"]:
-                    out["sizes"][str(setup.size)]["prune"] = setup.seal_and_prune()
+                    out["sizes"][str(setup.size)]["prune"] = setup.prune(
+                        seal=s.get("seal_max") is None or setup.size <= s["seal_max"])
     finally:
         for setup in setups:
             setup.close()
@@ -441,11 +509,16 @@ def section(results: Dict[str, Any], png: Optional[str]) -> str:
              f"table (baseline); reads: {s['calls']} calls per round, median of the round "
              f"medians. {s['rounds']} interleaved rounds; min–max of the rounds in small. Targets: "
              f"at the largest log the per-row write cost at most {WRITE_RATIO_TARGET:g}× that at "
-             f"the smallest; one resource's history < {READ_TARGET_MS:g} ms. The prune of a month "
-             f"seals the log, verifies the chain of seal entries, verifies and re-seals the "
-             f"rows of the seal intervals holding removed records and carries the other "
-             f"entries over without reading their rows (`sqlaudit.integrity.prune_sealed`); "
-             f"the first seal of a log that was never sealed is shown on its own row.", ""]
+             f"the smallest; one resource's history < {READ_TARGET_MS:g} ms; pruning a month out "
+             f"of 12 in seconds. Pruning: `prune_audit_log` removes January from the log as "
+             f"filled (never sealed: a DELETE on the plain log, a partition dropped on the "
+             f"partitioned one), next to the floor, February removed by hand with no library "
+             f"(a DELETE with the guard lifted; a DETACH and DROP of its partition). Then, on "
+             f"logs up to {_size(s.get('seal_max') or 0)} records, the whole log is sealed (the "
+             f"first seal, its own row) and March pruned from the sealed log: that prune also "
+             f"verifies the chain of seal entries, verifies and re-seals the rows of the seal "
+             f"intervals holding removed records and carries the other entries over without "
+             f"reading their rows (`sqlaudit.integrity.prune_sealed`).", ""]
     if png:
         lines += [f"![cost against log size]({png})", ""]
     for dialect, layouts in results["runs"].items():
@@ -479,11 +552,17 @@ def section(results: Dict[str, Any], png: Optional[str]) -> str:
                 lines.append(f"| {title} | " + " | ".join(cells) + " |")
             if any("prune" in run["sizes"][n] for n in sizes):
                 pruned = [run["sizes"][n].get("prune") for n in sizes]
+
+                def row(title: str, seconds: str, count: str) -> None:
+                    lines.append(f"| {title} | " + " | ".join(
+                        f"{p[seconds]:.1f} s <sub>{p[count]:,} records</sub>"
+                        if p and seconds in p else "not run" for p in pruned) + " |")
+
+                row("prune January (1 month of 12), log never sealed", "prune_s", "removed")
+                row("floor: February removed by hand", "floor_s", "floor_removed")
                 lines.append("| seal the whole log (first seal) | " + " | ".join(
-                    f"{p['seal_s']:.1f} s" if p else "not run" for p in pruned) + " |")
-                lines.append("| prune January (1 month of 12) | " + " | ".join(
-                    f"{p['prune_s']:.1f} s <sub>{p['removed']:,} records</sub>" if p else "not run"
-                    for p in pruned) + " |")
+                    f"{p['seal_s']:.1f} s" if p and "seal_s" in p else "not run" for p in pruned) + " |")
+                row("prune March from the sealed log", "sealed_prune_s", "sealed_removed")
             lines.append("")
             lines += verdicts(run, sizes) + [""]
     lines.append(END)
@@ -498,6 +577,12 @@ def verdicts(run: Dict[str, Any], sizes: List[str]) -> List[str]:
         verdict = "met" if ratio <= WRITE_RATIO_TARGET else "not met"
         out.append(f"* {title} at {_size(int(sizes[-1]))} records: {ratio:.2f}× the cost at "
                    f"{_size(int(sizes[0]))} (target ≤ {WRITE_RATIO_TARGET:g}×: {verdict}).")
+    prune = large.get("prune")
+    if prune:
+        verdict = "met" if prune["prune_s"] < PRUNE_TARGET_S else "not met"
+        out.append(f"* Pruning a month at {_size(int(sizes[-1]))} records: {prune['prune_s']:.1f} s "
+                   f"(floor, a month removed by hand: {prune['floor_s']:.1f} s; target: seconds, "
+                   f"< {PRUNE_TARGET_S:g} s: {verdict}).")
     worst = max(run["sizes"][n]["resource"]["sqlaudit"]["median"] for n in sizes) * 1000
     out.append(f"* One resource's history: at most {worst:.2f} ms over the sizes "
                f"(target < {READ_TARGET_MS:g} ms: {'met' if worst < READ_TARGET_MS else 'not met'}).")
