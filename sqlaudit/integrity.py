@@ -331,6 +331,16 @@ class _Log:
         for sql in _templates.render(dialect, "protect_seal", **values):
             self.connection.execute(_AuditDDL(sql))
 
+    def serialise(self) -> None:
+        """Serialise sealing and pruning of this log before either asks whether it was
+        ever sealed: a first seal must not seal rows an unsealed prune is removing
+        (they would be reported as deleted). A transaction-scoped advisory lock on
+        PostgreSQL (the seal table may not exist yet to be locked); SQLite has one
+        writer at a time already (its callers hold the write transaction)."""
+        if self.pg:
+            (sql,) = _templates.render("postgresql", "seal_lock")
+            self.connection.execute(text(sql), {"schema": self.schema})
+
     def lock(self) -> None:
         """Serialise sealers and pruners (never blocks writers of the log)."""
         if self.pg:
@@ -489,6 +499,7 @@ def _seal(connection: Connection, log: Optional[_Log] = None) -> tuple[_Log, str
                 f"sealing needs a READ COMMITTED transaction, this one is {isolation}; pass an "
                 "Engine, or a Connection with isolation_level='READ COMMITTED'."
             )
+    log.serialise()
     log.ensure_seal_table()
     log.lock()
     entries = log.entries()
@@ -732,6 +743,7 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
     alone: nothing to verify, nothing recorded.
     """
     log = _Log(connection, log_table)
+    log.serialise()  # a first seal running now either finishes before this check or waits
     if not log.has_seal_table():  # never sealed: nothing to verify or record, just forget
         return delete(where)
     log, _ = _seal(connection, log)

@@ -395,3 +395,103 @@ def test_pg_partitioned_prune_with_tampering(engine, Base, where) -> None:
     else:
         assert prune_audit_log(engine, e0) == 2
     assert not verify_audit_log(engine, head=head).ok
+
+
+# ------------------------------------------------- a first seal racing a prune of a log never sealed
+
+
+def _waits_for_a_lock(engine, pid, worker, timeout=30.0):
+    """True once the backend ``pid`` waits for a lock (False if ``worker`` finishes first,
+    or nothing waits within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while worker.is_alive() and time.monotonic() < deadline:
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = :pid AND NOT granted)"),
+                            {"pid": pid}).scalar():
+                return True
+            conn.rollback()
+            time.sleep(0.05)
+    return False
+
+
+def _in_thread(work):
+    got: dict = {}
+
+    def run() -> None:
+        try:
+            got["value"] = work()
+        except Exception as exc:  # reported by the test
+            got["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    return worker, got
+
+
+@pg
+def test_pg_a_first_seal_waits_for_a_prune_of_a_log_never_sealed(engine, Customer) -> None:
+    """The prune has deleted old rows and not committed: a first seal must not seal them
+    (they would be reported deleted once the prune commits); it waits, then seals what is left."""
+    write(engine, Customer, 3, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 2, prefix="kept")
+    pruner = engine.connect()
+    try:
+        tx = pruner.begin()
+        assert prune_audit_log(pruner, bound) == 3
+        sealer_pid: dict = {}
+
+        def seal() -> str:
+            with engine.connect() as conn:
+                sealer_pid["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+                head = seal_audit_log(conn)
+                conn.commit()
+                return head
+
+        worker, got = _in_thread(seal)
+        while "pid" not in sealer_pid and worker.is_alive():
+            time.sleep(0.01)
+        assert _waits_for_a_lock(engine, sealer_pid["pid"], worker), got
+        tx.commit()
+    finally:
+        pruner.close()
+    worker.join(60)
+    assert "error" not in got, got
+    result = verify_audit_log(engine, head=got["value"])
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows) == (2, 0)
+
+
+@pg
+def test_pg_a_prune_waiting_for_a_first_seal_records_what_it_removes(engine, Customer) -> None:
+    """The other order: the first seal holds its transaction open; the prune waits for it,
+    then finds the log sealed and records the prune, so verification passes."""
+    write(engine, Customer, 3, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 2, prefix="kept")
+    sealer = engine.connect()
+    try:
+        tx = sealer.begin()
+        seal_audit_log(sealer)
+        pruner_pid: dict = {}
+
+        def prune() -> int:
+            with engine.connect() as conn:
+                pruner_pid["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+                removed = prune_audit_log(conn, bound)
+                conn.commit()
+                return removed
+
+        worker, got = _in_thread(prune)
+        while "pid" not in pruner_pid and worker.is_alive():
+            time.sleep(0.01)
+        assert _waits_for_a_lock(engine, pruner_pid["pid"], worker), got
+        tx.commit()
+    finally:
+        sealer.close()
+    worker.join(60)
+    assert got.get("value") == 3, got
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sqlaudit_seal WHERE kind = 'prune'")).scalar() == 1
+    result = verify_audit_log(engine, head=seal_audit_log(engine))
+    assert result.ok, result.problems
