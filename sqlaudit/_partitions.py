@@ -417,8 +417,8 @@ def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] 
             f"DEFAULT partition has no '{MARK}...' comment and no range is a day, week or month); "
             f"set it with COMMENT ON TABLE {schema}.{DEFAULT_PARTITION} IS '{MARK}month'.")
     now = connection.execute(text("SELECT now()")).scalar_one()
-    missing = [(s, e) for s, e in wanted_ranges(now, by, ahead)
-               if not any(p.overlaps(s, e) for p in layout.partitions)]
+    wanted = _past_periods_in_default(connection, schema, layout, by, now) + wanted_ranges(now, by, ahead)
+    missing = [(s, e) for s, e in wanted if not any(p.overlaps(s, e) for p in layout.partitions)]
     unguarded = [p.name for p in layout.partitions if not p.guarded]
     moved = 0
 
@@ -439,6 +439,18 @@ def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] 
     for name in unguarded:
         _run(connection, protect_partition_statements(schema, name))
     return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded)
+
+
+def _past_periods_in_default(connection: Connection, schema: str, layout: Layout, by: str,
+                             now: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) of each past period that rows in DEFAULT belong to."""
+    if layout.default is None:
+        return []
+    (sql,) = _templates.render(_DIALECT, "partition_default_periods",
+                               partition=_qualified(schema, DEFAULT_PARTITION), period=_literal(by))
+    starts = connection.execute(text(sql), {"current": period_start(now, by)}).scalars()
+    return [(start, next_start(start, by))
+            for start in (s.replace(tzinfo=timezone.utc) for s in starts)]
 
 
 def _default_holds(connection: Connection, schema: str,

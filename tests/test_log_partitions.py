@@ -336,6 +336,31 @@ def test_maintain_moves_default_rows_into_the_partitions_it_creates(engine, part
 
 
 @pg
+@pytest.mark.parametrize("by", ["month", "week", "day"])
+def test_maintain_gives_past_periods_waiting_in_default_their_own_partitions(engine, by) -> None:
+    """History that landed in DEFAULT while maintenance did not run (or was backfilled)
+    gets a partition per past period, so a prune can drop it whole; its ids stay."""
+    assert create_audit_log(engine, partition_by=by) is True
+    current = _partitions.period_start(_now(engine), by)
+    two_back = _partitions.period_start(_partitions.period_start(current - timedelta(days=1), by)
+                                        - timedelta(days=1), by)
+    old = datetime(2021, 3, 10, 12, tzinfo=UTC)
+    _insert_log_rows(engine, [old, old + timedelta(hours=1), two_back + timedelta(hours=5)])
+    before = _log_rows(engine)
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(3,)]
+    done = maintain_audit_partitions(engine)
+    expected = sorted({_partitions.partition_name(_partitions.period_start(old, by)),
+                       _partitions.partition_name(two_back)})
+    assert done.created == expected and done.moved_rows == 3
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(0,)]
+    assert _log_rows(engine) == before
+    assert all(p.guarded for p in _layout(engine).partitions)
+    assert maintain_audit_partitions(engine).created == []  # idempotent
+    assert prune_audit_log(engine, old + timedelta(days=400)) == 2
+    assert _relkind(engine, _partitions.partition_name(_partitions.period_start(old, by))) is None
+
+
+@pg
 def test_maintain_refuses_a_plain_log_and_names_the_conversion(engine, models) -> None:
     with pytest.raises(SQLAuditError, match=r"not partitioned.*partition_audit_log"):
         maintain_audit_partitions(engine)
