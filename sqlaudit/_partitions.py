@@ -503,7 +503,8 @@ def _move_default(connection: Connection, schema: str, by: str,
 
 def prune_remover(connection: Connection, log_table: Table, bound: datetime,
                   remove: Callable[[Any], int],
-                  archive: Optional[Callable[[Any], Any]] = None) -> Callable[[Any], int]:
+                  archive: Optional[Callable[[Any], Any]] = None,
+                  policy: Optional["LockPolicy"] = None) -> Callable[[Any], int]:
     """``remove`` itself for a plain log; for a partitioned one, a remover that drops
     every range partition ending at or before ``bound`` whose rows all match the
     prune's condition (counting them), then DELETEs what else matches (in the
@@ -527,7 +528,8 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
             # Lock before counting: a writer still in flight commits before the lock is
             # ours, so the count below sees its row (above the sealed head, so not
             # matching) and that partition is kept, never dropped with the row unseen.
-            _run(connection, [exclusive])
+            in_savepoint_with_timeout(connection, policy or LockPolicy(), "the partitions to drop",
+                                      lambda: _run(connection, [exclusive]), "prune_audit_log()")
         for p in whole:
             in_range = log_table.c.changed_at < p.end
             if p.start is not None:

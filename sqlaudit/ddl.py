@@ -541,6 +541,8 @@ def prune_audit_log(
     models: Optional[Iterable[Union[ModelOrTable, MetaData]]] = None,
     export_to: Optional[Union[str, "os.PathLike[str]"]] = None,
     export_format: str = "jsonl",
+    lock_timeout: float = 2.0,
+    attempts: int = 10,
 ) -> int:
     """Delete audit records older than ``older_than``; return how many were removed.
 
@@ -552,12 +554,22 @@ def prune_audit_log(
     ``csv``, see :func:`export_audit_log`): exactly the rows deleted, as the
     DELETE returns them, in the same transaction; the file is complete on disk
     before the transaction commits, and when it cannot be written nothing is pruned.
+
+    ``lock_timeout``, ``attempts``: on a partitioned log (PostgreSQL), dropping
+    whole partitions needs ``ACCESS EXCLUSIVE`` on ``sqlaudit_log``; the prune
+    waits at most ``lock_timeout`` seconds for it per attempt (so writers
+    queued behind its request wait no longer), retries ``attempts`` times,
+    then raises :class:`~sqlaudit.exceptions.SQLAuditError` with nothing
+    pruned. See docs/partitioning.md.
     """
     if not isinstance(older_than, datetime):
         raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
         older_than = older_than.replace(tzinfo=_display_zone())
     bound = older_than.astimezone(timezone.utc)
+    from ._partitions import LockPolicy
+
+    policy = LockPolicy(lock_timeout, attempts)
     tables = _tables(models) if models is not None else None
     archive = _export.Archive(export_to, export_format) if export_to is not None else None
     removed = 0
@@ -576,7 +588,7 @@ def prune_audit_log(
         if tables is not None:
             where = and_(where, or_(*[rows_of_table(log_table, t.name, t.schema)
                                       for t in tables]))
-        removed = _prune(connection, log_table, where, bound, schema, archive)
+        removed = _prune(connection, log_table, where, bound, schema, archive, policy)
         if archive is not None:  # on disk before the transaction commits
             archive.finish([c.name for c in log_table.columns], connection.dialect.name == "postgresql")
 
@@ -591,7 +603,8 @@ def prune_audit_log(
 
 
 def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime,
-           schema: Optional[str], archive: Optional["_export.Archive"] = None) -> int:
+           schema: Optional[str], archive: Optional["_export.Archive"] = None,
+           policy: Any = None) -> int:
     from sqlalchemy import delete, text
 
     from .integrity import prune_sealed
@@ -610,7 +623,8 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         # a partitioned log drops its partitions older than the cutoff whole
         remover = prune_remover(
             connection, log_table, bound, remove,
-            None if archive is None else lambda rows: archive.export(connection, log_table, rows))
+            None if archive is None else lambda rows: archive.export(connection, log_table, rows),
+            policy)
         count = prune_sealed(connection, log_table, where, remover, detail)
         connection.execute(text(revoke))
         return count

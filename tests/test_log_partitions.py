@@ -18,7 +18,8 @@ from sqlaudit import _partitions, audit_context, register_hooks
 from sqlaudit.ddl import (AuditState, audit_status, create_audit_log, drop_audit_log,
                           drop_audit_triggers, install_audit_triggers, maintain_audit_partitions,
                           partition_audit_log, prune_audit_log)
-from sqlaudit.exceptions import SQLAuditError, SQLAuditUnsupportedDialectError
+from sqlaudit.exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
+                                 SQLAuditUnsupportedDialectError)
 from sqlaudit.integrity import seal_audit_log, verify_audit_log
 
 from conftest import application_role, changes
@@ -890,6 +891,34 @@ def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, p
     assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
     assert len(_layout(engine).ranges) == 4  # nothing created
     assert len(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5).created) == 3
+
+
+@pg
+def test_a_partitioned_prune_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, parted) -> None:
+    """A long transaction holding the log: the prune of whole partitions gives up after
+    its attempts with nothing pruned (no partition dropped, no row deleted), and a
+    writer queued behind it waits no longer than lock_timeout; afterwards it prunes."""
+    _, Customer = parted
+    (s0, e0), _ = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1), s0 + timedelta(days=2)])
+    total = _sql(engine, "SELECT count(*) FROM sqlaudit_log")[0][0]
+    waited, outcome = _write_while_blocked(
+        engine, Customer, lambda: prune_audit_log(engine, e0, lock_timeout=0.5, attempts=2))
+    assert waited < 1.5
+    assert isinstance(outcome[0], SQLAuditError), outcome
+    assert "prune_audit_log()" in str(outcome[0]) and "lock_timeout" in str(outcome[0])
+    assert _partitions.partition_name(s0) in {p.name for p in _layout(engine).partitions}
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log") == [(total + 1,)]  # + the queued write
+    assert prune_audit_log(engine, e0, lock_timeout=0.5) == 2
+    assert _relkind(engine, _partitions.partition_name(s0)) is None
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"lock_timeout": 0}, SQLAuditArgumentError), ({"lock_timeout": "2"}, SQLAuditArgumentTypeError),
+    ({"attempts": 0}, SQLAuditArgumentError)])
+def test_bad_prune_lock_arguments_are_refused_before_any_work(engine, kwargs, error) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
+        prune_audit_log(engine, datetime(2000, 1, 1, tzinfo=UTC), **kwargs)
 
 
 @pg
