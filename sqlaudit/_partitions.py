@@ -42,6 +42,12 @@ SEQUENCE = f"{AUDIT_TABLE_NAME}_id_seq"
 MARK = "sqlaudit: partition_by="
 #: Largest ``ahead``: partitions are cheap, but thousands of them slow planning.
 MAX_AHEAD = 400
+#: Each partition created takes locks (the table, its indexes) held until the
+#: transaction ends; thousands at once (years of backfilled days) would exhaust
+#: the server's lock table (max_locks_per_transaction). So one maintain run
+#: gives at most this many past periods waiting in DEFAULT their partitions,
+#: the oldest first; the current period and those ahead always come.
+PAST_PERIODS_PER_RUN = 50
 _DIALECT = "postgresql"
 
 
@@ -386,6 +392,9 @@ class PartitionMaintenance:
     moved_rows: int
     #: partitions that lacked their TRUNCATE guard and got it
     guarded: list[str]
+    #: past periods whose rows still wait in DEFAULT for a later run (a run gives
+    #: at most :data:`PAST_PERIODS_PER_RUN` of them their partitions, oldest first)
+    waiting: int = 0
 
 
 def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layout:
@@ -417,8 +426,12 @@ def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] 
             f"DEFAULT partition has no '{MARK}...' comment and no range is a day, week or month); "
             f"set it with COMMENT ON TABLE {schema}.{DEFAULT_PARTITION} IS '{MARK}month'.")
     now = connection.execute(text("SELECT now()")).scalar_one()
-    wanted = _past_periods_in_default(connection, schema, layout, by, now) + wanted_ranges(now, by, ahead)
-    missing = [(s, e) for s, e in wanted if not any(p.overlaps(s, e) for p in layout.partitions)]
+
+    def absent(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+        return [(s, e) for s, e in ranges if not any(p.overlaps(s, e) for p in layout.partitions)]
+
+    past = absent(_past_periods_in_default(connection, schema, layout, by, now))
+    missing = past[:PAST_PERIODS_PER_RUN] + absent(wanted_ranges(now, by, ahead))
     unguarded = [p.name for p in layout.partitions if not p.guarded]
     moved = 0
 
@@ -438,7 +451,8 @@ def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] 
                                           create, "maintain_audit_partitions()")
     for name in unguarded:
         _run(connection, protect_partition_statements(schema, name))
-    return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded)
+    return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded,
+                                max(0, len(past) - PAST_PERIODS_PER_RUN))
 
 
 def _past_periods_in_default(connection: Connection, schema: str, layout: Layout, by: str,
@@ -492,10 +506,11 @@ def move_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]
 def _move_default(connection: Connection, schema: str, by: str,
                   ranges: list[tuple[datetime, datetime]]) -> int:
     default = _qualified(schema, DEFAULT_PARTITION)
-    count = int(connection.execute(text(f"SELECT count(*) FROM {default}")).scalar_one())
+    count = text(f"SELECT count(*) FROM {default}")
+    before = int(connection.execute(count).scalar_one())
     _run(connection, move_statements(schema, by, ranges, _columns(connection, schema),
                                      f"{DEFAULT_PARTITION}_moving"))
-    return count
+    return before - int(connection.execute(count).scalar_one())  # the rows that left DEFAULT
 
 
 # ---------------------------------------------------------------- pruning
@@ -517,10 +532,13 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
     layout = read_layout(connection, schema)
     if layout is None or not layout.partitioned:
         return remove
+    advisory, exclusive = lock_statements(schema)
+    # Now, before the prune seals the log (which locks it ACCESS SHARE): maintain
+    # holds this lock while it waits for ACCESS EXCLUSIVE, so asking for it later,
+    # with the log locked, would be a deadlock.
+    _run(connection, [advisory])
 
     def remover(condition: Any) -> int:
-        advisory, exclusive = lock_statements(schema)
-        _run(connection, [advisory])
         current = read_layout(connection, schema) or layout
         whole = [p for p in current.ranges if p.end is not None and p.end <= bound]
         dropped = 0
@@ -664,15 +682,19 @@ class LockPolicy:
 
 
 def _lock_refused(exc: BaseException) -> bool:
-    """lock_not_available: lock_timeout expired."""
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
+    """lock_not_available (lock_timeout expired) or deadlock_detected (this attempt
+    was chosen as the victim): either way the attempt is undone and may be retried."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("55P03", "40P01")
 
 
 def _gave_up(policy: LockPolicy, what: str, caller: str = "partition_audit_log()") -> SQLAuditError:
+    outcome = {"prune_audit_log()": "nothing was pruned",
+               "maintain_audit_partitions()": "no partition was created"}.get(
+                   caller, "nothing was changed by this step")
     return SQLAuditError(
         f"{caller}: could not lock sqlaudit_log for {what} within "
         f"{policy.timeout:g} s, {policy.attempts} times (a long transaction holds a lock on "
-        f"it; pg_locks shows which); nothing was changed by this step: run it again later, "
+        f"it; pg_locks shows which); {outcome}: run it again later, "
         f"or with a larger lock_timeout or more attempts.")
 
 

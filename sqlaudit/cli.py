@@ -870,6 +870,9 @@ def run_maintain_partitions(rt: Runtime, ahead: int) -> None:
         rt.out.print(f"moved {done.moved_rows} records out of the DEFAULT partition")
     if done.guarded:
         rt.out.print(f"added the TRUNCATE guard to {', '.join(done.guarded)}")
+    if done.waiting:
+        rt.out.print(f"{done.waiting} past periods still wait in the DEFAULT partition: "
+                     "run maintain-partitions again")
 
 
 def run_export(rt: Runtime, before: str, to: str, fmt: str) -> None:

@@ -670,7 +670,7 @@ def maintain_audit_partitions(bind: Bind, *, ahead: int = 3, lock_timeout: float
     """Create the partitions of a partitioned ``sqlaudit_log`` for the current
     period and ``ahead`` more (PostgreSQL); return a
     :class:`~sqlaudit._partitions.PartitionMaintenance` (``created``,
-    ``moved_rows``, ``guarded``).
+    ``moved_rows``, ``guarded``, ``waiting``).
 
     Rows the DEFAULT partition holds for a range being created are moved into
     it in the same transaction. Idempotent, and safe to run concurrently with

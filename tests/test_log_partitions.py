@@ -326,7 +326,7 @@ def test_maintain_moves_default_rows_into_the_partitions_it_creates(engine, part
     before = _log_rows(engine)
     assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(3,)]
     done = maintain_audit_partitions(engine, ahead=4)
-    assert done.moved_rows == 3 and _partitions.partition_name(create_next) in done.created
+    assert done.moved_rows == 2 and _partitions.partition_name(create_next) in done.created
     assert _log_rows(engine) == before
     assert _sql(engine, f"SELECT count(*) FROM {_partitions.partition_name(create_next)}") == [(2,)]
     assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(1,)]
@@ -359,6 +359,51 @@ def test_maintain_gives_past_periods_waiting_in_default_their_own_partitions(eng
     assert maintain_audit_partitions(engine).created == []  # idempotent
     assert prune_audit_log(engine, old + timedelta(days=400)) == 2
     assert _relkind(engine, _partitions.partition_name(_partitions.period_start(old, by))) is None
+
+
+def _backfill_days(engine, days: int) -> datetime:
+    """One log row for each of the ``days`` days before today, all in DEFAULT."""
+    today = _partitions.period_start(_now(engine), "day")
+    _sql(engine, "INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, new_data) "
+                 "SELECT 'customers', g::text, 'insert', :t - g * interval '1 day' + interval '1 hour', "
+                 "'{}' FROM generate_series(1, :n) AS g", params={"t": today, "n": days})
+    return today
+
+
+@pg
+def test_maintain_after_years_of_backfilled_days_creates_a_bounded_batch_per_run(engine) -> None:
+    """Six years of daily history backfilled into DEFAULT: one run creating 2,200
+    partitions would exhaust the lock table ('out of shared memory') and fail on
+    every run, so the current partitions would never come. A run creates today's
+    and the ones ahead, plus the oldest PAST_PERIODS_PER_RUN days, and says how
+    many wait for the next run."""
+    assert create_audit_log(engine, partition_by="day", ahead=1) is True
+    days, batch = 2200, _partitions.PAST_PERIODS_PER_RUN
+    today = _backfill_days(engine, days)
+    before = _log_rows(engine)
+    done = maintain_audit_partitions(engine, ahead=2)
+    oldest = [_partitions.period_start(today - timedelta(days=days - i), "day") for i in range(batch)]
+    assert done.created == [_partitions.partition_name(d) for d in oldest] + [
+        _partitions.partition_name(today + timedelta(days=2))]
+    assert done.moved_rows == batch and done.waiting == days - batch
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(days - batch,)]
+    assert _log_rows(engine) == before
+
+
+@pg
+def test_repeated_maintain_runs_empty_default_of_past_periods(engine) -> None:
+    """Each run takes the next batch, oldest first, until DEFAULT holds no past day."""
+    assert create_audit_log(engine, partition_by="day", ahead=1) is True
+    batch = _partitions.PAST_PERIODS_PER_RUN
+    days = 2 * batch + 7
+    _backfill_days(engine, days)
+    before = _log_rows(engine)
+    runs = [maintain_audit_partitions(engine, ahead=1) for _ in range(4)]
+    assert [r.waiting for r in runs] == [days - batch, days - 2 * batch, 0, 0]
+    assert [r.moved_rows for r in runs] == [batch, batch, 7, 0]
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log_default") == [(0,)]
+    assert _log_rows(engine) == before
+    assert len(_layout(engine).ranges) == days + 2
 
 
 @pg
@@ -889,8 +934,54 @@ def test_maintain_waits_for_its_lock_at_most_lock_timeout_then_says_so(engine, p
         engine, Customer, lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5, attempts=2))
     assert waited < 1.5
     assert isinstance(outcome[0], SQLAuditError) and "maintain_audit_partitions()" in str(outcome[0])
+    assert "no partition was created" in str(outcome[0])
     assert len(_layout(engine).ranges) == 4  # nothing created
     assert len(maintain_audit_partitions(engine, ahead=6, lock_timeout=0.5).created) == 3
+
+
+@pg
+def test_a_sealed_prune_and_maintain_at_once_never_deadlock(engine, parted, monkeypatch) -> None:
+    """A prune of a sealed partitioned log holds the log (ACCESS SHARE, from sealing)
+    when it comes to drop partitions; maintain, started at that moment, must wait for
+    the prune instead of taking the partition lock and waiting for the log (which
+    ended with one of them killed by deadlock_detected). Both succeed."""
+    from sqlaudit import integrity
+
+    (s0, e0), _ = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1)])
+    seal_audit_log(engine)
+    sealed, go = threading.Event(), threading.Event()
+    real_verify = integrity._verify
+
+    def verify(*args, **kwargs):
+        if threading.current_thread().name == "pruner":
+            sealed.set()  # the log is sealed and locked by this transaction
+            go.wait(30)
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(integrity, "_verify", verify)
+    outcome: dict = {}
+
+    def run(key, work):
+        try:
+            outcome[key] = work()
+        except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
+            outcome[key] = exc
+
+    pruner = threading.Thread(target=run, name="pruner", args=("prune", lambda: prune_audit_log(engine, e0)))
+    pruner.start()
+    assert sealed.wait(30)
+    maintainer = threading.Thread(target=run, name="maintainer", args=(
+        "maintain", lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=5)))
+    maintainer.start()
+    maintainer.join(1.5)  # past deadlock_timeout (1 s): a deadlock would be found by now
+    assert maintainer.is_alive()  # waiting for the prune, holding nothing
+    go.set()
+    pruner.join(60)
+    maintainer.join(60)
+    assert outcome["prune"] == 1, outcome
+    assert len(outcome["maintain"].created) == 3, outcome
+    assert verify_audit_log(engine).ok
 
 
 @pg
@@ -907,6 +998,7 @@ def test_a_partitioned_prune_waits_for_its_lock_at_most_lock_timeout_then_says_s
     assert waited < 1.5
     assert isinstance(outcome[0], SQLAuditError), outcome
     assert "prune_audit_log()" in str(outcome[0]) and "lock_timeout" in str(outcome[0])
+    assert "nothing was pruned" in str(outcome[0])
     assert _partitions.partition_name(s0) in {p.name for p in _layout(engine).partitions}
     assert _sql(engine, "SELECT count(*) FROM sqlaudit_log") == [(total + 1,)]  # + the queued write
     assert prune_audit_log(engine, e0, lock_timeout=0.5) == 2
