@@ -141,14 +141,8 @@ def main(argv: List[str]) -> int:
         setup.close()
     command = re.sub(r" --markdown(=| )\S+", "", " ".join(["python bench/explain_reads.py", *argv]))
     text = section(args.rows, command, results, partitions)
-    path = Path(args.markdown)
-    doc = path.read_text() if path.exists() else ""
-    if START in doc:
-        doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: text, doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
-    harness.progress(f"wrote the plans to {path}")
+    harness.write_section(args.markdown, text, START, END)
+    harness.progress(f"wrote the plans to {args.markdown}")
     return 0
 
 

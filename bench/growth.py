@@ -642,12 +642,7 @@ def plot(results: Dict[str, Any], path: Path) -> bool:
 
 
 def write_section(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else ""
-    if START in doc:
-        doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: text, doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    harness.write_section(path, text, START, END)
 
 
 def public_command(command: str) -> str:

@@ -280,6 +280,21 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     return command
 
 
+def write_section(path: Any, text: str, start: str, end: str) -> None:
+    """Replace the part of the Markdown file ``path`` from marker ``start`` to ``end``
+    with ``text`` (which carries both markers), or append it when it is not there."""
+    import re
+    from pathlib import Path
+
+    path = Path(path)
+    doc = path.read_text() if path.exists() else ""
+    if start in doc:
+        doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: text, doc, flags=re.S)
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(doc)
+
+
 def progress(message: str) -> None:
     """One progress line on stderr (the parent process forwards workers' lines)."""
     print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -238,12 +237,7 @@ def section(results: Dict[str, Any]) -> str:
 
 
 def write_section(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else ""
-    if START in doc:
-        doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: text, doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    harness.write_section(path, text, START, END)
 
 
 def collect(command: str, dialects: List[str], quick: bool, peers: bool,
