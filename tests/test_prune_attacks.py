@@ -428,6 +428,25 @@ def _in_thread(work):
     return worker, got
 
 
+def _blocked_in_thread(engine, work):
+    """``work(conn)`` then COMMIT on a connection of its own, in a thread; returns once
+    that connection waits for a lock (asserted), with the thread and its outcome."""
+    pid: dict = {}
+
+    def run():
+        with engine.connect() as conn:
+            pid["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            value = work(conn)
+            conn.commit()
+            return value
+
+    worker, got = _in_thread(run)
+    while "pid" not in pid and worker.is_alive():
+        time.sleep(0.01)
+    assert _waits_for_a_lock(engine, pid["pid"], worker), got
+    return worker, got
+
+
 @pg
 def test_pg_a_first_seal_waits_for_a_prune_of_a_log_never_sealed(engine, Customer) -> None:
     """The prune has deleted old rows and not committed: a first seal must not seal them
@@ -439,19 +458,7 @@ def test_pg_a_first_seal_waits_for_a_prune_of_a_log_never_sealed(engine, Custome
     try:
         tx = pruner.begin()
         assert prune_audit_log(pruner, bound) == 3
-        sealer_pid: dict = {}
-
-        def seal() -> str:
-            with engine.connect() as conn:
-                sealer_pid["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-                head = seal_audit_log(conn)
-                conn.commit()
-                return head
-
-        worker, got = _in_thread(seal)
-        while "pid" not in sealer_pid and worker.is_alive():
-            time.sleep(0.01)
-        assert _waits_for_a_lock(engine, sealer_pid["pid"], worker), got
+        worker, got = _blocked_in_thread(engine, seal_audit_log)
         tx.commit()
     finally:
         pruner.close()
@@ -473,19 +480,7 @@ def test_pg_a_prune_waiting_for_a_first_seal_records_what_it_removes(engine, Cus
     try:
         tx = sealer.begin()
         seal_audit_log(sealer)
-        pruner_pid: dict = {}
-
-        def prune() -> int:
-            with engine.connect() as conn:
-                pruner_pid["pid"] = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-                removed = prune_audit_log(conn, bound)
-                conn.commit()
-                return removed
-
-        worker, got = _in_thread(prune)
-        while "pid" not in pruner_pid and worker.is_alive():
-            time.sleep(0.01)
-        assert _waits_for_a_lock(engine, pruner_pid["pid"], worker), got
+        worker, got = _blocked_in_thread(engine, lambda conn: prune_audit_log(conn, bound))
         tx.commit()
     finally:
         sealer.close()
