@@ -447,13 +447,19 @@ def _blocked_in_thread(engine, work):
     return worker, got
 
 
+def _three_old_two_kept(engine, Customer):
+    """Three records before the returned cutoff, two after it."""
+    write(engine, Customer, 3, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 2, prefix="kept")
+    return bound
+
+
 @pg
 def test_pg_a_first_seal_waits_for_a_prune_of_a_log_never_sealed(engine, Customer) -> None:
     """The prune has deleted old rows and not committed: a first seal must not seal them
     (they would be reported deleted once the prune commits); it waits, then seals what is left."""
-    write(engine, Customer, 3, prefix="old")
-    bound = just_after_last_record(engine)
-    write(engine, Customer, 2, prefix="kept")
+    bound = _three_old_two_kept(engine, Customer)
     pruner = engine.connect()
     try:
         tx = pruner.begin()
@@ -473,9 +479,7 @@ def test_pg_a_first_seal_waits_for_a_prune_of_a_log_never_sealed(engine, Custome
 def test_pg_a_prune_waiting_for_a_first_seal_records_what_it_removes(engine, Customer) -> None:
     """The other order: the first seal holds its transaction open; the prune waits for it,
     then finds the log sealed and records the prune, so verification passes."""
-    write(engine, Customer, 3, prefix="old")
-    bound = just_after_last_record(engine)
-    write(engine, Customer, 2, prefix="kept")
+    bound = _three_old_two_kept(engine, Customer)
     sealer = engine.connect()
     try:
         tx = sealer.begin()
