@@ -48,6 +48,10 @@ MAX_AHEAD = 400
 #: gives at most this many past periods waiting in DEFAULT their partitions,
 #: the oldest first; the current period and those ahead always come.
 PAST_PERIODS_PER_RUN = 50
+#: The same limit for a prune: each partition it drops holds about 24 locks (the
+#: table, its indexes, the detach and drop), so it drops at most this many in one
+#: transaction and refuses a larger prune up front, naming the cutoff of a step.
+DROPS_PER_PRUNE = 100
 _DIALECT = "postgresql"
 
 
@@ -296,6 +300,20 @@ def lock_statements(schema: str) -> tuple[str, str]:
     return advisory, exclusive
 
 
+def take_lock(connection: Connection, schema: str) -> None:
+    """Hold this schema's partition lock (the advisory lock of :func:`lock_statements`)
+    until the transaction ends, asking without waiting and again after a pause (see
+    partition_try_lock.sql): the first lock a seal or a prune takes, so every path
+    takes the partition lock before the seal lock."""
+    import time
+
+    (sql,) = _templates.render(_DIALECT, "partition_try_lock", schema_literal=_literal(schema))
+    pause = 0.01
+    while not connection.execute(text(sql)).scalar():
+        time.sleep(pause)
+        pause = min(0.2, pause * 2)
+
+
 def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]],
                       sequence: Optional[str] = None) -> list[str]:
     """Everything that creates a partitioned log: sequence (unless an existing one,
@@ -412,47 +430,53 @@ def _partitioned_layout(connection: Connection, schema: str, what: str) -> Layou
 
 def maintain(connection: Connection, ahead: int, policy: Optional["LockPolicy"] = None,
              metadata: Optional[MetaData] = None) -> PartitionMaintenance:
-    """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`."""
+    """Body of :func:`sqlaudit.ddl.maintain_audit_partitions`.
+
+    One attempt, in a savepoint with lock_timeout set, takes the partition lock,
+    reads the layout, and creates what is missing under ACCESS EXCLUSIVE; an
+    attempt that times out or is chosen as a deadlock victim is undone with every
+    lock it took (the partition lock too) and retried, so a prune or seal that
+    holds the log and waits for the partition lock gets through."""
     require_postgresql(connection, "maintain_audit_partitions()",
                        " to maintain: do not schedule this command for it")
     schema = _schema(connection, metadata)
     advisory, exclusive = lock_statements(schema)
-    _run(connection, [advisory])  # one maintainer (or pruner, or converter) at a time
-    layout = _partitioned_layout(connection, schema, "maintain_audit_partitions()")
-    by = layout.by
-    if by is None:
-        raise SQLAuditError(
-            f"maintain_audit_partitions(): cannot tell the period of {schema}.sqlaudit_log (its "
-            f"DEFAULT partition has no '{MARK}...' comment and no range is a day, week or month); "
-            f"set it with COMMENT ON TABLE {schema}.{DEFAULT_PARTITION} IS '{MARK}month'.")
-    now = connection.execute(text("SELECT now()")).scalar_one()
 
-    def absent(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-        return [(s, e) for s, e in ranges if not any(p.overlaps(s, e) for p in layout.partitions)]
+    def attempt() -> tuple[Layout, list[tuple[datetime, datetime]], int, int]:
+        _run(connection, [advisory])  # one maintainer (or pruner, or converter) at a time
+        layout = _partitioned_layout(connection, schema, "maintain_audit_partitions()")
+        by = layout.by
+        if by is None:
+            raise SQLAuditError(
+                f"maintain_audit_partitions(): cannot tell the period of {schema}.sqlaudit_log (its "
+                f"DEFAULT partition has no '{MARK}...' comment and no range is a day, week or month); "
+                f"set it with COMMENT ON TABLE {schema}.{DEFAULT_PARTITION} IS '{MARK}month'.")
+        now = connection.execute(text("SELECT now()")).scalar_one()
 
-    past = absent(_past_periods_in_default(connection, schema, layout, by, now))
-    missing = past[:PAST_PERIODS_PER_RUN] + absent(wanted_ranges(now, by, ahead))
-    unguarded = [p.name for p in layout.partitions if not p.guarded]
-    moved = 0
+        def absent(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+            return [(s, e) for s, e in ranges if not any(p.overlaps(s, e) for p in layout.partitions)]
 
-    def create() -> int:
+        past = absent(_past_periods_in_default(connection, schema, layout, by, now))
+        missing = past[:PAST_PERIODS_PER_RUN] + absent(wanted_ranges(now, by, ahead))
+        waiting = max(0, len(past) - PAST_PERIODS_PER_RUN)
+        if not missing:
+            return layout, missing, 0, waiting
         _run(connection, [exclusive])
-        default = layout.default
-        if default is not None and _default_holds(connection, schema, missing):
-            return _move_default(connection, schema, by, missing)
-        if default is None:  # a hand-made layout: give it its safety net
+        if layout.default is not None and _default_holds(connection, schema, missing):
+            return layout, missing, _move_default(connection, schema, by, missing), waiting
+        if layout.default is None:  # a hand-made layout: give it its safety net
             _run(connection, default_statements(schema, by))
         for start, end in missing:
             _run(connection, range_statements(schema, start, end))
-        return 0
+        return layout, missing, 0, waiting
 
-    if missing:
-        moved = in_savepoint_with_timeout(connection, policy or LockPolicy(), "new partitions",
-                                          create, "maintain_audit_partitions()")
+    layout, missing, moved, waiting = in_savepoint_with_timeout(
+        connection, policy or LockPolicy(), "new partitions", attempt, "maintain_audit_partitions()",
+        retry_deadlock=True)
+    unguarded = [p.name for p in layout.partitions if not p.guarded]
     for name in unguarded:
         _run(connection, protect_partition_statements(schema, name))
-    return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded,
-                                max(0, len(past) - PAST_PERIODS_PER_RUN))
+    return PartitionMaintenance([partition_name(s) for s, _ in missing], moved, unguarded, waiting)
 
 
 def _past_periods_in_default(connection: Connection, schema: str, layout: Layout, by: str,
@@ -532,11 +556,21 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
     layout = read_layout(connection, schema)
     if layout is None or not layout.partitioned:
         return remove
-    advisory, exclusive = lock_statements(schema)
-    # Now, before the prune seals the log (which locks it ACCESS SHARE): maintain
-    # holds this lock while it waits for ACCESS EXCLUSIVE, so asking for it later,
-    # with the log locked, would be a deadlock.
-    _run(connection, [advisory])
+    _, exclusive = lock_statements(schema)
+    # Now, before the prune seals the log: the partition lock comes before the seal
+    # lock on every path (integrity's serialise takes it again, re-entrant).
+    take_lock(connection, schema)
+    whole = [p for p in (read_layout(connection, schema) or layout).ranges
+             if p.end is not None and p.end <= bound]
+    if len(whole) > DROPS_PER_PRUNE:
+        step = whole[DROPS_PER_PRUNE - 1].end
+        assert step is not None
+        raise SQLAuditError(
+            f"prune_audit_log(): {len(whole)} partitions of {schema}.sqlaudit_log lie wholly "
+            f"before the cutoff; dropping more than {DROPS_PER_PRUNE} in one transaction can "
+            f"exhaust PostgreSQL's lock table (max_locks_per_transaction), so nothing was "
+            f"pruned: prune in steps, first with older_than={step.isoformat()}, or raise "
+            f"max_locks_per_transaction.")
 
     def remover(condition: Any) -> int:
         current = read_layout(connection, schema) or layout
@@ -681,10 +715,13 @@ class LockPolicy:
         return f"{max(1, round(self.timeout * 1000))}ms"
 
 
+def _sqlstate(exc: BaseException) -> Optional[str]:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
 def _lock_refused(exc: BaseException) -> bool:
-    """lock_not_available (lock_timeout expired) or deadlock_detected (this attempt
-    was chosen as the victim): either way the attempt is undone and may be retried."""
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("55P03", "40P01")
+    """lock_not_available: lock_timeout expired."""
+    return _sqlstate(exc) == "55P03"
 
 
 def _gave_up(policy: LockPolicy, what: str, caller: str = "partition_audit_log()") -> SQLAuditError:
@@ -756,13 +793,18 @@ def swap(connection: Connection, by: str, ahead: int, boundary: datetime,
     savepoint with lock_timeout set, so an attempt that cannot get its lock in
     time is undone and retried. False if another run converted the log."""
     return bool(in_savepoint_with_timeout(connection, policy, "the swap",
-                                          lambda: _swap(connection, by, ahead, boundary)))
+                                          lambda: _swap(connection, by, ahead, boundary),
+                                          retry_deadlock=True))
 
 
 def in_savepoint_with_timeout(connection: Connection, policy: LockPolicy, what: str,
-                              work: Callable[[], Any], caller: str = "partition_audit_log()") -> Any:
+                              work: Callable[[], Any], caller: str = "partition_audit_log()",
+                              retry_deadlock: bool = False) -> Any:
     """``work()`` in a savepoint with lock_timeout set; an attempt whose lock wait
-    times out is rolled back and retried after a pause, ``policy.attempts`` times."""
+    times out is rolled back and retried after a pause, ``policy.attempts`` times.
+    ``retry_deadlock``: an attempt chosen as a deadlock victim is retried too; only
+    sound when ``work()`` takes every lock of the cycle inside the savepoint (the
+    rollback then releases them), else each retry would rebuild the same cycle."""
     import time
 
     from sqlalchemy.exc import DBAPIError
@@ -777,7 +819,7 @@ def in_savepoint_with_timeout(connection: Connection, policy: LockPolicy, what: 
                 connection.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": old})
             return result
         except DBAPIError as exc:
-            if not _lock_refused(exc):
+            if not (_lock_refused(exc) or (retry_deadlock and _sqlstate(exc) == "40P01")):
                 raise
             if attempt + 1 < policy.attempts:
                 time.sleep(policy.pause)

@@ -338,6 +338,10 @@ class _Log:
         PostgreSQL (the seal table may not exist yet to be locked); SQLite has one
         writer at a time already (its callers hold the write transaction)."""
         if self.pg:
+            from ._partitions import take_lock
+
+            # the partition lock first, as every path that takes both does
+            take_lock(self.connection, self.log.schema or self.schema)
             (sql,) = _templates.render("postgresql", "seal_lock")
             self.connection.execute(text(sql), {"schema": self.schema})
 

@@ -5,7 +5,9 @@ status and Alembic check. (tests/test_partitions.py is about partitioned
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -982,6 +984,106 @@ def test_a_sealed_prune_and_maintain_at_once_never_deadlock(engine, parted, monk
     assert outcome["prune"] == 1, outcome
     assert len(outcome["maintain"].created) == 3, outcome
     assert verify_audit_log(engine).ok
+
+
+def _thread(work):
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _in_open_transaction(engine, first, then):
+    """``first(conn)`` in a transaction; ``then()`` in a thread, given 0.5 s to get
+    to its lock; then ``prune_audit_log``-like ``second(conn)`` in the same
+    transaction and COMMIT. Returns (the transaction's result or error, seconds the
+    second step took, the thread's outcome)."""
+    with engine.connect() as conn:
+        conn.begin()
+        first(conn)
+        thread, outcome = _thread(then[0])
+        time.sleep(0.5)
+        started = time.perf_counter()
+        try:
+            mine = then[1](conn)
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - asserted by the caller
+            mine = exc
+            conn.rollback()
+        took = time.perf_counter() - started
+    thread.join(60)
+    return mine, took, outcome[0]
+
+
+@pg
+def test_a_prune_in_a_transaction_that_wrote_the_log_and_maintain_at_once_both_finish(
+        engine, parted) -> None:
+    """The caller's transaction wrote a log row (any audited write does), so it holds
+    the log when its prune asks for the partition lock, which maintain holds while it
+    waits for the log: maintain's attempt times out, is undone with the partition lock
+    it held, the prune goes through, and maintain's next attempt succeeds."""
+    (s0, e0), _ = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1)])
+
+    def write(conn) -> None:
+        conn.execute(text("INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, "
+                          "new_data) VALUES ('customers', '1', 'insert', now(), '{}')"))
+
+    pruned, took, maintained = _in_open_transaction(engine, write, (
+        lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=1, attempts=5),
+        lambda conn: prune_audit_log(conn, e0)))
+    assert pruned == 1, pruned
+    assert took < 1 + 1.5  # at most maintain's lock_timeout, then the prune itself
+    assert isinstance(maintained, _partitions.PartitionMaintenance) and len(maintained.created) == 3
+
+
+@pg
+def test_a_transaction_that_seals_then_prunes_and_another_prune_at_once_both_finish(
+        engine, parted) -> None:
+    """A nightly job seals and then prunes in one transaction while another prune
+    runs: every path takes the partition lock before the seal lock, so one waits
+    for the other instead of a deadlock."""
+    (s0, e0), _ = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1)])
+    seal_audit_log(engine)
+    mine, _, other = _in_open_transaction(engine, seal_audit_log, (
+        lambda: prune_audit_log(engine, e0), lambda conn: prune_audit_log(conn, e0)))
+    assert not isinstance(mine, Exception), mine
+    assert not isinstance(other, Exception), other
+    assert sorted([mine, other]) == [0, 1]
+    assert verify_audit_log(engine).ok
+
+
+@pg
+def test_a_prune_that_would_drop_more_partitions_than_one_transaction_can_lock_names_a_step(
+        engine) -> None:
+    """Each dropped partition holds ~24 locks to the end of the transaction; PostgreSQL's
+    lock table holds 64 x connections by default. A prune over more than
+    DROPS_PER_PRUNE partitions is refused before any work, naming the cutoff of a
+    first step; pruning in steps removes everything."""
+    assert create_audit_log(engine, partition_by="day", ahead=1) is True
+    limit = _partitions.DROPS_PER_PRUNE
+    today = _partitions.period_start(_now(engine), "day")
+    days = [today - timedelta(days=limit + 5 - i) for i in range(limit + 5)]
+    with engine.begin() as conn:
+        for day in days:
+            for sql in _partitions.range_statements(engine.info_schema, day, day + timedelta(days=1)):
+                conn.execute(text(sql))
+    _insert_log_rows(engine, [day + timedelta(hours=1) for day in days])
+    step = days[limit - 1] + timedelta(days=1)
+    with pytest.raises(SQLAuditError, match=rf"{limit + 5} partitions.*older_than={re.escape(step.isoformat())}"):
+        prune_audit_log(engine, today)
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log") == [(limit + 5,)]  # nothing pruned
+    assert prune_audit_log(engine, step) == limit
+    assert prune_audit_log(engine, today) == 5
+    assert len(_layout(engine).ranges) == 2  # today and tomorrow
 
 
 @pg

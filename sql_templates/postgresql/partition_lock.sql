@@ -1,8 +1,9 @@
--- Serialises maintain_audit_partitions(), partitioned prunes and conversions on
--- one schema's audit log (transaction-scoped: released at COMMIT or ROLLBACK).
--- Always the first lock of those runs, before any lock on the log itself (a
--- prune takes it before sealing): whoever holds it may wait for the log, but
--- nobody holding a lock on the log waits for it, so they cannot deadlock.
+-- Serialises maintain_audit_partitions(), partitioned prunes, seals and
+-- conversions on one schema's audit log (transaction-scoped: released at COMMIT
+-- or ROLLBACK). Every path that also takes the seal lock takes this one first.
+-- maintain and the conversion take it here, inside a savepoint with
+-- lock_timeout set, so an attempt that cannot go on is undone with this lock;
+-- seal and prune take it without waiting in the server (partition_try_lock.sql).
 SELECT pg_advisory_xact_lock(hashtext('sqlaudit.partitions'), hashtext({{ schema_literal }}))
 -- sqlaudit:statement
 -- Partition DDL needs ACCESS EXCLUSIVE on the parent: taken first, so waiting
