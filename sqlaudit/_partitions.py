@@ -302,16 +302,13 @@ def lock_statements(schema: str) -> tuple[str, str]:
 
 def take_lock(connection: Connection, schema: str) -> None:
     """Hold this schema's partition lock (the advisory lock of :func:`lock_statements`)
-    until the transaction ends, asking without waiting and again after a pause (see
-    partition_try_lock.sql): the first lock a seal or a prune takes, so every path
-    takes the partition lock before the seal lock."""
-    import time
-
-    (sql,) = _templates.render(_DIALECT, "partition_try_lock", schema_literal=_literal(schema))
-    pause = 0.01
-    while not connection.execute(text(sql)).scalar():
-        time.sleep(pause)
-        pause = min(0.2, pause * 2)
+    until the transaction ends: the first lock a seal or a prune takes, so every path
+    that also takes the seal lock takes this one first. It waits in the server, so
+    the caller's lock_timeout and statement_timeout apply and a cycle through the
+    log is found by the deadlock detector (one side fails at once with
+    deadlock_detected) instead of hanging."""
+    advisory, _ = lock_statements(schema)
+    _run(connection, [advisory])
 
 
 def create_statements(schema: str, by: str, ranges: list[tuple[datetime, datetime]],
@@ -543,13 +540,16 @@ def _move_default(connection: Connection, schema: str, by: str,
 def prune_remover(connection: Connection, log_table: Table, bound: datetime,
                   remove: Callable[[Any], int],
                   archive: Optional[Callable[[Any], Any]] = None,
-                  policy: Optional["LockPolicy"] = None) -> Callable[[Any], int]:
+                  policy: Optional["LockPolicy"] = None,
+                  whole_log: bool = True) -> Callable[[Any], int]:
     """``remove`` itself for a plain log; for a partitioned one, a remover that drops
     every range partition ending at or before ``bound`` whose rows all match the
     prune's condition (counting them), then DELETEs what else matches (in the
     boundary partitions and DEFAULT: the planner prunes the rest). ``archive``
     (``prune_audit_log(export_to=...)``) is given each whole partition's rows
-    before the partition is dropped."""
+    before the partition is dropped. ``whole_log``: the prune removes every record
+    before ``bound`` (no ``models=``), so every partition wholly before it is
+    dropped, and more than :data:`DROPS_PER_PRUNE` of them are refused up front."""
     if connection.dialect.name != "postgresql" or log_table.schema is None:
         return remove
     schema = log_table.schema
@@ -562,15 +562,14 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
     take_lock(connection, schema)
     whole = [p for p in (read_layout(connection, schema) or layout).ranges
              if p.end is not None and p.end <= bound]
-    if len(whole) > DROPS_PER_PRUNE:
+    if whole_log and len(whole) > DROPS_PER_PRUNE:
         step = whole[DROPS_PER_PRUNE - 1].end
         assert step is not None
         raise SQLAuditError(
             f"prune_audit_log(): {len(whole)} partitions of {schema}.sqlaudit_log lie wholly "
             f"before the cutoff; dropping more than {DROPS_PER_PRUNE} in one transaction can "
             f"exhaust PostgreSQL's lock table (max_locks_per_transaction), so nothing was "
-            f"pruned: prune in steps, first with older_than={step.isoformat()}, or raise "
-            f"max_locks_per_transaction.")
+            f"pruned: prune in steps, first with older_than={step.isoformat()}.")
 
     def remover(condition: Any) -> int:
         current = read_layout(connection, schema) or layout

@@ -588,7 +588,8 @@ def prune_audit_log(
         if tables is not None:
             where = and_(where, or_(*[rows_of_table(log_table, t.name, t.schema)
                                       for t in tables]))
-        removed = _prune(connection, log_table, where, bound, schema, archive, policy)
+        removed = _prune(connection, log_table, where, bound, schema, archive, policy,
+                         whole_log=tables is None)
         if archive is not None:  # on disk before the transaction commits
             archive.finish([c.name for c in log_table.columns], connection.dialect.name == "postgresql")
 
@@ -604,7 +605,7 @@ def prune_audit_log(
 
 def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime,
            schema: Optional[str], archive: Optional["_export.Archive"] = None,
-           policy: Any = None) -> int:
+           policy: Any = None, whole_log: bool = True) -> int:
     from sqlalchemy import delete, text
 
     from .integrity import prune_sealed
@@ -624,7 +625,7 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         remover = prune_remover(
             connection, log_table, bound, remove,
             None if archive is None else lambda rows: archive.export(connection, log_table, rows),
-            policy)
+            policy, whole_log)
         count = prune_sealed(connection, log_table, where, remover, detail)
         connection.execute(text(revoke))
         return count

@@ -219,7 +219,9 @@ class _Log:
             raise SQLAuditUnsupportedDialectError(
                 f"sqlaudit.integrity supports PostgreSQL and SQLite, not {connection.dialect.name}."
             )
-        schema = default_schema(connection) or "main"  # named: no TEMP table stands in
+        # named: no TEMP table stands in; the schema of the log given (a prune of
+        # another schema's log), so its columns and seal table are the ones used
+        schema = (log.schema if log is not None and log.schema else default_schema(connection)) or "main"
         self.schema = schema
         metadata = MetaData(schema=schema)
         self.log = log if log is not None else audit_table(metadata)
@@ -340,8 +342,9 @@ class _Log:
         if self.pg:
             from ._partitions import take_lock
 
-            # the partition lock first, as every path that takes both does
-            take_lock(self.connection, self.log.schema or self.schema)
+            # the partition lock first, as every path that takes both does; both
+            # keyed by the schema of the log this call works on
+            take_lock(self.connection, self.schema)
             (sql,) = _templates.render("postgresql", "seal_lock")
             self.connection.execute(text(sql), {"schema": self.schema})
 

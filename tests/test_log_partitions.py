@@ -844,7 +844,7 @@ def test_one_resource_history_reads_through_the_resource_index_of_each_partition
 
 def test_every_test_docs_partitioning_names_exists() -> None:
     """docs/partitioning.md cites its proofs by test name: each one is in this file."""
-    import re
+    import re  # noqa: F811
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "partitioning.md").read_text()
@@ -1022,26 +1022,167 @@ def _in_open_transaction(engine, first, then):
     return mine, took, outcome[0]
 
 
+_WRITE = ("INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, new_data) "
+          "VALUES ('customers', '1', 'insert', now(), '{}')")
+
+
+def _waits_for_the_log(engine, timeout=20.0) -> bool:
+    """True once some transaction waits for ACCESS EXCLUSIVE on this test's log."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+                    "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE NOT l.granted AND "
+                    "l.mode = 'AccessExclusiveLock' AND c.relname = 'sqlaudit_log' AND n.nspname = :s)"),
+                    {"s": engine.info_schema}).scalar():
+                return True
+            conn.rollback()
+            time.sleep(0.05)
+    return False
+
+
 @pg
 def test_a_prune_in_a_transaction_that_wrote_the_log_and_maintain_at_once_both_finish(
         engine, parted) -> None:
     """The caller's transaction wrote a log row (any audited write does), so it holds
     the log when its prune asks for the partition lock, which maintain holds while it
-    waits for the log: maintain's attempt times out, is undone with the partition lock
-    it held, the prune goes through, and maintain's next attempt succeeds."""
+    waits for the log. PostgreSQL's deadlock detector ends maintain's attempt after
+    deadlock_timeout (1 s), well before its lock_timeout (5 s); the attempt is undone
+    with the partition lock, the prune goes through, maintain's next attempt succeeds."""
     (s0, e0), _ = _add_past_partitions(engine, 2)
     _insert_log_rows(engine, [s0 + timedelta(days=1)])
 
-    def write(conn) -> None:
-        conn.execute(text("INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, "
-                          "new_data) VALUES ('customers', '1', 'insert', now(), '{}')"))
-
-    pruned, took, maintained = _in_open_transaction(engine, write, (
-        lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=1, attempts=5),
-        lambda conn: prune_audit_log(conn, e0)))
+    with engine.connect() as conn:
+        conn.begin()
+        conn.execute(text(_WRITE))
+        thread, outcome = _thread(
+            lambda: maintain_audit_partitions(engine, ahead=6, lock_timeout=5, attempts=3))
+        assert _waits_for_the_log(engine)  # maintain holds the partition lock, waits for the log
+        started = time.perf_counter()
+        pruned = prune_audit_log(conn, e0)
+        took = time.perf_counter() - started
+        conn.commit()
+    thread.join(60)
+    maintained = outcome[0]
     assert pruned == 1, pruned
-    assert took < 1 + 1.5  # at most maintain's lock_timeout, then the prune itself
+    assert took < 3  # the deadlock timeout, not maintain's lock_timeout
     assert isinstance(maintained, _partitions.PartitionMaintenance) and len(maintained.created) == 3
+
+
+@pg
+@pytest.mark.parametrize("second", ["seal", "prune"])
+def test_a_prune_dropping_partitions_and_a_seal_or_prune_in_a_transaction_that_wrote_the_log_end_at_once(
+        engine, parted, second) -> None:
+    """A prune holds the partition lock and waits for the log to drop partitions; a
+    transaction that wrote the log now seals or prunes and waits for the partition
+    lock: a cycle. The deadlock detector ends the prune within deadlock_timeout with
+    deadlock_detected (nothing pruned, nothing lost) and the other goes on; nothing
+    hangs, and nothing is reported as a long transaction."""
+    (s0, e0), _ = _add_past_partitions(engine, 2)
+    _insert_log_rows(engine, [s0 + timedelta(days=1)])
+    seal_audit_log(engine)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.begin()
+        conn.execute(text(_WRITE))
+        thread, outcome = _thread(lambda: prune_audit_log(engine, e0))
+        assert _waits_for_the_log(engine)
+        mine = seal_audit_log(conn) if second == "seal" else prune_audit_log(conn, e0)
+        conn.commit()
+    thread.join(60)
+    assert time.perf_counter() - started < 5
+    assert isinstance(outcome[0], DBAPIError) and outcome[0].orig.sqlstate == "40P01", outcome
+    assert mine == 1 if second == "prune" else isinstance(mine, str)
+    assert verify_audit_log(engine).ok
+
+
+@pg
+def test_a_seal_waiting_for_another_honours_the_callers_lock_timeout(engine, parted) -> None:
+    """The partition and seal locks are waited for in the server: the caller's
+    lock_timeout (and statement_timeout, and pg_cancel_backend) end the wait."""
+    seal_audit_log(engine)
+    with engine.connect() as holder:
+        holder.begin()
+        seal_audit_log(holder)  # holds the partition and seal locks until it ends
+
+        def second():
+            with engine.connect() as conn:
+                conn.execute(text("SET lock_timeout = '300ms'"))
+                return seal_audit_log(conn)
+
+        thread, outcome = _thread(second)
+        thread.join(5)
+        still_waiting = thread.is_alive()
+        holder.rollback()
+    thread.join(30)
+    assert not still_waiting
+    assert isinstance(outcome[0], DBAPIError) and outcome[0].orig.sqlstate == "55P03", outcome
+
+
+@pg
+def test_a_prune_limited_to_some_models_is_not_refused_for_partitions_it_keeps(
+        engine, parted, monkeypatch) -> None:
+    """The cap counts the partitions a whole-log prune drops; a prune with models=
+    keeps the partitions holding other tables' rows, so it is not refused for them.
+    (DROPS_PER_PRUNE lowered to 3 to keep the layout small.)"""
+    _, Customer = parted
+    monkeypatch.setattr(_partitions, "DROPS_PER_PRUNE", 3)
+    ranges = _add_past_partitions(engine, 5)
+    _insert_log_rows(engine, [s + timedelta(days=1) for s, _ in ranges])
+    _insert_log_rows(engine, [s + timedelta(days=2) for s, _ in ranges], table_name="orders")
+    assert prune_audit_log(engine, ranges[-1][1], models=[Customer]) == 5
+    assert len(_layout(engine).ranges) == 5 + 4  # every partition kept: they hold orders
+    with pytest.raises(SQLAuditError, match="5 partitions"):
+        prune_audit_log(engine, ranges[-1][1])  # the whole log: refused, nothing pruned
+    assert _sql(engine, "SELECT count(*) FROM sqlaudit_log WHERE table_name = 'orders'") == [(5,)]
+
+
+@pg
+def test_a_seal_then_prune_of_another_schemas_log_and_a_prune_of_it_at_once_finish(engine) -> None:
+    """A log in another schema is pruned with its own locks and its own seal table:
+    a transaction that sealed the default log and then prunes the other one, and a
+    prune of the other one at once, wait for each other instead of hanging."""
+    from sqlalchemy import Column, Integer, MetaData, String
+    from sqlalchemy.orm import DeclarativeBase
+
+    from sqlaudit import track_table
+
+    other = f"{engine.info_schema}_x"
+    _sql(engine, f'CREATE SCHEMA "{other}"')
+    try:
+        assert create_audit_log(engine) is True
+        assert create_audit_log(engine, metadata=MetaData(schema=other)) is True
+
+        class XBase(DeclarativeBase):
+            metadata = MetaData(schema=other)
+
+        @track_table(tracked_fields=["name"])
+        class T(XBase):
+            __tablename__ = "t"
+            id = Column(Integer, primary_key=True)
+            name = Column(String)
+
+        for schema in (engine.info_schema, other):
+            _sql(engine, f'INSERT INTO "{schema}".sqlaudit_log (table_schema, table_name, resource_id, '
+                         "operation, changed_at, new_data) VALUES (:s, 't', '1', 'insert', "
+                         "now() - interval '40 days', '{}')", params={"s": other})
+        seal_audit_log(engine)
+        cutoff = _now(engine) - timedelta(days=30)
+        with engine.connect() as conn:
+            conn.begin()
+            seal_audit_log(conn)  # the default log's locks, to the end of this transaction
+            thread, outcome = _thread(lambda: prune_audit_log(engine, cutoff, models=[T]))
+            thread.join(0.5)
+            mine = prune_audit_log(conn, cutoff, models=[T])
+            conn.commit()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert sorted([mine, outcome[0]]) == [0, 1], (mine, outcome)
+        assert _sql(engine, f'SELECT count(*) FROM "{other}".sqlaudit_log') == [(0,)]
+        assert _sql(engine, "SELECT count(*) FROM sqlaudit_log") == [(1,)]  # the default log untouched
+    finally:
+        _sql(engine, f'DROP SCHEMA "{other}" CASCADE')
 
 
 @pg

@@ -397,17 +397,13 @@ def test_pg_partitioned_prune_with_tampering(engine, Base, where) -> None:
 
 
 def _waits_for_a_lock(engine, pid, worker, timeout=30.0):
-    """True once the backend ``pid`` waits for a lock, in the server or asking again
-    for sqlaudit's partition lock (False if ``worker`` finishes first, or nothing
-    waits within ``timeout``)."""
+    """True once the backend ``pid`` waits for a lock (False if ``worker`` finishes first,
+    or nothing waits within ``timeout``)."""
     deadline = time.monotonic() + timeout
     with engine.connect() as conn:
         while worker.is_alive() and time.monotonic() < deadline:
-            if conn.execute(text(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = :pid AND NOT granted) OR EXISTS "
-                    "(SELECT 1 FROM pg_stat_activity WHERE pid = :pid "
-                    "AND query LIKE '%pg_try_advisory_xact_lock(hashtext(''sqlaudit.partitions'')%')"),
-                    {"pid": pid}).scalar():
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = :pid AND NOT granted)"),
+                            {"pid": pid}).scalar():
                 return True
             conn.rollback()
             time.sleep(0.05)
