@@ -81,9 +81,11 @@ def explain(setup: growth.Setup, read: Callable[[Any], Any]) -> Tuple[int, List[
 
 
 def touched(plan: str) -> List[str]:
-    """'Index Scan on sqlaudit_log_2024_03 (...idx)' lines, one per scan node."""
+    """'Index Scan on `sqlaudit_log_p20240301` (`...idx`)', one per scan of a table."""
     found = []
     for line in plan.splitlines():
+        if "Bitmap Index Scan" in line:  # the index of the Bitmap Heap Scan above it
+            continue
         m = re.search(r"(Index Only Scan|Index Scan|Bitmap Heap Scan|Seq Scan)"
                       r"(?: Backward)?(?: using (\S+))? on (\S+)", line)
         if m:
@@ -111,10 +113,12 @@ def section(rows: int, command: str, results: Dict[str, Tuple[int, List[str]]], 
         scans = [s for plan in plans for s in touched(plan)]
         seq = [s for s in scans if s.startswith("Seq Scan") and "_p2024" in s]
         parts = {re.sub(r"^.* on `([^`]+)`.*$", r"\1", x) for x in scans}
+        ms = sum(float(m) for plan in plans for m in re.findall(r"Execution Time: ([0-9.]+) ms", plan))
         out.append(f"* **{name}** ({records} records; {len(plans)} statement"
-                   f"{'s' if len(plans) != 1 else ''}): {len(parts)} of {partitions} partitions "
-                   f"read, {sum(x.startswith('Index') for x in scans)} index scans, "
-                   f"{len(seq)} sequential scans of a filled partition.")
+                   f"{'s' if len(plans) != 1 else ''}, {ms:.1f} ms executing): {len(parts)} of "
+                   f"{partitions} partitions read, {sum(x.startswith('Index') for x in scans)} index "
+                   f"scans, {len(seq)} sequential scan{'s' if len(seq) != 1 else ''} of a filled "
+                   f"partition.")
     for name, (records, plans) in results.items():
         out += ["", f"### {name}", ""]
         for plan in plans:

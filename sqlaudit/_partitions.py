@@ -809,6 +809,7 @@ def in_savepoint_with_timeout(connection: Connection, policy: LockPolicy, what: 
     from sqlalchemy.exc import DBAPIError
 
     old = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    deadlocked = False
     for attempt in range(policy.attempts):
         try:
             with connection.begin_nested():
@@ -818,10 +819,17 @@ def in_savepoint_with_timeout(connection: Connection, policy: LockPolicy, what: 
                 connection.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": old})
             return result
         except DBAPIError as exc:
-            if not (_lock_refused(exc) or (retry_deadlock and _sqlstate(exc) == "40P01")):
+            deadlocked = retry_deadlock and _sqlstate(exc) == "40P01"
+            if not (_lock_refused(exc) or deadlocked):
                 raise
             if attempt + 1 < policy.attempts:
                 time.sleep(policy.pause)
+    if deadlocked:  # the cycle holds a lock this transaction took before the savepoint
+        raise SQLAuditError(
+            f"{caller}: {what}: the last of {policy.attempts} attempts was ended by PostgreSQL's "
+            f"deadlock detector (this transaction holds a lock another one waits for, taken "
+            f"before the call): nothing was changed by this step; call it in a transaction of "
+            f"its own (pass an Engine).")
     raise _gave_up(policy, what, caller)
 
 

@@ -1098,6 +1098,32 @@ def test_a_prune_dropping_partitions_and_a_seal_or_prune_in_a_transaction_that_w
 
 
 @pg
+def test_maintain_in_a_transaction_already_holding_the_partition_lock_names_the_deadlock(
+        engine, parted) -> None:
+    """The caller sealed (so holds the partition lock) and then maintains in the same
+    transaction, while another transaction that wrote the log waits for that lock:
+    each attempt is ended by the deadlock detector and undoing it cannot release a
+    lock taken before the call. The error says so, not 'a long transaction'."""
+    with engine.connect() as writer, engine.connect() as conn:
+        writer.begin()
+        writer.execute(text(_WRITE))  # holds the log
+        conn.begin()
+        seal_audit_log(conn)  # holds the partition lock
+        thread, outcome = _thread(lambda: maintain_audit_partitions(conn, ahead=6, attempts=2))
+        assert _waits_for_the_log(engine)
+        time.sleep(0.5)
+        sealer, sealed = _thread(lambda: seal_audit_log(writer))  # waits for the partition lock
+        thread.join(30)
+        conn.rollback()  # the caller gives up: the writer's seal goes on
+        sealer.join(30)
+        writer.rollback()
+    assert isinstance(sealed[0], str), sealed
+    error = outcome[0]
+    assert isinstance(error, SQLAuditError), error
+    assert "deadlock detector" in str(error) and "transaction of its own" in str(error)
+
+
+@pg
 def test_a_seal_waiting_for_another_honours_the_callers_lock_timeout(engine, parted) -> None:
     """The partition and seal locks are waited for in the server: the caller's
     lock_timeout (and statement_timeout, and pg_cancel_backend) end the wait."""
