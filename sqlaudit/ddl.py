@@ -28,7 +28,7 @@ from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _export, _templates
 from .config import _display_zone
-from .dialects import module_for, rendering_dialect
+from .dialects import is_mysql, module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
@@ -411,6 +411,8 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
         schema = audit_table(metadata).schema or default_schema(connection)
         if name == "sqlite":
             schema = schema or "main"
+        elif is_mysql(name):
+            schema = schema or log_schema(connection)
         assert schema is not None  # PostgreSQL always has a current schema
         names = _tables_writing_to(connection, schema)
         if names:
@@ -437,7 +439,7 @@ def _tables_writing_to(connection: Connection, schema: str) -> list[str]:
     """Tables whose sqlaudit triggers write to the audit log in ``schema``."""
     from sqlalchemy import text
 
-    if connection.dialect.name == "sqlite":
+    if connection.dialect.name == "sqlite" or is_mysql(connection.dialect.name):
         found = installed_triggers(connection)
         return sorted(t for (_, t) in found if not t.startswith(("sqlaudit_log", "sqlaudit_seal")))
     log_name = rendering_dialect("postgresql").identifier_preparer
@@ -522,8 +524,10 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
                      audit_schema: Optional[str] = None) -> list[str]:
     """The SQL statements that install ``model``'s triggers on ``dialect_name``.
 
-    ``dialect_name`` is ``"postgresql"`` or ``"sqlite"``. The strings are what
-    the database receives, for review or for pasting into a migration.
+    ``dialect_name`` is ``"postgresql"``, ``"sqlite"`` or ``"mysql"`` (also
+    ``"mariadb"``). The strings are what the database receives, for review or
+    for pasting into a migration (the ``mariadb``/``mysql`` client needs a
+    ``DELIMITER`` around each ``CREATE TRIGGER ... BEGIN ... END``).
     On PostgreSQL every statement names ``sqlaudit_log`` by schema: the
     MetaData's schema, else ``audit_schema``, else ``"public"`` (the schema
     is not known without a connection, and an unqualified name could be
@@ -566,6 +570,10 @@ def prune_audit_log(
         raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
         older_than = older_than.replace(tzinfo=_display_zone())
+    if isinstance(bind, (Engine, Connection)) and is_mysql(bind.dialect.name):
+        raise SQLAuditUnsupportedDialectError(
+            "prune_audit_log() does not support MariaDB / MySQL yet: the log's append-only "
+            "guard refuses every DELETE there. See docs/mariadb.md.")
     bound = older_than.astimezone(timezone.utc)
     from ._partitions import LockPolicy
 

@@ -162,9 +162,14 @@ def log_schema(connection: Any) -> Optional[str]:
     """The schema an unqualified ``sqlaudit_log`` means on ``connection``, named
     explicitly so that no TEMP table can stand in for it: PostgreSQL's
     first schema of search_path that is not pg_temp,
-    SQLite's ``main``."""
+    SQLite's ``main``, MariaDB's current database."""
     if connection.dialect.name == "sqlite":
         return "main"
+    if connection.dialect.name in _MYSQL:
+        from sqlalchemy import text as sql_text
+
+        database = connection.execute(sql_text("SELECT DATABASE()")).scalar()
+        return str(database) if database is not None else None
     from ._installed import FIRST_SCHEMA
     from sqlalchemy import text
 

@@ -19,6 +19,15 @@ from ..spec import TableSpec
 
 Renderer = Callable[[TableSpec, Dialect], "list[str]"]
 
+#: SQLAlchemy dialect names served by :mod:`sqlaudit.dialects.mysql` (a
+#: ``mysql+pymysql://`` URL to a MariaDB server is ``mysql``, ``mariadb+pymysql://`` is ``mariadb``).
+MYSQL_NAMES = ("mysql", "mariadb")
+
+
+def is_mysql(dialect_name: str) -> bool:
+    """Whether ``dialect_name`` is MariaDB or MySQL."""
+    return dialect_name in MYSQL_NAMES
+
 
 def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
     """The dialect-level type behind TypeDecorators and variants."""
@@ -33,10 +42,16 @@ def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
 def rendering_dialect(name: str) -> Dialect:
     """A dialect to render trigger SQL with: same quoting as the driver's, but no
     ``%`` doubling (that happens once, when :class:`sqlaudit.ddl._AuditDDL` is executed)."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-    # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
-    factory: Callable[..., Dialect] = postgresql.dialect if name == "postgresql" else sqlite.dialect
+    # SQLAlchemy's dialect constructors are not annotated; each builds a Dialect.
+    factory: Callable[..., Dialect]
+    if name == "postgresql":
+        factory = postgresql.dialect
+    elif name in MYSQL_NAMES:
+        factory = mysql.dialect
+    else:
+        factory = sqlite.dialect
     return factory(paramstyle="named")
 
 
@@ -57,6 +72,11 @@ def module_for(dialect_name: str) -> Any:
         from . import sqlite
 
         return sqlite
+    if dialect_name in MYSQL_NAMES:
+        from . import mysql
+
+        return mysql
     raise SQLAuditUnsupportedDialectError(
-        f"sqlaudit supports PostgreSQL and SQLite, not {dialect_name!r}."
+        f"sqlaudit supports PostgreSQL, SQLite and MariaDB / MySQL ('mysql' or 'mariadb'), "
+        f"not {dialect_name!r}."
     )

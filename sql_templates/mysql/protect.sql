@@ -1,0 +1,12 @@
+-- Make the audit table append-only: UPDATE and DELETE are refused, whoever runs
+-- them (SIGNAL aborts the statement). TRUNCATE fires no trigger on MariaDB or
+-- MySQL: it is refused only by not granting DROP on the log (docs/mariadb.md).
+-- IF NOT EXISTS (MariaDB 10.1.4+, MySQL 8.0.29+): re-installing never leaves
+-- the log unguarded, not even between two statements.
+CREATE TRIGGER IF NOT EXISTS {{ no_update_trigger }} BEFORE UPDATE ON {{ audit_table }} FOR EACH ROW
+    SIGNAL SQLSTATE '45000'
+    SET MESSAGE_TEXT = 'sqlaudit: UPDATE on sqlaudit_log is refused: the audit trail is append-only'
+-- sqlaudit:statement
+CREATE TRIGGER IF NOT EXISTS {{ no_delete_trigger }} BEFORE DELETE ON {{ audit_table }} FOR EACH ROW
+    SIGNAL SQLSTATE '45000'
+    SET MESSAGE_TEXT = 'sqlaudit: DELETE on sqlaudit_log is refused: the audit trail is append-only'
