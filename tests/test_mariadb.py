@@ -13,12 +13,14 @@ from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
-from sqlalchemy import Integer, Numeric, String, inspect, text
+from sqlalchemy import Integer, Numeric, String, create_engine, insert, inspect, text, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from sqlaudit import (AuditState, audit_status, drop_audit_triggers, install_audit_triggers,
-                      render_audit_ddl, track_table)
+from sqlaudit import (AuditState, audit_context, audit_status, drop_audit_triggers,
+                      install_audit_triggers, register_hooks, render_audit_ddl, track_table,
+                      unregister_hooks)
+from sqlaudit.config import SQLAuditConfig, set_config
 
 pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
 
@@ -266,3 +268,288 @@ def test_audit_status_reports_missing_current_outdated_and_broken(engine, Base) 
     install_audit_triggers(engine, Invoice)
     raw(engine, "ALTER TABLE invoices DROP COLUMN amount")
     assert audit_status(engine, Invoice) == {"invoices": AuditState.BROKEN}
+
+
+# ------------------------------------------------------------------ the acting user
+
+
+def user_variables(conn) -> tuple[Any, ...]:
+    """The session's @sqlaudit_* variables, read on the DBAPI connection (no hook runs,
+    so this shows what the session holds, not what a new transaction would stamp)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @sqlaudit_user_id, @sqlaudit_reason, @sqlaudit_context, "
+                       "@sqlaudit_transaction_id")
+        return tuple(cursor.fetchone())
+    finally:
+        cursor.close()
+
+
+def test_orm_writes_are_recorded_with_the_acting_user(engine, Base) -> None:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: 7))
+    register_hooks()
+
+    with Session(engine) as session:
+        session.add(Invoice(id=1, customer="Acme", amount=Decimal("10.50")))
+        session.commit()
+        with audit_context(user_id="alice", reason="ticket 7"):
+            session.get(Invoice, 1).customer = "Acme Ltd"
+            session.commit()
+        session.delete(session.get(Invoice, 1))
+        session.commit()
+
+    assert log_rows(engine) == [
+        ("insert", "1", "7", None, {"customer": "Acme", "amount": "10.50"}),
+        ("update", "1", "alice", {"customer": "Acme"}, {"customer": "Acme Ltd"}),
+        ("delete", "1", "7", {"customer": "Acme Ltd", "amount": "10.50"}, None),
+    ]
+    with engine.connect() as conn:
+        reasons = conn.exec_driver_sql("SELECT reason FROM sqlaudit_log ORDER BY id").scalars().all()
+        transactions = conn.exec_driver_sql(
+            "SELECT transaction_id FROM sqlaudit_log ORDER BY id").scalars().all()
+    assert reasons == [None, "ticket 7", None]
+    assert all(isinstance(t, int) for t in transactions) and len(set(transactions)) == 3
+
+
+def test_core_bulk_update_and_text_sql_are_recorded_per_row(engine, Base) -> None:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.begin() as conn, audit_context(user_id="batch"):
+        conn.execute(insert(Invoice), [{"id": i, "customer": f"c{i}", "amount": i} for i in (1, 2, 3)])
+        conn.execute(update(Invoice).where(Invoice.id >= 2).values(customer="bulk"))
+        conn.execute(text("UPDATE invoices SET amount = amount * 2 WHERE id = 3"))
+
+    rows = log_rows(engine)
+    assert rows[3:] == [
+        ("update", "2", "batch", {"customer": "c2"}, {"customer": "bulk"}),
+        ("update", "3", "batch", {"customer": "c3"}, {"customer": "bulk"}),
+        ("update", "3", "batch", {"amount": "3.00"}, {"amount": "6.00"}),
+    ]
+    assert [r[:3] for r in rows[:3]] == [("insert", str(i), "batch") for i in (1, 2, 3)]
+
+
+def test_a_foreign_pymysql_connection_sets_the_user_with_a_user_variable(engine, Base) -> None:
+    import pymysql
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    url = engine.url
+    foreign = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                              password=url.password or "", database=url.database, charset="utf8mb4")
+    try:
+        with foreign.cursor() as cursor:
+            cursor.execute("SET @sqlaudit_user_id = '42', @sqlaudit_reason = 'by hand'")
+            cursor.execute("INSERT INTO invoices (id, customer) VALUES (1, 'Acme')")
+            cursor.execute("SET @sqlaudit_user_id = NULL, @sqlaudit_reason = NULL")
+            cursor.execute("UPDATE invoices SET customer = 'anonymous' WHERE id = 1")
+        foreign.commit()
+    finally:
+        foreign.close()
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "42"), ("update", "1", None)]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT reason FROM sqlaudit_log ORDER BY id").scalars().all() == [
+            "by hand", None]
+
+
+def test_the_user_is_cleared_at_commit_and_never_reaches_the_next_transaction(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    pooled = create_engine(engine.url, pool_size=1, max_overflow=0)
+    try:
+        with pooled.connect() as conn:
+            first_session = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            with audit_context(user_id="alice", reason="r", context={"request": "1"}):
+                conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+                stamped = user_variables(conn)
+                conn.commit()
+            assert user_variables(conn) == (None, None, None, None)  # same session, after COMMIT
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+            conn.commit()
+        with pooled.connect() as conn:  # the same pooled session again
+            unregister_hooks()
+            second_session = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            assert user_variables(conn) == (None, None, None, None)
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (3, 'c')"))
+            conn.commit()
+    finally:
+        pooled.dispose()
+
+    assert stamped[:3] == ("alice", "r", '{"request":"1"}') and isinstance(stamped[3], int)
+    assert first_session == second_session
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("insert", "2", None),
+                                                 ("insert", "3", None)]
+
+
+def test_the_user_is_cleared_at_rollback(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.connect() as conn:
+        with audit_context(user_id="alice"):
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+            conn.rollback()
+        assert user_variables(conn) == (None, None, None, None)
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+        conn.commit()
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "2", None)]
+
+
+def test_raw_commit_and_rollback_text_clear_the_user(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.connect() as conn, audit_context(user_id="alice"):
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+        conn.exec_driver_sql("COMMIT")
+        after_commit = user_variables(conn)
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+        restamped = user_variables(conn)
+        conn.exec_driver_sql("ROLLBACK")
+        after_rollback = user_variables(conn)
+        conn.commit()
+
+    assert after_commit == after_rollback == (None, None, None, None)
+    assert restamped[0] == "alice"  # the next write stamped again
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice")]
+
+
+def test_a_connection_returned_to_the_pool_holds_no_user(engine, Base) -> None:
+    """A commit made behind SQLAlchemy's back (the DBAPI connection's own) leaves the
+    variables set; the pool's checkin clears them before anyone else gets the session."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    pooled = create_engine(engine.url, pool_size=1, max_overflow=0)
+    try:
+        with pooled.connect() as conn, audit_context(user_id="alice"):
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+            conn.connection.dbapi_connection.commit()
+            leftover = user_variables(conn)
+        unregister_hooks()
+        raw_connection = pooled.raw_connection()
+        try:
+            cursor = raw_connection.cursor()
+            cursor.execute("SELECT @sqlaudit_user_id")
+            reused = cursor.fetchone()[0]
+            cursor.execute("INSERT INTO invoices (id, customer) VALUES (2, 'b')")
+            raw_connection.commit()
+        finally:
+            raw_connection.close()
+    finally:
+        pooled.dispose()
+
+    assert leftover[0] == "alice" and reused is None
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("insert", "2", None)]
+
+
+def test_fail_closed_tables_refuse_writes_without_a_user(engine, Base) -> None:
+    invoice_model(Base, require_user_id=True)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with pytest.raises(OperationalError, match="needs an acting user"):
+        raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+    with audit_context(user_id="alice"):
+        raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice")]
+
+
+# ------------------------------------------------------------------ MariaDB's own write statements
+
+
+@pytest.fixture
+def invoices(engine, Base) -> type:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer, amount) VALUES (1, 'Acme', 1), (2, 'Bolt', 2)")
+    return Invoice
+
+
+def test_insert_on_duplicate_key_update_records_the_insert_or_the_update(engine, invoices) -> None:
+    raw(engine,
+        "INSERT INTO invoices (id, customer) VALUES (1, 'Acme'), (3, 'Cog') "
+        "ON DUPLICATE KEY UPDATE customer = CONCAT(customer, '!')",
+        "INSERT INTO invoices (id, customer) VALUES (2, 'Bolt') "
+        "ON DUPLICATE KEY UPDATE customer = VALUES(customer)")  # changes nothing: no record
+
+    assert log_rows(engine)[2:] == [
+        ("update", "1", None, {"customer": "Acme"}, {"customer": "Acme!"}),
+        ("insert", "3", None, None, {"customer": "Cog", "amount": None}),
+    ]
+
+
+def test_replace_into_is_recorded_as_delete_and_insert(engine, invoices) -> None:
+    raw(engine, "REPLACE INTO invoices (id, customer, amount) VALUES (1, 'Acme 2', 5), (4, 'Dart', 4)")
+
+    assert log_rows(engine)[2:] == [
+        ("delete", "1", None, {"customer": "Acme", "amount": "1.00"}, None),
+        ("insert", "1", None, None, {"customer": "Acme 2", "amount": "5.00"}),
+        ("insert", "4", None, None, {"customer": "Dart", "amount": "4.00"}),
+    ]
+
+
+def test_insert_ignore_records_only_the_rows_it_inserts(engine, invoices) -> None:
+    raw(engine, "INSERT IGNORE INTO invoices (id, customer) VALUES (1, 'dup'), (5, 'Elm')")
+
+    assert log_rows(engine)[2:] == [("insert", "5", None, None, {"customer": "Elm", "amount": None})]
+
+
+def test_multi_table_update_and_delete_joins_are_recorded_per_row(engine, invoices) -> None:
+    raw(engine,
+        "CREATE TABLE renames (old_name VARCHAR(50) PRIMARY KEY, new_name VARCHAR(50))",
+        "INSERT INTO renames VALUES ('Acme', 'Acme Ltd'), ('Bolt', 'Bolt plc')",
+        "UPDATE invoices AS i JOIN renames AS r ON r.old_name = i.customer "
+        "SET i.customer = r.new_name, r.new_name = 'done'",
+        "DELETE i FROM invoices AS i JOIN renames AS r ON i.customer = 'Bolt plc'")
+
+    assert log_rows(engine)[2:] == [
+        ("update", "1", None, {"customer": "Acme"}, {"customer": "Acme Ltd"}),
+        ("update", "2", None, {"customer": "Bolt"}, {"customer": "Bolt plc"}),
+        ("delete", "2", None, {"customer": "Bolt plc", "amount": "2.00"}, None),
+    ]
+
+
+def test_truncate_records_nothing_is_a_documented_hole(engine, invoices) -> None:
+    """MariaDB fires no trigger for TRUNCATE (docs/mariadb.md): the rows vanish unrecorded.
+    Deny the application account the DROP privilege it needs to truncate."""
+    raw(engine, "TRUNCATE TABLE invoices")
+
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM invoices").scalar() == 0
+    assert [r[0] for r in log_rows(engine)] == ["insert", "insert"]
+
+
+def test_foreign_key_cascades_record_nothing_is_a_documented_hole(engine, Base) -> None:
+    """InnoDB applies ON DELETE / ON UPDATE CASCADE and SET NULL without firing the
+    child table's triggers (docs/mariadb.md): those changes are not recorded."""
+
+    @track_table(tracked_fields=["customer_id", "label"])
+    class Order(Base):
+        __tablename__ = "orders"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        customer_id: Mapped[Optional[int]] = mapped_column(Integer)
+        label: Mapped[Optional[str]] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    raw(engine,
+        "CREATE TABLE customers (id INT PRIMARY KEY)",
+        "ALTER TABLE orders ADD CONSTRAINT fk_orders_customer FOREIGN KEY (customer_id) "
+        "REFERENCES customers (id) ON DELETE CASCADE ON UPDATE CASCADE",
+        "INSERT INTO customers VALUES (1), (2)",
+        "INSERT INTO orders VALUES (10, 1, 'a'), (20, 2, 'b')",
+        "UPDATE customers SET id = 3 WHERE id = 2",  # cascades to orders.customer_id: unrecorded
+        "DELETE FROM customers WHERE id = 1")  # cascades to order 10: unrecorded
+
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id, customer_id FROM orders").all() == [(20, 3)]
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "10"), ("insert", "20")]
