@@ -26,6 +26,9 @@ from sqlaudit.exceptions import SQLAuditTableNotTrackedError, SQLAuditUnsupporte
 
 from conftest import changes, summary
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 def invoice_model(Base: Any, tablename: str = "invoices") -> type:
     @track_table(tracked_fields=["customer", "amount"])
@@ -325,8 +328,9 @@ def test_rendered_ddl_pasted_into_an_alembic_migration_runs(engine, Base) -> Non
 def test_table_name_that_needs_quoting_is_audited(engine, Base) -> None:
     Order = invoice_model(Base, tablename="Order Lines")
     Base.metadata.create_all(engine)
-    raw(engine, 'INSERT INTO "Order Lines" (id, customer, amount) VALUES (1, \'Acme\', 10)',
-        'UPDATE "Order Lines" SET amount = 11')
+    table = engine.dialect.identifier_preparer.quote("Order Lines")  # "..." or `...`
+    raw(engine, f"INSERT INTO {table} (id, customer, amount) VALUES (1, 'Acme', 10)",
+        f"UPDATE {table} SET amount = 11")
     assert history(Order, engine) == [
         ("insert", "1", "amount", None, 10, None),
         ("insert", "1", "customer", None, "Acme", None),

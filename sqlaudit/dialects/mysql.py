@@ -10,7 +10,6 @@ as the text of their JSON (a JSON string), binary values as ``{"$b": hex}``.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary,
@@ -21,11 +20,20 @@ from sqlalchemy.sql.sqltypes import _Binary
 from .. import _fingerprint, _templates
 from .._naming import AUDIT_TABLE_NAME, mysql_trigger_name
 from ..spec import TableSpec
-from . import base_type, string_literal
+from . import base_type
 
 DIALECT = "mysql"
 #: SIGNAL's MESSAGE_TEXT holds at most 128 characters.
 _MESSAGE_LIMIT = 128
+
+
+def string_literal(value: str, dialect: Dialect) -> str:
+    """``value`` as a string literal that means the same under every ``sql_mode``:
+    quoted (``'`` doubled) when it has no backslash, else a utf8mb4 hex literal
+    (a backslash is an escape character unless NO_BACKSLASH_ESCAPES is set)."""
+    if "\\" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return f"_utf8mb4 X'{value.encode('utf-8').hex().upper()}'"
 
 
 def _q(name: str, dialect: Dialect) -> str:
@@ -54,7 +62,11 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
         return f"IF({ref} IS NULL, NULL, JSON_OBJECT('$b', HEX({ref})))"
     if isinstance(impl, (Integer, Boolean, Float)):
         return ref  # a JSON number (DOUBLE: the shortest text that reads back exactly)
-    if isinstance(impl, (Numeric, Date, DateTime, Time, JSON, Uuid)):
+    if isinstance(impl, DateTime):  # always six digits of fraction, as SQLite's text has
+        return _text(f"CAST({ref} AS DATETIME(6))")
+    if isinstance(impl, Time):
+        return _text(f"CAST({ref} AS TIME(6))")
+    if isinstance(impl, (Numeric, Date, JSON, Uuid)):
         return _text(ref)  # DECIMAL keeps its digits; JSON its text; dates their text
     if isinstance(impl, String):
         return ref
@@ -77,23 +89,21 @@ def _object(spec: TableSpec, alias: str, dialect: Dialect) -> str:
     return f"JSON_OBJECT({pairs})"
 
 
-def _path(name: str, dialect: Dialect) -> str:
-    """The JSON path of member ``name`` as a string literal."""
-    return string_literal("$." + json.dumps(name, ensure_ascii=False), dialect)
-
-
 def _update_changes(spec: TableSpec, dialect: Dialect) -> str:
-    """One IF per tracked column, adding its old and new value when it changed."""
+    """One IF per tracked column, adding its old and new value when it changed.
+
+    Members are merged in as one-member objects (JSON_MERGE_PRESERVE keeps a JSON
+    null, and takes the column name as a plain string, not a JSON path to parse)."""
     blocks = []
     for col in spec.columns:
-        path = _path(col.name, dialect)
+        name = string_literal(col.name, dialect)
         blocks.append(
             f"        IF {_distinct(col, dialect)} THEN\n"
             f"            SET sqlaudit_changed = TRUE,\n"
-            f"                sqlaudit_old_data = JSON_INSERT(sqlaudit_old_data, {path}, "
-            f"{_value(col, 'OLD', dialect)}),\n"
-            f"                sqlaudit_new_data = JSON_INSERT(sqlaudit_new_data, {path}, "
-            f"{_value(col, 'NEW', dialect)});\n"
+            f"                sqlaudit_old_data = JSON_MERGE_PRESERVE(sqlaudit_old_data, "
+            f"JSON_OBJECT({name}, {_value(col, 'OLD', dialect)})),\n"
+            f"                sqlaudit_new_data = JSON_MERGE_PRESERVE(sqlaudit_new_data, "
+            f"JSON_OBJECT({name}, {_value(col, 'NEW', dialect)}));\n"
             f"        END IF;")
     return "\n".join(blocks)
 
