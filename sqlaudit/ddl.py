@@ -570,10 +570,6 @@ def prune_audit_log(
         raise SQLAuditArgumentTypeError(f"older_than must be a datetime, got {older_than!r}")
     if older_than.tzinfo is None:
         older_than = older_than.replace(tzinfo=_display_zone())
-    if isinstance(bind, (Engine, Connection)) and is_mysql(bind.dialect.name):
-        raise SQLAuditUnsupportedDialectError(
-            "prune_audit_log() does not support MariaDB / MySQL yet: the log's append-only "
-            "guard refuses every DELETE there. See docs/mariadb.md.")
     bound = older_than.astimezone(timezone.utc)
     from ._partitions import LockPolicy
 
@@ -623,6 +619,8 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         return int(connection.execute(delete(log_table).where(condition)).rowcount)
 
     detail = {"older_than": bound.isoformat()}
+    if is_mysql(connection.dialect.name):
+        return _prune_mysql(connection, log_table, where, bound, archive)
     if connection.dialect.name == "postgresql":
         from ._partitions import prune_remover
 
@@ -642,6 +640,25 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
     return count
+
+
+def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
+                 archive: Optional["_export.Archive"]) -> int:
+    """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
+    this session only. Sealing is not built there yet, so a sealed log is refused."""
+    from sqlalchemy import delete, text
+
+    if archive is not None or sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
+        raise SQLAuditUnsupportedDialectError(
+            "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
+            "sealed, without export_to; sealing and archives are not built there yet "
+            "(docs/mariadb.md).")
+    allow, restore = _templates.render("mysql", "prune")
+    connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
+    try:
+        return int(connection.execute(delete(log_table).where(where)).rowcount)
+    finally:
+        connection.execute(text(restore))
 
 
 def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: int = 3,

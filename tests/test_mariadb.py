@@ -553,3 +553,47 @@ def test_foreign_key_cascades_record_nothing_is_a_documented_hole(engine, Base) 
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT id, customer_id FROM orders").all() == [(20, 3)]
     assert [r[:2] for r in log_rows(engine)] == [("insert", "10"), ("insert", "20")]
+
+
+# ------------------------------------------------------------------ pruning
+
+
+def test_prune_removes_only_older_records_and_the_guard_stays(engine, Base) -> None:
+    import time
+    from datetime import timezone
+
+    from sqlaudit import prune_audit_log
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'old')")
+    time.sleep(0.01)
+    with engine.connect() as conn:
+        between = conn.exec_driver_sql("SELECT UTC_TIMESTAMP(6)").scalar().replace(tzinfo=timezone.utc)
+    time.sleep(0.01)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (2, 'new')")
+
+    with engine.connect() as conn:
+        assert prune_audit_log(conn, between) == 1
+        variable = conn.exec_driver_sql("SELECT @sqlaudit_prune_before").scalar()
+        with pytest.raises(OperationalError, match="DELETE on sqlaudit_log is refused"):
+            conn.exec_driver_sql("DELETE FROM sqlaudit_log")  # same session, after the prune
+        conn.commit()
+
+    assert variable is None
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "2")]
+
+
+def test_prune_with_an_archive_is_refused_on_mariadb(engine, Base, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from sqlaudit import prune_audit_log
+    from sqlaudit.exceptions import SQLAuditUnsupportedDialectError
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+
+    with pytest.raises(SQLAuditUnsupportedDialectError, match="export_to"):
+        prune_audit_log(engine, datetime.now(timezone.utc), export_to=tmp_path / "archive.jsonl")
+    assert len(log_rows(engine)) == 1
