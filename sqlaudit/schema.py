@@ -43,7 +43,8 @@ _DATA = JSON().with_variant(JSONB(), "postgresql")
 _TIME = DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
 #: MariaDB / MySQL table options: InnoDB (transactional, so a rolled back write
 #: leaves no audit row) and 4-byte UTF-8.
-_MYSQL_TABLE: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+_MYSQL_TABLE: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
+                                 "mariadb_engine": "InnoDB", "mariadb_charset": "utf8mb4"}
 _MYSQL = ("mysql", "mariadb")
 
 
@@ -108,8 +109,9 @@ def audit_table(metadata: MetaData) -> Table:
     )
     # MySQL indexes TEXT only by a prefix: the first 255 characters of the key
     # (with table_name, 2 KB of the 3 KB an InnoDB index entry may hold in utf8mb4).
+    # A mariadb:// URL reads the mariadb_ options, a mysql:// one the mysql_ options.
     Index("ix_sqlaudit_log_resource", table.c.table_name, table.c.resource_id, table.c.changed_at,
-          mysql_length={"resource_id": 255})
+          mysql_length={"resource_id": 255}, mariadb_length={"resource_id": 255})
     # A prefix of the user id: any id (up to 1 MiB) fits the index entry
     # (PostgreSQL's B-tree refuses entries over ~2.7 KB); reads match the
     # prefix through the index and then the exact id. MariaDB has no index on an

@@ -96,6 +96,32 @@ def test_log_and_seal_tables_create_with_innodb_utf8mb4_and_microseconds(engine)
     assert sealed_at == when
 
 
+@pytest.mark.parametrize("drivername", ["mysql+pymysql", "mariadb+pymysql"])
+def test_the_log_creates_through_a_mysql_and_a_mariadb_url(engine, drivername) -> None:
+    """SQLAlchemy names the dialect "mysql" or "mariadb" after the URL; both read the
+    log's InnoDB, utf8mb4 and index prefix options."""
+    from sqlalchemy import MetaData
+
+    from sqlaudit.schema import audit_table
+
+    other = create_engine(engine.url.set(drivername=drivername))
+    try:
+        metadata = MetaData()
+        audit_table(metadata)
+        metadata.create_all(other)
+        with other.connect() as conn:
+            assert conn.dialect.name == drivername.split("+")[0]
+            options = conn.exec_driver_sql(
+                "SELECT CONCAT(ENGINE, ' ', TABLE_COLLATION) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sqlaudit_log'").scalar()
+            prefix = conn.exec_driver_sql(
+                "SELECT SUB_PART FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND INDEX_NAME = 'ix_sqlaudit_log_resource' AND COLUMN_NAME = 'resource_id'").scalar()
+    finally:
+        other.dispose()
+    assert (options, prefix) == ("InnoDB utf8mb4_general_ci", 255)
+
+
 # ------------------------------------------------------------------ the triggers
 
 
@@ -597,3 +623,4 @@ def test_prune_with_an_archive_is_refused_on_mariadb(engine, Base, tmp_path) -> 
     with pytest.raises(SQLAuditUnsupportedDialectError, match="export_to"):
         prune_audit_log(engine, datetime.now(timezone.utc), export_to=tmp_path / "archive.jsonl")
     assert len(log_rows(engine)) == 1
+
