@@ -9,12 +9,13 @@ from ``SQLAUDIT_TEST_MARIADB_URL`` (see tests/conftest.py).
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
 from sqlalchemy import Integer, Numeric, String, create_engine, insert, inspect, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqlaudit import (AuditState, audit_context, audit_status, drop_audit_triggers,
@@ -624,3 +625,71 @@ def test_prune_with_an_archive_is_refused_on_mariadb(engine, Base, tmp_path) -> 
         prune_audit_log(engine, datetime.now(timezone.utc), export_to=tmp_path / "archive.jsonl")
     assert len(log_rows(engine)) == 1
 
+
+# ------------------------------------------------------------------ privileges
+
+
+@pytest.fixture
+def app_account(engine, Base):
+    """The tracked invoices table, and a MariaDB account with the rights of an
+    application on it (SELECT, INSERT, UPDATE, DELETE; nothing on the log, no DROP,
+    no TEMPORARY tables), and an engine logged in as it; both removed afterwards."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    raw(engine, f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{engine.info_schema}`.invoices TO '{name}'@'%'")
+    app = create_engine(engine.url.set(username=name, password=password))
+    yield app
+    app.dispose()
+    raw(engine, f"DROP USER '{name}'@'%'")
+
+
+def test_an_application_account_without_rights_on_the_log_is_audited_and_cannot_touch_it(
+        engine, Base, app_account) -> None:
+    """The triggers write with their definer's rights (the installing account): the
+    application account needs none on sqlaudit_log, and has none to alter it."""
+    register_hooks()
+
+    with audit_context(user_id="alice"):
+        raw(app_account, "INSERT INTO invoices (id, customer) VALUES (1, 'Acme')",
+            "UPDATE invoices SET customer = 'Acme Ltd'")
+    refused = []
+    for sql in ("SELECT * FROM sqlaudit_log",
+                "INSERT INTO sqlaudit_log (table_name, operation, changed_at) VALUES ('x', 'x', NOW())",
+                "UPDATE sqlaudit_log SET changed_by = 'mallory'",
+                "DELETE FROM sqlaudit_log",
+                "TRUNCATE TABLE sqlaudit_log",
+                "TRUNCATE TABLE invoices",
+                "CREATE TEMPORARY TABLE sqlaudit_log (id INT)"):
+        with pytest.raises((OperationalError, ProgrammingError), match="denied") as caught:
+            raw(app_account, sql)
+        refused.append(caught.value.orig.args[0])
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("update", "1", "alice")]
+    assert set(refused) <= {1142, 1044}  # table / database access denied
+
+
+def test_a_temporary_table_named_sqlaudit_log_captures_the_triggers_rows_is_a_documented_hole(
+        engine, Base) -> None:
+    """A session's TEMPORARY table shadows the log, for its triggers too: that session's
+    writes are recorded into its own temporary table and vanish with it. The defence
+    is privileges: the application account gets no CREATE TEMPORARY TABLES (see the
+    test above)."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE sqlaudit_log (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "table_schema TEXT, table_name TEXT, resource_id TEXT, operation TEXT, "
+            "changed_at DATETIME(6), changed_by TEXT, db_role TEXT, transaction_id BIGINT, "
+            "reason TEXT, old_data TEXT, new_data TEXT, context TEXT, application_name TEXT, "
+            "client_addr TEXT)")
+        conn.exec_driver_sql("INSERT INTO invoices (id, customer) VALUES (1, 'hidden')")
+        captured = conn.exec_driver_sql("SELECT COUNT(*) FROM sqlaudit_log").scalar()
+        conn.exec_driver_sql("DROP TEMPORARY TABLE sqlaudit_log")
+
+    assert captured == 1
+    assert log_rows(engine) == []
