@@ -27,7 +27,7 @@ from sqlalchemy import (
     literal_column,
 )
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
-from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME, LONGTEXT
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ._naming import AUDIT_TABLE_NAME
@@ -46,6 +46,8 @@ _TIME = DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), "mysql", "ma
 _MYSQL_TABLE: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
                                  "mariadb_engine": "InnoDB", "mariadb_charset": "utf8mb4"}
 _MYSQL = ("mysql", "mariadb")
+#: Free text of any length (MySQL's TEXT holds 64 KB).
+_LONG_TEXT = Text().with_variant(LONGTEXT(), *_MYSQL)
 
 
 def _bytewise(type_: String) -> String:
@@ -54,9 +56,12 @@ def _bytewise(type_: String) -> String:
     index entries cheaper than the database's locale collation (about a quarter
     of the audit row's cost under C.UTF-8, more under ICU or en_US locales).
     On MariaDB / MySQL the binary collation ``utf8mb4_bin`` does the same (and keeps
-    ``'a'`` and ``'A'`` apart, as PostgreSQL and SQLite do)."""
+    ``'a'`` and ``'A'`` apart, as PostgreSQL and SQLite do); a ``Text`` is a
+    ``LONGTEXT`` there (MySQL's TEXT holds 64 KB, too little for a user id of 1 MiB)."""
+    mysql_type = (LONGTEXT(collation="utf8mb4_bin") if isinstance(type_, Text)
+                  else type(type_)(type_.length, collation="utf8mb4_bin"))
     return (type_.with_variant(type(type_)(type_.length, collation="C"), "postgresql")
-            .with_variant(type(type_)(type_.length, collation="utf8mb4_bin"), *_MYSQL))
+            .with_variant(mysql_type, *_MYSQL))
 
 
 def audit_table(metadata: MetaData) -> Table:
@@ -95,9 +100,9 @@ def audit_table(metadata: MetaData) -> Table:
         Column("operation", String(8), nullable=False),
         Column("changed_at", _TIME, nullable=False),
         Column("changed_by", _bytewise(Text()), nullable=True),
-        Column("db_role", Text, nullable=True),
+        Column("db_role", _LONG_TEXT, nullable=True),
         Column("transaction_id", BigInteger, nullable=True),
-        Column("reason", Text, nullable=True),
+        Column("reason", _LONG_TEXT, nullable=True),
         Column("old_data", _DATA, nullable=True),
         Column("new_data", _DATA, nullable=True),
         Column("context", _DATA, nullable=True),
