@@ -19,8 +19,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sqlaudit import (AuditState, audit_context, audit_status, drop_audit_triggers,
-                      install_audit_triggers, register_hooks, render_audit_ddl, track_table,
-                      unregister_hooks)
+                      get_resource_changes, install_audit_triggers, register_hooks,
+                      render_audit_ddl, track_table, unregister_hooks)
 from sqlaudit.config import SQLAuditConfig, set_config
 
 pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
@@ -693,3 +693,56 @@ def test_a_temporary_table_named_sqlaudit_log_captures_the_triggers_rows_is_a_do
 
     assert captured == 1
     assert log_rows(engine) == []
+
+
+# ------------------------------------------------------------------ sql_mode
+
+
+def test_ansi_quotes_and_no_backslash_escapes_change_nothing(make_engine, Base) -> None:
+    """Triggers keep the sql_mode they were created under. Created and run under
+    ANSI_QUOTES and NO_BACKSLASH_ESCAPES, with names and values full of quotes and
+    backslashes, they record the same as under the default mode: the rendered SQL
+    quotes names with backticks and writes no backslash inside a string literal."""
+    from sqlalchemy import event
+
+    engine = make_engine()
+
+    @event.listens_for(engine, "connect")
+    def _modes(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION sql_mode = "
+                           "CONCAT(@@sql_mode, ',ANSI_QUOTES,NO_BACKSLASH_ESCAPES')")
+
+    @track_table(tracked_fields=["back", "quoted"])
+    class Odd(Base):
+        __tablename__ = "odd \\ 'table'"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        back: Mapped[Optional[str]] = mapped_column("back\\slash", String(50))
+        quoted: Mapped[Optional[str]] = mapped_column("it's \"quoted\"", String(50))
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    value = "a\\b 'c' \"d\" \\n"
+    with Session(engine) as s, audit_context(user_id="u\\'1", reason="r\\n"):
+        s.add(Odd(id=1, back=value, quoted="q"))
+        s.commit()
+        s.get(Odd, 1).quoted = value
+        s.commit()
+
+    with engine.connect() as conn:
+        modes = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        trigger_modes = conn.exec_driver_sql(
+            "SELECT DISTINCT SQL_MODE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE <> 'sqlaudit_log'").scalars().all()
+        rows = conn.exec_driver_sql(
+            "SELECT operation, changed_by, reason, old_data, new_data FROM sqlaudit_log ORDER BY id").all()
+    assert "ANSI_QUOTES" in modes and "NO_BACKSLASH_ESCAPES" in modes
+    assert len(trigger_modes) == 1 and "NO_BACKSLASH_ESCAPES" in trigger_modes[0]
+    assert [(op, user, reason, _json(old), _json(new)) for op, user, reason, old, new in rows] == [
+        ("insert", "u\\'1", "r\\n", None, {"back\\slash": value, "it's \"quoted\"": "q"}),
+        ("update", "u\\'1", "r\\n", {"it's \"quoted\"": "q"}, {"it's \"quoted\"": value}),
+    ]
+    with Session(engine) as s:
+        assert [(r.operation, r.field_name, r.new_value) for r in
+                get_resource_changes(Odd, session=s, sort_direction="asc")] == [
+            ("insert", "back", value), ("insert", "quoted", "q"), ("update", "quoted", value)]
