@@ -28,7 +28,7 @@ from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _export, _templates
 from .config import _display_zone
-from .dialects import is_mysql, module_for, rendering_dialect
+from .dialects import flavour, is_mysql, module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
@@ -146,7 +146,7 @@ def _descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
 
 
 def _install_sql(table: Table, connection: Connection) -> list[str]:
-    name = connection.dialect.name
+    name = flavour(connection.dialect)
     spec = spec_for(table)
     _check_key(connection, spec)
     statements = list(module_for(name).install_statements(
@@ -374,7 +374,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
             _install_atomically(connection, table,
-                                _installation_sql(spec, connection.dialect.name, schema)
+                                _installation_sql(spec, flavour(connection.dialect), schema)
                                 + _descendants_sql(connection, spec),
                                 validate=True)
             _validate_installed(connection, table)

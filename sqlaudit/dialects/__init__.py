@@ -29,6 +29,15 @@ def is_mysql(dialect_name: str) -> bool:
     return dialect_name in MYSQL_NAMES
 
 
+def flavour(dialect: Dialect) -> str:
+    """The name to render SQL for on a connection's ``dialect``: ``"mariadb"`` for a
+    MariaDB server whatever the URL said (``mysql+pymysql://`` to MariaDB is named
+    ``mysql`` by SQLAlchemy), else the dialect's name."""
+    if is_mysql(dialect.name) and getattr(dialect, "is_mariadb", False):
+        return "mariadb"
+    return str(dialect.name)
+
+
 def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
     """The dialect-level type behind TypeDecorators and variants."""
     impl = type_.dialect_impl(dialect)
@@ -49,7 +58,8 @@ def rendering_dialect(name: str) -> Dialect:
     if name == "postgresql":
         factory = postgresql.dialect
     elif name in MYSQL_NAMES:
-        factory = mysql.dialect
+        # "mariadb" renders MariaDB's own statements (CREATE OR REPLACE TRIGGER)
+        return mysql.dialect(paramstyle="named", is_mariadb=name == "mariadb")
     else:
         factory = sqlite.dialect
     return factory(paramstyle="named")
