@@ -475,19 +475,20 @@ def _column_objects(model_class: Any) -> dict[str, Column[Any]]:
             for name in _attributes(model_class)}
 
 
-def _table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
+def _table_rows(log: Any, spec: TableSpec, pg: bool, mysql: bool = False) -> ColumnElement[bool]:
     """The audit rows of ``spec``'s table; with joined-table inheritance also the rows
     its parent tables recorded for rows of this model (keys present in this model's
     own history or table)."""
     own = rows_of_table(log, spec.name, spec.schema)
     if not spec.inherited:
         return own
-    from .dialects import postgresql as pg_sql, sqlite as sqlite_sql
+    from .dialects import mysql as mysql_sql, postgresql as pg_sql, sqlite as sqlite_sql
 
-    dialect = rendering_dialect("postgresql" if pg else "sqlite")
+    dialect = rendering_dialect("postgresql" if pg else "mysql" if mysql else "sqlite")
     child_log = log.alias("sqlaudit_child_log")
     live = spec.table.alias("sqlaudit_child")
     key = (pg_sql._key(spec, "sqlaudit_child", dialect) if pg
+           else mysql_sql.key_expression(spec, "sqlaudit_child", dialect) if mysql
            else sqlite_sql.key_expression(spec, "sqlaudit_child", dialect))
     of_model = or_(
         log.c.resource_id.in_(select(child_log.c.resource_id)
@@ -640,7 +641,7 @@ def _row_conditions(log: Any, spec: TableSpec, pg: bool,
                     shape: tuple[int, ...], mysql: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
-    conditions = [_table_rows(log, spec, pg)]
+    conditions = [_table_rows(log, spec, pg, mysql)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
