@@ -207,6 +207,28 @@ def test_an_update_of_the_key_is_recorded_as_delete_and_insert(engine, Base) -> 
     ]
 
 
+@pytest.mark.parametrize("drivername", ["mysql+pymysql", "mariadb+pymysql"])
+def test_audit_status_is_the_same_through_a_mysql_and_a_mariadb_url(engine, Base, drivername) -> None:
+    """SQLAlchemy's MariaDB dialect quotes more reserved words (``body``) than its MySQL
+    one: the fingerprint does not depend on it, so either URL reports the same state."""
+
+    @track_table(tracked_fields=["body"])
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        body: Mapped[Optional[str]] = mapped_column(String(50))
+
+    engines = {name: create_engine(engine.url.set(drivername=name))
+               for name in ("mysql+pymysql", "mariadb+pymysql")}
+    try:
+        Base.metadata.create_all(engines[drivername])
+        states = [audit_status(e, Note) for e in engines.values()]
+    finally:
+        for e in engines.values():
+            e.dispose()
+    assert states == [{"notes": AuditState.CURRENT}] * 2
+
+
 def test_the_log_refuses_update_and_delete(engine, Base) -> None:
     invoice_model(Base)
     Base.metadata.create_all(engine)

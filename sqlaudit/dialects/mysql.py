@@ -20,7 +20,7 @@ from sqlalchemy.sql.sqltypes import _Binary
 from .. import _fingerprint, _templates
 from .._naming import AUDIT_TABLE_NAME, mysql_trigger_name
 from ..spec import TableSpec
-from . import base_type
+from . import base_type, rendering_dialect
 
 DIALECT = "mysql"
 #: SIGNAL's MESSAGE_TEXT holds at most 128 characters.
@@ -178,8 +178,11 @@ def audit_table_name(spec: TableSpec) -> tuple[Optional[str], str]:
 
 
 def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
-    """What :func:`install_statements` stores for drift detection."""
-    fp = _fingerprint.make(spec, DIALECT, _render(spec, dialect, ""))
+    """What :func:`install_statements` stores for drift detection: hashed from the
+    MySQL rendering whichever flavour installs (MariaDB's quotes more reserved words,
+    ``body`` for one), so a MariaDB server reports the same state through a
+    ``mysql://`` and a ``mariadb://`` URL."""
+    fp = _fingerprint.make(spec, DIALECT, _render(spec, rendering_dialect(DIALECT), ""))
     fp["require_user"] = spec.require_user
     return fp
 
