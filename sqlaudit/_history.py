@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .dialects import rendering_dialect
+from .dialects import is_mysql, rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import USER_PREFIX, audit_table, rows_of_table, text_param, user_prefix
 from .spec import TableSpec, mapper_of, model_for, spec_for
@@ -200,7 +200,7 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _conditions(log: Table, pg: bool, f: _Filters) -> list[Any]:
+def _conditions(log: Table, pg: bool, f: _Filters, mysql: bool = False) -> list[Any]:
     conditions: list[Any] = []
     if f.specs is not None:
         conditions.append(or_(*[rows_of_table(log, s.name, s.schema) for s in f.specs]))
@@ -213,7 +213,10 @@ def _conditions(log: Table, pg: bool, f: _Filters) -> list[Any]:
             else:
                 keys.append(text_param(_key_text(value)))
         conditions.append(log.c.resource_id.in_(keys))
-    if f.user_ids is not None:
+    if f.user_ids is not None and mysql:
+        # MariaDB's user index is a prefix index of the column: exact ids use it
+        conditions.append(log.c.changed_by.in_(text_param(f.user_ids, expanding=True)))
+    elif f.user_ids is not None:
         conditions.append(user_prefix(log.c.changed_by).in_(
             text_param([u[:USER_PREFIX] for u in f.user_ids], expanding=True)))
         if _r._exact_user_needed(f.user_ids):
@@ -229,22 +232,25 @@ def _conditions(log: Table, pg: bool, f: _Filters) -> list[Any]:
         for spec in f.specs or ():
             attrs = _attributes_of(spec)
             names |= {col for col, attr in attrs.items() if attr in f.fields}
-        conditions.append(or_(*[_has_key(log, pg, n) for n in sorted(names)]))
+        conditions.append(or_(*[_has_key(log, pg, n, mysql) for n in sorted(names)]))
     for bound, op in ((f.start, "ge"), (f.end, "le")):
         if bound is not None:
             value = bound if pg else bound.replace(tzinfo=None)
             param = bindparam(None, value, type_=log.c.changed_at.type)
             conditions.append(log.c.changed_at >= param if op == "ge" else log.c.changed_at <= param)
     if f.context is not None:
-        conditions.append(_context_matches(log, pg, f.context))
+        conditions.append(_context_matches(log, pg, f.context, mysql))
     return conditions
 
 
-def _has_key(log: Table, pg: bool, name: str) -> Any:
+def _has_key(log: Table, pg: bool, name: str, mysql: bool = False) -> Any:
     if pg:
         return or_(type_coerce(log.c.old_data, JSONB).has_key(text_param(name)),
                    type_coerce(log.c.new_data, JSONB).has_key(text_param(name)))
     path = _json_path(name)
+    if mysql:
+        return or_(func.json_contains_path(log.c.old_data, "one", path) == 1,
+                   func.json_contains_path(log.c.new_data, "one", path) == 1)
     return or_(func.json_type(log.c.old_data, path).isnot(None),
                func.json_type(log.c.new_data, path).isnot(None))
 
@@ -253,12 +259,16 @@ def _json_path(key: str) -> Any:
     return text_param("$." + json.dumps(key, ensure_ascii=False))
 
 
-def _context_matches(log: Table, pg: bool, wanted: dict[str, Any]) -> Any:
-    """PostgreSQL: ``context @> wanted`` (nested values contained). SQLite: each key's
+def _context_matches(log: Table, pg: bool, wanted: dict[str, Any], mysql: bool = False) -> Any:
+    """PostgreSQL: ``context @> wanted`` (nested values contained); MariaDB / MySQL:
+    ``JSON_CONTAINS(context, wanted)``, the same containment. SQLite: each key's
     value equal (nested objects and lists compared as a whole)."""
     if pg:
         return type_coerce(log.c.context, JSONB).contains(
             bindparam(None, wanted, type_=JSONB()))
+    if mysql:
+        return func.json_contains(log.c.context,
+                                  text_param(json.dumps(wanted, ensure_ascii=False))) == 1
     parts = []
     for key, value in wanted.items():
         path = _json_path(key)
@@ -450,8 +460,9 @@ def get_changes(
       ``"delete"``, ``"truncate"``), ``fields`` (attribute names);
     * ``date_range``: ``(start, end)``, inclusive, datetimes or dates (a date end
       covers its whole day), naive values in the configured time zone;
-    * ``context``: a dict of pairs the change's context contains (PostgreSQL:
-      JSON containment, nested values included; SQLite: each key's value equal).
+    * ``context``: a dict of pairs the change's context contains (PostgreSQL and
+      MariaDB / MySQL: JSON containment, nested values included; SQLite: each key's
+      value equal).
 
     ``limit`` and ``offset`` count field records; ordering is by time, then by
     the order the changes happened (``sort_direction`` ``"desc"``, newest first,
@@ -471,7 +482,8 @@ def get_changes(
         log = _log(conn, f.specs)
         options = _r._log_options(conn, log)
         pg = conn.dialect.name == "postgresql"
-        base = select(*_base_columns(log)).where(and_(true(), *_conditions(log, pg, f)))
+        mysql = is_mysql(conn.dialect.name)
+        base = select(*_base_columns(log)).where(and_(true(), *_conditions(log, pg, f, mysql)))
         base = base.order_by(*_order(log, sort_direction))
         if limit is None and not offset:
             return _keep_fields(records_of_rows(conn, log, options, _execute(conn, base, options),
@@ -520,7 +532,8 @@ def get_transactions(
         # Scan matching rows newest first and collect transactions in the order of their
         # newest change, until the page is full: a few index pages for a short page.
         scan = (select(log.c.id, log.c.transaction_id, log.c.changed_at)
-                .where(and_(true(), *_conditions(log, pg, f))).order_by(*_order(log, "desc")))
+                .where(and_(true(), *_conditions(log, pg, f, is_mysql(conn.dialect.name))))
+                .order_by(*_order(log, "desc")))
         wanted = None if limit is None else (offset or 0) + limit
         keys: dict[Any, None] = {}
         first = _PAGE * 4 if wanted is None else min(_PAGE * 4, max(20, wanted * 4))

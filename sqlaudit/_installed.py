@@ -32,8 +32,14 @@ _SQLITE_QUERY = text(
     "WHERE type = 'trigger' AND name LIKE 'sqlaudit\\_%' ESCAPE '\\' "
     "AND tbl_name NOT IN ('sqlaudit_log', 'sqlaudit_seal')"
 )
+_MYSQL_QUERY = text(
+    "SELECT TRIGGER_NAME AS name, EVENT_OBJECT_TABLE AS tbl_name, ACTION_STATEMENT AS `sql` "
+    "FROM information_schema.TRIGGERS "
+    "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE 'sqlaudit\\_%' "
+    "AND EVENT_OBJECT_TABLE NOT IN ('sqlaudit_log', 'sqlaudit_seal')"
+)
 #: trigger names per table that a complete installation has
-EXPECTED = {"postgresql": 4, "sqlite": 4}
+EXPECTED = {"postgresql": 4, "sqlite": 4, "mysql": 3, "mariadb": 3}
 
 
 @dataclass
@@ -114,7 +120,8 @@ def installed_triggers(connection: Connection) -> dict[tuple[Optional[str], str]
             entry.count += 1
             entry.fingerprints.append(_fingerprint.parse_pg(row.comment))
     else:
-        for row in connection.execute(_SQLITE_QUERY):
+        query = _SQLITE_QUERY if connection.dialect.name == "sqlite" else _MYSQL_QUERY
+        for row in connection.execute(query):
             if row.name.startswith("sqlaudit_stamp"):
                 continue
             key = (None, row.tbl_name)

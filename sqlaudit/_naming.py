@@ -32,3 +32,16 @@ def pg_function_name_of(table_name: str) -> str:
 def sqlite_trigger_name(table: Table, operation: str) -> str:
     """SQLite trigger names are per database, so they carry the table name."""
     return f"{PREFIX}{table.name}_{operation}"
+
+
+_MYSQL_MAX_IDENTIFIER = 64
+
+
+def mysql_trigger_name(table: Table, operation: str) -> str:
+    """MariaDB / MySQL trigger names are per database (schema), so they carry the table
+    name, shortened with a hash to the 64 characters an identifier may have."""
+    return mysql_trigger_name_of(table.name, operation)
+
+
+def mysql_trigger_name_of(table_name: str, operation: str) -> str:
+    return _fit(f"{PREFIX}{table_name}_{operation}", _MYSQL_MAX_IDENTIFIER)

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import retrieval as _r
-from .dialects import rendering_dialect
+from .dialects import is_mysql, rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
 from .schema import audit_table, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
@@ -113,12 +113,14 @@ class _Plan:
     def __init__(self, conn: Connection, model: Any, spec: TableSpec) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        self.mysql = is_mysql(conn.dialect.name)
         self.spec = spec
         self.attrs = _r._attributes(model)
         self.log = audit_table(spec.table.metadata)
         self.columns = [c for c in spec.columns]
         self.names = [c.name for c in self.columns]
-        self.processors = {} if self.pg else _r._sqlite_processors(spec.table, conn.dialect)
+        self.processors = ({} if self.pg else _r._mysql_processors(spec.table) if self.mysql
+                           else _r._sqlite_processors(spec.table, conn.dialect))
 
     # -------------------------------------------------------------- SQL
 
@@ -134,6 +136,7 @@ class _Plan:
                 for i, c in enumerate(self.columns)]
 
     def _live(self, key: Optional[list[Any]]) -> Any:
+        from .dialects import mysql as mysql_sql
         from .dialects import postgresql as pg_sql
         from .dialects import sqlite as sqlite_sql
 
@@ -142,6 +145,10 @@ class _Plan:
         if self.pg:  # the row's columns themselves, no JSON (raw NULL: every column present)
             key_sql = pg_sql._key(self.spec, _LIVE, dialect)
             payload = [cast(null(), Text).label("raw"), *self._values(None, live)]
+        elif self.mysql:  # the JSON MariaDB's triggers would store, decoded like the log's
+            key_sql = mysql_sql.key_expression(self.spec, _LIVE, dialect)
+            payload = [literal_column(mysql_sql._object(self.spec, _LIVE, dialect),
+                                      Text).label("raw")]
         else:  # the JSON the triggers would store, decoded like the log's
             key_sql = sqlite_sql.key_expression(self.spec, _LIVE, dialect)
             payload = [literal_column(sqlite_sql._full_object(self.spec.columns, _LIVE, dialect),
@@ -205,7 +212,9 @@ class _Plan:
                               self._history(at, rid, True)).subquery("u")
         else:
             union = self._history(at, rid, False).subquery("u")
-        rid_order = union.c.rid.collate("C") if self.pg else union.c.rid
+        # byte-wise, so that rows of one resource are adjacent whatever the collations
+        rid_order = (union.c.rid.collate("C") if self.pg
+                     else union.c.rid.collate("utf8mb4_bin") if self.mysql else union.c.rid)
         time_order = union.c.changed_at.desc() if backward else union.c.changed_at.asc()
         id_order = union.c.id.desc() if backward else union.c.id.asc()
         return select(*union.c).order_by(rid_order, union.c.kind, time_order, id_order)

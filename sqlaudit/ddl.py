@@ -28,7 +28,7 @@ from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
 from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
 from . import _export, _templates
 from .config import _display_zone
-from .dialects import module_for, rendering_dialect
+from .dialects import flavour, is_mysql, module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
@@ -146,7 +146,7 @@ def _descendants_sql(connection: Connection, spec: TableSpec) -> list[str]:
 
 
 def _install_sql(table: Table, connection: Connection) -> list[str]:
-    name = connection.dialect.name
+    name = flavour(connection.dialect)
     spec = spec_for(table)
     _check_key(connection, spec)
     statements = list(module_for(name).install_statements(
@@ -374,7 +374,7 @@ def install_audit_triggers(bind: Bind, *models: Union[ModelOrTable, MetaData],
             if require_user_id is not None:
                 spec = dataclasses.replace(spec, require_user=require_user_id)
             _install_atomically(connection, table,
-                                _installation_sql(spec, connection.dialect.name, schema)
+                                _installation_sql(spec, flavour(connection.dialect), schema)
                                 + _descendants_sql(connection, spec),
                                 validate=True)
             _validate_installed(connection, table)
@@ -411,6 +411,8 @@ def drop_audit_log(bind: Bind, *, metadata: Optional[MetaData] = None) -> None:
         schema = audit_table(metadata).schema or default_schema(connection)
         if name == "sqlite":
             schema = schema or "main"
+        elif is_mysql(name):
+            schema = schema or log_schema(connection)
         assert schema is not None  # PostgreSQL always has a current schema
         names = _tables_writing_to(connection, schema)
         if names:
@@ -437,7 +439,7 @@ def _tables_writing_to(connection: Connection, schema: str) -> list[str]:
     """Tables whose sqlaudit triggers write to the audit log in ``schema``."""
     from sqlalchemy import text
 
-    if connection.dialect.name == "sqlite":
+    if connection.dialect.name == "sqlite" or is_mysql(connection.dialect.name):
         found = installed_triggers(connection)
         return sorted(t for (_, t) in found if not t.startswith(("sqlaudit_log", "sqlaudit_seal")))
     log_name = rendering_dialect("postgresql").identifier_preparer
@@ -522,8 +524,10 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
                      audit_schema: Optional[str] = None) -> list[str]:
     """The SQL statements that install ``model``'s triggers on ``dialect_name``.
 
-    ``dialect_name`` is ``"postgresql"`` or ``"sqlite"``. The strings are what
-    the database receives, for review or for pasting into a migration.
+    ``dialect_name`` is ``"postgresql"``, ``"sqlite"`` or ``"mysql"`` (also
+    ``"mariadb"``). The strings are what the database receives, for review or
+    for pasting into a migration (the ``mariadb``/``mysql`` client needs a
+    ``DELIMITER`` around each ``CREATE TRIGGER ... BEGIN ... END``).
     On PostgreSQL every statement names ``sqlaudit_log`` by schema: the
     MetaData's schema, else ``audit_schema``, else ``"public"`` (the schema
     is not known without a connection, and an unqualified name could be
@@ -616,6 +620,8 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
         return int(connection.execute(delete(log_table).where(condition)).rowcount)
 
     detail = {"older_than": bound.isoformat()}
+    if is_mysql(connection.dialect.name):
+        return _prune_mysql(connection, log_table, where, bound, archive)
     if connection.dialect.name == "postgresql":
         from ._partitions import prune_remover
 
@@ -635,6 +641,25 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     count = prune_sealed(connection, log_table, where, remove, detail)
     _protect(connection, log_table.metadata)
     return count
+
+
+def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
+                 archive: Optional["_export.Archive"]) -> int:
+    """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
+    this session only. Sealing is not built there yet, so a sealed log is refused."""
+    from sqlalchemy import delete, text
+
+    if archive is not None or sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
+        raise SQLAuditUnsupportedDialectError(
+            "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
+            "sealed, without export_to; sealing and archives are not built there yet "
+            "(docs/mariadb.md).")
+    allow, restore = _templates.render("mysql", "prune")
+    connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
+    try:
+        return int(connection.execute(delete(log_table).where(where)).rowcount)
+    finally:
+        connection.execute(text(restore))
 
 
 def create_audit_log(bind: Bind, *, partition_by: Optional[str] = None, ahead: int = 3,

@@ -11,7 +11,13 @@ stamps it into the transaction:
   the same with ``SET LOCAL sqlaudit.user_id = '42'``, which is what psycopg 3
   connections send, in the same message as their BEGIN);
 * SQLite: a row in a per-connection TEMP table, written inside the
-  transaction and deleted before COMMIT.
+  transaction and deleted before COMMIT;
+* MariaDB / MySQL: the session's user variables ``@sqlaudit_user_id``,
+  ``@sqlaudit_reason``, ``@sqlaudit_context`` (and ``@sqlaudit_transaction_id``),
+  set with bind parameters. They live as long as the session, not the
+  transaction, so they are set to NULL again before every COMMIT and ROLLBACK
+  the hook sees (raw ``COMMIT``/``ROLLBACK`` text included) and when a
+  connection that was stamped goes back to the pool.
 
 Because the stamp lives inside the transaction, a rollback takes it away,
 it never reaches another pooled checkout, and other threads never see it.
@@ -36,7 +42,7 @@ from sqlalchemy.pool import Pool
 
 from . import _templates
 from .context import Actor, _callback_user_id, _context_actor, _user_id_text
-from .dialects import sqlite as sqlite_sql
+from .dialects import is_mysql, sqlite as sqlite_sql
 from .exceptions import SQLAuditStampError
 
 __all__ = ["register_hooks", "unregister_hooks", "hooks_registered"]
@@ -48,6 +54,9 @@ _TXID = "sqlaudit_transaction_id"  # SQLite: this transaction's id, kept across 
 _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's TEMP trigger
 _STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor_local)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
+_MYSQL_STAMPED = "sqlaudit_mysql_stamped"  # MariaDB: the session's @sqlaudit_* variables may be set
+#: Dialects whose transactions the hook stamps.
+_STAMPED_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 #: Transaction control sent as SQL text (by SQLAlchemy for savepoints, or by the
 #: application through exec_driver_sql / text()), after any leading comments.
 #: Group 1 is the keyword; group 2 is set for ROLLBACK ... TO (a savepoint),
@@ -199,6 +208,47 @@ def _stamp_sqlite(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection)
     return False
 
 
+def _stamp_mysql(cursor: Any, dialect: Dialect, actor: Actor, conn: Connection) -> bool:
+    """Set the session's @sqlaudit_* user variables for this transaction (bind parameters).
+
+    A transaction id is drawn once per transaction, as on SQLite (MariaDB has no
+    cheap transaction id that the triggers could read without extra privileges).
+    """
+    txid = conn.info.get(_TXID)
+    if txid is None:
+        txid = conn.info[_TXID] = secrets.randbits(62)
+    conn.info[_MYSQL_STAMPED] = True
+    _execute(cursor, dialect, _sql("mysql", "set_actor"),
+             {"user_id": actor.user_id, "reason": actor.reason, "context": actor.context,
+              "transaction_id": txid})
+    return True
+
+
+def _clear_mysql(cursor: Any, conn: Connection) -> None:
+    """Set this MariaDB session's @sqlaudit_* variables to NULL, if they may be set."""
+    if conn.info.get(_MYSQL_STAMPED):
+        cursor.execute(_sql("mysql", "clear_actor"))
+        conn.info.pop(_MYSQL_STAMPED, None)
+
+
+def _clear_mysql_now(conn: Connection) -> None:
+    """:func:`_clear_mysql` on a cursor of its own (at COMMIT and ROLLBACK). A session whose
+    variables cannot be cleared is invalidated: it is never used again."""
+    if conn.invalidated or not conn.info.get(_MYSQL_STAMPED):
+        return
+    try:
+        dbapi: Any = conn.connection.dbapi_connection  # checked out: never None here
+        cursor = dbapi.cursor()
+        try:
+            _clear_mysql(cursor, conn)
+        finally:
+            cursor.close()
+    except Exception:
+        log.warning("sqlaudit could not clear the MariaDB user variables; discarding the "
+                    "connection", exc_info=True)
+        conn.invalidate()
+
+
 def _create_sqlite_context(cursor: Any, conn: Connection) -> bool:
     """(Re)create the TEMP context objects; False when the audit table is missing."""
     old = conn.info.get(_STAMP_TRIGGER) or "sqlaudit_stamp"
@@ -253,7 +303,7 @@ def _before_cursor_execute(
     if state is not None and override == state[1]:
         return  # stamped for this transaction under the same audit_context (or none)
     dialect = conn.dialect
-    if dialect.name not in ("postgresql", "sqlite"):
+    if dialect.name not in _STAMPED_DIALECTS:
         return
     if dialect.name == "sqlite" and statement.lstrip()[:7].upper().startswith(_SQLITE_READS):
         # On SQLite, reads wait for the first write: a stamp would open the transaction
@@ -264,11 +314,14 @@ def _before_cursor_execute(
         _warn_autocommit()
         if dialect.name == "sqlite":
             _clear_sqlite_context(cursor, conn)  # a context row must never reach this write
+        elif is_mysql(dialect.name):
+            _clear_mysql(cursor, conn)  # nor a user set by an earlier transaction
         return
     token = _busy.set(True)
     try:
         actor = _resolve(override)
-        stamp = _stamp_postgresql if dialect.name == "postgresql" else _stamp_sqlite
+        stamp = (_stamp_postgresql if dialect.name == "postgresql"
+                 else _stamp_mysql if is_mysql(dialect.name) else _stamp_sqlite)
         conn.info.pop(_STATE, None)
         try:
             stamped = stamp(cursor, dialect, actor, conn)
@@ -297,12 +350,21 @@ def _transaction_control(conn: Connection, cursor: Any, control: "re.Match[str]"
     transaction. RELEASE keeps the stamp on PostgreSQL; on SQLite releasing the
     outermost savepoint commits, so the row is deleted first and the next write is
     stamped again. BEGIN and START re-stamp too. SAVEPOINT changes nothing.
+    On MariaDB the session's variables are set to NULL before a COMMIT, a
+    ROLLBACK (not to a savepoint), a BEGIN or a START TRANSACTION (each ends the
+    open transaction) runs.
     """
-    if conn.invalidated or conn.dialect.name not in ("postgresql", "sqlite"):
+    if conn.invalidated or conn.dialect.name not in _STAMPED_DIALECTS:
         return
     keyword = control.group(1).upper()
     if keyword == "SAVEPOINT" or (keyword == "PREPARE" and control.group(3) is None):
         return
+    if is_mysql(conn.dialect.name):
+        if keyword in ("COMMIT", "BEGIN", "START") or (
+                keyword == "ROLLBACK" and control.group(2) is None):
+            _clear_mysql(cursor, conn)
+        elif keyword == "RELEASE":
+            return
     sqlite = conn.dialect.name == "sqlite"
     if sqlite and keyword in ("COMMIT", "END", "RELEASE"):
         _clear_sqlite_context(cursor, conn)
@@ -320,6 +382,9 @@ def _clear_stamp(cursor: Any, dialect: Dialect, conn: Connection) -> bool:
         if dialect.name == "postgresql":
             _execute(cursor, dialect, _sql("postgresql", "set_actor"),
                      {"user_id": "", "reason": "", "context": ""})
+        elif is_mysql(dialect.name):
+            conn.info[_MYSQL_STAMPED] = True  # the failed SET may have set some of them
+            _clear_mysql(cursor, conn)
         else:
             _clear_sqlite_context(cursor, conn)
     except Exception:
@@ -380,6 +445,13 @@ def _reset(conn: Connection, *args: Any) -> None:
         conn.info.pop(_TXID, None)
 
 
+def _rollback(conn: Connection) -> None:
+    """Before ROLLBACK: forget the stamp; on MariaDB also clear the session's variables."""
+    _reset(conn)
+    if not conn.invalidated and is_mysql(conn.dialect.name):
+        _clear_mysql_now(conn)
+
+
 def _begin(conn: Connection) -> None:
     """A new transaction: forget the last one's stamp. On PostgreSQL, inside an
     ``audit_context``, stamp at once (psycopg 3: in the same message as the
@@ -413,6 +485,10 @@ def _commit(conn: Connection) -> None:
     if conn.invalidated:
         return
     conn.info.pop(_STATE, None)
+    if is_mysql(conn.dialect.name):
+        conn.info.pop(_TXID, None)
+        _clear_mysql_now(conn)  # before the COMMIT: the event runs ahead of it
+        return
     # _TXID is set by every stamp of this transaction, and kept when a savepoint
     # rollback undid the latest one: the row may be there even without _STATE
     stamped = conn.info.pop(_TXID, None) is not None
@@ -426,14 +502,30 @@ def _commit(conn: Connection) -> None:
 
 
 def _checkin(dbapi_connection: Any, record: Any) -> None:
-    """A SQLite connection goes back to the pool without a context row.
+    """A SQLite connection goes back to the pool without a context row, a MariaDB
+    session without @sqlaudit_* variables.
 
     Every path sqlaudit sees deletes the row before its transaction commits; this
     catches a commit made behind SQLAlchemy's back (the DBAPI connection's own
     ``commit()``), so the next AUTOCOMMIT or ``raw_connection()`` write on this
     connection cannot be credited to the user of an earlier transaction. A
-    connection whose row cannot be removed is discarded from the pool.
+    connection whose row cannot be removed is discarded from the pool. On MariaDB
+    the variables of a session that was stamped (and not cleared since, as every
+    COMMIT and ROLLBACK SQLAlchemy sees does) are set to NULL.
     """
+    if dbapi_connection is not None and record.info.get(_MYSQL_STAMPED):
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(_sql("mysql", "clear_actor"))
+            finally:
+                cursor.close()
+            record.info.pop(_MYSQL_STAMPED, None)
+        except Exception:
+            log.warning("sqlaudit could not clear the MariaDB user variables; discarding "
+                        "the connection", exc_info=True)
+            record.invalidate()
+        return
     if dbapi_connection is None or not record.info.get(_STAMP_TRIGGER):
         return
     try:
@@ -456,7 +548,7 @@ _LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("begin", _begin),
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
-    ("rollback", _reset),
+    ("rollback", _rollback),
     ("rollback_savepoint", _reset_savepoint),
 )
 _POOL_LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (("checkin", _checkin),)

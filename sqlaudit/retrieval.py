@@ -24,7 +24,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Integer,
+    Numeric,
     String,
     Text,
     Uuid,
@@ -49,7 +51,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from .config import _display_zone, get_config
-from .dialects import base_type, rendering_dialect, string_literal
+from .dialects import base_type, is_mysql, rendering_dialect, string_literal
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditConfigError,
                          SQLAuditTableNotInDatabaseError)
 from .schema import USER_PREFIX, log_schema, user_prefix, audit_table, rows_of_table, text_param
@@ -344,6 +346,7 @@ def get_resource_changes(
             conn = reader
         dialect = conn.dialect
         pg = dialect.name == "postgresql"
+        mysql = is_mysql(dialect.name)
         params: dict[str, Any] = {}
         composite = 0
         # 1: one key, compared with = (no IN list to expand on every call)
@@ -356,33 +359,50 @@ def get_resource_changes(
                 composite = len(keys)
                 for i, parts in enumerate(keys):
                     params.update({f"id_{i}_{j}": part for j, part in enumerate(parts)})
-        if fields is not None:
+        if fields is not None and not mysql:
             params["fields"] = [column_by_attr[f].name for f in fields]
         has_users = 0
         if user_ids is not None:
             users = [_user_text(u) for u in user_ids]
             params["user_prefixes"] = [u[:USER_PREFIX] for u in users]
             has_users = 2 if _exact_user_needed(users) else 1
-            if has_users == 2:
+            if has_users == 2 or mysql:
                 params["users"] = users
         for name, bound in (("start", start), ("end", end)):
             if bound is not None:
                 params[name] = bound if pg else bound.replace(tzinfo=None)
-        if limit is not None:
+        if limit is not None and not mysql:
             params["limit"] = limit
-        if offset is not None:
+        if offset is not None and not mysql:
             params["offset"] = offset
         if transaction_ids is not None:
             params["transactions"] = transaction_ids
         shape = (has_ids, composite, fields is not None, has_users,
                  start is not None, end is not None, limit is not None, offset is not None,
                  transaction_ids is not None)
-        per_row = _per_row(shape, sort_by)
+        per_row = _per_row(shape, sort_by) or mysql
         stmt = _statement(model_class, dialect.name, sort_by, sort_direction, shape)
         rows = _run_log_query(conn, stmt, params, _log_options(conn, audit_table(spec.table.metadata)))
+    if mysql:
+        return _page(_expand(rows, spec, attr_by_column, pg, dialect), fields, sort_by,
+                     sort_direction, limit, offset)
     if per_row:
         return _expand(rows, spec, attr_by_column, pg, dialect)
     return _records(rows, spec, attr_by_column, pg, dialect)
+
+
+def _page(records: list[SQLAuditRecord], fields: Optional[list[Any]], sort_by: str,
+          sort_direction: str, limit: Optional[int], offset: Optional[int]) -> list[SQLAuditRecord]:
+    """MariaDB / MySQL: the field filter, field-name order and paging applied to the
+    records of the per-row query (its JSON has no json_each to do it in SQL). The
+    result is what the per-field query returns on the other dialects."""
+    if fields is not None:
+        wanted = set(fields)
+        records = [r for r in records if r.field_name in wanted]
+    if sort_by == "field_name":  # a stable sort keeps the time order within a field
+        records.sort(key=lambda r: r.field_name or "", reverse=sort_direction == "desc")
+    start = offset or 0
+    return records[start:] if limit is None else records[start:start + limit]
 
 
 def _log_options(conn: Connection, log: Any) -> dict[str, Any]:
@@ -455,19 +475,20 @@ def _column_objects(model_class: Any) -> dict[str, Column[Any]]:
             for name in _attributes(model_class)}
 
 
-def _table_rows(log: Any, spec: TableSpec, pg: bool) -> ColumnElement[bool]:
+def _table_rows(log: Any, spec: TableSpec, pg: bool, mysql: bool = False) -> ColumnElement[bool]:
     """The audit rows of ``spec``'s table; with joined-table inheritance also the rows
     its parent tables recorded for rows of this model (keys present in this model's
     own history or table)."""
     own = rows_of_table(log, spec.name, spec.schema)
     if not spec.inherited:
         return own
-    from .dialects import postgresql as pg_sql, sqlite as sqlite_sql
+    from .dialects import mysql as mysql_sql, postgresql as pg_sql, sqlite as sqlite_sql
 
-    dialect = rendering_dialect("postgresql" if pg else "sqlite")
+    dialect = rendering_dialect("postgresql" if pg else "mysql" if mysql else "sqlite")
     child_log = log.alias("sqlaudit_child_log")
     live = spec.table.alias("sqlaudit_child")
     key = (pg_sql._key(spec, "sqlaudit_child", dialect) if pg
+           else mysql_sql.key_expression(spec, "sqlaudit_child", dialect) if mysql
            else sqlite_sql.key_expression(spec, "sqlaudit_child", dialect))
     of_model = or_(
         log.c.resource_id.in_(select(child_log.c.resource_id)
@@ -503,6 +524,9 @@ def _statement(
     log = audit_table(spec.table.metadata)
     pg = dialect_name == "postgresql"
     mapped = list(_column_objects(model_class).values())
+    if is_mysql(dialect_name):  # ordered by field name, filtered and paged by _page
+        row_sort = "timestamp" if sort_by == "field_name" else sort_by
+        return _row_statement(log, spec, mapped, dialect, row_sort, sort_direction, shape)
     if _per_row(shape, sort_by):
         return _row_statement(log, spec, mapped, dialect, sort_by, sort_direction, shape)
     keys_fn = func.jsonb_each if pg else func.json_each
@@ -569,7 +593,8 @@ def _row_statement(log: Any, spec: TableSpec, mapped: list[Column[Any]], dialect
             name = _name_literal(col.name, dialect)
             columns += [_typed(log, "old", col, name, dialect).label(f"old_{i}"),
                         _typed(log, "new", col, name, dialect).label(f"new_{i}")]
-    stmt = select(*columns).where(and_(*_row_conditions(log, spec, pg, shape)))
+    stmt = select(*columns).where(and_(*_row_conditions(log, spec, pg, shape,
+                                                        is_mysql(dialect.name))))
     return stmt.order_by(*_row_order(log, None, sort_by, sort_direction))
 
 
@@ -613,10 +638,10 @@ def _row_order(log: Any, field: Optional[ColumnElement[Any]], sort_by: str,
 
 
 def _row_conditions(log: Any, spec: TableSpec, pg: bool,
-                    shape: tuple[int, ...]) -> list[ColumnElement[bool]]:
+                    shape: tuple[int, ...], mysql: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE conditions on the audit row: table, keys, users, dates."""
     has_ids, composite, _, has_users, has_start, has_end = shape[:6]
-    conditions = [_table_rows(log, spec, pg)]
+    conditions = [_table_rows(log, spec, pg, mysql)]
     if has_ids and composite:
         array = (lambda *p: cast(func.json_build_array(*p), Text)) if pg else func.json_array
         conditions.append(log.c.resource_id.in_([
@@ -627,7 +652,11 @@ def _row_conditions(log: Any, spec: TableSpec, pg: bool,
         conditions.append(log.c.resource_id == text_param(key="ids"))
     elif has_ids:
         conditions.append(log.c.resource_id.in_(text_param(key="ids", expanding=True)))
-    if has_users:
+    if has_users and mysql:
+        # MariaDB's ix_sqlaudit_log_user is a prefix index of the column itself: it
+        # serves the exact ids (an expression such as SUBSTR() would bypass it).
+        conditions.append(log.c.changed_by.in_(text_param(key="users", expanding=True)))
+    elif has_users:
         # The user index holds a prefix (ids of any length fit a B-tree entry):
         # find candidates by prefix, keep the exact ids.
         conditions.append(user_prefix(log.c.changed_by).in_(
@@ -689,7 +718,8 @@ def _user_text(value: Any) -> str:
 
 def _missing_table(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
-    return "sqlaudit_log" in message and ("no such table" in message or "does not exist" in message)
+    return "sqlaudit_log" in message and ("no such table" in message or "does not exist" in message
+                                          or "doesn't exist" in message)
 
 
 _ROW_FIELDS = ("id", "resource_id", "operation", "changed_at", "changed_by", "transaction_id",
@@ -725,7 +755,8 @@ class _Rows:
         # whole-history read has none for columns of exact JSON types)
         self.typed = {name: (at[f"old_{i}"], at[f"new_{i}"])
                       for i, name in enumerate(attr_by_column) if f"old_{i}" in at} if pg else {}
-        self.processors = {} if pg else _sqlite_processors(spec.table, dialect)
+        self.processors = ({} if pg else _mysql_processors(spec.table) if is_mysql(dialect.name)
+                           else _sqlite_processors(spec.table, dialect))
         if spec.inherited and not pg:
             self.processors = {**{c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
                                   for c in spec.inherited}, **self.processors}
@@ -874,6 +905,32 @@ def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Calla
     a short history read)."""
     return {c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
             for c in table.columns}
+
+
+@lru_cache(maxsize=512)
+def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
+    """Column name -> converter of the JSON value MariaDB's triggers wrote for it.
+
+    The triggers write values as SQLite's do (dates, times, DECIMAL and JSON as their
+    text, see :mod:`sqlaudit.dialects.mysql`), so the SQLite result processors read
+    them, except DECIMAL (its text read exactly) and floats (already JSON numbers)."""
+    from sqlalchemy.dialects import mysql, sqlite
+
+    mysql_dialect, sqlite_dialect = mysql.dialect(), sqlite.dialect()
+    result: dict[str, Optional[Callable[[Any], Any]]] = {}
+    for c in table.columns:
+        impl = base_type(c.type, mysql_dialect)
+        if isinstance(impl, Float):
+            result[c.name] = None
+        elif isinstance(impl, Numeric):
+            result[c.name] = _decimal if impl.asdecimal else float
+        else:
+            result[c.name] = c.type.dialect_impl(sqlite_dialect).result_processor(sqlite_dialect, None)
+    return result
+
+
+def _decimal(value: Any) -> Any:
+    return Decimal(str(value))
 
 
 # Reads across tables and of past states live in their own modules; this is their home.

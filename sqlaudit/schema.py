@@ -6,9 +6,10 @@ creates it and Alembic autogenerate sees it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -21,10 +22,12 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    event,
     func,
     literal_column,
 )
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME, LONGTEXT
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ._naming import AUDIT_TABLE_NAME
@@ -35,14 +38,30 @@ HISTORY_MARKER = "sqlaudit_history"
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 _DATA = JSON().with_variant(JSONB(), "postgresql")
+#: MySQL's DATETIME keeps whole seconds unless given a precision; the triggers write
+#: UTC_TIMESTAMP(6) there (MySQL has no time zone in a DATETIME: always UTC).
+_TIME = DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
+#: MariaDB / MySQL table options: InnoDB (transactional, so a rolled back write
+#: leaves no audit row) and 4-byte UTF-8.
+_MYSQL_TABLE: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4",
+                                 "mariadb_engine": "InnoDB", "mariadb_charset": "utf8mb4"}
+_MYSQL = ("mysql", "mariadb")
+#: Free text of any length (MySQL's TEXT holds 64 KB).
+_LONG_TEXT = Text().with_variant(LONGTEXT(), *_MYSQL)
 
 
 def _bytewise(type_: String) -> String:
     """``type_`` with the "C" collation on PostgreSQL: the indexed text columns are
     only compared for equality, and byte-wise comparison makes writing their
     index entries cheaper than the database's locale collation (about a quarter
-    of the audit row's cost under C.UTF-8, more under ICU or en_US locales)."""
-    return type_.with_variant(type(type_)(type_.length, collation="C"), "postgresql")
+    of the audit row's cost under C.UTF-8, more under ICU or en_US locales).
+    On MariaDB / MySQL the binary collation ``utf8mb4_bin`` does the same (and keeps
+    ``'a'`` and ``'A'`` apart, as PostgreSQL and SQLite do); a ``Text`` is a
+    ``LONGTEXT`` there (MySQL's TEXT holds 64 KB, too little for a user id of 1 MiB)."""
+    mysql_type = (LONGTEXT(collation="utf8mb4_bin") if isinstance(type_, Text)
+                  else type(type_)(type_.length, collation="utf8mb4_bin"))
+    return (type_.with_variant(type(type_)(type_.length, collation="C"), "postgresql")
+            .with_variant(mysql_type, *_MYSQL))
 
 
 def audit_table(metadata: MetaData) -> Table:
@@ -79,11 +98,11 @@ def audit_table(metadata: MetaData) -> Table:
         Column("table_name", _bytewise(String(255)), nullable=False),
         Column("resource_id", _bytewise(Text()), nullable=True),
         Column("operation", String(8), nullable=False),
-        Column("changed_at", DateTime(timezone=True), nullable=False),
+        Column("changed_at", _TIME, nullable=False),
         Column("changed_by", _bytewise(Text()), nullable=True),
-        Column("db_role", Text, nullable=True),
+        Column("db_role", _LONG_TEXT, nullable=True),
         Column("transaction_id", BigInteger, nullable=True),
-        Column("reason", Text, nullable=True),
+        Column("reason", _LONG_TEXT, nullable=True),
         Column("old_data", _DATA, nullable=True),
         Column("new_data", _DATA, nullable=True),
         Column("context", _DATA, nullable=True),
@@ -91,18 +110,44 @@ def audit_table(metadata: MetaData) -> Table:
         Column("client_addr", Text, nullable=True),
         comment="sqlaudit: trigger-populated audit trail (one row per changed row)",
         info={HISTORY_MARKER: True},
+        **_MYSQL_TABLE,
     )
-    Index("ix_sqlaudit_log_resource", table.c.table_name, table.c.resource_id, table.c.changed_at)
+    # MySQL indexes TEXT only by a prefix: the first 255 characters of the key
+    # (with table_name, 2 KB of the 3 KB an InnoDB index entry may hold in utf8mb4).
+    # A mariadb:// URL reads the mariadb_ options, a mysql:// one the mysql_ options.
+    Index("ix_sqlaudit_log_resource", table.c.table_name, table.c.resource_id, table.c.changed_at,
+          mysql_length={"resource_id": 255}, mariadb_length={"resource_id": 255})
     # A prefix of the user id: any id (up to 1 MiB) fits the index entry
     # (PostgreSQL's B-tree refuses entries over ~2.7 KB); reads match the
-    # prefix through the index and then the exact id.
-    Index("ix_sqlaudit_log_user", user_prefix(table.c.changed_by), table.c.changed_at)
+    # prefix through the index and then the exact id. MariaDB has no index on an
+    # expression: there it is a prefix index of the column, made by _mysql_user_index.
+    Index("ix_sqlaudit_log_user", user_prefix(table.c.changed_by), table.c.changed_at).ddl_if(
+        callable_=cast(Any, _not_mysql))
+    event.listen(table, "after_create", _mysql_user_index(table))
     # one transaction's changes (get_transactions, revert_transaction)
     Index("ix_sqlaudit_log_transaction", table.c.transaction_id)
     # BRIN on PostgreSQL: nearly free to maintain on an append-only table, serves
     # date ranges and pruning (a plain index on SQLite).
     Index("ix_sqlaudit_log_changed_at", table.c.changed_at, postgresql_using="brin")
     return table
+
+
+def _not_mysql(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
+    return kw["dialect"].name not in _MYSQL
+
+
+def _is_mysql(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
+    return kw["dialect"].name in _MYSQL
+
+
+def _mysql_user_index(table: Table) -> Any:
+    """MariaDB / MySQL: ``ix_sqlaudit_log_user`` as a prefix index of ``changed_by``
+    (same name, same :data:`USER_PREFIX` characters) and ``changed_at``."""
+    ddl: Any = DDL  # SQLAlchemy's DDL() is not annotated
+    return ddl(
+        f"CREATE INDEX ix_sqlaudit_log_user ON %(fullname)s "
+        f"(changed_by({USER_PREFIX}), changed_at)"
+    ).execute_if(callable_=_is_mysql)
 
 
 #: Columns added to ``sqlaudit_log`` after its first release, with their SQL types
@@ -124,9 +169,14 @@ def log_schema(connection: Any) -> Optional[str]:
     """The schema an unqualified ``sqlaudit_log`` means on ``connection``, named
     explicitly so that no TEMP table can stand in for it: PostgreSQL's
     first schema of search_path that is not pg_temp,
-    SQLite's ``main``."""
+    SQLite's ``main``, MariaDB's current database."""
     if connection.dialect.name == "sqlite":
         return "main"
+    if connection.dialect.name in _MYSQL:
+        from sqlalchemy import text as sql_text
+
+        database = connection.execute(sql_text("SELECT DATABASE()")).scalar()
+        return str(database) if database is not None else None
     from ._installed import FIRST_SCHEMA
     from sqlalchemy import text
 
@@ -174,7 +224,7 @@ def seal_table(metadata: MetaData) -> Table:
         Column("id", _ID, primary_key=True, autoincrement=True),
         Column("format_version", Integer, nullable=False),
         Column("kind", String(8), nullable=False),
-        Column("sealed_at", DateTime(timezone=True), nullable=False),
+        Column("sealed_at", _TIME, nullable=False),
         Column("sealed_by", Text, nullable=True),
         Column("first_id", BigInteger, nullable=True),
         Column("last_id", BigInteger, nullable=True),
@@ -186,4 +236,5 @@ def seal_table(metadata: MetaData) -> Table:
         Column("digest", String(64), nullable=False),
         comment="sqlaudit: append-only hash chain over sqlaudit_log (sqlaudit.integrity)",
         info={"sqlaudit_history": True},
+        **_MYSQL_TABLE,
     )

@@ -1,11 +1,17 @@
 """Fixtures shared by the whole suite.
 
-Every behaviour test runs twice: on a SQLite file and on PostgreSQL. PostgreSQL
+Every behaviour test runs twice: on a SQLite file and on PostgreSQL; a module
+that sets ``MARIADB_PORTED = True`` runs on MariaDB as well. PostgreSQL
 comes from ``SQLAUDIT_TEST_POSTGRES_URL`` when it is set, else from a
 testcontainers container where a Docker daemon answers, else the PostgreSQL
 half is skipped with the reason shown. ``SQLAUDIT_REQUIRE_POSTGRES=1`` (set by
 CI) turns that skip into a failure. Each PostgreSQL test gets its own fresh
 schema; each SQLite test its own database file.
+
+MariaDB comes from ``SQLAUDIT_TEST_MARIADB_URL`` (e.g.
+``mysql+pymysql://root@127.0.0.1:3306/test``), else that half is skipped with
+the reason shown; ``SQLAUDIT_REQUIRE_MARIADB=1`` turns the skip into a failure.
+Each MariaDB test gets its own fresh database ``sqlaudit_t_<hex>``.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ import uuid
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import String, create_engine, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from sqlaudit import clear_config, unregister_hooks
 from sqlaudit.retrieval import get_resource_changes
 
 DIALECTS = ["sqlite", "postgresql"]
+#: The dialects of a module that sets ``MARIADB_PORTED = True``.
+ALL_DIALECTS = [*DIALECTS, "mariadb"]
 _container: Any = None
 
 
@@ -87,6 +96,81 @@ def postgres_url() -> Iterator[str]:
         _container.stop()
 
 
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    url = os.environ.get("SQLAUDIT_TEST_MARIADB_URL")
+    required = os.environ.get("SQLAUDIT_REQUIRE_MARIADB") == "1"
+    if not url:
+        message = (
+            "MariaDB tests skipped, no server: run them against a local server with "
+            "SQLAUDIT_TEST_MARIADB_URL=mysql+pymysql://root@127.0.0.1:3306/test"
+        )
+        if required:
+            pytest.fail(message + " (SQLAUDIT_REQUIRE_MARIADB=1)", pytrace=False)
+        pytest.skip(message)
+    probe = create_engine(url)
+    try:
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        message = f"MariaDB at SQLAUDIT_TEST_MARIADB_URL is unreachable: {exc}"
+        if required:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    finally:
+        probe.dispose()
+    return url
+
+
+def _mariadb_engine(url: str, **kw: Any) -> Iterator[Engine]:
+    """An engine on a fresh database ``sqlaudit_t_<hex>`` (utf8mb4), dropped afterwards."""
+    database = f"sqlaudit_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    target = make_url(url).set(database=database)
+    if "charset" not in target.query:
+        target = target.update_query_dict({"charset": "utf8mb4"})
+    engine = create_engine(target, **kw)
+    engine.info_schema = database  # type: ignore[attr-defined]
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
+        admin.dispose()
+
+
+@compiles(String, "mysql")
+@compiles(String, "mariadb")
+def _string_without_length_on_mariadb(type_: Any, compiler: Any, **kw: Any) -> str:
+    """The suite's models say ``String`` without a length, which PostgreSQL and SQLite
+    accept and MySQL refuses (a SQLAlchemy rule, not sqlaudit's): on MariaDB, in tests
+    only, a plain ``String()`` is a ``VARCHAR(255)``."""
+    if type(type_) is String and type_.length is None:
+        return "VARCHAR(255)" + (f" COLLATE {type_.collation}" if type_.collation else "")
+    return str(compiler.visit_string(type_, **kw))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules with ``MARIADB_PORTED = True`` run their dialect-parametrised tests on
+    MariaDB too (tests that name their dialects with an explicit parametrize keep them)."""
+    if "dialect" not in metafunc.fixturenames:
+        return
+    if not getattr(metafunc.module, "MARIADB_PORTED", False):
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "dialect" in names:
+            return
+    # as a marker, so that it takes the place of the fixture's own params
+    metafunc.definition.add_marker(pytest.mark.parametrize("dialect", ALL_DIALECTS, indirect=True))
+
+
 def _postgres_engine(url: str, **kw: Any) -> Iterator[Engine]:
     schema = f"sqlaudit_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url)
@@ -125,6 +209,8 @@ def make_engine(dialect: str, request: pytest.FixtureRequest, tmp_path: Any) -> 
     def make(**kw: Any) -> Engine:
         if dialect == "sqlite":
             gen = _sqlite_engine(f"sqlite:///{tmp_path / 'test.db'}", **kw)
+        elif dialect == "mariadb":
+            gen = _mariadb_engine(request.getfixturevalue("mariadb_url"), **kw)
         else:
             url = request.getfixturevalue("postgres_url")
             gen = _postgres_engine(url, **kw)

@@ -24,6 +24,9 @@ from sqlaudit.schema import audit_table
 
 from conftest import changes, summary
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 def note_model(Base: Any) -> type:
     """One audited field, so every insert is exactly one change record."""

@@ -34,6 +34,9 @@ from sqlaudit.schema import audit_table
 from test_actor import note_model
 from test_retrieval import plan_of_retrieval
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 #: A user id whose stamp fails inside an open transaction while the application's own
 #: statements still run (see engine_where_stamping_fails).
 UNSTAMPABLE = "Ж" * 60_000
@@ -69,7 +72,10 @@ def engine_where_stamping_fails(make_engine: Callable[..., Any], dialect: str, *
     """An engine on which the stamp of UNSTAMPABLE fails inside the open transaction
     while the application's own (short, ASCII) statements keep running: PostgreSQL
     connections talk LATIN1, which cannot carry "Ж"; SQLite connections refuse
-    strings over 100,000 bytes. Both failures leave the transaction open."""
+    strings over 100,000 bytes; MariaDB connections talk latin1 (PyMySQL cannot encode
+    "Ж" for them). The failures leave the transaction open."""
+    if dialect == "mariadb":
+        kw.setdefault("connect_args", {})["charset"] = "latin1"
     engine = make_engine(**kw)
 
     @event.listens_for(engine, "connect")
@@ -77,6 +83,8 @@ def engine_where_stamping_fails(make_engine: Callable[..., Any], dialect: str, *
         if dialect == "postgresql":
             dbapi_connection.execute("SET client_encoding TO 'LATIN1'")
             dbapi_connection.commit()
+        elif dialect == "mariadb":
+            pass  # latin1 from connect_args
         else:
             import sqlite3
 
@@ -162,6 +170,8 @@ def test_raw_rollback_to_savepoint_through_text_resolves_the_callback_user_again
 
 @pytest.mark.parametrize("statement", ["COMMIT", "commit", "END", "COMMIT; "])
 def test_raw_commit_keeps_the_user_for_the_next_write(engine, Note, statement) -> None:
+    if statement == "END" and engine.dialect.name in ("mysql", "mariadb"):
+        pytest.skip("END is not a MariaDB statement (it is SQLite's and PostgreSQL's COMMIT)")
     with engine.connect() as conn, audit_context(user_id="A"):
         insert(conn, 1)
         conn.exec_driver_sql(statement)
@@ -420,7 +430,7 @@ def test_user_id_of_any_length_up_to_1_mb_is_recorded_exactly_and_found(
     twin = long_id[:-1] + "~"  # the same but for its last character
     for n, user in enumerate([long_id, twin]):
         with Session(engine) as s, audit_context(user_id=user):
-            s.add(Note(id=n, title=f"by {n}"))
+            s.add(Note(id=n + 1, title=f"by {n}"))  # not 0: MariaDB would auto-number it
             s.commit()
     with Session(engine) as s:
         found = get_resource_changes(Note, session=s, filter_user_ids=long_id)
@@ -436,7 +446,7 @@ def test_a_users_latest_changes_are_read_through_the_user_index(engine, Note, fi
     user = incompressible_id(length)
     for n, by in enumerate([user, "someone else", user]):
         with Session(engine) as s, audit_context(user_id=by):
-            s.add(Note(id=n, title=f"by {n}"))
+            s.add(Note(id=n + 1, title=f"by {n}"))  # not 0: MariaDB would auto-number it
             s.commit()
     plan = plan_of_retrieval(engine, Note, {"filter_user_ids": user, **filters})
     assert "ix_sqlaudit_log_user" in plan, plan

@@ -19,12 +19,15 @@ from sample_models import readme_models
 def _async_url(engine, driver: str) -> str:
     if engine.dialect.name == "sqlite":
         return f"sqlite+aiosqlite:///{engine.url.database}"
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return engine.url.set(drivername=f"mysql+{driver}").render_as_string(hide_password=False)
     return engine.url.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
 
 
 @pytest.mark.parametrize(
     "dialect, driver",
-    [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg")],
+    [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg"),
+     ("mariadb", "aiomysql")],
     indirect=["dialect"],
 )
 def test_async_sessions_record_each_tasks_user(engine, Base, driver) -> None:
@@ -36,6 +39,8 @@ def test_async_sessions_record_each_tasks_user(engine, Base, driver) -> None:
         key = "server_settings" if driver == "asyncpg" else "options"
         value = {"search_path": engine.info_schema} if driver == "asyncpg" else f"-csearch_path={engine.info_schema}"
         connect_args = {key: value}
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        connect_args = {}
     else:
         connect_args = {"timeout": 30}
     aengine = create_async_engine(_async_url(engine, driver), connect_args=connect_args)

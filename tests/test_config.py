@@ -20,6 +20,9 @@ from sqlaudit.config import (
 )
 from sqlaudit.exceptions import SQLAuditConfigError, SQLAuditError
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 def user_model(Base):
     class User(Base):

@@ -13,6 +13,9 @@ from sqlaudit.decorators import track_table
 
 from conftest import changes, summary
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 # ---------------------------------------------------------------- validation
 
@@ -235,7 +238,8 @@ def test_every_table_sqlaudit_creates_is_named_sqlaudit_star(engine, Base) -> No
         if engine.dialect.name == "sqlite":
             names |= set(insp.get_temp_table_names())
         s.commit()
-    expected = {"sqlite": {"sqlaudit_log", "sqlaudit_context"}, "postgresql": {"sqlaudit_log"}}
+    expected = {"sqlite": {"sqlaudit_log", "sqlaudit_context"}, "postgresql": {"sqlaudit_log"},
+                "mysql": {"sqlaudit_log"}, "mariadb": {"sqlaudit_log"}}
     assert names - model_tables == expected[engine.dialect.name]
     assert all(name.startswith("sqlaudit_") for name in names - model_tables)
 

@@ -16,13 +16,14 @@ before a block's opening fence, which Markdown and MkDocs do not show):
   are what that print writes; a block with such lines must print exactly
   them. A fence preceded by ``<!-- docs: output -->`` is the exact stdout of
   the python block before it.
-* ``sql`` blocks run only when marked: ``<!-- docs: postgresql setup=NAME -->``
-  or ``<!-- docs: sqlite setup=NAME -->`` (statements one by one, in
+* ``sql`` blocks run only when marked: ``<!-- docs: postgresql setup=NAME -->``,
+  ``<!-- docs: sqlite setup=NAME -->`` or ``<!-- docs: mariadb setup=NAME -->``
+  (statements one by one, in
   autocommit mode, so the block's own BEGIN/COMMIT count), ``rollback`` added
   to the marker runs the block in one transaction that is rolled back (role
   and publication examples). A block that sets ``sqlaudit.user_id`` (or
   reason, context) and writes a tracked table must leave that user (reason,
-  context) on its newest audit record.
+  context) on its newest audit record (on MariaDB: ``SET @sqlaudit_user_id = '...'``).
 * Shell blocks (``sh``, ``bash``, ``console``): ``sqlaudit ...`` and
   ``python -m sqlaudit ...`` lines run as subprocesses against a prepared
   SQLite database (``--models app.models`` / ``myapp.models`` import the
@@ -327,8 +328,9 @@ SQL_BLOCKS = blocks_where(lambda b: b.lang == "sql")
 
 def test_every_sql_block_is_marked_to_run() -> None:
     unmarked = [b.where for b in SQL_BLOCKS
-                if not ({"postgresql", "sqlite"} & b.marker.keys())]
-    assert not unmarked, f"sql blocks without <!-- docs: postgresql|sqlite setup=... -->: {unmarked}"
+                if not ({"postgresql", "sqlite", "mariadb"} & b.marker.keys())]
+    assert not unmarked, (f"sql blocks without <!-- docs: postgresql|sqlite|mariadb setup=... -->: "
+                          f"{unmarked}")
 
 
 def run_sql_block(engine: Engine, block: Block) -> None:
@@ -341,6 +343,8 @@ def run_sql_block(engine: Engine, block: Block) -> None:
             dbapi.isolation_level = None
             if rollback:
                 dbapi.execute("BEGIN")
+        elif engine.dialect.name in ("mysql", "mariadb"):
+            dbapi.autocommit(not rollback)  # PyMySQL: a method
         else:
             dbapi.autocommit = not rollback
         cursor = dbapi.cursor()
@@ -351,6 +355,7 @@ def run_sql_block(engine: Engine, block: Block) -> None:
     finally:
         raw.close()
     settings = dict(re.findall(r"SET LOCAL sqlaudit\.(\w+) = '([^']*)'", block.code))
+    settings.update(re.findall(r"@sqlaudit_(\w+) = '([^']*)'", block.code))
     if re.search(r"^\s*(UPDATE|INSERT|DELETE)", block.code, re.M | re.I) and not rollback:
         with engine.connect() as conn:
             row = conn.execute(text(
@@ -377,6 +382,15 @@ def test_postgresql_sql_blocks_run(block: Block, engine: Engine) -> None:
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("block", SQLITE_SQL, ids=[b.where for b in SQLITE_SQL])
 def test_sqlite_sql_blocks_run(block: Block, engine: Engine) -> None:
+    run_sql_block(engine, block)
+
+
+MARIADB_SQL = [b for b in SQL_BLOCKS if "mariadb" in b.marker]
+
+
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("block", MARIADB_SQL, ids=[b.where for b in MARIADB_SQL])
+def test_mariadb_sql_blocks_run(block: Block, engine: Engine) -> None:
     run_sql_block(engine, block)
 
 

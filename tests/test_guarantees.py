@@ -22,6 +22,9 @@ from sqlaudit.exceptions import SQLAuditTableNotTrackedError, SQLAuditUnsupporte
 from conftest import changes
 from sample_models import readme_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 @pytest.fixture
 def models(engine, readme_db):
@@ -142,6 +145,21 @@ def test_fail_closed_refuses_foreign_connections_without_a_user(engine, fail_clo
         with pytest.raises(sqlite3.DatabaseError, match="needs an acting user"):
             conn.execute(sql)
         conn.close()
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        import pymysql
+
+        url = engine.url
+        conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                               password=url.password or "", database=url.database)
+        try:
+            with conn.cursor() as cursor:
+                with pytest.raises(pymysql.Error, match="needs an acting user"):
+                    cursor.execute(sql)
+                cursor.execute("SET @sqlaudit_user_id = 'psql-user'")
+                cursor.execute(sql)  # a foreign MariaDB connection can name its user
+            conn.commit()
+        finally:
+            conn.close()
     else:
         import psycopg
 

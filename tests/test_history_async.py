@@ -18,9 +18,13 @@ from sqlaudit.retrieval import get_changes, get_resource_changes, get_transactio
 from test_async import _async_url
 from test_revert import library_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 DRIVERS = pytest.mark.parametrize(
     "dialect, driver",
-    [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg")],
+    [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg"),
+     ("mariadb", "aiomysql")],
     indirect=["dialect"],
 )
 

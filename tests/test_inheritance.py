@@ -15,6 +15,9 @@ from sqlaudit.retrieval import get_resource_changes
 
 from sample_models import polymorphic_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 @pytest.fixture
 def parties(engine, Base) -> tuple[type, type, type]:

@@ -24,11 +24,12 @@ from sqlaudit import get_changes, track_table
 
 from conftest import changes
 
-# JSON on both databases, and PostgreSQL's JSONB
+# JSON on every database, and PostgreSQL's JSONB
 pytestmark = pytest.mark.parametrize(("dialect", "json_type"), [
     pytest.param("sqlite", JSON, id="sqlite-json"),
     pytest.param("postgresql", JSON, id="postgresql-json"),
     pytest.param("postgresql", postgresql.JSONB, id="postgresql-jsonb"),
+    pytest.param("mariadb", JSON, id="mariadb-json"),
 ], indirect=["dialect"])
 
 

@@ -19,6 +19,9 @@ from sqlaudit import audit_context, register_hooks, track_table
 
 from conftest import changes, summary
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 pg_only = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 
 
@@ -57,6 +60,8 @@ def test_composite_key_resource_id_is_a_json_array_of_the_key_parts_as_text(engi
     assert json.loads(record.resource_id) == ["1", "a"]
 
 
+# Not on MariaDB: the table's key ('a' and 'a ') is one key under its PAD SPACE collations.
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)
 def test_filter_by_a_list_of_composite_key_tuples_returns_only_that_row(engine, Base) -> None:
     Line = line_model(Base)
     Base.metadata.create_all(engine)

@@ -14,6 +14,9 @@ from sqlaudit.retrieval import SQLAuditRecord, get_resource_changes
 
 from sample_models import readme_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
 
 

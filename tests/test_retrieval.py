@@ -24,6 +24,9 @@ from sqlaudit.retrieval import SQLAuditRecord, get_resource_changes
 
 from conftest import changes, summary
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 def customer_model(Base):
     @track_table(tracked_fields=["name", "email", "city"], table_label="Customer")
@@ -638,6 +641,9 @@ def plan_of_retrieval(engine, model, filters) -> str:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SET enable_seqscan = off")
             rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+        elif engine.dialect.name in ("mysql", "mariadb"):  # the index chosen, per table read
+            return "\n".join(str(r.key) for r in conn.exec_driver_sql(
+                "EXPLAIN " + statement, parameters).all())
         else:
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
     return "\n".join(str(r[-1]) for r in rows)

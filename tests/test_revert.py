@@ -18,6 +18,9 @@ from sqlaudit.revert import RevertResult, restore_resource, revert_transaction
 
 from test_state import keyed_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 def library_models(Base: Any) -> tuple[type, type]:
     @track_table()

@@ -10,11 +10,15 @@ from typing import Any, Callable
 
 import pytest
 from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, Numeric, String, Uuid, text, update
+from sqlalchemy.dialects.mysql import DOUBLE
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sqlaudit import audit_context, register_hooks, track_table
 from sqlaudit.ddl import drop_audit_triggers, install_audit_triggers
 from sqlaudit.retrieval import get_resource_state, get_table_state, get_transactions
+
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
 
 TINY = timedelta(microseconds=1000)  # SQLite records milliseconds
 
@@ -29,7 +33,9 @@ def account_model(Base: Any) -> type:
         note: Mapped[str | None] = mapped_column(String(200), nullable=True)
         data: Mapped[Any] = mapped_column(JSON, nullable=True)
         raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-        ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+        # a double on every dialect (SQLAlchemy's Float is a 4-byte FLOAT on MariaDB)
+        ratio: Mapped[float | None] = mapped_column(
+            Float().with_variant(DOUBLE(), "mysql", "mariadb"), nullable=True)
         seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     return Account
@@ -130,6 +136,8 @@ def test_values_come_back_typed_and_exact(engine, Account) -> None:
     assert got["data"] == {"a": [1, None, "x"]}
     assert got["raw"] == b"\x00\x01\xff"
     assert got["ratio"] == 0.1 + 0.2
+    if engine.dialect.name in ("mysql", "mariadb"):
+        seen = seen.replace(microsecond=0)  # a DATETIME without precision keeps whole seconds
     assert got["seen"] == orm_seen and orm_seen.replace(tzinfo=timezone.utc) == seen
 
 
@@ -201,7 +209,8 @@ def test_table_state_lists_every_row_that_existed_then(engine, Account) -> None:
 
 def test_table_state_streams(engine, Account) -> None:
     """The rows come through a streaming result: the first arrives before the rest are read."""
-    commit(engine, lambda s: s.add_all([Account(id=i, owner="x") for i in range(2500)]))
+    # ids from 1: MariaDB gives an AUTO_INCREMENT key written as 0 the next value instead
+    commit(engine, lambda s: s.add_all([Account(id=i, owner="x") for i in range(1, 2501)]))
     with Session(engine) as s:
         rows = get_table_state(Account, at=datetime.now(timezone.utc) + timedelta(days=1), session=s)
         first = next(rows)
@@ -261,9 +270,9 @@ def test_table_state_memory_does_not_grow_with_the_table(engine, Account) -> Non
         with engine.begin() as conn:
             conn.execute(insert(Account), [{"id": i, "owner": f"owner {i}"} for i in range(lo, hi)])
 
-    add(0, 3000)
+    add(1, 3001)  # not 0: MariaDB would auto-number it
     small = _peak_while_streaming(engine, Account)
-    add(3000, 30000)
+    add(3001, 30001)
     large = _peak_while_streaming(engine, Account)
     assert (small[0], large[0]) == (3000, 30000)
     assert large[1] < 2 * small[1], (small, large)

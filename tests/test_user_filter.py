@@ -18,6 +18,9 @@ from sqlaudit import audit_context, get_changes, register_hooks, track_table
 
 from conftest import changes
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 LONG = "u" * 250
 
 

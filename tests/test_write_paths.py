@@ -14,6 +14,9 @@ from sqlaudit.config import SQLAuditConfig, set_config
 from conftest import changes, summary
 from sample_models import readme_models
 
+#: Runs on MariaDB too (tests/conftest.py).
+MARIADB_PORTED = True
+
 
 @pytest.fixture
 def models(readme_db):
@@ -27,6 +30,20 @@ def _foreign_execute(engine, statements: list[str]) -> None:
         try:
             for sql in statements:
                 conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        import pymysql
+
+        url = engine.url
+        conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                               password=url.password or "", database=url.database,
+                               charset="utf8mb4")
+        try:
+            with conn.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
             conn.commit()
         finally:
             conn.close()

@@ -19,6 +19,24 @@ from ..spec import TableSpec
 
 Renderer = Callable[[TableSpec, Dialect], "list[str]"]
 
+#: SQLAlchemy dialect names served by :mod:`sqlaudit.dialects.mysql` (a
+#: ``mysql+pymysql://`` URL to a MariaDB server is ``mysql``, ``mariadb+pymysql://`` is ``mariadb``).
+MYSQL_NAMES = ("mysql", "mariadb")
+
+
+def is_mysql(dialect_name: str) -> bool:
+    """Whether ``dialect_name`` is MariaDB or MySQL."""
+    return dialect_name in MYSQL_NAMES
+
+
+def flavour(dialect: Dialect) -> str:
+    """The name to render SQL for on a connection's ``dialect``: ``"mariadb"`` for a
+    MariaDB server whatever the URL said (``mysql+pymysql://`` to MariaDB is named
+    ``mysql`` by SQLAlchemy), else the dialect's name."""
+    if is_mysql(dialect.name) and getattr(dialect, "is_mariadb", False):
+        return "mariadb"
+    return str(dialect.name)
+
 
 def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
     """The dialect-level type behind TypeDecorators and variants."""
@@ -33,10 +51,17 @@ def base_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeEngine[Any]:
 def rendering_dialect(name: str) -> Dialect:
     """A dialect to render trigger SQL with: same quoting as the driver's, but no
     ``%`` doubling (that happens once, when :class:`sqlaudit.ddl._AuditDDL` is executed)."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-    # SQLAlchemy's dialect constructors are not annotated; both build a Dialect.
-    factory: Callable[..., Dialect] = postgresql.dialect if name == "postgresql" else sqlite.dialect
+    # SQLAlchemy's dialect constructors are not annotated; each builds a Dialect.
+    factory: Callable[..., Dialect]
+    if name == "postgresql":
+        factory = postgresql.dialect
+    elif name in MYSQL_NAMES:
+        # "mariadb" renders MariaDB's own statements (CREATE OR REPLACE TRIGGER)
+        return mysql.dialect(paramstyle="named", is_mariadb=name == "mariadb")
+    else:
+        factory = sqlite.dialect
     return factory(paramstyle="named")
 
 
@@ -57,6 +82,11 @@ def module_for(dialect_name: str) -> Any:
         from . import sqlite
 
         return sqlite
+    if dialect_name in MYSQL_NAMES:
+        from . import mysql
+
+        return mysql
     raise SQLAuditUnsupportedDialectError(
-        f"sqlaudit supports PostgreSQL and SQLite, not {dialect_name!r}."
+        f"sqlaudit supports PostgreSQL, SQLite and MariaDB / MySQL ('mysql' or 'mariadb'), "
+        f"not {dialect_name!r}."
     )

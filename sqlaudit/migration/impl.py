@@ -24,7 +24,7 @@ from sqlalchemy.types import NullType
 from .._installed import default_schema
 from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
                    _upgrade_audit_table, _validate_installed)
-from ..dialects import module_for, rendering_dialect
+from ..dialects import flavour, module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table
 from ..spec import TableSpec, spec_from_table
@@ -65,7 +65,7 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     schema = None if context.as_sql else default_schema(_online(context))
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
-    statements = _installation_sql(spec, context.dialect.name, schema)
+    statements = _installation_sql(spec, flavour(context.dialect), schema)
     if not context.as_sql:  # partitions and children exist only in a live database
         statements += _descendants_sql(_online(context), spec)
     _run(context, statements)

@@ -1,0 +1,78 @@
+-- One AFTER ... FOR EACH ROW trigger per operation (MariaDB and MySQL have row
+-- triggers only), each writing one row into the audit table per changed row:
+-- an insert or a delete with every tracked column, an update with the tracked
+-- columns that changed (NULL-safe, byte-wise: <=> on the binary forms), none
+-- for an update that changed nothing. An update that changes the key is
+-- recorded per key, as delete + insert, as on the other dialects.
+-- The acting user, reason, context and transaction come from the session's user
+-- variables, set by sqlaudit's hook for each transaction and cleared at its end
+-- (raw SQL: SET @sqlaudit_user_id = '42'). Values are encoded as JSON by
+-- sqlaudit (see sqlaudit/dialects/mysql.py) so that retrieval reads them back typed.
+-- The /* sqlaudit:{...} */ comment is the fingerprint read back by audit_status().
+DROP TRIGGER IF EXISTS {{ insert_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW
+BEGIN {{ fingerprint }}
+{{ require_user }}    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data,
+        context, application_name, client_addr)
+    VALUES (
+        {{ schema_literal }}, {{ table_literal }}, {{ insert_key }}, 'insert', UTC_TIMESTAMP(6),
+        NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+        NULLIF(@sqlaudit_reason, ''), NULL, {{ insert_data }},
+        NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+END
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ update_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW
+BEGIN {{ fingerprint }}
+    DECLARE sqlaudit_changed BOOLEAN DEFAULT FALSE;
+    DECLARE sqlaudit_old_data LONGTEXT DEFAULT '{}';
+    DECLARE sqlaudit_new_data LONGTEXT DEFAULT '{}';
+    IF {{ key_changed }} THEN
+{{ require_user }}        INSERT INTO {{ audit_table }} (
+            table_schema, table_name, resource_id, operation, changed_at,
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
+        VALUES (
+            {{ schema_literal }}, {{ table_literal }}, {{ delete_key }}, 'delete', UTC_TIMESTAMP(6),
+            NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+            NULLIF(@sqlaudit_reason, ''), {{ delete_data }}, NULL,
+            NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1)),
+        (
+            {{ schema_literal }}, {{ table_literal }}, {{ insert_key }}, 'insert', UTC_TIMESTAMP(6),
+            NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+            NULLIF(@sqlaudit_reason, ''), NULL, {{ insert_data }},
+            NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+    ELSE
+{{ update_changes }}
+        IF sqlaudit_changed THEN
+{{ require_user }}            INSERT INTO {{ audit_table }} (
+                table_schema, table_name, resource_id, operation, changed_at,
+                changed_by, db_role, transaction_id, reason, old_data, new_data,
+                context, application_name, client_addr)
+            VALUES (
+                {{ schema_literal }}, {{ table_literal }}, {{ update_key }}, 'update', UTC_TIMESTAMP(6),
+                NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+                NULLIF(@sqlaudit_reason, ''), sqlaudit_old_data, sqlaudit_new_data,
+                NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+        END IF;
+    END IF;
+END
+-- sqlaudit:statement
+DROP TRIGGER IF EXISTS {{ delete_trigger }}
+-- sqlaudit:statement
+CREATE TRIGGER {{ delete_trigger }} AFTER DELETE ON {{ table }} FOR EACH ROW
+BEGIN {{ fingerprint }}
+{{ require_user }}    INSERT INTO {{ audit_table }} (
+        table_schema, table_name, resource_id, operation, changed_at,
+        changed_by, db_role, transaction_id, reason, old_data, new_data,
+        context, application_name, client_addr)
+    VALUES (
+        {{ schema_literal }}, {{ table_literal }}, {{ delete_key }}, 'delete', UTC_TIMESTAMP(6),
+        NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+        NULLIF(@sqlaudit_reason, ''), {{ delete_data }}, NULL,
+        NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+END

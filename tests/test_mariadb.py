@@ -1,0 +1,782 @@
+"""MariaDB (and MySQL), the third dialect: what is specific to it.
+
+Modules of the rest of the suite that pass on MariaDB set ``MARIADB_PORTED = True``
+and run there as a third dialect; this module holds what only MariaDB has (its
+write statements, session user variables, its holes). It runs on MariaDB only,
+from ``SQLAUDIT_TEST_MARIADB_URL`` (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any, Optional
+
+import pytest
+from sqlalchemy import Integer, Numeric, String, create_engine, event, insert, inspect, text, update
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from sqlaudit import (AuditState, audit_context, audit_status, drop_audit_triggers,
+                      get_resource_changes, install_audit_triggers, register_hooks,
+                      render_audit_ddl, track_table, unregister_hooks)
+from sqlaudit.config import SQLAuditConfig, set_config
+
+pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def test_each_test_gets_a_fresh_empty_database(engine) -> None:
+    with engine.connect() as conn:
+        database = conn.execute(text("SELECT DATABASE()")).scalar()
+        charset = conn.execute(text(
+            "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA "
+            "WHERE SCHEMA_NAME = DATABASE()")).scalar()
+    assert database == engine.info_schema and database.startswith("sqlaudit_t_")
+    assert charset == "utf8mb4"
+    assert inspect(engine).get_table_names() == []
+
+
+# ------------------------------------------------------------------ the log table
+
+
+def test_log_and_seal_tables_create_with_innodb_utf8mb4_and_microseconds(engine) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, insert, select
+
+    from sqlaudit.schema import audit_table, seal_table
+
+    metadata = MetaData()
+    log, seal = audit_table(metadata), seal_table(metadata)
+    metadata.create_all(engine)
+
+    with engine.connect() as conn:
+        tables = dict(conn.execute(text(
+            "SELECT TABLE_NAME, CONCAT(ENGINE, ' ', TABLE_COLLATION) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE()")).all())
+        types = dict(conn.execute(text(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sqlaudit_log'")).all())
+        collations = dict(conn.execute(text(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sqlaudit_log' "
+            "AND COLUMN_NAME IN ('table_name', 'resource_id', 'changed_by')")).all())
+        indexes = conn.execute(text(
+            "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sqlaudit_log' "
+            "ORDER BY INDEX_NAME, SEQ_IN_INDEX")).all()
+    assert tables == {"sqlaudit_log": "InnoDB utf8mb4_general_ci",
+                      "sqlaudit_seal": "InnoDB utf8mb4_general_ci"}
+    assert types["changed_at"] == "datetime(6)"
+    assert collations == dict.fromkeys(("table_name", "resource_id", "changed_by"), "utf8mb4_bin")
+    assert [tuple(r) for r in indexes] == [
+        ("ix_sqlaudit_log_changed_at", "changed_at", None),
+        ("ix_sqlaudit_log_resource", "table_name", None),
+        ("ix_sqlaudit_log_resource", "resource_id", 255),
+        ("ix_sqlaudit_log_resource", "changed_at", None),
+        ("ix_sqlaudit_log_transaction", "transaction_id", None),
+        ("ix_sqlaudit_log_user", "changed_by", 200),
+        ("ix_sqlaudit_log_user", "changed_at", None),
+        ("PRIMARY", "id", None),
+    ]
+
+    when = datetime(2024, 5, 6, 7, 8, 9, 123456)
+    with engine.begin() as conn:
+        conn.execute(insert(log).values(
+            table_name="t", resource_id="r\U0001F600", operation="insert", changed_at=when,
+            changed_by="\U0001F600" * 300, new_data={"name": "\U0001F600"}))
+        conn.execute(insert(seal).values(
+            format_version=1, kind="seal", sealed_at=when, row_count=0, columns="[]",
+            rows_digest="0" * 64, previous_digest="0" * 64, digest="0" * 64))
+    with engine.connect() as conn:
+        row = conn.execute(select(log.c.resource_id, log.c.changed_at, log.c.changed_by,
+                                  log.c.new_data)).one()
+        sealed_at = conn.execute(select(seal.c.sealed_at)).scalar()
+    assert tuple(row) == ("r\U0001F600", when, "\U0001F600" * 300, {"name": "\U0001F600"})
+    assert sealed_at == when
+
+
+@pytest.mark.parametrize("drivername", ["mysql+pymysql", "mariadb+pymysql"])
+def test_the_log_creates_through_a_mysql_and_a_mariadb_url(engine, drivername) -> None:
+    """SQLAlchemy names the dialect "mysql" or "mariadb" after the URL; both read the
+    log's InnoDB, utf8mb4 and index prefix options."""
+    from sqlalchemy import MetaData
+
+    from sqlaudit.schema import audit_table
+
+    other = create_engine(engine.url.set(drivername=drivername))
+    try:
+        metadata = MetaData()
+        audit_table(metadata)
+        metadata.create_all(other)
+        with other.connect() as conn:
+            assert conn.dialect.name == drivername.split("+")[0]
+            options = conn.exec_driver_sql(
+                "SELECT CONCAT(ENGINE, ' ', TABLE_COLLATION) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sqlaudit_log'").scalar()
+            prefix = conn.exec_driver_sql(
+                "SELECT SUB_PART FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND INDEX_NAME = 'ix_sqlaudit_log_resource' AND COLUMN_NAME = 'resource_id'").scalar()
+    finally:
+        other.dispose()
+    assert (options, prefix) == ("InnoDB utf8mb4_general_ci", 255)
+
+
+# ------------------------------------------------------------------ the triggers
+
+
+def invoice_model(Base: Any, fields: tuple[str, ...] = ("customer", "amount"), **options: Any) -> type:
+    @track_table(tracked_fields=list(fields), **options)
+    class Invoice(Base):
+        __tablename__ = "invoices"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        customer: Mapped[Optional[str]] = mapped_column(String(50))
+        amount: Mapped[Optional[Decimal]] = mapped_column(Numeric(10, 2))
+        note: Mapped[Optional[str]] = mapped_column(String(50))
+
+    return Invoice
+
+
+def log_rows(engine) -> list[tuple[Any, ...]]:
+    """(operation, resource_id, changed_by, old_data, new_data) of every audit row, in order."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT operation, resource_id, changed_by, old_data, new_data "
+            "FROM sqlaudit_log ORDER BY id")).all()
+    return [(op, rid, user, _json(old), _json(new)) for op, rid, user, old, new in rows]
+
+
+def _json(value: Optional[str]) -> Any:
+    return None if value is None else json.loads(value)
+
+
+def raw(engine, *statements: str) -> None:
+    with engine.begin() as conn:
+        for sql in statements:
+            conn.execute(text(sql))
+
+
+def trigger_names(engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(text(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE()")).scalars())
+
+
+def test_create_all_installs_row_triggers_and_the_append_only_guards(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+
+    assert trigger_names(engine) == [
+        "sqlaudit_invoices_delete", "sqlaudit_invoices_insert", "sqlaudit_invoices_update",
+        "sqlaudit_log_no_delete", "sqlaudit_log_no_update"]
+
+
+def test_raw_sql_writes_are_recorded_one_row_per_changed_row(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+
+    raw(engine,
+        "INSERT INTO invoices (id, customer, amount, note) VALUES (1, 'Acme', 10.50, 'n')",
+        "UPDATE invoices SET amount = 12.00 WHERE id = 1",
+        "UPDATE invoices SET customer = 'ACME' WHERE id = 1",  # only the case: a change
+        "UPDATE invoices SET amount = 12.00, note = 'untracked' WHERE id = 1",  # no tracked change
+        "UPDATE invoices SET customer = NULL WHERE id = 1",
+        "DELETE FROM invoices WHERE id = 1")
+
+    assert log_rows(engine) == [
+        ("insert", "1", None, None, {"customer": "Acme", "amount": "10.50"}),
+        ("update", "1", None, {"amount": "10.50"}, {"amount": "12.00"}),
+        ("update", "1", None, {"customer": "Acme"}, {"customer": "ACME"}),
+        ("update", "1", None, {"customer": "ACME"}, {"customer": None}),
+        ("delete", "1", None, {"customer": None, "amount": "12.00"}, None),
+    ]
+
+
+def test_an_update_of_the_key_is_recorded_as_delete_and_insert(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+
+    raw(engine, "INSERT INTO invoices (id, customer, amount) VALUES (1, 'Acme', 1)",
+        "UPDATE invoices SET id = 2")
+
+    assert log_rows(engine)[1:] == [
+        ("delete", "1", None, {"customer": "Acme", "amount": "1.00"}, None),
+        ("insert", "2", None, None, {"customer": "Acme", "amount": "1.00"}),
+    ]
+
+
+@pytest.mark.parametrize("drivername", ["mysql+pymysql", "mariadb+pymysql"])
+def test_audit_status_is_the_same_through_a_mysql_and_a_mariadb_url(engine, Base, drivername) -> None:
+    """SQLAlchemy's MariaDB dialect quotes more reserved words (``body``) than its MySQL
+    one: the fingerprint does not depend on it, so either URL reports the same state."""
+
+    @track_table(tracked_fields=["body"])
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        body: Mapped[Optional[str]] = mapped_column(String(50))
+
+    engines = {name: create_engine(engine.url.set(drivername=name))
+               for name in ("mysql+pymysql", "mariadb+pymysql")}
+    try:
+        Base.metadata.create_all(engines[drivername])
+        states = [audit_status(e, Note) for e in engines.values()]
+    finally:
+        for e in engines.values():
+            e.dispose()
+    assert states == [{"notes": AuditState.CURRENT}] * 2
+
+
+def test_the_log_refuses_update_and_delete(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'Acme')")
+
+    for sql, verb in (("UPDATE sqlaudit_log SET changed_by = 'mallory'", "UPDATE"),
+                      ("DELETE FROM sqlaudit_log", "DELETE")):
+        with pytest.raises(OperationalError,
+                           match=f"sqlaudit: {verb} on sqlaudit_log is refused: the audit trail "
+                                 f"is append-only"):
+            raw(engine, sql)
+    assert [r[0] for r in log_rows(engine)] == ["insert"]
+
+
+def test_drop_all_removes_the_triggers_and_keeps_the_log(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'Acme')")
+
+    Base.metadata.drop_all(engine)
+
+    assert trigger_names(engine) == ["sqlaudit_log_no_delete", "sqlaudit_log_no_update"]
+    assert inspect(engine).get_table_names() == ["sqlaudit_log"]
+    assert len(log_rows(engine)) == 1
+
+
+def test_install_and_drop_audit_triggers_on_an_existing_table(engine, Base) -> None:
+    raw(engine, "CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(50), "
+                "amount DECIMAL(10, 2), note VARCHAR(50))",
+        "INSERT INTO invoices (id, customer) VALUES (1, 'before')")
+    Invoice = invoice_model(Base)
+
+    install_audit_triggers(engine, Invoice)
+    sent: list[str] = []
+    listen = lambda conn, cursor, statement, *args: sent.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        install_audit_triggers(engine, Invoice)  # idempotent: never doubles records
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    raw(engine, "UPDATE invoices SET customer = 'after'")
+    drop_audit_triggers(engine, Invoice)
+    raw(engine, "UPDATE invoices SET customer = 'unrecorded'")
+
+    assert log_rows(engine) == [("update", "1", None, {"customer": "before"}, {"customer": "after"})]
+    assert trigger_names(engine) == ["sqlaudit_log_no_delete", "sqlaudit_log_no_update"]
+    # re-installing on MariaDB replaced each trigger in place: no moment without it
+    assert not [s for s in sent if s.startswith("DROP TRIGGER")]
+    assert len([s for s in sent if s.startswith("CREATE OR REPLACE TRIGGER")]) == 3
+
+
+def test_render_audit_ddl_for_mysql_and_mariadb_runs_verbatim(engine, Base) -> None:
+    raw(engine, "CREATE TABLE `Order Lines` (id INT PRIMARY KEY, customer VARCHAR(50), "
+                "amount DECIMAL(10, 2), note VARCHAR(50))")
+
+    @track_table(tracked_fields=["customer", "amount"])
+    class Order(Base):
+        __tablename__ = "Order Lines"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        customer: Mapped[Optional[str]] = mapped_column(String(50))
+        amount: Mapped[Optional[Decimal]] = mapped_column(Numeric(10, 2))
+
+    ddl = render_audit_ddl(Order, "mysql")
+    # MariaDB's own rendering replaces each trigger in one statement
+    assert render_audit_ddl(Order, "mariadb") == [
+        sql.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1)
+        for sql in ddl if not sql.startswith("DROP TRIGGER")]
+    created = [sql for sql in ddl if sql.startswith("CREATE TRIGGER")]
+    assert [sql.split(" FOR EACH ROW")[0].split(" AFTER ")[1] for sql in created] == [
+        "INSERT ON `Order Lines`", "UPDATE ON `Order Lines`", "DELETE ON `Order Lines`"]
+    Base.metadata.create_all(engine, tables=[Base.metadata.tables["sqlaudit_log"]])
+    with engine.begin() as conn:
+        for sql in ddl:
+            conn.exec_driver_sql(sql)
+    raw(engine, "INSERT INTO `Order Lines` (id, customer) VALUES (1, 'Acme')")
+
+    assert log_rows(engine) == [("insert", "1", None, None, {"customer": "Acme", "amount": None})]
+
+
+def test_audit_status_reports_missing_current_outdated_and_broken(engine, Base) -> None:
+    Invoice = invoice_model(Base)
+    raw(engine, "CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(50), "
+                "amount DECIMAL(10, 2), note VARCHAR(50))")
+    assert audit_status(engine, Invoice) == {"invoices": AuditState.MISSING}
+
+    install_audit_triggers(engine, Invoice)
+    assert audit_status(engine, Invoice) == {"invoices": AuditState.CURRENT}
+
+    class Other(DeclarativeBase):
+        pass
+
+    Narrower = invoice_model(Other, fields=("customer",))  # what the code tracks now
+    assert audit_status(engine, Narrower) == {"invoices": AuditState.OUTDATED}
+
+    raw(engine, "DROP TRIGGER sqlaudit_invoices_delete")
+    assert audit_status(engine, Invoice) == {"invoices": AuditState.OUTDATED}
+
+    install_audit_triggers(engine, Invoice)
+    raw(engine, "ALTER TABLE invoices DROP COLUMN amount")
+    assert audit_status(engine, Invoice) == {"invoices": AuditState.BROKEN}
+
+
+# ------------------------------------------------------------------ the acting user
+
+
+def user_variables(conn) -> tuple[Any, ...]:
+    """The session's @sqlaudit_* variables, read on the DBAPI connection (no hook runs,
+    so this shows what the session holds, not what a new transaction would stamp)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @sqlaudit_user_id, @sqlaudit_reason, @sqlaudit_context, "
+                       "@sqlaudit_transaction_id")
+        return tuple(cursor.fetchone())
+    finally:
+        cursor.close()
+
+
+def test_orm_writes_are_recorded_with_the_acting_user(engine, Base) -> None:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: 7))
+    register_hooks()
+
+    with Session(engine) as session:
+        session.add(Invoice(id=1, customer="Acme", amount=Decimal("10.50")))
+        session.commit()
+        with audit_context(user_id="alice", reason="ticket 7"):
+            session.get(Invoice, 1).customer = "Acme Ltd"
+            session.commit()
+        session.delete(session.get(Invoice, 1))
+        session.commit()
+
+    assert log_rows(engine) == [
+        ("insert", "1", "7", None, {"customer": "Acme", "amount": "10.50"}),
+        ("update", "1", "alice", {"customer": "Acme"}, {"customer": "Acme Ltd"}),
+        ("delete", "1", "7", {"customer": "Acme Ltd", "amount": "10.50"}, None),
+    ]
+    with engine.connect() as conn:
+        reasons = conn.exec_driver_sql("SELECT reason FROM sqlaudit_log ORDER BY id").scalars().all()
+        transactions = conn.exec_driver_sql(
+            "SELECT transaction_id FROM sqlaudit_log ORDER BY id").scalars().all()
+    assert reasons == [None, "ticket 7", None]
+    assert all(isinstance(t, int) for t in transactions) and len(set(transactions)) == 3
+
+
+def test_core_bulk_update_and_text_sql_are_recorded_per_row(engine, Base) -> None:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.begin() as conn, audit_context(user_id="batch"):
+        conn.execute(insert(Invoice), [{"id": i, "customer": f"c{i}", "amount": i} for i in (1, 2, 3)])
+        conn.execute(update(Invoice).where(Invoice.id >= 2).values(customer="bulk"))
+        conn.execute(text("UPDATE invoices SET amount = amount * 2 WHERE id = 3"))
+
+    rows = log_rows(engine)
+    assert rows[3:] == [
+        ("update", "2", "batch", {"customer": "c2"}, {"customer": "bulk"}),
+        ("update", "3", "batch", {"customer": "c3"}, {"customer": "bulk"}),
+        ("update", "3", "batch", {"amount": "3.00"}, {"amount": "6.00"}),
+    ]
+    assert [r[:3] for r in rows[:3]] == [("insert", str(i), "batch") for i in (1, 2, 3)]
+
+
+def test_a_foreign_pymysql_connection_sets_the_user_with_a_user_variable(engine, Base) -> None:
+    import pymysql
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    url = engine.url
+    foreign = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                              password=url.password or "", database=url.database, charset="utf8mb4")
+    try:
+        with foreign.cursor() as cursor:
+            cursor.execute("SET @sqlaudit_user_id = '42', @sqlaudit_reason = 'by hand'")
+            cursor.execute("INSERT INTO invoices (id, customer) VALUES (1, 'Acme')")
+            cursor.execute("SET @sqlaudit_user_id = NULL, @sqlaudit_reason = NULL")
+            cursor.execute("UPDATE invoices SET customer = 'anonymous' WHERE id = 1")
+        foreign.commit()
+    finally:
+        foreign.close()
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "42"), ("update", "1", None)]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT reason FROM sqlaudit_log ORDER BY id").scalars().all() == [
+            "by hand", None]
+
+
+def test_the_user_is_cleared_at_commit_and_never_reaches_the_next_transaction(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    pooled = create_engine(engine.url, pool_size=1, max_overflow=0)
+    try:
+        with pooled.connect() as conn:
+            first_session = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            with audit_context(user_id="alice", reason="r", context={"request": "1"}):
+                conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+                stamped = user_variables(conn)
+                conn.commit()
+            assert user_variables(conn) == (None, None, None, None)  # same session, after COMMIT
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+            conn.commit()
+        with pooled.connect() as conn:  # the same pooled session again
+            unregister_hooks()
+            second_session = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            assert user_variables(conn) == (None, None, None, None)
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (3, 'c')"))
+            conn.commit()
+    finally:
+        pooled.dispose()
+
+    assert stamped[:3] == ("alice", "r", '{"request":"1"}') and isinstance(stamped[3], int)
+    assert first_session == second_session
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("insert", "2", None),
+                                                 ("insert", "3", None)]
+
+
+def test_the_user_is_cleared_at_rollback(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.connect() as conn:
+        with audit_context(user_id="alice"):
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+            conn.rollback()
+        assert user_variables(conn) == (None, None, None, None)
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+        conn.commit()
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "2", None)]
+
+
+def test_raw_commit_and_rollback_text_clear_the_user(engine, Base) -> None:
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with engine.connect() as conn, audit_context(user_id="alice"):
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+        conn.exec_driver_sql("COMMIT")
+        after_commit = user_variables(conn)
+        conn.execute(text("INSERT INTO invoices (id, customer) VALUES (2, 'b')"))
+        restamped = user_variables(conn)
+        conn.exec_driver_sql("ROLLBACK")
+        after_rollback = user_variables(conn)
+        conn.commit()
+
+    assert after_commit == after_rollback == (None, None, None, None)
+    assert restamped[0] == "alice"  # the next write stamped again
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice")]
+
+
+def test_a_connection_returned_to_the_pool_holds_no_user(engine, Base) -> None:
+    """A commit made behind SQLAlchemy's back (the DBAPI connection's own) leaves the
+    variables set; the pool's checkin clears them before anyone else gets the session."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    pooled = create_engine(engine.url, pool_size=1, max_overflow=0)
+    try:
+        with pooled.connect() as conn, audit_context(user_id="alice"):
+            conn.execute(text("INSERT INTO invoices (id, customer) VALUES (1, 'a')"))
+            conn.connection.dbapi_connection.commit()
+            leftover = user_variables(conn)
+        unregister_hooks()
+        raw_connection = pooled.raw_connection()
+        try:
+            cursor = raw_connection.cursor()
+            cursor.execute("SELECT @sqlaudit_user_id")
+            reused = cursor.fetchone()[0]
+            cursor.execute("INSERT INTO invoices (id, customer) VALUES (2, 'b')")
+            raw_connection.commit()
+        finally:
+            raw_connection.close()
+    finally:
+        pooled.dispose()
+
+    assert leftover[0] == "alice" and reused is None
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("insert", "2", None)]
+
+
+def test_fail_closed_tables_refuse_writes_without_a_user(engine, Base) -> None:
+    invoice_model(Base, require_user_id=True)
+    Base.metadata.create_all(engine)
+    register_hooks()
+
+    with pytest.raises(OperationalError, match="needs an acting user"):
+        raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+    with audit_context(user_id="alice"):
+        raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice")]
+
+
+# ------------------------------------------------------------------ MariaDB's own write statements
+
+
+@pytest.fixture
+def invoices(engine, Base) -> type:
+    Invoice = invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer, amount) VALUES (1, 'Acme', 1), (2, 'Bolt', 2)")
+    return Invoice
+
+
+def test_insert_on_duplicate_key_update_records_the_insert_or_the_update(engine, invoices) -> None:
+    raw(engine,
+        "INSERT INTO invoices (id, customer) VALUES (1, 'Acme'), (3, 'Cog') "
+        "ON DUPLICATE KEY UPDATE customer = CONCAT(customer, '!')",
+        "INSERT INTO invoices (id, customer) VALUES (2, 'Bolt') "
+        "ON DUPLICATE KEY UPDATE customer = VALUES(customer)")  # changes nothing: no record
+
+    assert log_rows(engine)[2:] == [
+        ("update", "1", None, {"customer": "Acme"}, {"customer": "Acme!"}),
+        ("insert", "3", None, None, {"customer": "Cog", "amount": None}),
+    ]
+
+
+def test_replace_into_is_recorded_as_delete_and_insert(engine, invoices) -> None:
+    raw(engine, "REPLACE INTO invoices (id, customer, amount) VALUES (1, 'Acme 2', 5), (4, 'Dart', 4)")
+
+    assert log_rows(engine)[2:] == [
+        ("delete", "1", None, {"customer": "Acme", "amount": "1.00"}, None),
+        ("insert", "1", None, None, {"customer": "Acme 2", "amount": "5.00"}),
+        ("insert", "4", None, None, {"customer": "Dart", "amount": "4.00"}),
+    ]
+
+
+def test_insert_ignore_records_only_the_rows_it_inserts(engine, invoices) -> None:
+    raw(engine, "INSERT IGNORE INTO invoices (id, customer) VALUES (1, 'dup'), (5, 'Elm')")
+
+    assert log_rows(engine)[2:] == [("insert", "5", None, None, {"customer": "Elm", "amount": None})]
+
+
+def test_multi_table_update_and_delete_joins_are_recorded_per_row(engine, invoices) -> None:
+    raw(engine,
+        "CREATE TABLE renames (old_name VARCHAR(50) PRIMARY KEY, new_name VARCHAR(50))",
+        "INSERT INTO renames VALUES ('Acme', 'Acme Ltd'), ('Bolt', 'Bolt plc')",
+        "UPDATE invoices AS i JOIN renames AS r ON r.old_name = i.customer "
+        "SET i.customer = r.new_name, r.new_name = 'done'",
+        "DELETE i FROM invoices AS i JOIN renames AS r ON i.customer = 'Bolt plc'")
+
+    assert log_rows(engine)[2:] == [
+        ("update", "1", None, {"customer": "Acme"}, {"customer": "Acme Ltd"}),
+        ("update", "2", None, {"customer": "Bolt"}, {"customer": "Bolt plc"}),
+        ("delete", "2", None, {"customer": "Bolt plc", "amount": "2.00"}, None),
+    ]
+
+
+def test_truncate_records_nothing_is_a_documented_hole(engine, invoices) -> None:
+    """MariaDB fires no trigger for TRUNCATE (docs/mariadb.md): the rows vanish unrecorded.
+    Deny the application account the DROP privilege it needs to truncate."""
+    raw(engine, "TRUNCATE TABLE invoices")
+
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM invoices").scalar() == 0
+    assert [r[0] for r in log_rows(engine)] == ["insert", "insert"]
+
+
+def test_foreign_key_cascades_record_nothing_is_a_documented_hole(engine, Base) -> None:
+    """InnoDB applies ON DELETE / ON UPDATE CASCADE and SET NULL without firing the
+    child table's triggers (docs/mariadb.md): those changes are not recorded."""
+
+    @track_table(tracked_fields=["customer_id", "label"])
+    class Order(Base):
+        __tablename__ = "orders"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        customer_id: Mapped[Optional[int]] = mapped_column(Integer)
+        label: Mapped[Optional[str]] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    raw(engine,
+        "CREATE TABLE customers (id INT PRIMARY KEY)",
+        "ALTER TABLE orders ADD CONSTRAINT fk_orders_customer FOREIGN KEY (customer_id) "
+        "REFERENCES customers (id) ON DELETE CASCADE ON UPDATE CASCADE",
+        "INSERT INTO customers VALUES (1), (2)",
+        "INSERT INTO orders VALUES (10, 1, 'a'), (20, 2, 'b')",
+        "UPDATE customers SET id = 3 WHERE id = 2",  # cascades to orders.customer_id: unrecorded
+        "DELETE FROM customers WHERE id = 1")  # cascades to order 10: unrecorded
+
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id, customer_id FROM orders").all() == [(20, 3)]
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "10"), ("insert", "20")]
+
+
+# ------------------------------------------------------------------ pruning
+
+
+def test_prune_removes_only_older_records_and_the_guard_stays(engine, Base) -> None:
+    import time
+    from datetime import timezone
+
+    from sqlaudit import prune_audit_log
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'old')")
+    time.sleep(0.01)
+    with engine.connect() as conn:
+        between = conn.exec_driver_sql("SELECT UTC_TIMESTAMP(6)").scalar().replace(tzinfo=timezone.utc)
+    time.sleep(0.01)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (2, 'new')")
+
+    with engine.connect() as conn:
+        assert prune_audit_log(conn, between) == 1
+        variable = conn.exec_driver_sql("SELECT @sqlaudit_prune_before").scalar()
+        with pytest.raises(OperationalError, match="DELETE on sqlaudit_log is refused"):
+            conn.exec_driver_sql("DELETE FROM sqlaudit_log")  # same session, after the prune
+        conn.commit()
+
+    assert variable is None
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "2")]
+
+
+def test_prune_with_an_archive_is_refused_on_mariadb(engine, Base, tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from sqlaudit import prune_audit_log
+    from sqlaudit.exceptions import SQLAuditUnsupportedDialectError
+
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
+
+    with pytest.raises(SQLAuditUnsupportedDialectError, match="export_to"):
+        prune_audit_log(engine, datetime.now(timezone.utc), export_to=tmp_path / "archive.jsonl")
+    assert len(log_rows(engine)) == 1
+
+
+# ------------------------------------------------------------------ privileges
+
+
+@pytest.fixture
+def app_account(engine, Base):
+    """The tracked invoices table, and a MariaDB account with the rights of an
+    application on it (SELECT, INSERT, UPDATE, DELETE; nothing on the log, no DROP,
+    no TEMPORARY tables), and an engine logged in as it; both removed afterwards."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+    name = f"sqlaudit_app_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    raw(engine, f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{engine.info_schema}`.invoices TO '{name}'@'%'")
+    app = create_engine(engine.url.set(username=name, password=password))
+    yield app
+    app.dispose()
+    raw(engine, f"DROP USER '{name}'@'%'")
+
+
+def test_an_application_account_without_rights_on_the_log_is_audited_and_cannot_touch_it(
+        engine, Base, app_account) -> None:
+    """The triggers write with their definer's rights (the installing account): the
+    application account needs none on sqlaudit_log, and has none to alter it."""
+    register_hooks()
+
+    with audit_context(user_id="alice"):
+        raw(app_account, "INSERT INTO invoices (id, customer) VALUES (1, 'Acme')",
+            "UPDATE invoices SET customer = 'Acme Ltd'")
+    refused = []
+    for sql in ("SELECT * FROM sqlaudit_log",
+                "INSERT INTO sqlaudit_log (table_name, operation, changed_at) VALUES ('x', 'x', NOW())",
+                "UPDATE sqlaudit_log SET changed_by = 'mallory'",
+                "DELETE FROM sqlaudit_log",
+                "TRUNCATE TABLE sqlaudit_log",
+                "TRUNCATE TABLE invoices",
+                "CREATE TEMPORARY TABLE sqlaudit_log (id INT)"):
+        with pytest.raises((OperationalError, ProgrammingError), match="denied") as caught:
+            raw(app_account, sql)
+        refused.append(caught.value.orig.args[0])
+
+    assert [r[:3] for r in log_rows(engine)] == [("insert", "1", "alice"), ("update", "1", "alice")]
+    assert set(refused) <= {1142, 1044}  # table / database access denied
+
+
+def test_a_temporary_table_named_sqlaudit_log_captures_the_triggers_rows_is_a_documented_hole(
+        engine, Base) -> None:
+    """A session's TEMPORARY table shadows the log, for its triggers too: that session's
+    writes are recorded into its own temporary table and vanish with it. The defence
+    is privileges: the application account gets no CREATE TEMPORARY TABLES (see the
+    test above)."""
+    invoice_model(Base)
+    Base.metadata.create_all(engine)
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE sqlaudit_log (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "table_schema TEXT, table_name TEXT, resource_id TEXT, operation TEXT, "
+            "changed_at DATETIME(6), changed_by TEXT, db_role TEXT, transaction_id BIGINT, "
+            "reason TEXT, old_data TEXT, new_data TEXT, context TEXT, application_name TEXT, "
+            "client_addr TEXT)")
+        conn.exec_driver_sql("INSERT INTO invoices (id, customer) VALUES (1, 'hidden')")
+        captured = conn.exec_driver_sql("SELECT COUNT(*) FROM sqlaudit_log").scalar()
+        conn.exec_driver_sql("DROP TEMPORARY TABLE sqlaudit_log")
+
+    assert captured == 1
+    assert log_rows(engine) == []
+
+
+# ------------------------------------------------------------------ sql_mode
+
+
+def test_ansi_quotes_and_no_backslash_escapes_change_nothing(make_engine, Base) -> None:
+    """Triggers keep the sql_mode they were created under. Created and run under
+    ANSI_QUOTES and NO_BACKSLASH_ESCAPES, with names and values full of quotes and
+    backslashes, they record the same as under the default mode: the rendered SQL
+    quotes names with backticks and writes no backslash inside a string literal."""
+    from sqlalchemy import event
+
+    engine = make_engine()
+
+    @event.listens_for(engine, "connect")
+    def _modes(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION sql_mode = "
+                           "CONCAT(@@sql_mode, ',ANSI_QUOTES,NO_BACKSLASH_ESCAPES')")
+
+    @track_table(tracked_fields=["back", "quoted"])
+    class Odd(Base):
+        __tablename__ = "odd \\ 'table'"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        back: Mapped[Optional[str]] = mapped_column("back\\slash", String(50))
+        quoted: Mapped[Optional[str]] = mapped_column("it's \"quoted\"", String(50))
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    value = "a\\b 'c' \"d\" \\n"
+    with Session(engine) as s, audit_context(user_id="u\\'1", reason="r\\n"):
+        s.add(Odd(id=1, back=value, quoted="q"))
+        s.commit()
+        s.get(Odd, 1).quoted = value
+        s.commit()
+
+    with engine.connect() as conn:
+        modes = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        trigger_modes = conn.exec_driver_sql(
+            "SELECT DISTINCT SQL_MODE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE <> 'sqlaudit_log'").scalars().all()
+        rows = conn.exec_driver_sql(
+            "SELECT operation, changed_by, reason, old_data, new_data FROM sqlaudit_log ORDER BY id").all()
+    assert "ANSI_QUOTES" in modes and "NO_BACKSLASH_ESCAPES" in modes
+    assert len(trigger_modes) == 1 and "NO_BACKSLASH_ESCAPES" in trigger_modes[0]
+    assert [(op, user, reason, _json(old), _json(new)) for op, user, reason, old, new in rows] == [
+        ("insert", "u\\'1", "r\\n", None, {"back\\slash": value, "it's \"quoted\"": "q"}),
+        ("update", "u\\'1", "r\\n", {"it's \"quoted\"": "q"}, {"it's \"quoted\"": value}),
+    ]
+    with Session(engine) as s:
+        assert [(r.operation, r.field_name, r.new_value) for r in
+                get_resource_changes(Odd, session=s, sort_direction="asc")] == [
+            ("insert", "back", value), ("insert", "quoted", "q"), ("update", "quoted", value)]
