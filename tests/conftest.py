@@ -80,17 +80,7 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
             pytest.fail(message + " (SQLAUDIT_REQUIRE_POSTGRES=1)", pytrace=False)
         pytest.skip(message)
-    probe = create_engine(url)
-    try:
-        with probe.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        message = f"PostgreSQL at SQLAUDIT_TEST_POSTGRES_URL is unreachable: {exc}"
-        if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    finally:
-        probe.dispose()
+    _reachable(url, "PostgreSQL", "POSTGRES")
     yield url
     if _container is not None:
         _container.stop()
@@ -108,18 +98,23 @@ def mariadb_url() -> str:
         if required:
             pytest.fail(message + " (SQLAUDIT_REQUIRE_MARIADB=1)", pytrace=False)
         pytest.skip(message)
+    _reachable(url, "MariaDB", "MARIADB")
+    return url
+
+
+def _reachable(url: str, server: str, env: str) -> None:
+    """Fail (SQLAUDIT_REQUIRE_<env>=1) or skip, naming the server, when ``url`` does not answer."""
     probe = create_engine(url)
     try:
         with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        message = f"MariaDB at SQLAUDIT_TEST_MARIADB_URL is unreachable: {exc}"
-        if required:
+        message = f"{server} at SQLAUDIT_TEST_{env}_URL is unreachable: {exc}"
+        if os.environ.get(f"SQLAUDIT_REQUIRE_{env}") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     finally:
         probe.dispose()
-    return url
 
 
 def _mariadb_engine(url: str, **kw: Any) -> Iterator[Engine]:
