@@ -55,6 +55,7 @@ _STAMP_TRIGGER = "sqlaudit_stamp_trigger"  # SQLite: name of this connection's T
 _STAMP_COMMAND = "sqlaudit_stamp_command"  # psycopg: ((user, reason, encoding), quoted set_actor_local)
 _SCHEMA_VERSION = "sqlaudit_schema_version"  # SQLite: main schema the TEMP trigger was made for
 _MYSQL_STAMPED = "sqlaudit_mysql_stamped"  # MariaDB: the session's @sqlaudit_* variables may be set
+_MYSQL_RAW = "sqlaudit_mysql_raw"  # MariaDB: the application set @sqlaudit_* itself (raw SQL)
 #: Dialects whose transactions the hook stamps.
 _STAMPED_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 #: Transaction control sent as SQL text (by SQLAlchemy for savepoints, or by the
@@ -291,6 +292,15 @@ def _before_cursor_execute(
 ) -> None:
     if _busy.get():
         return
+    _stamp_before(conn, cursor, statement)
+    if "@sqlaudit_" in statement and is_mysql(conn.dialect.name):
+        # the application sets a variable itself (raw SQL): it holds for this checkout
+        # (also in AUTOCOMMIT) and is cleared at checkin, never reaching another one
+        conn.info[_MYSQL_RAW] = True
+
+
+def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
+    """Stamp the acting user before ``statement``, or forget or clear a stamp."""
     # the first character rules out most statements before the regex runs (hot path)
     control = _CONTROL_RE.match(statement) if statement[:1] in _CONTROL_START else None
     if control is not None:
@@ -372,7 +382,8 @@ def _transaction_control(conn: Connection, cursor: Any, control: "re.Match[str]"
         return
     conn.info.pop(_STATE, None)
     if keyword in ("COMMIT", "END", "ABORT", "PREPARE") or (
-            keyword == "ROLLBACK" and control.group(2) is None):
+            keyword == "ROLLBACK" and control.group(2) is None) or (
+            keyword in ("BEGIN", "START") and is_mysql(conn.dialect.name)):  # they commit there
         conn.info.pop(_TXID, None)
 
 
@@ -511,9 +522,11 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
     connection cannot be credited to the user of an earlier transaction. A
     connection whose row cannot be removed is discarded from the pool. On MariaDB
     the variables of a session that was stamped (and not cleared since, as every
-    COMMIT and ROLLBACK SQLAlchemy sees does) are set to NULL.
+    COMMIT and ROLLBACK SQLAlchemy sees does), or whose variables the application
+    set itself with raw SQL, are set to NULL.
     """
-    if dbapi_connection is not None and record.info.get(_MYSQL_STAMPED):
+    if dbapi_connection is not None and (record.info.get(_MYSQL_STAMPED)
+                                         or record.info.get(_MYSQL_RAW)):
         try:
             cursor = dbapi_connection.cursor()
             try:
@@ -521,6 +534,7 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
             finally:
                 cursor.close()
             record.info.pop(_MYSQL_STAMPED, None)
+            record.info.pop(_MYSQL_RAW, None)
         except Exception:
             log.warning("sqlaudit could not clear the MariaDB user variables; discarding "
                         "the connection", exc_info=True)

@@ -780,3 +780,84 @@ def test_ansi_quotes_and_no_backslash_escapes_change_nothing(make_engine, Base) 
         assert [(r.operation, r.field_name, r.new_value) for r in
                 get_resource_changes(Odd, session=s, sort_direction="asc")] == [
             ("insert", "back", value), ("insert", "quoted", "q"), ("update", "quoted", value)]
+
+
+# ------------------------------------------------------------------ raw transaction control
+
+
+def _note_model(Base: Any) -> type:
+    @track_table(tracked_fields=["title"])
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+
+    return Note
+
+
+def _inserts(engine) -> list[tuple[Any, ...]]:
+    """(title, changed_by, transaction_id) of every recorded insert, in order."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT JSON_VALUE(new_data, '$.title'), changed_by, transaction_id "
+            "FROM sqlaudit_log WHERE operation = 'insert' ORDER BY id")).all()]
+
+
+@pytest.mark.parametrize("statement", ["START TRANSACTION", "BEGIN", "BEGIN WORK"])
+def test_a_raw_start_transaction_commits_so_the_next_writes_get_a_new_transaction_id(
+        engine, Base, statement) -> None:
+    """On MariaDB a raw START TRANSACTION or BEGIN commits the open transaction: the
+    writes after it belong to another transaction and get another transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'first')"))
+        s.execute(text(statement))  # commits 'first' on the server
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
+        s.rollback()  # rolls back 'second' only
+        s.execute(text("INSERT INTO notes (id, title) VALUES (3, 'third')"))
+        s.execute(text(statement))
+        s.execute(text("INSERT INTO notes (id, title) VALUES (4, 'fourth')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("first", "A"), ("third", "A"), ("fourth", "A")]
+    assert found[1][2] != found[2][2]  # committed by two server transactions
+
+
+def test_a_raw_user_variable_set_on_an_autocommit_connection_is_cleared_at_checkin(
+        make_engine, Base) -> None:
+    """Raw `SET @sqlaudit_user_id` (the documented way for raw SQL) on an AUTOCOMMIT
+    connection: the next checkout of that connection, another request, holds no user."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:  # request 1: a support tool acting for user 42
+        conn.execute(text("SET @sqlaudit_user_id = '42'"))
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'by 42')"))
+        first = conn.connection.dbapi_connection
+    with auto.connect() as conn:  # request 2: no user at all
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
+        second = conn.connection.dbapi_connection
+    assert second is first
+    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+
+
+def test_driver_autocommit_keeps_a_user_past_its_server_transaction_is_a_documented_hole(
+        make_engine, Base) -> None:
+    """PyMySQL's own autocommit (not SQLAlchemy's isolation_level): each statement
+    commits on the server, but SQLAlchemy sees one open transaction, so the user
+    stamped for the first job is not resolved again for the second."""
+    engine = make_engine(connect_args={"autocommit": True})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    current = {"user": "A"}
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: current["user"]))
+    register_hooks()
+    with engine.connect() as conn:  # a worker's connection; the driver commits each statement
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'job 1')"))
+        current["user"] = None  # the next job runs for nobody
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'job 2')"))
+    assert [r[:2] for r in _inserts(engine)] == [("job 1", "A"), ("job 2", "A")]
