@@ -571,9 +571,7 @@ def prune_remover(connection: Connection, log_table: Table, bound: datetime,
             f"exhaust PostgreSQL's lock table (max_locks_per_transaction), so nothing was "
             f"pruned: prune in steps, first with older_than={step.isoformat()}.")
 
-    def remover(condition: Any) -> int:
-        current = read_layout(connection, schema) or layout
-        whole = [p for p in current.ranges if p.end is not None and p.end <= bound]
+    def remover(condition: Any) -> int:  # the layout read above holds: the partition lock is ours
         dropped = 0
         if whole:
             # Lock before counting: a writer still in flight commits before the lock is

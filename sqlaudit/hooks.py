@@ -293,7 +293,7 @@ def _before_cursor_execute(
     if _busy.get():
         return
     _stamp_before(conn, cursor, statement)
-    if "@sqlaudit_" in statement and is_mysql(conn.dialect.name):
+    if is_mysql(conn.dialect.name) and "@sqlaudit_" in statement:  # no text scan elsewhere
         # the application sets a variable itself (raw SQL): it holds for this checkout
         # (also in AUTOCOMMIT) and is cleared at checkin, never reaching another one
         conn.info[_MYSQL_RAW] = True
