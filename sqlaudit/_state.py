@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from . import retrieval as _r
 from .dialects import is_mysql, rendering_dialect
 from .exceptions import SQLAuditArgumentError, SQLAuditArgumentTypeError
-from .schema import audit_table, rows_of_table
+from .schema import audit_table, exact_collation, rows_of_table
 from .spec import TableSpec, mapper_of, spec_for
 
 __all__ = ["get_resource_state", "get_table_state"]
@@ -214,7 +214,8 @@ class _Plan:
             union = self._history(at, rid, False).subquery("u")
         # byte-wise, so that rows of one resource are adjacent whatever the collations
         rid_order = (union.c.rid.collate("C") if self.pg
-                     else union.c.rid.collate("utf8mb4_bin") if self.mysql else union.c.rid)
+                     else union.c.rid.collate(exact_collation(self.conn.dialect)) if self.mysql
+                     else union.c.rid)
         time_order = union.c.changed_at.desc() if backward else union.c.changed_at.asc()
         id_order = union.c.id.desc() if backward else union.c.id.asc()
         return select(*union.c).order_by(rid_order, union.c.kind, time_order, id_order)

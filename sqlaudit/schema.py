@@ -27,7 +27,8 @@ from sqlalchemy import (
     literal_column,
 )
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
-from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME, LONGTEXT
+from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME, LONGTEXT, VARCHAR
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ._naming import AUDIT_TABLE_NAME
@@ -50,16 +51,45 @@ _MYSQL = ("mysql", "mariadb")
 _LONG_TEXT = Text().with_variant(LONGTEXT(), *_MYSQL)
 
 
+class _ExactLongText(LONGTEXT):
+    """``LONGTEXT`` in the exact binary collation of the server (see :func:`exact_collation`)."""
+
+
+class _ExactVarchar(VARCHAR):
+    """``VARCHAR(n)`` in the exact binary collation of the server (see :func:`exact_collation`)."""
+
+
+def exact_collation(dialect: Any) -> str:
+    """The utf8mb4 collation of MariaDB / MySQL that compares byte-wise and does
+    not pad: ``utf8mb4_bin`` ignores trailing spaces (``'alice' = 'alice '``),
+    which would make two user ids or two keys one. MariaDB names it
+    ``utf8mb4_nopad_bin``, MySQL 8 ``utf8mb4_0900_bin``."""
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
+@compiles(_ExactLongText, "mysql")
+@compiles(_ExactLongText, "mariadb")
+def _compile_exact_long_text(type_: Any, compiler: Any, **kw: Any) -> str:
+    return f"LONGTEXT CHARACTER SET utf8mb4 COLLATE {exact_collation(compiler.dialect)}"
+
+
+@compiles(_ExactVarchar, "mysql")
+@compiles(_ExactVarchar, "mariadb")
+def _compile_exact_varchar(type_: Any, compiler: Any, **kw: Any) -> str:
+    return (f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 "
+            f"COLLATE {exact_collation(compiler.dialect)}")
+
+
 def _bytewise(type_: String) -> String:
     """``type_`` with the "C" collation on PostgreSQL: the indexed text columns are
     only compared for equality, and byte-wise comparison makes writing their
     index entries cheaper than the database's locale collation (about a quarter
     of the audit row's cost under C.UTF-8, more under ICU or en_US locales).
-    On MariaDB / MySQL the binary collation ``utf8mb4_bin`` does the same (and keeps
-    ``'a'`` and ``'A'`` apart, as PostgreSQL and SQLite do); a ``Text`` is a
-    ``LONGTEXT`` there (MySQL's TEXT holds 64 KB, too little for a user id of 1 MiB)."""
-    mysql_type = (LONGTEXT(collation="utf8mb4_bin") if isinstance(type_, Text)
-                  else type(type_)(type_.length, collation="utf8mb4_bin"))
+    On MariaDB / MySQL the binary collation that does not pad
+    (:func:`exact_collation`) does the same (and keeps ``'a'``, ``'A'`` and
+    ``'a '`` apart, as PostgreSQL and SQLite do); a ``Text`` is a ``LONGTEXT``
+    there (MySQL's TEXT holds 64 KB, too little for a user id of 1 MiB)."""
+    mysql_type = _ExactLongText() if isinstance(type_, Text) else _ExactVarchar(type_.length)
     return (type_.with_variant(type(type_)(type_.length, collation="C"), "postgresql")
             .with_variant(mysql_type, *_MYSQL))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import pytest
@@ -183,6 +184,39 @@ def test_string_primary_key_is_the_resource_id_verbatim(engine, Base) -> None:
         assert summary(changes(Page, s, filter_resource_ids="007")) == [
             ("insert", "007", "title", None, "bond", None),
         ]
+
+
+def test_keys_that_differ_only_in_trailing_spaces_are_two_resources(engine, Base) -> None:
+    """``"a"`` and ``"a "`` are two keys where the key column tells them apart
+    (on MariaDB a NO PAD collation); their histories and states never mix."""
+    from sqlalchemy.dialects.mysql import VARCHAR
+
+    from sqlaudit import get_resource_state, get_table_state
+
+    @track_table(tracked_fields=["title"])
+    class Tag(Base):
+        __tablename__ = "tags"
+        name: Mapped[str] = mapped_column(
+            String(20).with_variant(VARCHAR(20, collation="utf8mb4_nopad_bin"), "mysql"),
+            primary_key=True)
+        title: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add_all([Tag(name="a", title="plain"), Tag(name="a ", title="spaced")])
+        s.commit()
+        s.get(Tag, "a ").title = "spaced, edited"
+        s.commit()
+        assert summary(changes(Tag, s, filter_resource_ids="a")) == [
+            ("insert", "a", "title", None, "plain", None),
+        ]
+        assert [r.new_value for r in changes(Tag, s, filter_resource_ids="a ")] == [
+            "spaced", "spaced, edited"]
+        now = datetime.now(timezone.utc) + timedelta(seconds=1)
+        assert get_resource_state(Tag, "a", at=now, session=s) == {"title": "plain"}
+        assert get_resource_state(Tag, "a ", at=now, session=s) == {"title": "spaced, edited"}
+        assert list(get_table_state(Tag, at=now, session=s)) == [
+            ("a", {"title": "plain"}), ("a ", {"title": "spaced, edited"})]
 
 
 def test_changing_a_primary_key_is_recorded_as_delete_of_old_key_and_insert_of_new(

@@ -69,7 +69,7 @@ def test_log_and_seal_tables_create_with_innodb_utf8mb4_and_microseconds(engine)
     assert tables == {"sqlaudit_log": "InnoDB utf8mb4_general_ci",
                       "sqlaudit_seal": "InnoDB utf8mb4_general_ci"}
     assert types["changed_at"] == "datetime(6)"
-    assert collations == dict.fromkeys(("table_name", "resource_id", "changed_by"), "utf8mb4_bin")
+    assert collations == dict.fromkeys(("table_name", "resource_id", "changed_by"), "utf8mb4_nopad_bin")
     assert [tuple(r) for r in indexes] == [
         ("ix_sqlaudit_log_changed_at", "changed_at", None),
         ("ix_sqlaudit_log_resource", "table_name", None),

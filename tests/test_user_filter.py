@@ -98,3 +98,37 @@ def test_a_users_latest_changes_are_read_newest_first_from_the_index(engine, Not
         plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
     assert "Index Scan Backward using ix_sqlaudit_log_user" in plan, plan
     assert "Bitmap" not in plan, plan
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_a_user_filter_tells_trailing_spaces_apart(engine, Note, read) -> None:
+    """``"alice"`` and ``"alice "`` are two users on every database (MariaDB's
+    PAD SPACE collations would call them equal)."""
+    write_as(engine, Note, "alice", "plain", 1)
+    write_as(engine, Note, "alice ", "spaced", 2)
+    with Session(engine) as s:
+        assert READS[read](s, Note, "alice") == ["plain"]
+        assert READS[read](s, Note, "alice ") == ["spaced"]
+
+
+def test_a_user_id_of_spaces_only_is_recorded_as_given(engine, Note) -> None:
+    """Only an empty id means "no user"; an id of spaces is stored exactly."""
+    write_as(engine, Note, "  ", "spaces", 1)
+    with Session(engine) as s:
+        assert [r.changed_by for r in changes(Note, s)] == ["  "]
+
+
+def test_a_user_id_of_spaces_only_passes_a_fail_closed_table(Base, engine) -> None:
+    @track_table(tracked_fields=["body"], require_user_id=True)
+    class Strict(Base):
+        __tablename__ = "strict_notes"
+        id = mapped_column(Integer, primary_key=True, autoincrement=False)
+        body = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with audit_context(user_id=" "), Session(engine) as s:
+        s.add(Strict(id=1, body="x"))
+        s.commit()
+    with Session(engine) as s:
+        assert [r.changed_by for r in changes(Strict, s)] == [" "]

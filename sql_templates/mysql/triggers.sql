@@ -19,9 +19,9 @@ BEGIN {{ fingerprint }}
         context, application_name, client_addr)
     VALUES (
         {{ schema_literal }}, {{ table_literal }}, {{ insert_key }}, 'insert', UTC_TIMESTAMP(6),
-        NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-        NULLIF(@sqlaudit_reason, ''), NULL, {{ insert_data }},
-        NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+        IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+        IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), NULL, {{ insert_data }},
+        IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
 END
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ update_trigger }}
@@ -38,14 +38,14 @@ BEGIN {{ fingerprint }}
             context, application_name, client_addr)
         VALUES (
             {{ schema_literal }}, {{ table_literal }}, {{ delete_key }}, 'delete', UTC_TIMESTAMP(6),
-            NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-            NULLIF(@sqlaudit_reason, ''), {{ delete_data }}, NULL,
-            NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1)),
+            IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+            IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), {{ delete_data }}, NULL,
+            IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1)),
         (
             {{ schema_literal }}, {{ table_literal }}, {{ insert_key }}, 'insert', UTC_TIMESTAMP(6),
-            NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-            NULLIF(@sqlaudit_reason, ''), NULL, {{ insert_data }},
-            NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+            IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+            IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), NULL, {{ insert_data }},
+            IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
     ELSE
 {{ update_changes }}
         IF sqlaudit_changed THEN
@@ -55,9 +55,9 @@ BEGIN {{ fingerprint }}
                 context, application_name, client_addr)
             VALUES (
                 {{ schema_literal }}, {{ table_literal }}, {{ update_key }}, 'update', UTC_TIMESTAMP(6),
-                NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-                NULLIF(@sqlaudit_reason, ''), sqlaudit_old_data, sqlaudit_new_data,
-                NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+                IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+                IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), sqlaudit_old_data, sqlaudit_new_data,
+                IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
         END IF;
     END IF;
 END
@@ -72,7 +72,7 @@ BEGIN {{ fingerprint }}
         context, application_name, client_addr)
     VALUES (
         {{ schema_literal }}, {{ table_literal }}, {{ delete_key }}, 'delete', UTC_TIMESTAMP(6),
-        NULLIF(@sqlaudit_user_id, ''), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-        NULLIF(@sqlaudit_reason, ''), {{ delete_data }}, NULL,
-        NULLIF(@sqlaudit_context, ''), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+        IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+        IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), {{ delete_data }}, NULL,
+        IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
 END

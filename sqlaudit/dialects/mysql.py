@@ -142,7 +142,7 @@ def _require_user(spec: TableSpec, dialect: Dialect) -> str:
     message = f"sqlaudit: a write to {spec.name} needs an acting user (require_user_id is on)"
     if len(message) > _MESSAGE_LIMIT:
         message = "sqlaudit: this write needs an acting user (require_user_id is on)"
-    return (f"    IF NULLIF(@sqlaudit_user_id, '') IS NULL THEN\n"
+    return (f"    IF COALESCE(CHAR_LENGTH(@sqlaudit_user_id), 0) = 0 THEN\n"
             f"        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {string_literal(message, dialect)};\n"
             f"    END IF;\n")
 
