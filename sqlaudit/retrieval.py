@@ -29,6 +29,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    Time,
     Uuid,
     JSON,
     and_,
@@ -911,22 +912,48 @@ def _sqlite_processors(table: Any, dialect: Dialect) -> dict[str, Optional[Calla
 def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
     """Column name -> converter of the JSON value MariaDB's triggers wrote for it.
 
-    The triggers write values as SQLite's do (dates, times, DECIMAL and JSON as their
+    The triggers write values as SQLite's do (dates, DECIMAL and JSON as their
     text, see :mod:`sqlaudit.dialects.mysql`), so the SQLite result processors read
-    them, except DECIMAL (its text read exactly) and floats (already JSON numbers)."""
+    them, except: DECIMAL (its text read exactly); floats, BIT and YEAR (JSON
+    numbers, as the driver returns them, then MySQL's own processor: a DOUBLE
+    with ``asdecimal`` becomes a Decimal as the ORM reads it); TIME (its text can
+    exceed 24 hours: read as the driver's timedelta, then MySQL's processor)."""
     from sqlalchemy.dialects import mysql, sqlite
 
     mysql_dialect, sqlite_dialect = mysql.dialect(), sqlite.dialect()
     result: dict[str, Optional[Callable[[Any], Any]]] = {}
     for c in table.columns:
         impl = base_type(c.type, mysql_dialect)
-        if isinstance(impl, Float):
+        if isinstance(impl, (mysql.BIT, mysql.YEAR)):
             result[c.name] = None
+        elif isinstance(impl, Float):
+            result[c.name] = c.type.dialect_impl(mysql_dialect).result_processor(mysql_dialect, None)
         elif isinstance(impl, Numeric):
             result[c.name] = _decimal if impl.asdecimal else float
+        elif isinstance(impl, Time):
+            result[c.name] = _then(_mysql_time, c.type.dialect_impl(mysql_dialect)
+                                   .result_processor(mysql_dialect, None))
         else:
             result[c.name] = c.type.dialect_impl(sqlite_dialect).result_processor(sqlite_dialect, None)
     return result
+
+
+def _then(first: Callable[[Any], Any],
+          second: Optional[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    return first if second is None else (lambda value: second(first(value)))
+
+
+def _mysql_time(value: Any) -> Any:
+    """MariaDB's TIME text (``-838:59:59.000000`` to ``838:59:59.000000``) as the
+    ``timedelta`` the driver returns for it."""
+    if value is None:
+        return None
+    text_ = str(value)
+    sign = -1 if text_.startswith("-") else 1
+    hours, minutes, seconds = text_.lstrip("-").split(":")
+    whole, _, fraction = seconds.partition(".")
+    return sign * timedelta(hours=int(hours), minutes=int(minutes), seconds=int(whole),
+                            microseconds=int((fraction + "000000")[:6]))
 
 
 def _decimal(value: Any) -> Any:

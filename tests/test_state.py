@@ -35,7 +35,7 @@ def account_model(Base: Any) -> type:
         raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
         # a double on every dialect (SQLAlchemy's Float is a 4-byte FLOAT on MariaDB)
         ratio: Mapped[float | None] = mapped_column(
-            Float().with_variant(DOUBLE(), "mysql", "mariadb"), nullable=True)
+            Float().with_variant(DOUBLE(asdecimal=False), "mysql", "mariadb"), nullable=True)
         seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     return Account

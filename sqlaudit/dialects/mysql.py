@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary,
                         MetaData, Numeric, String, Time, Uuid)
+from sqlalchemy.dialects.mysql import BIT, YEAR
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.sqltypes import _Binary
 
@@ -60,6 +61,8 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
     impl = base_type(col.type, dialect)
     if isinstance(impl, (LargeBinary, _Binary)):
         return f"IF({ref} IS NULL, NULL, JSON_OBJECT('$b', HEX({ref})))"
+    if isinstance(impl, (BIT, YEAR)):
+        return f"CAST({ref} AS UNSIGNED)"  # a JSON number, as the driver reads them
     if isinstance(impl, (Integer, Boolean, Float)):
         return ref  # a JSON number (DOUBLE: the shortest text that reads back exactly)
     if isinstance(impl, DateTime):  # always six digits of fraction, as SQLite's text has
