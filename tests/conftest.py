@@ -12,6 +12,11 @@ MariaDB comes from ``SQLAUDIT_TEST_MARIADB_URL`` (e.g.
 ``mysql+pymysql://root@127.0.0.1:3306/test``), else that half is skipped with
 the reason shown; ``SQLAUDIT_REQUIRE_MARIADB=1`` turns the skip into a failure.
 Each MariaDB test gets its own fresh database ``sqlaudit_t_<hex>``.
+
+MySQL 8 (tests/test_mysql8.py, dialect ``"mysql"``) comes from
+``SQLAUDIT_TEST_MYSQL_URL``, else a testcontainers ``mysql:8.0`` container
+where a Docker daemon answers, else it is skipped with the reason shown;
+``SQLAUDIT_REQUIRE_MYSQL=1`` turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -100,6 +105,46 @@ def mariadb_url() -> str:
         pytest.skip(message)
     _reachable(url, "MariaDB", "MARIADB")
     return url
+
+
+_mysql_container: Any = None
+
+
+def _docker_mysql() -> tuple[Optional[str], str]:
+    try:
+        from testcontainers.mysql import MySqlContainer
+        import docker
+    except ImportError:
+        return None, "testcontainers is not installed"
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # no daemon
+        return None, f"no Docker daemon answers ({exc.__class__.__name__})"
+    global _mysql_container
+    _mysql_container = MySqlContainer("mysql:8.0", dialect="pymysql")
+    _mysql_container.start()
+    return _mysql_container.get_connection_url(), "testcontainers"
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    url = os.environ.get("SQLAUDIT_TEST_MYSQL_URL")
+    reason = ""
+    if not url:
+        url, reason = _docker_mysql()
+    if not url:
+        message = (
+            "MySQL 8 tests skipped, no server: run them against a MySQL 8 server with "
+            "SQLAUDIT_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test, or pip install "
+            f"'.[test,testcontainers]' with Docker running ({reason})"
+        )
+        if os.environ.get("SQLAUDIT_REQUIRE_MYSQL") == "1":
+            pytest.fail(message + " (SQLAUDIT_REQUIRE_MYSQL=1)", pytrace=False)
+        pytest.skip(message)
+    _reachable(url, "MySQL", "MYSQL")
+    yield url
+    if _mysql_container is not None:
+        _mysql_container.stop()
 
 
 def _reachable(url: str, server: str, env: str) -> None:
@@ -206,6 +251,8 @@ def make_engine(dialect: str, request: pytest.FixtureRequest, tmp_path: Any) -> 
             gen = _sqlite_engine(f"sqlite:///{tmp_path / 'test.db'}", **kw)
         elif dialect == "mariadb":
             gen = _mariadb_engine(request.getfixturevalue("mariadb_url"), **kw)
+        elif dialect == "mysql":  # MySQL 8: the same fresh database per test
+            gen = _mariadb_engine(request.getfixturevalue("mysql_url"), **kw)
         else:
             url = request.getfixturevalue("postgres_url")
             gen = _postgres_engine(url, **kw)
