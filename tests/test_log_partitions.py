@@ -178,6 +178,21 @@ def test_sqlite_refuses_to_partition_and_names_the_option(engine) -> None:
         _sql(engine, "DELETE FROM sqlaudit_log")
 
 
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+def test_mariadb_refuses_to_partition_and_names_the_option(engine) -> None:
+    with pytest.raises(SQLAuditUnsupportedDialectError, match=r"partition_by='month'.*PostgreSQL"):
+        create_audit_log(engine, partition_by="month")
+    with pytest.raises(SQLAuditUnsupportedDialectError, match=r"maintain_audit_partitions"):
+        maintain_audit_partitions(engine)
+    with pytest.raises(SQLAuditUnsupportedDialectError, match=r"partition_audit_log"):
+        partition_audit_log(engine, by="month")
+    assert create_audit_log(engine) is True  # the one-table log
+    _sql(engine, "INSERT INTO sqlaudit_log (table_name, operation, changed_at) "
+                 "VALUES ('t', 'insert', '2026-01-01')")
+    with pytest.raises(DBAPIError, match="append-only"):
+        _sql(engine, "DELETE FROM sqlaudit_log")
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({"partition_by": "year"}, ValueError), ({"partition_by": 1}, TypeError),
     ({"ahead": -1}, ValueError), ({"ahead": "3"}, TypeError), ({"ahead": True}, TypeError),
