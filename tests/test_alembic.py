@@ -42,6 +42,8 @@ from sqlaudit.spec import spec_for, spec_from_table
 
 from conftest import changes, summary
 
+MARIADB_PORTED = True
+
 ENV_PY = '''
 from alembic import context
 
@@ -164,7 +166,7 @@ def items_model(
         "id": mapped_column(Integer, primary_key=True, autoincrement=False),
     }
     for name in columns:
-        attributes[name] = mapped_column(Integer if name == "price" else String(50))
+        attributes[name] = mapped_column(Integer if name in ("price", "cost") else String(50))
     item = type("Item", (Base,), attributes)
     if fields is not None:
         track_table(tracked_fields=list(fields), **options)(item)
@@ -600,7 +602,7 @@ def test_batch_create_audit_triggers_follows_a_renamed_column(engine, env) -> No
     audited_items(engine)
     env.write_revision("a1", None, """
         with op.batch_alter_table("items") as batch_op:
-            batch_op.alter_column("name", new_column_name="title")
+            batch_op.alter_column("name", new_column_name="title", existing_type=sa.String(50))
             batch_op.create_audit_triggers(["title", "price"])
     """)
     env.upgrade()
@@ -648,7 +650,8 @@ def test_dropping_an_untracked_column_keeps_writes_and_history(engine, env) -> N
 
 def test_renaming_an_untracked_column_keeps_writes_and_history(engine, env) -> None:
     audited_items(engine)
-    env.write_revision("a1", None, 'op.alter_column("items", "notes", new_column_name="remarks")')
+    env.write_revision("a1", None, 'op.alter_column("items", "notes", new_column_name="remarks", '
+                                   'existing_type=sa.String(50))')
     env.upgrade()
     new = items_model(columns=("name", "price", "remarks"))
     raw(engine, "UPDATE items SET price = 5, remarks = 'x' WHERE id = 1")
@@ -660,7 +663,7 @@ def test_renaming_a_tracked_column_with_the_recipe_keeps_history(engine, env) ->
     audited_items(engine)
     env.write_revision("a1", None, """
         op.drop_audit_triggers("items", tracked_fields=["name", "price"])
-        op.alter_column("items", "name", new_column_name="title")
+        op.alter_column("items", "name", new_column_name="title", existing_type=sa.String(50))
         op.create_audit_triggers("items", tracked_fields=["title", "price"])
     """)
     env.upgrade()

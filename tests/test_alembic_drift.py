@@ -10,6 +10,8 @@ from sqlaudit.exceptions import SQLAuditMigrationError
 
 from test_alembic import HISTORY, audited_items, env, history, items_model, raw, status  # noqa: F401
 
+MARIADB_PORTED = True
+
 
 def test_dropping_a_tracked_column_without_replacing_the_triggers_is_refused(engine, env) -> None:
     audited_items(engine)
@@ -23,7 +25,8 @@ def test_dropping_a_tracked_column_without_replacing_the_triggers_is_refused(eng
 
 def test_renaming_a_tracked_column_without_replacing_the_triggers_is_refused(engine, env) -> None:
     audited_items(engine)
-    env.write_revision("a1", None, 'op.alter_column("items", "price", new_column_name="cost")')
+    env.write_revision("a1", None, 'op.alter_column("items", "price", new_column_name="cost", '
+                                   'existing_type=sa.Integer())')
     with pytest.raises(SQLAuditMigrationError, match=r"alter_column\('items', 'price'\)"):
         env.upgrade()
 
@@ -32,7 +35,7 @@ def test_replacing_the_triggers_around_the_change_is_accepted(engine, env) -> No
     audited_items(engine)
     env.write_revision("a1", None, """
         op.drop_audit_triggers("items", tracked_fields=["name", "price"])
-        op.alter_column("items", "price", new_column_name="cost")
+        op.alter_column("items", "price", new_column_name="cost", existing_type=sa.Integer())
         op.create_audit_triggers("items", tracked_fields=["name", "cost"])
     """)
     env.upgrade()
