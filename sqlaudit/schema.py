@@ -152,15 +152,20 @@ def _mysql_user_index(table: Table) -> Any:
                ).execute_if(callable_=_is_mysql)
 
 
-def mysql_index_ddl(table: Table, dialect: Any) -> list[tuple[str, str]]:
+def mysql_index_ddl(table: Table, dialect: Any, *,
+                    if_not_exists: bool = False) -> list[tuple[str, str]]:
     """(name, CREATE INDEX statement) of each index of the log on MariaDB / MySQL, in
     name order: the ones ``create_all`` makes there (the user index as a prefix index)."""
     from sqlalchemy.schema import CreateIndex
 
-    found = [(str(index.name), str(CreateIndex(index).compile(dialect=dialect)))
+    found = [(str(index.name),
+              str(CreateIndex(index, if_not_exists=if_not_exists).compile(dialect=dialect)))
              for index in table.indexes if index.name != "ix_sqlaudit_log_user"]
     quoted = dialect.identifier_preparer.format_table(table)
-    found.append(("ix_sqlaudit_log_user", _MYSQL_USER_INDEX.format(table=quoted, prefix=USER_PREFIX)))
+    user = _MYSQL_USER_INDEX.format(table=quoted, prefix=USER_PREFIX)
+    if if_not_exists:
+        user = user.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+    found.append(("ix_sqlaudit_log_user", user))
     return sorted(found)
 
 

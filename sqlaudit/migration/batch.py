@@ -117,7 +117,7 @@ def _saved_mysql_triggers(connection: Connection, name: str, schema: Optional[st
         return (f"CREATE TRIGGER {qualified} {row.timing} {row.event} ON {table} "
                 f"FOR EACH ROW {row.body}")
 
-    fingerprints = [_fingerprint.parse_sqlite(row.body) for row in rows]
+    fingerprints = [_fingerprint.parse_mysql(row.body) for row in rows]
     common = fingerprints[0] if all(fp == fingerprints[0] for fp in fingerprints) else None
     return _Saved(name, schema, [trigger(row) for row in rows], common)
 

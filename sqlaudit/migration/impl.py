@@ -24,9 +24,9 @@ from sqlalchemy.types import NullType
 from .._installed import default_schema
 from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
                    _upgrade_audit_table, _validate_installed)
-from ..dialects import flavour, module_for, rendering_dialect
+from ..dialects import flavour, is_mysql, module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
-from ..schema import audit_table
+from ..schema import audit_table, mysql_index_ddl
 from ..spec import TableSpec, spec_from_table
 from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
 
@@ -87,8 +87,32 @@ def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
 
 
 def _run(context: MigrationContext, statements: Iterable[str]) -> None:
+    offline_mysql = context.as_sql and is_mysql(context.dialect.name)
     for sql in statements:
-        context.impl.execute(_AuditDDL(sql))
+        if offline_mysql and ";" in sql:
+            context.impl.static_output(_delimited(sql))
+        else:
+            context.impl.execute(_AuditDDL(sql))
+
+
+#: Candidates for the client's statement delimiter around a compound statement; the
+#: first that the statement does not contain anywhere is used.
+_DELIMITERS = ("$$", "//", "$$$$", "////", "$//$")
+
+
+def _delimited(sql: str) -> str:
+    """A compound statement (``CREATE TRIGGER ... BEGIN ...; END``) for the ``mariadb``
+    and ``mysql`` clients, which would end it at its first ``;``: between two
+    ``DELIMITER`` lines, ending with a delimiter it does not contain. Offline
+    (``--sql``) output only: the driver sends each statement whole and knows no
+    ``DELIMITER``. Written verbatim (no ``%`` doubling, tabs kept)."""
+    delimiter = next((d for d in _DELIMITERS if d not in sql), None)
+    if delimiter is None:  # pragma: no cover - a statement holding every candidate
+        raise SQLAuditMigrationError(
+            "cannot write an offline (--sql) script for a trigger whose SQL contains every "
+            f"DELIMITER candidate {list(_DELIMITERS)}; rename the table or columns, or run "
+            "the migration online.")
+    return f"DELIMITER {delimiter}\n{sql.strip()}{delimiter}\nDELIMITER ;"
 
 
 def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
@@ -103,6 +127,11 @@ def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
         _upgrade_audit_table(_online(context), table)
         return
     context.impl.execute(CreateTable(table, if_not_exists=True))
+    if is_mysql(context.dialect.name):  # the comment is part of CREATE TABLE there
+        # the indexes create_all makes there (IF NOT EXISTS: MariaDB; MySQL has none)
+        for _name, sql in mysql_index_ddl(table, context.dialect, if_not_exists=True):
+            context.impl.execute(_AuditDDL(sql))
+        return
     if context.dialect.supports_comments and table.comment:
         context.impl.execute(SetTableComment(table))
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
