@@ -51,9 +51,10 @@ def pg_comment(fingerprint: dict[str, Any]) -> str:
 #: body. Not a comment: the ``mariadb`` and ``mysql`` clients strip comments from what
 #: they send (their default ``--skip-comments``), which would lose it from a script.
 _MYSQL_VARIABLE = "sqlaudit_fingerprint"
+#: (the server stores a hex literal without its ``_utf8mb4`` introducer)
 _MYSQL = re.compile(
-    r"DECLARE " + _MYSQL_VARIABLE + r" LONGTEXT DEFAULT "
-    r"(?:'sqlaudit:((?:[^'\\]|'')*)'|_utf8mb4 X'([0-9A-F]*)')"
+    r"DECLARE\s+" + _MYSQL_VARIABLE + r"\s+LONGTEXT\s+DEFAULT\s+"
+    r"(?:'sqlaudit:((?:[^'\\]|'')*)'|(?:_utf8mb4\s*)?[Xx]'([0-9A-Fa-f]*)')"
 )
 
 
