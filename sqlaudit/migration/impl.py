@@ -32,7 +32,7 @@ from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
 
 log = logging.getLogger("sqlaudit")
 
-_AFTER_FLUSH = "_sqlaudit_after_flush"  # attribute of one BatchOperationsImpl
+_AFTER_FLUSH = "_sqlaudit_flush_hooks"  # attribute of one BatchOperationsImpl
 
 
 @Operations.implementation_for(CreateAuditTriggersOp)
@@ -213,21 +213,35 @@ def _batch_of(operations: Any) -> Optional[BatchOperationsImpl]:
 
 
 def _after_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
-    """Run ``work`` once this batch has been applied (after its ALTERs or recreate).
+    """Run ``work`` once this batch has been applied (after its ALTERs or recreate)."""
+    _flush_hooks(batch)[1].append(work)
+
+
+def _before_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
+    """Run ``work`` when the batch's block ends, before its ALTERs or recreate run."""
+    _flush_hooks(batch)[0].append(work)
+
+
+def _flush_hooks(batch: BatchOperationsImpl) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+    """The work to run before and after this batch is applied.
 
     ``batch_alter_table()`` calls ``flush()`` on this one object when its block
     ends; it is wrapped on the instance, so no other batch is affected.
     """
-    pending: Optional[list[Callable[[], None]]] = batch.__dict__.get(_AFTER_FLUSH)
-    if pending is None:
-        pending = []
-        setattr(batch, _AFTER_FLUSH, pending)
+    hooks: Optional[tuple[list[Callable[[], None]], list[Callable[[], None]]]] = (
+        batch.__dict__.get(_AFTER_FLUSH))
+    if hooks is None:
+        hooks = ([], [])
+        setattr(batch, _AFTER_FLUSH, hooks)
         flush = batch.flush
+        before, after = hooks
 
-        def flush_then_install() -> None:
+        def flush_with_hooks() -> None:
+            for item in before:
+                item()
             flush()
-            for item in pending:
+            for item in after:
                 item()
 
-        batch.flush = flush_then_install  # type: ignore[method-assign]  # this instance only
-    pending.append(work)
+        batch.flush = flush_with_hooks  # type: ignore[method-assign]  # this instance only
+    return hooks
