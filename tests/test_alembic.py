@@ -2,8 +2,10 @@
 
 Each test builds a real Alembic environment (alembic.ini, env.py, versions/)
 in ``tmp_path`` and drives it through ``alembic.command`` against the test's
-database: a SQLite file, or a PostgreSQL schema that the engine's
-``search_path`` selects (so ``alembic_version`` lives in that schema too).
+database: a SQLite file, a PostgreSQL schema that the engine's
+``search_path`` selects (so ``alembic_version`` lives in that schema too), or a
+MariaDB database. Offline (``--sql``) scripts for MariaDB are fed to the real
+``mariadb`` command-line client.
 """
 
 from __future__ import annotations

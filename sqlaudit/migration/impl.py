@@ -5,7 +5,8 @@ One source of SQL: the statements come from the same per-dialect renderers as
 an :class:`~sqlaudit.ddl._AuditDDL` element (never as a string, so colons and
 percent signs reach the database unchanged). Nothing here needs a live
 connection when the migration context's ``target_metadata`` knows the table,
-so ``alembic upgrade --sql`` renders the complete DDL.
+so ``alembic upgrade --sql`` renders the complete DDL (on MariaDB / MySQL with
+``DELIMITER`` lines around the trigger bodies, for the command-line client).
 """
 
 from __future__ import annotations
