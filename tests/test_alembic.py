@@ -466,6 +466,23 @@ def test_upgrade_sql_for_a_mariadb_url_replaces_each_trigger_in_one_statement(en
 
 
 @pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+def test_a_batch_that_replaces_the_triggers_runs_offline_in_the_mariadb_client(engine, env) -> None:
+    audited_items(engine)
+    env.write_revision("a1", None, """
+        with op.batch_alter_table("items") as batch_op:
+            batch_op.drop_column("price")
+            batch_op.create_audit_triggers(["name"])
+    """)
+    new = items_model(["name"], columns=("name", "notes"))
+    env.upgrade(sql=True, metadata=new.metadata)
+    result = mariadb_client(engine, env.output.getvalue())
+    assert (result.returncode, result.stderr) == (0, "")
+    raw(engine, "UPDATE items SET name = 'Nib' WHERE id = 1")
+    assert status(engine, new) == {"items": AuditState.CURRENT}
+    assert history(engine, new) == HISTORY + [("update", "1", "name", "Ink", "Nib", None)]
+
+
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
 def test_online_migrations_send_no_delimiter_lines(engine, env) -> None:
     existing_items(engine)
     sent: list[str] = []
