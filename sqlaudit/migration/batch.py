@@ -1,11 +1,13 @@
 """Keep the audit triggers of a table that a batch migration recreates.
 
-``op.batch_alter_table()`` on SQLite (or with ``recreate="always"``, on every database) copies the
-table into ``_alembic_tmp_<name>``, drops the original and renames the copy.
-Dropping a table drops its triggers, so the table would silently stop being
-audited. sqlaudit notices the drop (a DDL event fired by Alembic), saves the
-definitions of the table's ``sqlaudit_*`` triggers, and re-creates them,
-verbatim with their fingerprint, right after the copy has been renamed back.
+``op.batch_alter_table()`` on SQLite (or with ``recreate="always"``, on every
+database) copies the table into ``_alembic_tmp_<name>``, drops the original and
+renames the copy. Dropping a table drops its triggers, so the table would
+silently stop being audited. sqlaudit notices the drop (a DDL event fired by
+Alembic), saves the definitions of the table's ``sqlaudit_*`` triggers, and
+re-creates them, verbatim with their fingerprint, right after the copy has been
+renamed back (on MariaDB / MySQL without their DEFINER: the migrating account
+becomes the definer, as when it installs them).
 
 If the batch removed or renamed a column those triggers use, the migration
 fails with :class:`~sqlaudit.exceptions.SQLAuditMigrationError`: replace the
@@ -110,12 +112,14 @@ def _saved_mysql_triggers(connection: Connection, name: str, schema: Optional[st
     if not rows:
         return None
     prep = connection.dialect.identifier_preparer
-    table = f"{prep.quote_schema(schema)}.{prep.quote(name)}" if schema else prep.quote(name)
+
+    def qualified(object_name: str) -> str:
+        quoted = str(prep.quote(object_name))
+        return f"{prep.quote_schema(schema)}.{quoted}" if schema else quoted
 
     def trigger(row: Any) -> str:
-        qualified = f"{prep.quote_schema(schema)}.{prep.quote(row.name)}" if schema else prep.quote(row.name)
-        return (f"CREATE TRIGGER {qualified} {row.timing} {row.event} ON {table} "
-                f"FOR EACH ROW {row.body}")
+        return (f"CREATE TRIGGER {qualified(row.name)} {row.timing} {row.event} "
+                f"ON {qualified(name)} FOR EACH ROW {row.body}")
 
     fingerprints = [_fingerprint.parse_mysql(row.body) for row in rows]
     common = fingerprints[0] if all(fp == fingerprints[0] for fp in fingerprints) else None

@@ -25,9 +25,8 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import CreateIndexOp, DropIndexOp, UpgradeOps
 from sqlalchemy import Column, DateTime, Index, MetaData, Table, Text
 
-from .._naming import AUDIT_TABLE_NAME
-
 from .._installed import InstalledTriggers, default_schema, installed_triggers
+from .._naming import AUDIT_TABLE_NAME
 from .._partitions import forget_partitions
 from ..ddl import AuditState, audit_status
 from ..dialects import MYSQL_NAMES, module_for
