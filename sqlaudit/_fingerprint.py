@@ -3,7 +3,8 @@
 It records the template version, a hash of the SQL that was installed and the
 tracked fields, as compact JSON. PostgreSQL keeps it in ``COMMENT ON FUNCTION``;
 SQLite keeps it in a ``/* sqlaudit:{...} */`` comment inside each trigger's SQL,
-which ``sqlite_master`` stores verbatim.
+which ``sqlite_master`` stores verbatim; MariaDB / MySQL in a string literal of
+each trigger body (:func:`mysql_declaration`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,42 @@ def sqlite_comment(fingerprint: dict[str, Any]) -> str:
 
 def pg_comment(fingerprint: dict[str, Any]) -> str:
     return _PG_PREFIX + encode(fingerprint)
+
+
+#: MariaDB / MySQL: the fingerprint as the default of a local variable of each trigger
+#: body. Not a comment: the ``mariadb`` and ``mysql`` clients strip comments from what
+#: they send (their default ``--skip-comments``), which would lose it from a script.
+_MYSQL_VARIABLE = "sqlaudit_fingerprint"
+#: (the server stores a hex literal without its ``_utf8mb4`` introducer)
+_MYSQL = re.compile(
+    r"DECLARE\s+" + _MYSQL_VARIABLE + r"\s+LONGTEXT\s+DEFAULT\s+"
+    r"(?:'sqlaudit:((?:[^'\\]|'')*)'|(?:_utf8mb4\s*)?[Xx]'([0-9A-Fa-f]*)')"
+)
+
+
+def mysql_declaration(fingerprint: dict[str, Any]) -> str:
+    """``DECLARE sqlaudit_fingerprint LONGTEXT DEFAULT '<fingerprint>';``: a string
+    literal that means the same under every ``sql_mode`` (a hex literal when the
+    text holds a backslash, which NO_BACKSLASH_ESCAPES would read differently)."""
+    value = _PG_PREFIX + encode(fingerprint)
+    if "\\" in value:
+        literal = f"_utf8mb4 X'{value.encode('utf-8').hex().upper()}'"
+    else:
+        literal = "'" + value.replace("'", "''") + "'"
+    return f"DECLARE {_MYSQL_VARIABLE} LONGTEXT DEFAULT {literal};"
+
+
+def parse_mysql(body: Optional[str]) -> Optional[dict[str, Any]]:
+    """The fingerprint of a MariaDB / MySQL trigger body (its declaration, else a comment)."""
+    match = _MYSQL.search(body or "")
+    if match is None:
+        return parse_sqlite(body)
+    if match.group(1) is not None:
+        return _loads(match.group(1).replace("''", "'"))
+    try:
+        return parse_pg(bytes.fromhex(match.group(2)).decode("utf-8"))
+    except ValueError:
+        return None
 
 
 def parse_sqlite(sql: Optional[str]) -> Optional[dict[str, Any]]:

@@ -127,5 +127,7 @@ def installed_triggers(connection: Connection) -> dict[tuple[Optional[str], str]
             key = (None, row.tbl_name)
             entry = found.setdefault(key, InstalledTriggers(None, row.tbl_name, 0, []))
             entry.count += 1
-            entry.fingerprints.append(_fingerprint.parse_sqlite(row.sql))
+            parse = (_fingerprint.parse_sqlite if connection.dialect.name == "sqlite"
+                     else _fingerprint.parse_mysql)
+            entry.fingerprints.append(parse(row.sql))
     return found

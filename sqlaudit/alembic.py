@@ -11,7 +11,9 @@ Importing this module registers:
 * ``op.partition_audit_log(by="month", ahead=3)``, which converts a plain
   ``sqlaudit_log`` into a partitioned one (PostgreSQL; docs/partitioning.md);
 * the batch-mode guard that keeps a table's audit triggers when
-  ``op.batch_alter_table()`` recreates it (SQLite).
+  ``op.batch_alter_table()`` recreates it (SQLite, or ``recreate="always"``);
+* on MariaDB / MySQL, ``--sql`` output that the ``mariadb`` client runs as it is
+  (``DELIMITER`` lines around trigger bodies).
 
 Needs the ``alembic`` extra (``pip install '.[alembic]'`` in a checkout of sqlaudit).
 """

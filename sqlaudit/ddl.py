@@ -169,8 +169,11 @@ def _installation_sql(spec: TableSpec, dialect_name: str, schema: Optional[str])
 
 
 def _upgrade_audit_table(connection: Connection, log_table: Table) -> None:
-    """SQLite: add the columns and index ``sqlaudit_log`` gained since it was created
-    (PostgreSQL's install SQL does this itself, so offline scripts do it too)."""
+    """SQLite, MariaDB / MySQL: add the columns and indexes ``sqlaudit_log`` gained since
+    it was created (PostgreSQL's install SQL does this itself, so offline scripts do it too)."""
+    if is_mysql(connection.dialect.name):
+        _upgrade_mysql_audit_table(connection, log_table)
+        return
     if connection.dialect.name != "sqlite":
         return
     from .schema import LATER_COLUMNS
@@ -188,6 +191,28 @@ def _upgrade_audit_table(connection: Connection, log_table: Table) -> None:
                 f"{column.type.compile(connection.dialect)}")
     for index in log_table.indexes:
         connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _upgrade_mysql_audit_table(connection: Connection, log_table: Table) -> None:
+    """MariaDB / MySQL: the missing columns and indexes of an existing log, read from
+    the database (MySQL has no ``ADD COLUMN IF NOT EXISTS``)."""
+    from .schema import LATER_COLUMNS, mysql_index_ddl
+
+    insp = sa_inspect(connection)
+    if not insp.has_table(log_table.name, schema=log_table.schema):
+        return
+    prep = connection.dialect.identifier_preparer
+    existing = {c["name"] for c in insp.get_columns(log_table.name, schema=log_table.schema)}
+    for name in LATER_COLUMNS:
+        if name not in existing:
+            column = log_table.c[name]
+            connection.exec_driver_sql(
+                f"ALTER TABLE {prep.format_table(log_table)} ADD COLUMN {prep.quote(name)} "
+                f"{column.type.compile(connection.dialect)}")
+    indexes = {i["name"] for i in insp.get_indexes(log_table.name, schema=log_table.schema)}
+    for name, ddl in mysql_index_ddl(log_table, connection.dialect):
+        if name not in indexes:
+            connection.execute(_AuditDDL(ddl))
 
 
 def _protect(connection: Connection, metadata: MetaData) -> None:

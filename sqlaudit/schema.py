@@ -170,14 +170,33 @@ def _is_mysql(ddl: Any, target: Any, bind: Any, **kw: Any) -> bool:
     return kw["dialect"].name in _MYSQL
 
 
+#: MariaDB / MySQL: ``ix_sqlaudit_log_user`` as a prefix index of ``changed_by``
+#: (same name, same :data:`USER_PREFIX` characters) and ``changed_at``.
+_MYSQL_USER_INDEX = "CREATE INDEX ix_sqlaudit_log_user ON {table} (changed_by({prefix}), changed_at)"
+
+
 def _mysql_user_index(table: Table) -> Any:
-    """MariaDB / MySQL: ``ix_sqlaudit_log_user`` as a prefix index of ``changed_by``
-    (same name, same :data:`USER_PREFIX` characters) and ``changed_at``."""
+    """The ``after_create`` DDL that adds ``ix_sqlaudit_log_user`` on MariaDB / MySQL."""
     ddl: Any = DDL  # SQLAlchemy's DDL() is not annotated
-    return ddl(
-        f"CREATE INDEX ix_sqlaudit_log_user ON %(fullname)s "
-        f"(changed_by({USER_PREFIX}), changed_at)"
-    ).execute_if(callable_=_is_mysql)
+    return ddl(_MYSQL_USER_INDEX.format(table="%(fullname)s", prefix=USER_PREFIX)
+               ).execute_if(callable_=_is_mysql)
+
+
+def mysql_index_ddl(table: Table, dialect: Any, *,
+                    if_not_exists: bool = False) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of each index of the log on MariaDB / MySQL, in
+    name order: the ones ``create_all`` makes there (the user index as a prefix index)."""
+    from sqlalchemy.schema import CreateIndex
+
+    found = [(str(index.name),
+              str(CreateIndex(index, if_not_exists=if_not_exists).compile(dialect=dialect)))
+             for index in table.indexes if index.name != "ix_sqlaudit_log_user"]
+    quoted = dialect.identifier_preparer.format_table(table)
+    user = _MYSQL_USER_INDEX.format(table=quoted, prefix=USER_PREFIX)
+    if if_not_exists:
+        user = user.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+    found.append(("ix_sqlaudit_log_user", user))
+    return sorted(found)
 
 
 #: Columns added to ``sqlaudit_log`` after its first release, with their SQL types

@@ -10,6 +10,8 @@ from sqlaudit.exceptions import SQLAuditMigrationError
 
 from test_alembic import HISTORY, audited_items, env, history, items_model, raw, status  # noqa: F401
 
+MARIADB_PORTED = True
+
 
 def test_dropping_a_tracked_column_without_replacing_the_triggers_is_refused(engine, env) -> None:
     audited_items(engine)
@@ -23,7 +25,8 @@ def test_dropping_a_tracked_column_without_replacing_the_triggers_is_refused(eng
 
 def test_renaming_a_tracked_column_without_replacing_the_triggers_is_refused(engine, env) -> None:
     audited_items(engine)
-    env.write_revision("a1", None, 'op.alter_column("items", "price", new_column_name="cost")')
+    env.write_revision("a1", None, 'op.alter_column("items", "price", new_column_name="cost", '
+                                   'existing_type=sa.Integer())')
     with pytest.raises(SQLAuditMigrationError, match=r"alter_column\('items', 'price'\)"):
         env.upgrade()
 
@@ -32,7 +35,7 @@ def test_replacing_the_triggers_around_the_change_is_accepted(engine, env) -> No
     audited_items(engine)
     env.write_revision("a1", None, """
         op.drop_audit_triggers("items", tracked_fields=["name", "price"])
-        op.alter_column("items", "price", new_column_name="cost")
+        op.alter_column("items", "price", new_column_name="cost", existing_type=sa.Integer())
         op.create_audit_triggers("items", tracked_fields=["name", "cost"])
     """)
     env.upgrade()
@@ -64,3 +67,50 @@ def test_alembic_check_sees_broken_triggers(engine, env) -> None:
     audit_diffs = [d for d in caught.value.diffs if isinstance(d, tuple) and "audit" in str(d[0])]
     assert audit_diffs == [("remove_audit_triggers", "items", ["name", "price"]),
                            ("add_audit_triggers", "items", ["name", "price"])]
+
+
+def test_a_batch_that_drops_a_tracked_column_without_replacing_the_triggers_is_refused(
+        engine, env) -> None:
+    """In place (PostgreSQL, MariaDB: ALTER TABLE) or by a recreate (SQLite): the
+    migration fails before any write can break, and writes keep working."""
+    audited_items(engine)
+    env.write_revision("a1", None, """
+        with op.batch_alter_table("items") as batch_op:
+            batch_op.drop_column("price")
+    """)
+    refused = (r"the batch migration of table 'items' removed or renamed column\(s\) \['price'\]"
+               if engine.dialect.name == "sqlite" else
+               r"batch_op.drop_column\('price'\) in the batch of 'items' would break the audit "
+               r"triggers of 'items'.*batch_op.create_audit_triggers")
+    with pytest.raises(SQLAuditMigrationError, match=refused):
+        env.upgrade()
+    raw(engine, "UPDATE items SET price = 5 WHERE id = 1")  # writes still work
+    assert history(engine, items_model())[-1] == ("update", "1", "price", 4, 5, None)
+
+
+def test_a_batch_that_renames_a_tracked_column_without_replacing_the_triggers_is_refused(
+        engine, env) -> None:
+    audited_items(engine)
+    env.write_revision("a1", None, """
+        with op.batch_alter_table("items") as batch_op:
+            batch_op.alter_column("price", new_column_name="cost", existing_type=sa.Integer())
+    """)
+    with pytest.raises(SQLAuditMigrationError, match=r"\bprice\b"):
+        env.upgrade()
+    raw(engine, "UPDATE items SET price = 5 WHERE id = 1")
+    assert history(engine, items_model())[-1] == ("update", "1", "price", 4, 5, None)
+
+
+def test_a_batch_that_replaces_the_triggers_after_dropping_a_tracked_column_is_accepted(
+        engine, env) -> None:
+    audited_items(engine)
+    env.write_revision("a1", None, """
+        with op.batch_alter_table("items") as batch_op:
+            batch_op.drop_column("price")
+            batch_op.create_audit_triggers(["name"])
+    """)
+    env.upgrade()
+    new = items_model(["name"], columns=("name", "notes"))
+    raw(engine, "UPDATE items SET name = 'Nib' WHERE id = 1")
+    assert status(engine, new) == {"items": AuditState.CURRENT}
+    assert history(engine, new)[-1] == ("update", "1", "name", "Ink", "Nib", None)

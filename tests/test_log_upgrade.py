@@ -18,12 +18,15 @@ from sqlaudit.schema import LATER_COLUMNS
 
 from test_alembic import audited_items, env  # noqa: F401  (fixture)
 
+MARIADB_PORTED = True
+
 
 def make_old_log(engine: Any) -> None:
     """Remove what later releases added to sqlaudit_log."""
     engine.dispose()  # no pooled connection keeps a TEMP trigger on the log
     with engine.begin() as conn:
-        conn.execute(text("DROP INDEX ix_sqlaudit_log_transaction"))
+        on_table = " ON sqlaudit_log" if engine.dialect.name in ("mysql", "mariadb") else ""
+        conn.execute(text("DROP INDEX ix_sqlaudit_log_transaction" + on_table))
         for name in LATER_COLUMNS:
             conn.execute(text(f"ALTER TABLE sqlaudit_log DROP COLUMN {name}"))
 

@@ -8,7 +8,9 @@
 -- variables, set by sqlaudit's hook for each transaction and cleared at its end
 -- (raw SQL: SET @sqlaudit_user_id = '42'). Values are encoded as JSON by
 -- sqlaudit (see sqlaudit/dialects/mysql.py) so that retrieval reads them back typed.
--- The /* sqlaudit:{...} */ comment is the fingerprint read back by audit_status().
+-- Each body starts by declaring the fingerprint that audit_status() reads back
+-- (DECLARE sqlaudit_fingerprint LONGTEXT DEFAULT 'sqlaudit:{...}'; a string, not
+-- a comment, because the mariadb and mysql clients strip comments).
 DROP TRIGGER IF EXISTS {{ insert_trigger }}
 -- sqlaudit:statement
 CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW

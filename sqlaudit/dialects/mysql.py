@@ -192,11 +192,11 @@ def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
 
 def install_statements(spec: TableSpec, dialect: Dialect,
                        default_schema: Optional[str] = None) -> list[str]:
-    """DROP/CREATE TRIGGER statements for ``spec``, each trigger body carrying the
-    fingerprint comment. Each is one statement for the driver; the ``mariadb``
-    client needs ``DELIMITER`` around the compound bodies."""
-    comment = _fingerprint.sqlite_comment(fingerprint(spec, dialect))
-    statements = _render(spec, dialect, comment)
+    """DROP/CREATE TRIGGER statements for ``spec``, each trigger body declaring the
+    fingerprint (a declaration, not a comment: the ``mariadb`` client drops comments).
+    Each is one statement for the driver; the ``mariadb`` client needs ``DELIMITER``
+    around the compound bodies (Alembic's ``--sql`` output has it)."""
+    statements = _render(spec, dialect, _fingerprint.mysql_declaration(fingerprint(spec, dialect)))
     return _or_replace(statements) if getattr(dialect, "is_mariadb", False) else statements
 
 

@@ -1,11 +1,13 @@
 """Keep the audit triggers of a table that a batch migration recreates.
 
-``op.batch_alter_table()`` on SQLite (or with ``recreate="always"``) copies the
-table into ``_alembic_tmp_<name>``, drops the original and renames the copy.
-Dropping a table drops its triggers, so the table would silently stop being
-audited. sqlaudit notices the drop (a DDL event fired by Alembic), saves the
-definitions of the table's ``sqlaudit_*`` triggers, and re-creates them,
-verbatim with their fingerprint, right after the copy has been renamed back.
+``op.batch_alter_table()`` on SQLite (or with ``recreate="always"``, on every
+database) copies the table into ``_alembic_tmp_<name>``, drops the original and
+renames the copy. Dropping a table drops its triggers, so the table would
+silently stop being audited. sqlaudit notices the drop (a DDL event fired by
+Alembic), saves the definitions of the table's ``sqlaudit_*`` triggers, and
+re-creates them, verbatim with their fingerprint, right after the copy has been
+renamed back (on MariaDB / MySQL without their DEFINER: the migrating account
+becomes the definer, as when it installs them).
 
 If the batch removed or renamed a column those triggers use, the migration
 fails with :class:`~sqlaudit.exceptions.SQLAuditMigrationError`: replace the
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from .. import _fingerprint
 from ..ddl import _AuditDDL
+from ..dialects import MYSQL_NAMES
 from ..exceptions import SQLAuditMigrationError
 
 log = logging.getLogger("sqlaudit")
@@ -47,6 +50,14 @@ _PG_QUERY = text(
     ORDER BY t.tgname
     """
 )
+#: MariaDB / MySQL: enough to write each trigger's CREATE TRIGGER again (without
+#: the DEFINER clause: the migrating account becomes the definer, as when it installs)
+_MYSQL_QUERY = text(
+    "SELECT TRIGGER_NAME AS name, ACTION_TIMING AS timing, EVENT_MANIPULATION AS event, "
+    "ACTION_STATEMENT AS body FROM information_schema.TRIGGERS "
+    "WHERE TRIGGER_SCHEMA = COALESCE(:schema, DATABASE()) AND EVENT_OBJECT_TABLE = :table "
+    "AND TRIGGER_NAME LIKE 'sqlaudit\\_%' ORDER BY TRIGGER_NAME"
+)
 
 
 @dataclass
@@ -66,7 +77,7 @@ def _on_before_drop(table: Table, connection: Optional[Connection], **kw: Any) -
     runner = kw.get("_ddl_runner")
     if not isinstance(runner, DefaultImpl) or runner.as_sql or connection is None:
         return
-    if connection.dialect.name not in ("sqlite", "postgresql"):
+    if connection.dialect.name not in ("sqlite", "postgresql", *MYSQL_NAMES):
         return
     temp = _temp_name(table.name)
     if not inspect(connection).has_table(temp, schema=table.schema):
@@ -85,6 +96,8 @@ def _saved_triggers(connection: Connection, name: str, schema: Optional[str]) ->
         prefix = f"{connection.dialect.identifier_preparer.quote_schema(schema)}." if schema else ""
         rows = connection.execute(text(_SQLITE_QUERY.format(schema=prefix)), {"table": name}).all()
         fingerprints = [_fingerprint.parse_sqlite(row.sql) for row in rows]
+    elif connection.dialect.name in MYSQL_NAMES:
+        return _saved_mysql_triggers(connection, name, schema)
     else:
         rows = connection.execute(_PG_QUERY, {"table": name, "schema": schema}).all()
         fingerprints = [_fingerprint.parse_pg(row.comment) for row in rows]
@@ -92,6 +105,25 @@ def _saved_triggers(connection: Connection, name: str, schema: Optional[str]) ->
         return None
     common = fingerprints[0] if all(fp == fingerprints[0] for fp in fingerprints) else None
     return _Saved(name, schema, [row.sql for row in rows], common)
+
+
+def _saved_mysql_triggers(connection: Connection, name: str, schema: Optional[str]) -> Optional[_Saved]:
+    rows = connection.execute(_MYSQL_QUERY, {"table": name, "schema": schema}).all()
+    if not rows:
+        return None
+    prep = connection.dialect.identifier_preparer
+
+    def qualified(object_name: str) -> str:
+        quoted = str(prep.quote(object_name))
+        return f"{prep.quote_schema(schema)}.{quoted}" if schema else quoted
+
+    def trigger(row: Any) -> str:
+        return (f"CREATE TRIGGER {qualified(row.name)} {row.timing} {row.event} "
+                f"ON {qualified(name)} FOR EACH ROW {row.body}")
+
+    fingerprints = [_fingerprint.parse_mysql(row.body) for row in rows]
+    common = fingerprints[0] if all(fp == fingerprints[0] for fp in fingerprints) else None
+    return _Saved(name, schema, [trigger(row) for row in rows], common)
 
 
 def _on_after_execute(connection: Connection, clauseelement: Any, *args: Any) -> None:

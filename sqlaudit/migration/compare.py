@@ -22,15 +22,16 @@ from typing import Any, Optional
 
 from alembic.autogenerate import comparators
 from alembic.autogenerate.api import AutogenContext
-from alembic.operations.ops import UpgradeOps
-from sqlalchemy import MetaData, Table
+from alembic.operations.ops import CreateIndexOp, DropIndexOp, UpgradeOps
+from sqlalchemy import Column, DateTime, Index, MetaData, Table, Text
 
 from .._installed import InstalledTriggers, default_schema, installed_triggers
+from .._naming import AUDIT_TABLE_NAME
 from .._partitions import forget_partitions
 from ..ddl import AuditState, audit_status
-from ..dialects import module_for
+from ..dialects import MYSQL_NAMES, module_for
+from ..schema import USER_PREFIX
 from ..spec import INFO_KEY, spec_for
-from ..spec import spec_for
 from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
 from .render import fix_jsonb_variant_rendering
 
@@ -42,6 +43,7 @@ except ImportError:  # pragma: no cover - older Alembic
     DispatchPriority = None  # type: ignore[assignment,misc]  # the class is absent before 1.18
     _CONTINUE = None
 
+_USER_INDEX = "ix_sqlaudit_log_user"
 _Installed = dict[tuple[Optional[str], str], InstalledTriggers]
 
 
@@ -56,10 +58,12 @@ def compare_audit_triggers(
     forget_partitions(connection, upgrade_ops)  # a partitioned sqlaudit_log's partitions
     fix_jsonb_variant_rendering(autogen_context)
     tracked = [t for t in autogen_context.sorted_tables if INFO_KEY in t.info]
-    if connection.dialect.name not in ("postgresql", "sqlite"):
+    if connection.dialect.name not in ("postgresql", "sqlite", *MYSQL_NAMES):
         if tracked:
             module_for(connection.dialect.name)  # raises the unsupported-database error
         return _CONTINUE
+    if connection.dialect.name in MYSQL_NAMES:
+        _prefix_user_index(upgrade_ops)
     installed = installed_triggers(connection)
     default = default_schema(connection)
     drops, creates = _compare_tracked(autogen_context, tracked, installed, default)
@@ -67,6 +71,26 @@ def compare_audit_triggers(
     upgrade_ops.ops[:0] = drops
     upgrade_ops.ops.extend(creates)
     return _CONTINUE
+
+
+def _prefix_user_index(parent: Any) -> None:
+    """MariaDB / MySQL: write ``ix_sqlaudit_log_user`` as the prefix index ``create_all``
+    makes there (``changed_by(200), changed_at``): the model's index on ``substr(...)``
+    is an expression index, which MariaDB cannot create."""
+    for position, op in enumerate(parent.ops):
+        if hasattr(op, "ops"):
+            _prefix_user_index(op)
+        elif (isinstance(op, (CreateIndexOp, DropIndexOp)) and op.index_name == _USER_INDEX
+                and op.table_name == AUDIT_TABLE_NAME):
+            parent.ops[position] = type(op).from_index(_mysql_user_index(op.schema))
+
+
+def _mysql_user_index(schema: Optional[str]) -> Index:
+    table = Table(AUDIT_TABLE_NAME, MetaData(), Column("changed_by", Text()),
+                  Column("changed_at", DateTime()), schema=schema)
+    length = {"changed_by": USER_PREFIX}
+    return Index(_USER_INDEX, table.c.changed_by, table.c.changed_at,
+                 mysql_length=length, mariadb_length=length)
 
 
 def _compare_tracked(

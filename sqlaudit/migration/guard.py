@@ -7,8 +7,10 @@ the old name (SQLite). Online, each such operation first reads the fingerprint
 stored with the table's triggers and, if it names the column, raises
 :class:`~sqlaudit.exceptions.SQLAuditMigrationError` with the calls to add.
 Replacing the triggers around the change (drop, alter, create) passes: the
-check then finds no triggers. Batch mode is left to :mod:`.batch`, which
-re-creates the triggers after the batch; offline (``--sql``) nothing can be read.
+check then finds no triggers. In batch mode the check runs when the block ends
+(``batch_op.create_audit_triggers`` anywhere in the block has dropped the old
+triggers by then); a batch that recreates the table is left to :mod:`.batch`,
+which re-creates the triggers after it. Offline (``--sql``) nothing can be read.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from alembic.operations import toimpl
 
 from .._installed import default_schema, installed_triggers
 from ..exceptions import SQLAuditMigrationError
-from .impl import _batch_of
+from .impl import _batch_of, _before_flush
 
 #: an Alembic operation implementation: (operations, operation, **kw) -> None
 _Impl = Callable[..., None]
@@ -31,9 +33,26 @@ _alter_column = toimpl.alter_column
 
 def _check(operations: Operations, what: str, table: str, schema: Optional[str], column: str) -> None:
     context = operations.migration_context
-    if context.as_sql or _batch_of(operations) is not None:
+    if context.as_sql:
         return
-    connection = context.bind
+    batch = _batch_of(operations)
+    if batch is None:
+        _refuse_if_recorded(operations, what, table, schema, column)
+        return
+
+    def check_in_place() -> None:
+        # A recreate (SQLite, recreate="always") is followed by .batch, which keeps
+        # the triggers or refuses; ALTERs in place are checked here, when the block
+        # ends: batch_op.create_audit_triggers() anywhere in it has dropped them by then.
+        if not batch._should_recreate():
+            _refuse_if_recorded(operations, f"batch_op.{what}", table, schema, column)
+
+    _before_flush(batch, check_in_place)
+
+
+def _refuse_if_recorded(operations: Operations, what: str, table: str, schema: Optional[str],
+                        column: str) -> None:
+    connection = operations.migration_context.bind
     assert connection is not None  # online: offline (--sql) returned above
     entry = installed_triggers(connection).get((schema or default_schema(connection), table))
     fingerprint = entry.fingerprint if entry is not None else None
@@ -43,11 +62,18 @@ def _check(operations: Operations, what: str, table: str, schema: Optional[str],
     used = set(fields) | set(fingerprint.get("key", []))
     if column not in used:
         return
+    if what.startswith("batch_op."):
+        remedy = ("call batch_op.create_audit_triggers([...the new columns...]) in the batch: "
+                  "it replaces them once the batch has run")
+        shown = f"{what}({column!r}) in the batch of {table!r}"
+    else:
+        remedy = (f"op.drop_audit_triggers({table!r}, tracked_fields={fields!r}) before it and "
+                  f"op.create_audit_triggers({table!r}, tracked_fields=[...the new columns...]) "
+                  f"after it")
+        shown = f"{what}({table!r}, {column!r})"
     raise SQLAuditMigrationError(
-        f"{what}({table!r}, {column!r}) would break the audit triggers of {table!r} (they "
-        f"record column {column!r}): replace them around the change, e.g. "
-        f"op.drop_audit_triggers({table!r}, tracked_fields={fields!r}) before it and "
-        f"op.create_audit_triggers({table!r}, tracked_fields=[...the new columns...]) after it."
+        f"{shown} would break the audit triggers of {table!r} (they record column "
+        f"{column!r}): replace them around the change, e.g. {remedy}."
     )
 
 

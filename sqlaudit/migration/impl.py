@@ -5,7 +5,8 @@ One source of SQL: the statements come from the same per-dialect renderers as
 an :class:`~sqlaudit.ddl._AuditDDL` element (never as a string, so colons and
 percent signs reach the database unchanged). Nothing here needs a live
 connection when the migration context's ``target_metadata`` knows the table,
-so ``alembic upgrade --sql`` renders the complete DDL.
+so ``alembic upgrade --sql`` renders the complete DDL (on MariaDB / MySQL with
+``DELIMITER`` lines around the trigger bodies, for the command-line client).
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from sqlalchemy.types import NullType
 from .._installed import default_schema
 from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
                    _upgrade_audit_table, _validate_installed)
-from ..dialects import flavour, module_for, rendering_dialect
+from ..dialects import flavour, is_mysql, module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
-from ..schema import audit_table
+from ..schema import audit_table, mysql_index_ddl
 from ..spec import TableSpec, spec_from_table
 from .ops import CreateAuditTriggersOp, DropAuditTriggersOp, _AuditTriggersOp
 
 log = logging.getLogger("sqlaudit")
 
-_AFTER_FLUSH = "_sqlaudit_after_flush"  # attribute of one BatchOperationsImpl
+_AFTER_FLUSH = "_sqlaudit_flush_hooks"  # attribute of one BatchOperationsImpl
 
 
 @Operations.implementation_for(CreateAuditTriggersOp)
@@ -87,8 +88,32 @@ def _drop(operations: Operations, op: _AuditTriggersOp) -> None:
 
 
 def _run(context: MigrationContext, statements: Iterable[str]) -> None:
+    offline_mysql = context.as_sql and is_mysql(context.dialect.name)
     for sql in statements:
-        context.impl.execute(_AuditDDL(sql))
+        if offline_mysql and ";" in sql:
+            context.impl.static_output(_delimited(sql))
+        else:
+            context.impl.execute(_AuditDDL(sql))
+
+
+#: Candidates for the client's statement delimiter around a compound statement; the
+#: first that the statement does not contain anywhere is used.
+_DELIMITERS = ("$$", "//", "$$$$", "////", "$//$")
+
+
+def _delimited(sql: str) -> str:
+    """A compound statement (``CREATE TRIGGER ... BEGIN ...; END``) for the ``mariadb``
+    and ``mysql`` clients, which would end it at its first ``;``: between two
+    ``DELIMITER`` lines, ending with a delimiter it does not contain. Offline
+    (``--sql``) output only: the driver sends each statement whole and knows no
+    ``DELIMITER``. Written verbatim (no ``%`` doubling, tabs kept)."""
+    delimiter = next((d for d in _DELIMITERS if d not in sql), None)
+    if delimiter is None:  # pragma: no cover - a statement holding every candidate
+        raise SQLAuditMigrationError(
+            "cannot write an offline (--sql) script for a trigger whose SQL contains every "
+            f"DELIMITER candidate {list(_DELIMITERS)}; rename the table or columns, or run "
+            "the migration online.")
+    return f"DELIMITER {delimiter}\n{sql.strip()}{delimiter}\nDELIMITER ;"
 
 
 def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
@@ -103,6 +128,11 @@ def _ensure_audit_table(context: MigrationContext, spec: TableSpec) -> None:
         _upgrade_audit_table(_online(context), table)
         return
     context.impl.execute(CreateTable(table, if_not_exists=True))
+    if is_mysql(context.dialect.name):  # the comment is part of CREATE TABLE there
+        # the indexes create_all makes there (IF NOT EXISTS: MariaDB; MySQL has none)
+        for _name, sql in mysql_index_ddl(table, context.dialect, if_not_exists=True):
+            context.impl.execute(_AuditDDL(sql))
+        return
     if context.dialect.supports_comments and table.comment:
         context.impl.execute(SetTableComment(table))
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
@@ -184,21 +214,35 @@ def _batch_of(operations: Any) -> Optional[BatchOperationsImpl]:
 
 
 def _after_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
-    """Run ``work`` once this batch has been applied (after its ALTERs or recreate).
+    """Run ``work`` once this batch has been applied (after its ALTERs or recreate)."""
+    _flush_hooks(batch)[1].append(work)
+
+
+def _before_flush(batch: BatchOperationsImpl, work: Callable[[], None]) -> None:
+    """Run ``work`` when the batch's block ends, before its ALTERs or recreate run."""
+    _flush_hooks(batch)[0].append(work)
+
+
+def _flush_hooks(batch: BatchOperationsImpl) -> tuple[list[Callable[[], None]], list[Callable[[], None]]]:
+    """The work to run before and after this batch is applied.
 
     ``batch_alter_table()`` calls ``flush()`` on this one object when its block
     ends; it is wrapped on the instance, so no other batch is affected.
     """
-    pending: Optional[list[Callable[[], None]]] = batch.__dict__.get(_AFTER_FLUSH)
-    if pending is None:
-        pending = []
-        setattr(batch, _AFTER_FLUSH, pending)
+    hooks: Optional[tuple[list[Callable[[], None]], list[Callable[[], None]]]] = (
+        batch.__dict__.get(_AFTER_FLUSH))
+    if hooks is None:
+        hooks = ([], [])
+        setattr(batch, _AFTER_FLUSH, hooks)
         flush = batch.flush
+        before, after = hooks
 
-        def flush_then_install() -> None:
+        def flush_with_hooks() -> None:
+            for item in before:
+                item()
             flush()
-            for item in pending:
+            for item in after:
                 item()
 
-        batch.flush = flush_then_install  # type: ignore[method-assign]  # this instance only
-    pending.append(work)
+        batch.flush = flush_with_hooks  # type: ignore[method-assign]  # this instance only
+    return hooks
