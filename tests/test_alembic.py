@@ -106,7 +106,14 @@ class AlembicEnv:
         self.versions.mkdir(parents=True)
         (root / "env.py").write_text(ENV_PY)
         shutil.copy(Path(alembic.__file__).parent / "templates/generic/script.py.mako", root)
-        url = f"{engine.url.drivername}://"  # offline mode only needs the dialect
+        # offline mode only needs the dialect; a script for MariaDB says mariadb://
+        # (a mysql:// script is MySQL 8's: test_upgrade_sql_for_a_mysql_url_is_mysql_8s)
+        drivername = engine.url.drivername
+        if engine.dialect.name == "mysql":
+            engine.connect().close()  # the dialect learns the server's kind on connecting
+        if engine.dialect.name == "mysql" and engine.dialect.is_mariadb:
+            drivername = drivername.replace("mysql", "mariadb", 1)
+        url = f"{drivername}://"
         (root / "alembic.ini").write_text(
             f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {url}\n"
         )
@@ -321,7 +328,8 @@ def test_upgrade_sql_prints_the_trigger_ddl_without_a_connection(engine, env) ->
     env.write_revision("a1", None, **HAND_WRITTEN)
     env.upgrade(sql=True, metadata=metadata)
     table = items_model(None).__table__
-    module, dialect = module_for(engine.dialect.name), rendering_dialect(engine.dialect.name)
+    name = "mariadb" if getattr(engine.dialect, "is_mariadb", False) else engine.dialect.name
+    module, dialect = module_for(engine.dialect.name), rendering_dialect(name)
     expected = module.protect_statements(table.metadata, dialect) + module.install_statements(
         spec_from_table(table, ["name", "price"]), dialect
     )
@@ -451,9 +459,7 @@ def test_upgrade_sql_for_a_mariadb_url_replaces_each_trigger_in_one_statement(en
     without a trigger when the script is run again); ``mysql://`` DROP then CREATE."""
     existing_items(engine)
     model = items_model()
-    ini = env.versions.parent / "alembic.ini"
-    ini.write_text(ini.read_text().replace("sqlalchemy.url = mysql+pymysql://",
-                                           "sqlalchemy.url = mariadb+pymysql://"))
+    assert "sqlalchemy.url = mariadb+pymysql://" in (env.versions.parent / "alembic.ini").read_text()
     env.write_revision("a1", None, **HAND_WRITTEN)
     env.upgrade(sql=True, metadata=model.metadata)
     script = env.output.getvalue()
@@ -464,6 +470,25 @@ def test_upgrade_sql_for_a_mariadb_url_replaces_each_trigger_in_one_statement(en
     raw(engine, "UPDATE items SET name = 'Ink' WHERE id = 1")
     assert history(engine, model) == [("update", "1", "name", "Pen", "Ink", None)]
     assert status(engine, model) == {"items": AuditState.CURRENT}
+
+
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+def test_upgrade_sql_for_a_mysql_url_is_mysql_8s(engine, env) -> None:
+    """An offline script cannot ask the server which it is: ``mysql://`` renders
+    MySQL 8's statements (DROP then CREATE, the ``utf8mb4_0900_bin`` collation,
+    which MariaDB 10 does not know; its client then names the collation)."""
+    existing_items(engine)
+    ini = env.versions.parent / "alembic.ini"
+    ini.write_text(ini.read_text().replace("sqlalchemy.url = mariadb+pymysql://",
+                                           "sqlalchemy.url = mysql+pymysql://"))
+    env.write_revision("a1", None, **HAND_WRITTEN)
+    env.upgrade(sql=True, metadata=items_model().metadata)
+    script = env.output.getvalue()
+    assert "CREATE OR REPLACE TRIGGER" not in script
+    assert script.count("\nCREATE TRIGGER sqlaudit_items_") == 3
+    assert "utf8mb4_0900_bin" in script and "utf8mb4_nopad_bin" not in script
+    result = mariadb_client(engine, script)
+    assert result.returncode != 0 and "utf8mb4_0900_bin" in result.stderr
 
 
 @pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
