@@ -845,19 +845,50 @@ def test_a_raw_user_variable_set_on_an_autocommit_connection_is_cleared_at_check
     assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
 
 
-def test_driver_autocommit_keeps_a_user_past_its_server_transaction_is_a_documented_hole(
-        make_engine, Base) -> None:
-    """PyMySQL's own autocommit (not SQLAlchemy's isolation_level): each statement
-    commits on the server, but SQLAlchemy sees one open transaction, so the user
-    stamped for the first job is not resolved again for the second."""
+@pytest.mark.parametrize("switch", ["driver", "SET autocommit = 1"])
+def test_a_session_that_autocommits_behind_sqlalchemys_back_records_writes_without_a_user(
+        make_engine, Base, switch) -> None:
+    """Autocommit turned on in the driver (PyMySQL's connect_args) or by a raw SET: each
+    statement commits on the server while SQLAlchemy sees one open transaction. The
+    hook reads the server's autocommit flag (from the status of its last reply, kept by
+    the driver) before each statement: a user stamped in a real transaction is cleared,
+    and no later statement is credited to it; writes are recorded without a user, as
+    under isolation_level="AUTOCOMMIT"."""
+    engine = make_engine(connect_args={"autocommit": True} if switch == "driver" else {})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    current: dict[str, Optional[str]] = {"user": "A"}
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: current["user"]))
+    register_hooks()
+    with engine.connect() as conn:  # a worker's connection
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'job 1')"))
+        if switch != "driver":
+            conn.execute(text(switch))  # commits job 1 (a real transaction, stamped A)
+        current["user"] = None  # the next job runs for nobody
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'job 2')"))
+        after = user_variables(conn)
+    expected_job_1 = None if switch == "driver" else "A"
+    assert [r[:2] for r in _inserts(engine)] == [("job 1", expected_job_1), ("job 2", None)]
+    assert after == (None, None, None, None)
+
+
+def test_set_autocommit_0_after_autocommit_stamps_a_new_transaction(make_engine, Base) -> None:
+    """Back from autocommit (a raw SET autocommit = 0), the next write is stamped again,
+    with the user in force and a transaction id of its own."""
     engine = make_engine(connect_args={"autocommit": True})
     _note_model(Base)
     Base.metadata.create_all(engine)
-    current = {"user": "A"}
-    set_config(SQLAuditConfig(get_user_id_callback=lambda: current["user"]))
     register_hooks()
-    with engine.connect() as conn:  # a worker's connection; the driver commits each statement
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'job 1')"))
-        current["user"] = None  # the next job runs for nobody
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'job 2')"))
-    assert [r[:2] for r in _inserts(engine)] == [("job 1", "A"), ("job 2", "A")]
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'autocommitted')"))
+        conn.execute(text("SET autocommit = 0"))
+        with audit_context(user_id="B"):
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'in a transaction')"))
+            conn.commit()
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (3, 'in the next one')"))
+            conn.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("autocommitted", None), ("in a transaction", "B"),
+                                      ("in the next one", "B")]
+    assert found[0][2] is None and found[1][2] != found[2][2]
