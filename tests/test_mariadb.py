@@ -892,3 +892,183 @@ def test_set_autocommit_0_after_autocommit_stamps_a_new_transaction(make_engine,
     assert [r[:2] for r in found] == [("autocommitted", None), ("in a transaction", "B"),
                                       ("in the next one", "B")]
     assert found[0][2] is None and found[1][2] != found[2][2]
+
+
+# ------------------------------------------------------------------ hidden assumptions
+
+
+def _read_everything(engine, model: type) -> dict[str, Any]:
+    """Every history read of ``model`` through a fresh Session: what a user sees."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlaudit import get_changes, get_resource_state, get_table_state, get_transactions
+
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    with Session(engine) as s:
+        return {
+            "resource": sorted((r.operation, r.field_name, r.old_value, r.new_value, r.changed_by)
+                               for r in get_resource_changes(model, session=s)),
+            "changes": sorted((r.operation, r.field_name, r.new_value) for r in get_changes(s)),
+            "transactions": [len(t.changes) for t in get_transactions(s)],
+            "state": get_resource_state(model, 1, at=later, session=s),
+            "table": [rid for rid, _ in get_table_state(model, at=later, session=s)],
+        }
+
+
+def _write_history(engine, model: type, **columns: Any) -> None:
+    """Insert row 1 as alice, then change every given column as bob."""
+    register_hooks()
+    with Session(engine) as s:
+        with audit_context(user_id="alice"):
+            s.add(model(id=1, **{name: old for name, (old, _) in columns.items()}))
+            s.commit()
+        with audit_context(user_id="bob"):
+            row = s.get(model, 1)
+            for name, (_, new) in columns.items():
+                setattr(row, name, new)
+            s.commit()
+
+
+def test_mixed_case_table_and_column_names_are_recorded_and_read_back(engine, Base) -> None:
+    @track_table(tracked_fields=["TotalAmount", "customerName"])
+    class CustomerOrder(Base):
+        __tablename__ = "CustomerOrders"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        TotalAmount: Mapped[int] = mapped_column("TotalAmount", Integer)
+        customerName: Mapped[str] = mapped_column("CustomerName", String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, CustomerOrder, TotalAmount=(10, 20), customerName=("Ann", "ANN"))
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql("SELECT DISTINCT table_name FROM sqlaudit_log").scalars().all()
+    assert tables == ["CustomerOrders"]
+    assert _read_everything(engine, CustomerOrder) == {
+        "resource": [("insert", "TotalAmount", None, 10, "alice"),
+                     ("insert", "customerName", None, "Ann", "alice"),
+                     ("update", "TotalAmount", 10, 20, "bob"),
+                     ("update", "customerName", "Ann", "ANN", "bob")],
+        "changes": [("insert", "TotalAmount", 10), ("insert", "customerName", "Ann"),
+                    ("update", "TotalAmount", 20), ("update", "customerName", "ANN")],
+        "transactions": [2, 2],
+        "state": {"TotalAmount": 20, "customerName": "ANN"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, CustomerOrder) == {"CustomerOrders": AuditState.CURRENT}
+
+
+def test_backticks_and_unicode_in_table_and_column_names(engine, Base) -> None:
+    @track_table(tracked_fields=["price", "label"])
+    class Odd(Base):
+        __tablename__ = "we`ird t\u00e4bl\u00e9 \u8868"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        price: Mapped[int] = mapped_column("pr`ice \u20ac", Integer)
+        label: Mapped[str] = mapped_column("\u540d\u524d `x`", String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Odd, price=(1, 2), label=("\U0001F600", "`tick`"))
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql("SELECT DISTINCT table_name FROM sqlaudit_log").scalars().all()
+        data = conn.exec_driver_sql("SELECT new_data FROM sqlaudit_log ORDER BY id").scalars().first()
+    assert tables == ["we`ird t\u00e4bl\u00e9 \u8868"]
+    assert _json(data) == {"pr`ice \u20ac": 1, "\u540d\u524d `x`": "\U0001F600"}
+    assert _read_everything(engine, Odd) == {
+        "resource": [("insert", "label", None, "\U0001F600", "alice"),
+                     ("insert", "price", None, 1, "alice"),
+                     ("update", "label", "\U0001F600", "`tick`", "bob"),
+                     ("update", "price", 1, 2, "bob")],
+        "changes": [("insert", "label", "\U0001F600"), ("insert", "price", 1),
+                    ("update", "label", "`tick`"), ("update", "price", 2)],
+        "transactions": [2, 2],
+        "state": {"price": 2, "label": "`tick`"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, Odd) == {"we`ird t\u00e4bl\u00e9 \u8868": AuditState.CURRENT}
+
+
+@pytest.fixture
+def other_database(engine) -> Any:
+    """A second database on the server, ``<this test's database>_other``, dropped after."""
+    name = f"{engine.info_schema}_other"
+    raw(engine, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield name
+    raw(engine, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_a_table_in_another_database_writes_to_the_log_of_the_connections_database(
+        engine, Base, other_database) -> None:
+    """One shared log: a tracked table in another database (``__table_args__ schema``) of
+    a MetaData without a schema is recorded in the ``sqlaudit_log`` of the database the
+    installing connection uses, the one the history reads, as on PostgreSQL (the log
+    in the connection's schema); the other database gets no log of its own."""
+    @track_table(tracked_fields=["title"])
+    class Remote(Base):
+        __tablename__ = "remote_notes"
+        __table_args__ = {"schema": other_database}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Remote, title=("a", "b"))
+    raw(engine, f"UPDATE `{other_database}`.remote_notes SET title = 'raw' WHERE id = 1")
+    with engine.connect() as conn:
+        logged = conn.execute(text(
+            "SELECT table_schema, table_name, operation, changed_by FROM sqlaudit_log "
+            "ORDER BY id")).all()
+        other_tables = conn.execute(text(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+            {"db": other_database}).scalars().all()
+    assert [tuple(r) for r in logged] == [(other_database, "remote_notes", "insert", "alice"),
+                                          (other_database, "remote_notes", "update", "bob"),
+                                          (other_database, "remote_notes", "update", None)]
+    assert other_tables == ["remote_notes"]
+    assert _read_everything(engine, Remote) == {
+        "resource": [("insert", "title", None, "a", "alice"), ("update", "title", "a", "b", "bob"),
+                     ("update", "title", "b", "raw", None)],
+        "changes": [("insert", "title", "a"), ("update", "title", "b"), ("update", "title", "raw")],
+        "transactions": [1, 1, 1],
+        "state": {"title": "raw"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.CURRENT}
+    drop_audit_triggers(engine, Remote)
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.MISSING}
+
+
+def test_rendering_a_table_in_another_database_needs_the_logs_database(dialect, Base) -> None:
+    """Offline there is no connection to say which database the log is in: a table in
+    another database needs ``audit_schema`` (or a MetaData schema), else a clear error."""
+    from sqlaudit.exceptions import SQLAuditArgumentError
+
+    @track_table(tracked_fields=["title"])
+    class Remote(Base):
+        __tablename__ = "remote_notes"
+        __table_args__ = {"schema": "archive"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        title: Mapped[str] = mapped_column(String(50))
+
+    with pytest.raises(SQLAuditArgumentError, match=r"'archive\.remote_notes' is in database "
+                       r"'archive': name the database of sqlaudit_log .* audit_schema="):
+        render_audit_ddl(Remote, "mysql")
+    create = render_audit_ddl(Remote, "mysql", audit_schema="appdb")[1]
+    assert "INSERT INTO appdb.sqlaudit_log (" in create
+    assert "AFTER INSERT ON archive.remote_notes FOR EACH ROW" in create
+
+
+def test_a_key_unique_only_in_the_database_is_found_with_a_backtick_in_its_name(
+        engine, Base) -> None:
+    """SQLAlchemy's MySQL inspector returns a backtick in a reflected name doubled; the
+    key check and audit_status read the real names."""
+    raw(engine, "CREATE TABLE `tick``s` (id INT PRIMARY KEY, `co``de` VARCHAR(20) NOT NULL UNIQUE, "
+                "title VARCHAR(50))")
+
+    @track_table(tracked_fields=["title"], resource_id_field="code")
+    class Tick(Base):
+        __tablename__ = "tick`s"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        code: Mapped[str] = mapped_column("co`de", String(20))  # unique in the database only
+        title: Mapped[str] = mapped_column(String(50))
+
+    install_audit_triggers(engine, Tick)
+    raw(engine, "INSERT INTO `tick``s` VALUES (1, 'A-1', 'first')")
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "A-1")]
+    assert audit_status(engine, Tick) == {"tick`s": AuditState.CURRENT}
