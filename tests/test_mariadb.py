@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -1072,3 +1073,57 @@ def test_a_key_unique_only_in_the_database_is_found_with_a_backtick_in_its_name(
     raw(engine, "INSERT INTO `tick``s` VALUES (1, 'A-1', 'first')")
     assert [r[:2] for r in log_rows(engine)] == [("insert", "A-1")]
     assert audit_status(engine, Tick) == {"tick`s": AuditState.CURRENT}
+
+
+@pytest.mark.parametrize("sql_mode", [
+    "STRICT_ALL_TABLES", "TRADITIONAL", "ONLY_FULL_GROUP_BY",
+    "TRADITIONAL,ONLY_FULL_GROUP_BY,ANSI_QUOTES", ""])
+def test_strict_modes_and_only_full_group_by_change_nothing(make_engine, Base, sql_mode) -> None:
+    """Triggers created and run, and every history read, under a strict ``sql_mode``
+    (STRICT_ALL_TABLES; TRADITIONAL, which adds NO_ZERO_DATE and errors for division by
+    zero) and under ONLY_FULL_GROUP_BY, which refuses a GROUP BY that leaves a selected
+    column out; and under the empty, lax mode."""
+    engine = make_engine()
+
+    @event.listens_for(engine, "connect")
+    def _mode(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION sql_mode = '{sql_mode}'")
+        cursor.close()
+
+    @track_table(tracked_fields=["customer", "amount", "due"])
+    class Bill(Base):
+        __tablename__ = "bills"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        customer: Mapped[Optional[str]] = mapped_column(String(50))
+        amount: Mapped[Optional[Decimal]] = mapped_column(Numeric(10, 2))
+        due: Mapped[Optional[datetime]]
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Bill, customer=("Ann", None), amount=(Decimal("1.50"), Decimal("2.00")),
+                   due=(datetime(2024, 1, 2, 3, 4, 5), datetime(2025, 1, 1)))
+    raw(engine, "UPDATE bills SET customer = customer WHERE id = 1",  # changes nothing
+        "UPDATE bills SET id = 2 WHERE id = 1")  # the key: delete + insert
+    with engine.connect() as conn:
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        trigger_modes = set(conn.exec_driver_sql(
+            "SELECT SQL_MODE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'bills'").scalars())
+    assert set(mode.split(",")) >= set(filter(None, sql_mode.split(",")))
+    assert trigger_modes == {mode}
+    found = _read_everything(engine, Bill)
+    assert found["resource"] == sorted([
+        ("insert", "customer", None, "Ann", "alice"),
+        ("insert", "amount", None, Decimal("1.50"), "alice"),
+        ("insert", "due", None, datetime(2024, 1, 2, 3, 4, 5), "alice"),
+        ("update", "customer", "Ann", None, "bob"),
+        ("update", "amount", Decimal("1.50"), Decimal("2.00"), "bob"),
+        ("update", "due", datetime(2024, 1, 2, 3, 4, 5), datetime(2025, 1, 1), "bob"),
+        ("delete", "amount", Decimal("2.00"), None, None),
+        ("delete", "due", datetime(2025, 1, 1), None, None),
+        ("insert", "amount", None, Decimal("2.00"), None),
+        ("insert", "due", None, datetime(2025, 1, 1), None),
+    ])
+    assert found["transactions"] == [4, 3, 3]  # newest first: the key change, bob, alice
+    assert found["state"] is None  # row 1 became row 2
+    assert found["table"] == ["2"]
