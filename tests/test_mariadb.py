@@ -1127,3 +1127,34 @@ def test_strict_modes_and_only_full_group_by_change_nothing(make_engine, Base, s
     assert found["transactions"] == [4, 3, 3]  # newest first: the key change, bob, alice
     assert found["state"] is None  # row 1 became row 2
     assert found["table"] == ["2"]
+
+
+@pytest.mark.parametrize("statement, expected", [
+    # LOCAL implies IGNORE: the duplicate key 1 is skipped, with a warning
+    ("LOAD DATA LOCAL INFILE :path INTO TABLE notes FIELDS TERMINATED BY ','",
+     [("insert", "3", None, {"title": "three"})]),
+    ("LOAD DATA LOCAL INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','",
+     [("delete", "1", {"title": "old"}, None), ("insert", "1", None, {"title": "one"}),
+      ("insert", "3", None, {"title": "three"})]),
+])
+def test_load_data_local_infile_is_recorded_per_row(make_engine, Base, tmp_path,
+                                                    statement, expected) -> None:
+    """LOAD DATA fires the row triggers: each loaded row is recorded with the acting user,
+    a skipped duplicate is not; REPLACE records the replaced row's delete before its
+    insert. (The client must allow
+    it, PyMySQL's ``local_infile=True``, and the server's ``local_infile`` be on.)"""
+    engine = make_engine(connect_args={"local_infile": True})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    raw(engine, "INSERT INTO notes (id, title) VALUES (1, 'old')")
+    data = tmp_path / "notes.csv"
+    data.write_text("1,one\n3,three\n", encoding="utf-8")
+    with engine.begin() as conn, audit_context(user_id="loader"):
+        loaded = conn.execute(text(statement), {"path": str(data)}).rowcount
+    rows = log_rows(engine)[1:]
+    with engine.connect() as conn:
+        users = conn.exec_driver_sql("SELECT changed_by FROM sqlaudit_log WHERE id > 1").scalars().all()
+    assert loaded == (1 if "REPLACE" not in statement else 3)
+    assert [(op, rid, old, new) for op, rid, _, old, new in rows] == expected
+    assert set(users) == {"loader"}
