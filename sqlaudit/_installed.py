@@ -124,6 +124,28 @@ def pg_descendants(connection: Connection, table: str, function: str) -> list[De
     return [Descendant(r.schema_name, r.table_name, int(r.triggers)) for r in rows]
 
 
+def _folds_case(connection: Connection) -> bool:
+    """Whether the MariaDB server compares table and database names case-insensitively
+    (``lower_case_table_names`` 1 or 2, fixed for the server's life: read once per
+    connection)."""
+    if connection.dialect.name not in ("mysql", "mariadb"):
+        return False
+    folds = connection.info.get("sqlaudit_folds_case")
+    if folds is None:
+        value = connection.execute(text("SELECT @@lower_case_table_names")).scalar()
+        folds = connection.info["sqlaudit_folds_case"] = bool(value)
+    return bool(folds)
+
+
+def installed_key(connection: Connection, schema: Optional[str],
+                  table: str) -> tuple[Optional[str], str]:
+    """The key of ``installed_triggers`` for a table: its (schema, name), in lower case
+    where the server folds the case of names (a table ``Orders`` is ``orders`` there)."""
+    if _folds_case(connection):
+        return (schema.lower() if schema else schema), table.lower()
+    return schema, table
+
+
 def installed_triggers(connection: Connection, schemas: Iterable[Optional[str]] = ()
                        ) -> dict[tuple[Optional[str], str], InstalledTriggers]:
     """sqlaudit triggers in the database, keyed by (schema, table). On MariaDB, those
@@ -141,7 +163,7 @@ def installed_triggers(connection: Connection, schemas: Iterable[Optional[str]] 
     elif connection.dialect.name in ("mysql", "mariadb"):
         named = sorted({s for s in schemas if s}) or [""]  # IN () is not SQL
         for row in connection.execute(_MYSQL_QUERY, {"schemas": named}):
-            key = (row.schema_name, row.tbl_name)
+            key = installed_key(connection, row.schema_name, row.tbl_name)
             entry = found.setdefault(key, InstalledTriggers(*key, 0, []))
             entry.count += 1
             entry.fingerprints.append(_fingerprint.parse_sqlite(row.sql))

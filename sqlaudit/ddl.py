@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
-from ._installed import (EXPECTED, default_schema, installed_triggers, pg_descendants,
-                         reflected_name)
+from ._installed import (EXPECTED, default_schema, installed_key, installed_triggers,
+                         pg_descendants, reflected_name)
 from . import _export, _templates
 from .config import _display_zone
 from .dialects import flavour, is_mysql, module_for, rendering_dialect
@@ -486,7 +486,7 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
         schema = default_schema(connection)
         module = module_for(connection.dialect.name)
         for table in tables:
-            entry = found.get((table.schema or schema, table.name))
+            entry = found.get(installed_key(connection, table.schema or schema, table.name))
             if entry is None:
                 result[table.fullname] = AuditState.MISSING
                 continue

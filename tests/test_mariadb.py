@@ -1158,3 +1158,125 @@ def test_load_data_local_infile_is_recorded_per_row(make_engine, Base, tmp_path,
     assert loaded == (1 if "REPLACE" not in statement else 3)
     assert [(op, rid, old, new) for op, rid, _, old, new in rows] == expected
     assert set(users) == {"loader"}
+
+
+# ------------------------------------------------------------------ lower_case_table_names = 1
+
+
+@pytest.fixture(scope="module")
+def lower_case_server(mariadb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A private, throw-away MariaDB server started with ``--lower-case-table-names=1``
+    (a setting fixed when a server's data directory is made, so the shared server
+    cannot have it): a fresh data directory, a free port on 127.0.0.1, stopped and
+    removed after the module. It needs the server's programs (mariadb-install-db,
+    mariadbd) where the MariaDB tests run; without them the tests fail when
+    SQLAUDIT_REQUIRE_MARIADB=1, else they are skipped."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    install, server = shutil.which("mariadb-install-db"), (
+        shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin"))
+    if not install or not server:
+        message = ("lower_case_table_names tests need mariadb-install-db and mariadbd "
+                   "(Debian: apt-get install mariadb-server)")
+        if os.environ.get("SQLAUDIT_REQUIRE_MARIADB") == "1":
+            pytest.fail(message + " (SQLAUDIT_REQUIRE_MARIADB=1)", pytrace=False)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("lower_case_server")
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install, "--no-defaults", f"--datadir={home / 'data'}", *as_root,
+                    "--auth-root-authentication-method=normal", "--skip-test-db",
+                    "--lower-case-table-names=1"],
+                   check=True, capture_output=True, timeout=120)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen(
+        [server, "--no-defaults", f"--datadir={home / 'data'}", f"--socket={home / 'sock'}",
+         f"--port={port}", "--bind-address=127.0.0.1", *as_root, "--lower-case-table-names=1",
+         "--skip-log-bin", "--innodb-buffer-pool-size=32M", f"--pid-file={home / 'pid'}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"mysql+pymysql://root@127.0.0.1:{port}/?charset=utf8mb4"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe_engine = create_engine(url)
+                with probe_engine.connect() as conn:
+                    assert conn.exec_driver_sql("SELECT @@lower_case_table_names").scalar() == 1
+                probe_engine.dispose()
+                break
+            except OperationalError:
+                probe_engine.dispose()
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail("the lower_case_table_names=1 server did not start: "
+                                + (home / "server.log").read_text(errors="replace")[-2000:],
+                                pytrace=False)
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def lower_case_engine(lower_case_server: str) -> Any:
+    """An engine on a fresh database of the lower_case_table_names=1 server."""
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(lower_case_server)
+    database = f"sqlaudit_t_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+    engine = create_engine(make_url(lower_case_server).set(database=database))
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE `{database}`")
+    admin.dispose()
+
+
+def test_lower_case_table_names_1_records_and_reads_mixed_case_tables(
+        dialect, lower_case_engine, Base) -> None:
+    """On a server with lower_case_table_names=1 (Windows' default; the server stores
+    table names in lower case), a model named in mixed case is installed, recorded,
+    read back by every history read and reported current by audit_status."""
+    engine = lower_case_engine
+
+    @track_table(tracked_fields=["Title"])
+    class MixedNote(Base):
+        __tablename__ = "MixedNotes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        Title: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, MixedNote, Title=("a", "b"))
+    raw(engine, "UPDATE MIXEDNOTES SET Title = 'raw' WHERE id = 1")
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME <> 'sqlaudit_seal' ORDER BY TABLE_NAME").scalars().all()
+    assert stored == ["mixednotes", "sqlaudit_log"]
+    assert _read_everything(engine, MixedNote) == {
+        "resource": [("insert", "Title", None, "a", "alice"), ("update", "Title", "a", "b", "bob"),
+                     ("update", "Title", "b", "raw", None)],
+        "changes": [("insert", "Title", "a"), ("update", "Title", "b"), ("update", "Title", "raw")],
+        "transactions": [1, 1, 1],
+        "state": {"Title": "raw"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.CURRENT}
+    drop_audit_triggers(engine, MixedNote)
+    assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.MISSING}
