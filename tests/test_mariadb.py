@@ -1129,33 +1129,49 @@ def test_strict_modes_and_only_full_group_by_change_nothing(make_engine, Base, s
     assert found["table"] == ["2"]
 
 
+_SKIPPED_DUPLICATE = [("insert", "3", None, {"title": "three"})]
+_REPLACED = [("delete", "1", {"title": "old"}, None), ("insert", "1", None, {"title": "one"}),
+             ("insert", "3", None, {"title": "three"})]
+
+
 @pytest.mark.parametrize("statement, expected", [
     # LOCAL implies IGNORE: the duplicate key 1 is skipped, with a warning
-    ("LOAD DATA LOCAL INFILE :path INTO TABLE notes FIELDS TERMINATED BY ','",
-     [("insert", "3", None, {"title": "three"})]),
-    ("LOAD DATA LOCAL INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','",
-     [("delete", "1", {"title": "old"}, None), ("insert", "1", None, {"title": "one"}),
-      ("insert", "3", None, {"title": "three"})]),
+    ("LOAD DATA LOCAL INFILE :path INTO TABLE notes FIELDS TERMINATED BY ','", _SKIPPED_DUPLICATE),
+    ("LOAD DATA LOCAL INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','", _REPLACED),
+    ("LOAD DATA INFILE :path IGNORE INTO TABLE notes FIELDS TERMINATED BY ','", _SKIPPED_DUPLICATE),
+    ("LOAD DATA INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','", _REPLACED),
 ])
-def test_load_data_local_infile_is_recorded_per_row(make_engine, Base, tmp_path,
-                                                    statement, expected) -> None:
-    """LOAD DATA fires the row triggers: each loaded row is recorded with the acting user,
-    a skipped duplicate is not; REPLACE records the replaced row's delete before its
-    insert. (The client must allow
-    it, PyMySQL's ``local_infile=True``, and the server's ``local_infile`` be on.)"""
+def test_load_data_infile_is_recorded_per_row(make_engine, Base, statement, expected) -> None:
+    """LOAD DATA fires the row triggers, read by the client (LOCAL) or by the server:
+    each loaded row is recorded with the acting user, a skipped duplicate is not;
+    REPLACE records the replaced row's delete before its insert. (LOCAL needs the
+    client's consent, PyMySQL's ``local_infile=True``, and the server's ``local_infile``
+    on; the server-side form needs the FILE privilege, a ``secure_file_priv`` that
+    allows the file's directory and a file the server can read.)"""
+    import os
+    import shutil
+    import tempfile
+
     engine = make_engine(connect_args={"local_infile": True})
     _note_model(Base)
     Base.metadata.create_all(engine)
     register_hooks()
     raw(engine, "INSERT INTO notes (id, title) VALUES (1, 'old')")
-    data = tmp_path / "notes.csv"
-    data.write_text("1,one\n3,three\n", encoding="utf-8")
-    with engine.begin() as conn, audit_context(user_id="loader"):
-        loaded = conn.execute(text(statement), {"path": str(data)}).rowcount
+    folder = tempfile.mkdtemp(prefix="sqlaudit_load_")
+    try:
+        os.chmod(folder, 0o755)  # the server-side form is read by the server's own account
+        data = os.path.join(folder, "notes.csv")
+        with open(data, "w", encoding="utf-8") as out:
+            out.write("1,one\n3,three\n")
+        os.chmod(data, 0o644)
+        with engine.begin() as conn, audit_context(user_id="loader"):
+            loaded = conn.execute(text(statement), {"path": data}).rowcount
+    finally:
+        shutil.rmtree(folder)
     rows = log_rows(engine)[1:]
     with engine.connect() as conn:
         users = conn.exec_driver_sql("SELECT changed_by FROM sqlaudit_log WHERE id > 1").scalars().all()
-    assert loaded == (1 if "REPLACE" not in statement else 3)
+    assert loaded == (3 if "REPLACE" in statement else 1)
     assert [(op, rid, old, new) for op, rid, _, old, new in rows] == expected
     assert set(users) == {"loader"}
 
