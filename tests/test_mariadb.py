@@ -873,6 +873,22 @@ def test_a_session_that_autocommits_behind_sqlalchemys_back_records_writes_witho
     assert after == (None, None, None, None)
 
 
+def test_a_raw_start_transaction_on_an_autocommit_session_gets_no_user(make_engine, Base) -> None:
+    """The server's autocommit flag stays on inside an explicit START TRANSACTION: the
+    hook stamps no user there either (it cannot see where that transaction ends)."""
+    engine = make_engine(connect_args={"autocommit": True})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("START TRANSACTION"))
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'explicit')"))
+        conn.execute(text("COMMIT"))
+        after = user_variables(conn)
+    assert [r[:2] for r in _inserts(engine)] == [("explicit", None)]
+    assert after == (None, None, None, None)
+
+
 def test_set_autocommit_0_after_autocommit_stamps_a_new_transaction(make_engine, Base) -> None:
     """Back from autocommit (a raw SET autocommit = 0), the next write is stamped again,
     with the user in force and a transaction id of its own."""
