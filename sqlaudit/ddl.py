@@ -533,7 +533,10 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
     On PostgreSQL every statement names ``sqlaudit_log`` by schema: the
     MetaData's schema, else ``audit_schema``, else ``"public"`` (the schema
     is not known without a connection, and an unqualified name could be
-    captured by a TEMP table of the writing session).
+    captured by a TEMP table of the writing session). On MariaDB and MySQL the
+    log is named by database only for a table in another database than the
+    log's: the MetaData's schema, else ``audit_schema``, else
+    :class:`~sqlaudit.exceptions.SQLAuditArgumentError`.
     """
     module = module_for(dialect_name)
     return list(module.install_statements(
