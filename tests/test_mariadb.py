@@ -1312,3 +1312,39 @@ def test_lower_case_table_names_1_records_and_reads_mixed_case_tables(
     assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.CURRENT}
     drop_audit_triggers(engine, MixedNote)
     assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.MISSING}
+
+
+def test_a_metadata_schema_puts_the_tables_and_the_log_in_that_database(engine, other_database) -> None:
+    """``MetaData(schema="other")``: the tables, the log and its guards are created in
+    that database, the triggers write there and every history read reads there, while
+    the connection's own database stays empty."""
+    from sqlalchemy import MetaData
+
+    class OtherBase(DeclarativeBase):
+        metadata = MetaData(schema=other_database)
+
+    @track_table(tracked_fields=["title"])
+    class Remote(OtherBase):
+        __tablename__ = "remote_notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(String(50))
+
+    OtherBase.metadata.create_all(engine)
+    _write_history(engine, Remote, title=("a", "b"))
+    with engine.connect() as conn:
+        here = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()").scalar()
+        logged = conn.execute(text(
+            f"SELECT operation, changed_by FROM `{other_database}`.sqlaudit_log ORDER BY id")).all()
+        guards = conn.execute(text(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = :db "
+            "AND EVENT_OBJECT_TABLE = 'sqlaudit_log' ORDER BY TRIGGER_NAME"),
+            {"db": other_database}).scalars().all()
+    assert here == 0
+    assert [tuple(r) for r in logged] == [("insert", "alice"), ("update", "bob")]
+    assert guards == ["sqlaudit_log_no_delete", "sqlaudit_log_no_update"]
+    with Session(engine) as s:
+        assert [(r.operation, r.new_value, r.changed_by) for r in
+                get_resource_changes(Remote, session=s, sort_direction="asc")] == [
+            ("insert", "a", "alice"), ("update", "b", "bob")]
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.CURRENT}
