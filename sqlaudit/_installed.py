@@ -7,9 +7,9 @@ triggers it does not own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from . import _fingerprint
@@ -33,11 +33,13 @@ _SQLITE_QUERY = text(
     "AND tbl_name NOT IN ('sqlaudit_log', 'sqlaudit_seal')"
 )
 _MYSQL_QUERY = text(
-    "SELECT TRIGGER_NAME AS name, EVENT_OBJECT_TABLE AS tbl_name, ACTION_STATEMENT AS `sql` "
+    "SELECT TRIGGER_SCHEMA AS schema_name, TRIGGER_NAME AS name, EVENT_OBJECT_TABLE AS tbl_name, "
+    "ACTION_STATEMENT AS `sql` "
     "FROM information_schema.TRIGGERS "
-    "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE 'sqlaudit\\_%' "
+    "WHERE (TRIGGER_SCHEMA = DATABASE() OR TRIGGER_SCHEMA IN :schemas) "
+    "AND TRIGGER_NAME LIKE 'sqlaudit\\_%' "
     "AND EVENT_OBJECT_TABLE NOT IN ('sqlaudit_log', 'sqlaudit_seal')"
-)
+).bindparams(bindparam("schemas", expanding=True))
 #: trigger names per table that a complete installation has
 EXPECTED = {"postgresql": 4, "sqlite": 4, "mysql": 3, "mariadb": 3}
 
@@ -67,9 +69,23 @@ FIRST_SCHEMA = (
 
 
 def default_schema(connection: Connection) -> Optional[str]:
+    """The schema an unqualified name means: PostgreSQL's first schema of search_path,
+    MariaDB's current database (None when none is selected), None on SQLite."""
     if connection.dialect.name == "postgresql":
         return str(connection.execute(text(FIRST_SCHEMA)).scalar())
+    if connection.dialect.name in ("mysql", "mariadb"):
+        database = connection.execute(text("SELECT DATABASE()")).scalar()
+        return str(database) if database is not None else None
     return None
+
+
+def reflected_name(name: str, connection: Connection) -> str:
+    """A column or table name as SQLAlchemy's inspector returns it, as it really is:
+    the MySQL inspector parses SHOW CREATE TABLE and keeps a backtick in a name doubled
+    (``a``b`` for ``a`b``), which this undoes."""
+    if connection.dialect.name in ("mysql", "mariadb"):
+        return name.replace("``", "`")
+    return name
 
 
 _PG_DESCENDANTS = text(
@@ -108,8 +124,33 @@ def pg_descendants(connection: Connection, table: str, function: str) -> list[De
     return [Descendant(r.schema_name, r.table_name, int(r.triggers)) for r in rows]
 
 
-def installed_triggers(connection: Connection) -> dict[tuple[Optional[str], str], InstalledTriggers]:
-    """sqlaudit triggers in the database, keyed by (schema, table)."""
+def _folds_case(connection: Connection) -> bool:
+    """Whether the MariaDB server compares table and database names case-insensitively
+    (``lower_case_table_names`` 1 or 2, fixed for the server's life: read once per
+    connection)."""
+    if connection.dialect.name not in ("mysql", "mariadb"):
+        return False
+    folds = connection.info.get("sqlaudit_folds_case")
+    if folds is None:
+        value = connection.execute(text("SELECT @@lower_case_table_names")).scalar()
+        folds = connection.info["sqlaudit_folds_case"] = bool(value)
+    return bool(folds)
+
+
+def installed_key(connection: Connection, schema: Optional[str],
+                  table: str) -> tuple[Optional[str], str]:
+    """The key of ``installed_triggers`` for a table: its (schema, name), in lower case
+    where the server folds the case of names (a table ``Orders`` is ``orders`` there)."""
+    if _folds_case(connection):
+        return (schema.lower() if schema else schema), table.lower()
+    return schema, table
+
+
+def installed_triggers(connection: Connection, schemas: Iterable[Optional[str]] = ()
+                       ) -> dict[tuple[Optional[str], str], InstalledTriggers]:
+    """sqlaudit triggers in the database, keyed by (schema, table). On MariaDB, those
+    of the current database and of the databases named in ``schemas``, keyed by their
+    database's name."""
     found: dict[tuple[Optional[str], str], InstalledTriggers] = {}
     if connection.dialect.name == "postgresql":
         for row in connection.execute(_PG_QUERY):
@@ -119,9 +160,15 @@ def installed_triggers(connection: Connection) -> dict[tuple[Optional[str], str]
             entry = found.setdefault(key, InstalledTriggers(row.schema_name, row.table_name, 0, []))
             entry.count += 1
             entry.fingerprints.append(_fingerprint.parse_pg(row.comment))
+    elif connection.dialect.name in ("mysql", "mariadb"):
+        named = sorted({s for s in schemas if s}) or [""]  # IN () is not SQL
+        for row in connection.execute(_MYSQL_QUERY, {"schemas": named}):
+            key = installed_key(connection, row.schema_name, row.tbl_name)
+            entry = found.setdefault(key, InstalledTriggers(*key, 0, []))
+            entry.count += 1
+            entry.fingerprints.append(_fingerprint.parse_sqlite(row.sql))
     else:
-        query = _SQLITE_QUERY if connection.dialect.name == "sqlite" else _MYSQL_QUERY
-        for row in connection.execute(query):
+        for row in connection.execute(_SQLITE_QUERY):
             if row.name.startswith("sqlaudit_stamp"):
                 continue
             key = (None, row.tbl_name)

@@ -455,7 +455,7 @@ class TableStatus:
 
 def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tuple[str, str]:
     """State of one table's installed triggers judged from the database alone."""
-    from ._installed import EXPECTED, pg_descendants
+    from ._installed import EXPECTED, pg_descendants, reflected_name
     from ._naming import pg_function_name_of
     from ._templates import TEMPLATE_VERSION
     from .ddl import AuditState
@@ -465,7 +465,8 @@ def _installed_state(conn: Connection, entry: Any, default: Optional[str]) -> tu
     if not fps:
         return AuditState.OUTDATED.value, "its triggers carry no sqlaudit fingerprint"
     used = {name for fp in fps for name in [*fp.get("fields", []), *fp.get("key", [])]}
-    live = {c["name"] for c in sa_inspect(conn).get_columns(entry.table, schema=entry.schema)}
+    live = {reflected_name(c["name"], conn)
+            for c in sa_inspect(conn).get_columns(entry.table, schema=entry.schema)}
     gone = sorted(used - live)
     if gone:
         return (AuditState.BROKEN.value,

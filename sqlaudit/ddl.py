@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, DropTable, ExecutableDDLElement
 
 from ._naming import AUDIT_TABLE_NAME, sqlite_trigger_name
-from ._installed import EXPECTED, default_schema, installed_triggers, pg_descendants
+from ._installed import (EXPECTED, default_schema, installed_key, installed_triggers,
+                         pg_descendants, reflected_name)
 from . import _export, _templates
 from .config import _display_zone
 from .dialects import flavour, is_mysql, module_for, rendering_dialect
@@ -107,6 +108,7 @@ def _is_unique(connection: Optional[Connection], spec: TableSpec) -> bool:
     found += [{c for c in i["column_names"] if c is not None}
               for i in insp.get_indexes(table.name, schema=table.schema)
               if i.get("unique") and None not in i["column_names"]]
+    found = [{reflected_name(c, connection) for c in s} for s in found]
     return any(s and s <= keys for s in found)
 
 
@@ -505,19 +507,19 @@ def audit_status(bind: Bind, *models: Union[ModelOrTable, MetaData]) -> dict[str
     result: dict[str, AuditState] = {}
 
     def work(connection: Connection) -> None:
-        found = installed_triggers(connection)
+        found = installed_triggers(connection, {t.schema for t in tables})
         schema = default_schema(connection)
         module = module_for(connection.dialect.name)
         for table in tables:
-            entry = found.get((table.schema or schema, table.name))
+            entry = found.get(installed_key(connection, table.schema or schema, table.name))
             if entry is None:
                 result[table.fullname] = AuditState.MISSING
                 continue
             installed = entry.fingerprint or {}
             used = set(installed.get("fields", [])) | set(installed.get("key", []))
             if used:
-                live = {c["name"] for c in sa_inspect(connection).get_columns(
-                    table.name, schema=table.schema)}
+                live = {reflected_name(c["name"], connection) for c in
+                        sa_inspect(connection).get_columns(table.name, schema=table.schema)}
                 if not used <= live:
                     result[table.fullname] = AuditState.BROKEN
                     continue
@@ -556,7 +558,10 @@ def render_audit_ddl(model: ModelOrTable, dialect_name: str, *,
     On PostgreSQL every statement names ``sqlaudit_log`` by schema: the
     MetaData's schema, else ``audit_schema``, else ``"public"`` (the schema
     is not known without a connection, and an unqualified name could be
-    captured by a TEMP table of the writing session).
+    captured by a TEMP table of the writing session). On MariaDB and MySQL the
+    log is named by database only for a table in another database than the
+    log's: the MetaData's schema, else ``audit_schema``, else
+    :class:`~sqlaudit.exceptions.SQLAuditArgumentError`.
     """
     module = module_for(dialect_name)
     return list(module.install_statements(

@@ -17,7 +17,9 @@ stamps it into the transaction:
   set with bind parameters. They live as long as the session, not the
   transaction, so they are set to NULL again before every COMMIT and ROLLBACK
   the hook sees (raw ``COMMIT``/``ROLLBACK`` text included) and when a
-  connection that was stamped goes back to the pool.
+  connection that was stamped goes back to the pool. A session whose server
+  autocommits (the driver's switch, or a raw ``SET autocommit = 1``) is not
+  stamped, and its variables are cleared, as under SQLAlchemy's AUTOCOMMIT.
 
 Because the stamp lives inside the transaction, a rollback takes it away,
 it never reaches another pooled checkout, and other threads never see it.
@@ -282,6 +284,20 @@ def _forget_sqlite_context(connection: Connection) -> None:
         connection.info.pop(_STATE, None)
 
 
+def _server_autocommits(conn: Connection) -> bool:
+    """True when the MariaDB session has autocommit on, as the server said in the status
+    flags of its last reply (SERVER_STATUS_AUTOCOMMIT), which the driver keeps: no round
+    trip. PyMySQL, mysqlclient, aiomysql and asyncmy expose it as ``get_autocommit()``,
+    MariaDB Connector/Python as the ``autocommit`` attribute. A driver that exposes
+    neither is taken at SQLAlchemy's word."""
+    driver: Any = conn.connection.driver_connection
+    get = getattr(driver, "get_autocommit", None)
+    if get is not None:
+        return bool(get())
+    flag = getattr(driver, "autocommit", None)
+    return flag if isinstance(flag, bool) else False
+
+
 def _is_autocommit(conn: Connection) -> bool:
     check = getattr(conn, "_is_autocommit_isolation", None)
     return bool(check()) if check is not None else False
@@ -307,6 +323,15 @@ def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
         # Transaction control needs no user (and a savepoint rollback that is about to
         # run would undo a stamp made now), but it may end or rewind the stamp.
         _transaction_control(conn, cursor, control)
+        return
+    if is_mysql(conn.dialect.name) and _server_autocommits(conn):
+        # Autocommit switched on behind SQLAlchemy's back (in the driver, or by a raw
+        # SET autocommit = 1): every statement commits by itself, so no user may be
+        # stamped for "the transaction", and one stamped earlier must not stay.
+        _warn_autocommit()
+        _clear_mysql(cursor, conn)
+        conn.info.pop(_STATE, None)
+        conn.info.pop(_TXID, None)
         return
     state: Optional[tuple[Actor, Optional[Actor]]] = conn.info.get(_STATE)
     override = _context_actor()

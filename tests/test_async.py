@@ -27,7 +27,7 @@ def _async_url(engine, driver: str) -> str:
 @pytest.mark.parametrize(
     "dialect, driver",
     [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg"),
-     ("mariadb", "aiomysql")],
+     ("mariadb", "aiomysql"), ("mariadb", "asyncmy")],
     indirect=["dialect"],
 )
 def test_async_sessions_record_each_tasks_user(engine, Base, driver) -> None:

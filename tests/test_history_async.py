@@ -24,7 +24,7 @@ MARIADB_PORTED = True
 DRIVERS = pytest.mark.parametrize(
     "dialect, driver",
     [("sqlite", "aiosqlite"), ("postgresql", "asyncpg"), ("postgresql", "psycopg"),
-     ("mariadb", "aiomysql")],
+     ("mariadb", "aiomysql"), ("mariadb", "asyncmy")],
     indirect=["dialect"],
 )
 

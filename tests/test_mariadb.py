@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -845,19 +846,505 @@ def test_a_raw_user_variable_set_on_an_autocommit_connection_is_cleared_at_check
     assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
 
 
-def test_driver_autocommit_keeps_a_user_past_its_server_transaction_is_a_documented_hole(
-        make_engine, Base) -> None:
-    """PyMySQL's own autocommit (not SQLAlchemy's isolation_level): each statement
-    commits on the server, but SQLAlchemy sees one open transaction, so the user
-    stamped for the first job is not resolved again for the second."""
+@pytest.mark.parametrize("switch", ["driver", "SET autocommit = 1"])
+def test_a_session_that_autocommits_behind_sqlalchemys_back_records_writes_without_a_user(
+        make_engine, Base, switch) -> None:
+    """Autocommit turned on in the driver (PyMySQL's connect_args) or by a raw SET: each
+    statement commits on the server while SQLAlchemy sees one open transaction. The
+    hook reads the server's autocommit flag (from the status of its last reply, kept by
+    the driver) before each statement: a user stamped in a real transaction is cleared,
+    and no later statement is credited to it; writes are recorded without a user, as
+    under isolation_level="AUTOCOMMIT"."""
+    engine = make_engine(connect_args={"autocommit": True} if switch == "driver" else {})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    current: dict[str, Optional[str]] = {"user": "A"}
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: current["user"]))
+    register_hooks()
+    with engine.connect() as conn:  # a worker's connection
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'job 1')"))
+        if switch != "driver":
+            conn.execute(text(switch))  # commits job 1 (a real transaction, stamped A)
+        current["user"] = None  # the next job runs for nobody
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'job 2')"))
+        after = user_variables(conn)
+    expected_job_1 = None if switch == "driver" else "A"
+    assert [r[:2] for r in _inserts(engine)] == [("job 1", expected_job_1), ("job 2", None)]
+    assert after == (None, None, None, None)
+
+
+def test_a_raw_start_transaction_on_an_autocommit_session_gets_no_user(make_engine, Base) -> None:
+    """The server's autocommit flag stays on inside an explicit START TRANSACTION: the
+    hook stamps no user there either (it cannot see where that transaction ends)."""
     engine = make_engine(connect_args={"autocommit": True})
     _note_model(Base)
     Base.metadata.create_all(engine)
-    current = {"user": "A"}
-    set_config(SQLAuditConfig(get_user_id_callback=lambda: current["user"]))
     register_hooks()
-    with engine.connect() as conn:  # a worker's connection; the driver commits each statement
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'job 1')"))
-        current["user"] = None  # the next job runs for nobody
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'job 2')"))
-    assert [r[:2] for r in _inserts(engine)] == [("job 1", "A"), ("job 2", "A")]
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("START TRANSACTION"))
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'explicit')"))
+        conn.execute(text("COMMIT"))
+        after = user_variables(conn)
+    assert [r[:2] for r in _inserts(engine)] == [("explicit", None)]
+    assert after == (None, None, None, None)
+
+
+def test_set_autocommit_0_after_autocommit_stamps_a_new_transaction(make_engine, Base) -> None:
+    """Back from autocommit (a raw SET autocommit = 0), the next write is stamped again,
+    with the user in force and a transaction id of its own."""
+    engine = make_engine(connect_args={"autocommit": True})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'autocommitted')"))
+        conn.execute(text("SET autocommit = 0"))
+        with audit_context(user_id="B"):
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'in a transaction')"))
+            conn.commit()
+            conn.execute(text("INSERT INTO notes (id, title) VALUES (3, 'in the next one')"))
+            conn.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("autocommitted", None), ("in a transaction", "B"),
+                                      ("in the next one", "B")]
+    assert found[0][2] is None and found[1][2] != found[2][2]
+
+
+# ------------------------------------------------------------------ hidden assumptions
+
+
+def _read_everything(engine, model: type) -> dict[str, Any]:
+    """Every history read of ``model`` through a fresh Session: what a user sees."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlaudit import get_changes, get_resource_state, get_table_state, get_transactions
+
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    with Session(engine) as s:
+        return {
+            "resource": sorted((r.operation, r.field_name, r.old_value, r.new_value, r.changed_by)
+                               for r in get_resource_changes(model, session=s)),
+            "changes": sorted((r.operation, r.field_name, r.new_value) for r in get_changes(s)),
+            "transactions": [len(t.changes) for t in get_transactions(s)],
+            "state": get_resource_state(model, 1, at=later, session=s),
+            "table": [rid for rid, _ in get_table_state(model, at=later, session=s)],
+        }
+
+
+def _write_history(engine, model: type, **columns: Any) -> None:
+    """Insert row 1 as alice, then change every given column as bob."""
+    register_hooks()
+    with Session(engine) as s:
+        with audit_context(user_id="alice"):
+            s.add(model(id=1, **{name: old for name, (old, _) in columns.items()}))
+            s.commit()
+        with audit_context(user_id="bob"):
+            row = s.get(model, 1)
+            for name, (_, new) in columns.items():
+                setattr(row, name, new)
+            s.commit()
+
+
+def test_mixed_case_table_and_column_names_are_recorded_and_read_back(engine, Base) -> None:
+    @track_table(tracked_fields=["TotalAmount", "customerName"])
+    class CustomerOrder(Base):
+        __tablename__ = "CustomerOrders"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        TotalAmount: Mapped[int] = mapped_column("TotalAmount", Integer)
+        customerName: Mapped[str] = mapped_column("CustomerName", String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, CustomerOrder, TotalAmount=(10, 20), customerName=("Ann", "ANN"))
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql("SELECT DISTINCT table_name FROM sqlaudit_log").scalars().all()
+    assert tables == ["CustomerOrders"]
+    assert _read_everything(engine, CustomerOrder) == {
+        "resource": [("insert", "TotalAmount", None, 10, "alice"),
+                     ("insert", "customerName", None, "Ann", "alice"),
+                     ("update", "TotalAmount", 10, 20, "bob"),
+                     ("update", "customerName", "Ann", "ANN", "bob")],
+        "changes": [("insert", "TotalAmount", 10), ("insert", "customerName", "Ann"),
+                    ("update", "TotalAmount", 20), ("update", "customerName", "ANN")],
+        "transactions": [2, 2],
+        "state": {"TotalAmount": 20, "customerName": "ANN"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, CustomerOrder) == {"CustomerOrders": AuditState.CURRENT}
+
+
+def test_backticks_and_unicode_in_table_and_column_names(engine, Base) -> None:
+    @track_table(tracked_fields=["price", "label"])
+    class Odd(Base):
+        __tablename__ = "we`ird t\u00e4bl\u00e9 \u8868"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        price: Mapped[int] = mapped_column("pr`ice \u20ac", Integer)
+        label: Mapped[str] = mapped_column("\u540d\u524d `x`", String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Odd, price=(1, 2), label=("\U0001F600", "`tick`"))
+    with engine.connect() as conn:
+        tables = conn.exec_driver_sql("SELECT DISTINCT table_name FROM sqlaudit_log").scalars().all()
+        data = conn.exec_driver_sql("SELECT new_data FROM sqlaudit_log ORDER BY id").scalars().first()
+    assert tables == ["we`ird t\u00e4bl\u00e9 \u8868"]
+    assert _json(data) == {"pr`ice \u20ac": 1, "\u540d\u524d `x`": "\U0001F600"}
+    assert _read_everything(engine, Odd) == {
+        "resource": [("insert", "label", None, "\U0001F600", "alice"),
+                     ("insert", "price", None, 1, "alice"),
+                     ("update", "label", "\U0001F600", "`tick`", "bob"),
+                     ("update", "price", 1, 2, "bob")],
+        "changes": [("insert", "label", "\U0001F600"), ("insert", "price", 1),
+                    ("update", "label", "`tick`"), ("update", "price", 2)],
+        "transactions": [2, 2],
+        "state": {"price": 2, "label": "`tick`"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, Odd) == {"we`ird t\u00e4bl\u00e9 \u8868": AuditState.CURRENT}
+
+
+@pytest.fixture
+def other_database(engine) -> Any:
+    """A second database on the server, ``<this test's database>_other``, dropped after."""
+    name = f"{engine.info_schema}_other"
+    raw(engine, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield name
+    raw(engine, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_a_table_in_another_database_writes_to_the_log_of_the_connections_database(
+        engine, Base, other_database) -> None:
+    """One shared log: a tracked table in another database (``__table_args__ schema``) of
+    a MetaData without a schema is recorded in the ``sqlaudit_log`` of the database the
+    installing connection uses, the one the history reads, as on PostgreSQL (the log
+    in the connection's schema); the other database gets no log of its own."""
+    @track_table(tracked_fields=["title"])
+    class Remote(Base):
+        __tablename__ = "remote_notes"
+        __table_args__ = {"schema": other_database}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Remote, title=("a", "b"))
+    raw(engine, f"UPDATE `{other_database}`.remote_notes SET title = 'raw' WHERE id = 1")
+    with engine.connect() as conn:
+        logged = conn.execute(text(
+            "SELECT table_schema, table_name, operation, changed_by FROM sqlaudit_log "
+            "ORDER BY id")).all()
+        other_tables = conn.execute(text(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :db"),
+            {"db": other_database}).scalars().all()
+    assert [tuple(r) for r in logged] == [(other_database, "remote_notes", "insert", "alice"),
+                                          (other_database, "remote_notes", "update", "bob"),
+                                          (other_database, "remote_notes", "update", None)]
+    assert other_tables == ["remote_notes"]
+    assert _read_everything(engine, Remote) == {
+        "resource": [("insert", "title", None, "a", "alice"), ("update", "title", "a", "b", "bob"),
+                     ("update", "title", "b", "raw", None)],
+        "changes": [("insert", "title", "a"), ("update", "title", "b"), ("update", "title", "raw")],
+        "transactions": [1, 1, 1],
+        "state": {"title": "raw"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.CURRENT}
+    drop_audit_triggers(engine, Remote)
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.MISSING}
+
+
+def test_rendering_a_table_in_another_database_needs_the_logs_database(dialect, Base) -> None:
+    """Offline there is no connection to say which database the log is in: a table in
+    another database needs ``audit_schema`` (or a MetaData schema), else a clear error."""
+    from sqlaudit.exceptions import SQLAuditArgumentError
+
+    @track_table(tracked_fields=["title"])
+    class Remote(Base):
+        __tablename__ = "remote_notes"
+        __table_args__ = {"schema": "archive"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        title: Mapped[str] = mapped_column(String(50))
+
+    with pytest.raises(SQLAuditArgumentError, match=r"'archive\.remote_notes' is in database "
+                       r"'archive': name the database of sqlaudit_log .* audit_schema="):
+        render_audit_ddl(Remote, "mysql")
+    create = render_audit_ddl(Remote, "mysql", audit_schema="appdb")[1]
+    assert "INSERT INTO appdb.sqlaudit_log (" in create
+    assert "AFTER INSERT ON archive.remote_notes FOR EACH ROW" in create
+
+
+def test_a_key_unique_only_in_the_database_is_found_with_a_backtick_in_its_name(
+        engine, Base) -> None:
+    """SQLAlchemy's MySQL inspector returns a backtick in a reflected name doubled; the
+    key check and audit_status read the real names."""
+    raw(engine, "CREATE TABLE `tick``s` (id INT PRIMARY KEY, `co``de` VARCHAR(20) NOT NULL UNIQUE, "
+                "title VARCHAR(50))")
+
+    @track_table(tracked_fields=["title"], resource_id_field="code")
+    class Tick(Base):
+        __tablename__ = "tick`s"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        code: Mapped[str] = mapped_column("co`de", String(20))  # unique in the database only
+        title: Mapped[str] = mapped_column(String(50))
+
+    install_audit_triggers(engine, Tick)
+    raw(engine, "INSERT INTO `tick``s` VALUES (1, 'A-1', 'first')")
+    assert [r[:2] for r in log_rows(engine)] == [("insert", "A-1")]
+    assert audit_status(engine, Tick) == {"tick`s": AuditState.CURRENT}
+
+
+@pytest.mark.parametrize("sql_mode", [
+    "STRICT_ALL_TABLES", "TRADITIONAL", "ONLY_FULL_GROUP_BY",
+    "TRADITIONAL,ONLY_FULL_GROUP_BY,ANSI_QUOTES", ""])
+def test_strict_modes_and_only_full_group_by_change_nothing(make_engine, Base, sql_mode) -> None:
+    """Triggers created and run, and every history read, under a strict ``sql_mode``
+    (STRICT_ALL_TABLES; TRADITIONAL, which adds NO_ZERO_DATE and errors for division by
+    zero) and under ONLY_FULL_GROUP_BY, which refuses a GROUP BY that leaves a selected
+    column out; and under the empty, lax mode."""
+    engine = make_engine()
+
+    @event.listens_for(engine, "connect")
+    def _mode(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION sql_mode = '{sql_mode}'")
+        cursor.close()
+
+    @track_table(tracked_fields=["customer", "amount", "due"])
+    class Bill(Base):
+        __tablename__ = "bills"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        customer: Mapped[Optional[str]] = mapped_column(String(50))
+        amount: Mapped[Optional[Decimal]] = mapped_column(Numeric(10, 2))
+        due: Mapped[Optional[datetime]]
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, Bill, customer=("Ann", None), amount=(Decimal("1.50"), Decimal("2.00")),
+                   due=(datetime(2024, 1, 2, 3, 4, 5), datetime(2025, 1, 1)))
+    raw(engine, "UPDATE bills SET customer = customer WHERE id = 1",  # changes nothing
+        "UPDATE bills SET id = 2 WHERE id = 1")  # the key: delete + insert
+    with engine.connect() as conn:
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        trigger_modes = set(conn.exec_driver_sql(
+            "SELECT SQL_MODE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'bills'").scalars())
+    assert set(mode.split(",")) >= set(filter(None, sql_mode.split(",")))
+    assert trigger_modes == {mode}
+    found = _read_everything(engine, Bill)
+    assert found["resource"] == sorted([
+        ("insert", "customer", None, "Ann", "alice"),
+        ("insert", "amount", None, Decimal("1.50"), "alice"),
+        ("insert", "due", None, datetime(2024, 1, 2, 3, 4, 5), "alice"),
+        ("update", "customer", "Ann", None, "bob"),
+        ("update", "amount", Decimal("1.50"), Decimal("2.00"), "bob"),
+        ("update", "due", datetime(2024, 1, 2, 3, 4, 5), datetime(2025, 1, 1), "bob"),
+        ("delete", "amount", Decimal("2.00"), None, None),
+        ("delete", "due", datetime(2025, 1, 1), None, None),
+        ("insert", "amount", None, Decimal("2.00"), None),
+        ("insert", "due", None, datetime(2025, 1, 1), None),
+    ])
+    assert found["transactions"] == [4, 3, 3]  # newest first: the key change, bob, alice
+    assert found["state"] is None  # row 1 became row 2
+    assert found["table"] == ["2"]
+
+
+_SKIPPED_DUPLICATE = [("insert", "3", None, {"title": "three"})]
+_REPLACED = [("delete", "1", {"title": "old"}, None), ("insert", "1", None, {"title": "one"}),
+             ("insert", "3", None, {"title": "three"})]
+
+
+@pytest.mark.parametrize("statement, expected", [
+    # LOCAL implies IGNORE: the duplicate key 1 is skipped, with a warning
+    ("LOAD DATA LOCAL INFILE :path INTO TABLE notes FIELDS TERMINATED BY ','", _SKIPPED_DUPLICATE),
+    ("LOAD DATA LOCAL INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','", _REPLACED),
+    ("LOAD DATA INFILE :path IGNORE INTO TABLE notes FIELDS TERMINATED BY ','", _SKIPPED_DUPLICATE),
+    ("LOAD DATA INFILE :path REPLACE INTO TABLE notes FIELDS TERMINATED BY ','", _REPLACED),
+])
+def test_load_data_infile_is_recorded_per_row(make_engine, Base, statement, expected) -> None:
+    """LOAD DATA fires the row triggers, read by the client (LOCAL) or by the server:
+    each loaded row is recorded with the acting user, a skipped duplicate is not;
+    REPLACE records the replaced row's delete before its insert. (LOCAL needs the
+    client's consent, PyMySQL's ``local_infile=True``, and the server's ``local_infile``
+    on; the server-side form needs the FILE privilege, a ``secure_file_priv`` that
+    allows the file's directory and a file the server can read.)"""
+    import os
+    import shutil
+    import tempfile
+
+    engine = make_engine(connect_args={"local_infile": True})
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    raw(engine, "INSERT INTO notes (id, title) VALUES (1, 'old')")
+    folder = tempfile.mkdtemp(prefix="sqlaudit_load_")
+    try:
+        os.chmod(folder, 0o755)  # the server-side form is read by the server's own account
+        data = os.path.join(folder, "notes.csv")
+        with open(data, "w", encoding="utf-8") as out:
+            out.write("1,one\n3,three\n")
+        os.chmod(data, 0o644)
+        with engine.begin() as conn, audit_context(user_id="loader"):
+            loaded = conn.execute(text(statement), {"path": data}).rowcount
+    finally:
+        shutil.rmtree(folder)
+    rows = log_rows(engine)[1:]
+    with engine.connect() as conn:
+        users = conn.exec_driver_sql("SELECT changed_by FROM sqlaudit_log WHERE id > 1").scalars().all()
+    assert loaded == (3 if "REPLACE" in statement else 1)
+    assert [(op, rid, old, new) for op, rid, _, old, new in rows] == expected
+    assert set(users) == {"loader"}
+
+
+# ------------------------------------------------------------------ lower_case_table_names = 1
+
+
+@pytest.fixture(scope="module")
+def lower_case_server(mariadb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A private, throw-away MariaDB server started with ``--lower-case-table-names=1``
+    (a setting fixed when a server's data directory is made, so the shared server
+    cannot have it): a fresh data directory, a free port on 127.0.0.1, stopped and
+    removed after the module. It needs the server's programs (mariadb-install-db,
+    mariadbd) where the MariaDB tests run; without them the tests fail when
+    SQLAUDIT_REQUIRE_MARIADB=1, else they are skipped."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    install, server = shutil.which("mariadb-install-db"), (
+        shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin"))
+    if not install or not server:
+        message = ("lower_case_table_names tests need mariadb-install-db and mariadbd "
+                   "(Debian: apt-get install mariadb-server)")
+        if os.environ.get("SQLAUDIT_REQUIRE_MARIADB") == "1":
+            pytest.fail(message + " (SQLAUDIT_REQUIRE_MARIADB=1)", pytrace=False)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("lower_case_server")
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install, "--no-defaults", f"--datadir={home / 'data'}", *as_root,
+                    "--auth-root-authentication-method=normal", "--skip-test-db",
+                    "--lower-case-table-names=1"],
+                   check=True, capture_output=True, timeout=120)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen(
+        [server, "--no-defaults", f"--datadir={home / 'data'}", f"--socket={home / 'sock'}",
+         f"--port={port}", "--bind-address=127.0.0.1", *as_root, "--lower-case-table-names=1",
+         "--skip-log-bin", "--innodb-buffer-pool-size=32M", f"--pid-file={home / 'pid'}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"mysql+pymysql://root@127.0.0.1:{port}/?charset=utf8mb4"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe_engine = create_engine(url)
+                with probe_engine.connect() as conn:
+                    assert conn.exec_driver_sql("SELECT @@lower_case_table_names").scalar() == 1
+                probe_engine.dispose()
+                break
+            except OperationalError:
+                probe_engine.dispose()
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail("the lower_case_table_names=1 server did not start: "
+                                + (home / "server.log").read_text(errors="replace")[-2000:],
+                                pytrace=False)
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def lower_case_engine(lower_case_server: str) -> Any:
+    """An engine on a fresh database of the lower_case_table_names=1 server."""
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(lower_case_server)
+    database = f"sqlaudit_t_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+    engine = create_engine(make_url(lower_case_server).set(database=database))
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE `{database}`")
+    admin.dispose()
+
+
+def test_lower_case_table_names_1_records_and_reads_mixed_case_tables(
+        dialect, lower_case_engine, Base) -> None:
+    """On a server with lower_case_table_names=1 (Windows' default; the server stores
+    table names in lower case), a model named in mixed case is installed, recorded,
+    read back by every history read and reported current by audit_status."""
+    engine = lower_case_engine
+
+    @track_table(tracked_fields=["Title"])
+    class MixedNote(Base):
+        __tablename__ = "MixedNotes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        Title: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    _write_history(engine, MixedNote, Title=("a", "b"))
+    raw(engine, "UPDATE MIXEDNOTES SET Title = 'raw' WHERE id = 1")
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME <> 'sqlaudit_seal' ORDER BY TABLE_NAME").scalars().all()
+    assert stored == ["mixednotes", "sqlaudit_log"]
+    assert _read_everything(engine, MixedNote) == {
+        "resource": [("insert", "Title", None, "a", "alice"), ("update", "Title", "a", "b", "bob"),
+                     ("update", "Title", "b", "raw", None)],
+        "changes": [("insert", "Title", "a"), ("update", "Title", "b"), ("update", "Title", "raw")],
+        "transactions": [1, 1, 1],
+        "state": {"Title": "raw"},
+        "table": ["1"],
+    }
+    assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.CURRENT}
+    drop_audit_triggers(engine, MixedNote)
+    assert audit_status(engine, MixedNote) == {"MixedNotes": AuditState.MISSING}
+
+
+def test_a_metadata_schema_puts_the_tables_and_the_log_in_that_database(engine, other_database) -> None:
+    """``MetaData(schema="other")``: the tables, the log and its guards are created in
+    that database, the triggers write there and every history read reads there, while
+    the connection's own database stays empty."""
+    from sqlalchemy import MetaData
+
+    class OtherBase(DeclarativeBase):
+        metadata = MetaData(schema=other_database)
+
+    @track_table(tracked_fields=["title"])
+    class Remote(OtherBase):
+        __tablename__ = "remote_notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        title: Mapped[str] = mapped_column(String(50))
+
+    OtherBase.metadata.create_all(engine)
+    _write_history(engine, Remote, title=("a", "b"))
+    with engine.connect() as conn:
+        here = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()").scalar()
+        logged = conn.execute(text(
+            f"SELECT operation, changed_by FROM `{other_database}`.sqlaudit_log ORDER BY id")).all()
+        guards = conn.execute(text(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = :db "
+            "AND EVENT_OBJECT_TABLE = 'sqlaudit_log' ORDER BY TRIGGER_NAME"),
+            {"db": other_database}).scalars().all()
+    assert here == 0
+    assert [tuple(r) for r in logged] == [("insert", "alice"), ("update", "bob")]
+    assert guards == ["sqlaudit_log_no_delete", "sqlaudit_log_no_update"]
+    with Session(engine) as s:
+        assert [(r.operation, r.new_value, r.changed_by) for r in
+                get_resource_changes(Remote, session=s, sort_direction="asc")] == [
+            ("insert", "a", "alice"), ("update", "b", "bob")]
+    assert audit_status(engine, Remote) == {f"{other_database}.remote_notes": AuditState.CURRENT}

@@ -20,6 +20,7 @@ from sqlalchemy.sql.sqltypes import _Binary
 
 from .. import _fingerprint, _templates
 from .._naming import AUDIT_TABLE_NAME, mysql_trigger_name
+from ..exceptions import SQLAuditArgumentError
 from ..spec import TableSpec
 from . import base_type, rendering_dialect
 
@@ -150,9 +151,10 @@ def _require_user(spec: TableSpec, dialect: Dialect) -> str:
             f"    END IF;\n")
 
 
-def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list[str]:
+def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str,
+            default_schema: Optional[str] = None) -> list[str]:
     key_changed = " OR ".join(_distinct(c, dialect) for c in spec.key_columns)
-    log = audit_table_name(spec)
+    log = audit_table_name(spec, default_schema)
     values = dict(
         _names(spec, dialect),
         table=_qualified(spec.schema, spec.name, dialect),
@@ -172,12 +174,29 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str) -> list
     return _templates.render(DIALECT, "triggers", **values)
 
 
-def audit_table_name(spec: TableSpec) -> tuple[Optional[str], str]:
+#: Stands for "the installing connection's database" while hashing the fingerprint.
+_DEFAULT_DATABASE_TOKEN = "<default database>"
+
+
+def audit_table_name(spec: TableSpec, default_schema: Optional[str] = None
+                     ) -> tuple[Optional[str], str]:
     """(schema, name) of the audit table the triggers of ``spec`` write to: the
-    MetaData's schema (a database on MariaDB), else the table's own database."""
+    MetaData's schema (a database on MariaDB), else the installing connection's
+    database ``default_schema``, where the history is read (named when the table is
+    in another database: a trigger's unqualified name means its table's database),
+    else unqualified (the table's own database, which is then the connection's)."""
     from ..schema import audit_table
 
-    return audit_table(spec.table.metadata).schema, AUDIT_TABLE_NAME
+    named = audit_table(spec.table.metadata).schema
+    if named is None and spec.schema is not None:
+        if default_schema is None:
+            raise SQLAuditArgumentError(
+                f"table {spec.table.fullname!r} is in database {spec.schema!r}: name the "
+                f"database of sqlaudit_log its triggers write to, e.g. "
+                f"render_audit_ddl(model, 'mysql', audit_schema='appdb'), or put the log "
+                f"there with MetaData(schema=...).")
+        named = default_schema
+    return named, AUDIT_TABLE_NAME
 
 
 def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
@@ -185,7 +204,8 @@ def fingerprint(spec: TableSpec, dialect: Dialect) -> dict[str, Any]:
     MySQL rendering whichever flavour installs (MariaDB's quotes more reserved words,
     ``body`` for one), so a MariaDB server reports the same state through a
     ``mysql://`` and a ``mariadb://`` URL."""
-    fp = _fingerprint.make(spec, DIALECT, _render(spec, rendering_dialect(DIALECT), ""))
+    fp = _fingerprint.make(spec, DIALECT, _render(spec, rendering_dialect(DIALECT), "",
+                                                  _DEFAULT_DATABASE_TOKEN))
     fp["require_user"] = spec.require_user
     return fp
 
@@ -196,7 +216,8 @@ def install_statements(spec: TableSpec, dialect: Dialect,
     fingerprint (a declaration, not a comment: the ``mariadb`` client drops comments).
     Each is one statement for the driver; the ``mariadb`` client needs ``DELIMITER``
     around the compound bodies (Alembic's ``--sql`` output has it)."""
-    statements = _render(spec, dialect, _fingerprint.mysql_declaration(fingerprint(spec, dialect)))
+    statements = _render(spec, dialect, _fingerprint.mysql_declaration(fingerprint(spec, dialect)),
+                         default_schema)
     return _or_replace(statements) if getattr(dialect, "is_mariadb", False) else statements
 
 

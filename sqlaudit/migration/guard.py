@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 from alembic.operations import Operations, ops
 from alembic.operations import toimpl
 
-from .._installed import default_schema, installed_triggers
+from .._installed import default_schema, installed_key, installed_triggers
 from ..exceptions import SQLAuditMigrationError
 from .impl import _batch_of, _before_flush
 
@@ -54,7 +54,8 @@ def _refuse_if_recorded(operations: Operations, what: str, table: str, schema: O
                         column: str) -> None:
     connection = operations.migration_context.bind
     assert connection is not None  # online: offline (--sql) returned above
-    entry = installed_triggers(connection).get((schema or default_schema(connection), table))
+    entry = installed_triggers(connection, [schema]).get(
+        installed_key(connection, schema or default_schema(connection), table))
     fingerprint = entry.fingerprint if entry is not None else None
     if not fingerprint:
         return
