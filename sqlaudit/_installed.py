@@ -166,7 +166,7 @@ def installed_triggers(connection: Connection, schemas: Iterable[Optional[str]] 
             key = installed_key(connection, row.schema_name, row.tbl_name)
             entry = found.setdefault(key, InstalledTriggers(*key, 0, []))
             entry.count += 1
-            entry.fingerprints.append(_fingerprint.parse_sqlite(row.sql))
+            entry.fingerprints.append(_fingerprint.parse_mysql(row.sql))
     else:
         for row in connection.execute(_SQLITE_QUERY):
             if row.name.startswith("sqlaudit_stamp"):
@@ -174,7 +174,5 @@ def installed_triggers(connection: Connection, schemas: Iterable[Optional[str]] 
             key = (None, row.tbl_name)
             entry = found.setdefault(key, InstalledTriggers(None, row.tbl_name, 0, []))
             entry.count += 1
-            parse = (_fingerprint.parse_sqlite if connection.dialect.name == "sqlite"
-                     else _fingerprint.parse_mysql)
-            entry.fingerprints.append(parse(row.sql))
+            entry.fingerprints.append(_fingerprint.parse_sqlite(row.sql))
     return found

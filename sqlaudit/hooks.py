@@ -73,6 +73,13 @@ _CONTROL_RE = re.compile(
 )
 #: First characters a statement matched by _CONTROL_RE can start with.
 _CONTROL_START = frozenset("BSCERAPbscerap/- \t\r\n")
+#: MariaDB / MySQL statements that commit the open transaction before they run
+#: (DDL, account statements, LOCK TABLES ...); TEMPORARY tables commit nothing.
+_IMPLICIT_COMMIT_RE = re.compile(
+    r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)*"
+    r"(?:(?:CREATE|DROP)(?!\s+TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
+    r"|ANALYZE|OPTIMIZE|REPAIR|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
+    re.IGNORECASE | re.DOTALL)
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -323,6 +330,12 @@ def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
         # Transaction control needs no user (and a savepoint rollback that is about to
         # run would undo a stamp made now), but it may end or rewind the stamp.
         _transaction_control(conn, cursor, control)
+        return
+    if is_mysql(conn.dialect.name) and _IMPLICIT_COMMIT_RE.match(statement):
+        # it commits the open transaction first: the writes after it are another
+        # transaction, stamped again with a new transaction id
+        conn.info.pop(_STATE, None)
+        conn.info.pop(_TXID, None)
         return
     if is_mysql(conn.dialect.name) and _server_autocommits(conn):
         # Autocommit switched on behind SQLAlchemy's back (in the driver, or by a raw

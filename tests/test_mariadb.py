@@ -826,6 +826,44 @@ def test_a_raw_start_transaction_commits_so_the_next_writes_get_a_new_transactio
     assert found[1][2] != found[2][2]  # committed by two server transactions
 
 
+@pytest.mark.parametrize("ddl", [
+    "CREATE TABLE scratch (id INT)", "ALTER TABLE notes COMMENT = 'x'", "TRUNCATE TABLE other_notes",
+    "  /* tool */ create index ix_title ON notes (title)", "RENAME TABLE other_notes TO renamed_notes",
+    "LOCK TABLES notes WRITE"])
+def test_ddl_commits_so_the_writes_after_it_get_a_new_transaction_id(engine, Base, ddl) -> None:
+    """DDL (and LOCK TABLES) commits the open transaction on MariaDB: the writes before
+    it and after it were committed separately and get two transaction ids, both with
+    the acting user."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    raw(engine, "CREATE TABLE other_notes (id INT)")
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        s.execute(text(ddl))
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    raw(engine, "UNLOCK TABLES")
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] != found[1][2]
+
+
+def test_a_temporary_table_does_not_commit_so_the_transaction_keeps_its_id(engine, Base) -> None:
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        s.execute(text("CREATE TEMPORARY TABLE scratch (id INT)"))
+        s.execute(text("DROP TEMPORARY TABLE scratch"))
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] == found[1][2]
+
+
 def test_a_raw_user_variable_set_on_an_autocommit_connection_is_cleared_at_checkin(
         make_engine, Base) -> None:
     """Raw `SET @sqlaudit_user_id` (the documented way for raw SQL) on an AUTOCOMMIT
