@@ -16,7 +16,7 @@ from typing import Any, Optional
 import pytest
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
@@ -25,15 +25,18 @@ from sqlaudit.config import SQLAuditConfig, set_config
 
 from conftest import changes
 
-pg_only = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+MARIADB_PORTED = True
+
 sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 
 
 # ---------------------------------------------------------------- models and helpers
 
 
-def fault_models(Base: Any) -> tuple[type, type]:
-    """Owners and their items, with a UNIQUE, a CHECK and two foreign keys (one deferred)."""
+def fault_models(Base: Any, engine: Optional[Engine] = None) -> tuple[type, type]:
+    """Owners and their items, with a UNIQUE, a CHECK and two foreign keys (one deferred
+    where the database defers: MariaDB checks every foreign key at once)."""
+    deferred = engine is None or engine.dialect.name not in ("mysql", "mariadb")
 
     @track_table(tracked_fields=["name"])
     class Owner(Base):
@@ -50,7 +53,7 @@ def fault_models(Base: Any) -> tuple[type, type]:
         qty: Mapped[int] = mapped_column(Integer)
         owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("owners.id"))
         checked_owner_id: Mapped[Optional[int]] = mapped_column(  # not tracked
-            ForeignKey("owners.id", deferrable=True, initially="DEFERRED")
+            ForeignKey("owners.id", **({"deferrable": True, "initially": "DEFERRED"} if deferred else {}))
         )
 
     return Owner, Item
@@ -67,7 +70,7 @@ def enforce_sqlite_foreign_keys(engine: Engine) -> None:
 def models(engine, Base) -> tuple[type, type]:
     """Committed history by user "seed": owners 1 and 2, items 1-3 (item 3 belongs to owner 2)."""
     enforce_sqlite_foreign_keys(engine)
-    Owner, Item = fault_models(Base)
+    Owner, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="seed"):
@@ -108,6 +111,16 @@ def titles_by(Item: type, engine: Engine, skip: int = 0) -> list[tuple[Any, ...]
     with Session(engine) as s:
         records = changes(Item, s, filter_fields="title")[skip:]
     return [(r.operation, r.resource_id, r.old_value, r.new_value, r.changed_by) for r in records]
+
+
+@contextlib.contextmanager
+def refused_by_a_constraint() -> Any:
+    """The database refuses the statement or the commit: an IntegrityError, or for a
+    CHECK on MariaDB error 4025, which PyMySQL raises as an OperationalError."""
+    with pytest.raises((IntegrityError, OperationalError)) as caught:
+        yield
+    if isinstance(caught.value, OperationalError):
+        assert caught.value.orig.args[0] == 4025, caught.value  # CONSTRAINT ... failed
 
 
 SEED_TITLES = 3  # title records written by the models fixture
@@ -151,7 +164,7 @@ def test_rolled_back_transaction_with_a_failed_statement_leaves_the_audit_table_
         s.get(Owner, 1).name = "renamed owner"
         s.flush()
         s.add(refused_item(Item, violation))
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             s.flush()
         s.rollback()
     assert audit_log(engine) == before_log
@@ -163,6 +176,7 @@ def test_rolled_back_transaction_with_a_failed_statement_leaves_the_audit_table_
     ]
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # MariaDB defers none
 def test_commit_refused_by_a_deferred_foreign_key_leaves_the_audit_table_as_it_was(
     engine, models
 ) -> None:
@@ -172,7 +186,7 @@ def test_commit_refused_by_a_deferred_foreign_key_leaves_the_audit_table_as_it_w
         s.add(Item(id=4, title="item-4", qty=1, checked_owner_id=99))  # checked at COMMIT
         s.get(Item, 1).title = "renamed"
         s.flush()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             s.commit()
         s.rollback()
     assert audit_log(engine) == before_log
@@ -195,7 +209,7 @@ def test_failed_statement_in_a_rolled_back_savepoint_keeps_the_outer_writes_and_
         with user:
             s.add(Item(id=4, title="before", qty=1))
             s.flush()
-            with pytest.raises(IntegrityError):
+            with refused_by_a_constraint():
                 with s.begin_nested():
                     s.get(Item, 1).title = "inside"
                     s.flush()
@@ -228,7 +242,7 @@ def test_user_entered_inside_a_rolled_back_savepoint_is_recorded_for_its_later_w
             s.flush()
             if failure:
                 s.add(Item(id=90, title="item-1", qty=1))
-                with pytest.raises(IntegrityError):
+                with refused_by_a_constraint():
                     s.flush()
             savepoint.rollback()
             s.add(Item(id=7, title="after, by B", qty=1))
@@ -248,7 +262,7 @@ def test_records_around_a_failed_savepoint_share_their_transaction_id(engine, mo
     with Session(engine) as s, audit_context(user_id="A"):
         s.add(Item(id=4, title="before", qty=1))
         s.flush()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             with s.begin_nested():
                 with audit_context(user_id="B"):
                     s.add(Item(id=90, title="item-1", qty=1))
@@ -270,7 +284,7 @@ def test_failed_statement_in_a_savepoint_logs_no_sqlaudit_warning(engine, models
         with Session(engine) as s, audit_context(user_id="A"):
             s.add(Item(id=4, title="before", qty=1))
             s.flush()
-            with pytest.raises(IntegrityError):
+            with refused_by_a_constraint():
                 with s.begin_nested():
                     s.add(Item(id=90, title="item-1", qty=1))
                     s.flush()
@@ -296,7 +310,7 @@ def test_multi_row_statement_failing_halfway_in_a_savepoint_leaves_no_partial_re
     with engine.connect() as conn, audit_context(user_id="A"):
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'kept', 1)"))
         savepoint = conn.begin_nested()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             conn.execute(text(HALFWAY_STATEMENTS[statement]))
         savepoint.rollback()
         conn.commit()
@@ -319,7 +333,7 @@ def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_conti
     before_log = audit_log(engine)
     with engine.connect() as conn, audit_context(user_id="A"):
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'before', 1)"))
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             conn.execute(text(HALFWAY_STATEMENTS[statement]))
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (5, 'after', 1)"))
         conn.commit()
@@ -331,41 +345,58 @@ def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_conti
     ]
 
 
-# ---------------------------------------------------------------- killed connections (PostgreSQL)
+# ---------------------------------------------------------------- killed connections
+
+#: The server ends a connection from another session: pg_terminate_backend on
+#: PostgreSQL, KILL CONNECTION on MariaDB.
+killable = pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
+
+
+# A COMMIT on a connection the server ended raises SQLAlchemy's OperationalError on
+# PostgreSQL, its InterfaceError on MariaDB with PyMySQL (the statement that clears the
+# @sqlaudit_* variables before the COMMIT met the lost connection first, and PyMySQL
+# reports the COMMIT after it as (0, '')); both are DBAPIErrors with
+# connection_invalidated set, and the pool discards the connection.
 
 
 def backend_pid(conn: Any) -> int:
-    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    mysql = conn.dialect.name in ("mysql", "mariadb")
+    return int(conn.execute(text("SELECT CONNECTION_ID()" if mysql else "SELECT pg_backend_pid()"))
+               .scalar_one())
 
 
 def terminate(engine: Engine, pid: int) -> None:
-    """pg_terminate_backend(pid) from a separate connection; return once the backend is gone."""
+    """End the server session ``pid`` from a separate connection; return once it is gone."""
     admin = create_engine(engine.url, poolclass=NullPool)
     try:
         with admin.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            if engine.dialect.name in ("mysql", "mariadb"):
+                conn.execute(text(f"KILL CONNECTION {int(pid)}"))
+                alive = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = :pid"
+            else:
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+                alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"
             deadline = time.monotonic() + 10
-            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                               {"pid": pid}).scalar_one():
+            while conn.execute(text(alive), {"pid": pid}).scalar_one():
                 assert time.monotonic() < deadline, f"backend {pid} did not exit"
                 time.sleep(0.02)
-                conn.rollback()  # a fresh snapshot of pg_stat_activity
+                conn.rollback()  # a fresh snapshot of the server's session list
     finally:
         admin.dispose()
 
 
 @pytest.fixture
-def pg_models(make_engine, Base) -> tuple[Engine, type, type]:
+def kill_models(make_engine, Base) -> tuple[Engine, type, type]:
     engine = make_engine(pool_size=3, max_overflow=0)  # victim, other, and one to read with
-    Owner, Item = fault_models(Base)
+    Owner, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     return engine, Owner, Item
 
 
-@pg_only
-def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(pg_models) -> None:
-    engine, Owner, Item = pg_models
+@killable
+def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(kill_models) -> None:
+    engine, Owner, Item = kill_models
     victim, other = engine.connect(), engine.connect()
     try:
         with audit_context(user_id="early"):
@@ -382,7 +413,7 @@ def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_record
             victim.execute(text("UPDATE items SET title = 'lost rename' WHERE id = 1"))
             victim.execute(text("DELETE FROM items WHERE id = 2"))
             terminate(engine, pid)
-            with pytest.raises(OperationalError) as failure:
+            with pytest.raises(DBAPIError) as failure:  # see lost_connection_error
                 victim.commit()
         assert failure.value.connection_invalidated
     finally:
@@ -396,12 +427,12 @@ def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_record
     ]
 
 
-@pg_only
+@killable
 def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0)  # no pre_ping
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="victim"):
@@ -409,8 +440,9 @@ def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
         s.flush()
         killed = backend_pid(s.connection())
         terminate(engine, killed)
-        with pytest.raises(OperationalError):
+        with pytest.raises(DBAPIError) as failure:
             s.commit()
+        assert failure.value.connection_invalidated
     with Session(engine) as s, audit_context(user_id="next"):
         s.add(Item(id=2, title="next", qty=1))
         s.flush()
@@ -420,12 +452,12 @@ def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
     assert titles_by(Item, engine) == [("insert", "2", None, "next", "next")]
 
 
-@pg_only
+@killable
 def test_pre_ping_replaces_a_killed_idle_connection_and_the_next_transaction_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0, pool_pre_ping=True)
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="first"):
@@ -446,12 +478,12 @@ def test_pre_ping_replaces_a_killed_idle_connection_and_the_next_transaction_rec
     ]
 
 
-@pg_only
+@killable
 def test_without_pre_ping_a_killed_idle_connection_fails_once_then_the_retry_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0)
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="first"):
