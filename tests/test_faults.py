@@ -504,3 +504,192 @@ def test_without_pre_ping_a_killed_idle_connection_fails_once_then_the_retry_rec
         ("insert", "1", None, "first", "first"),
         ("insert", "2", None, "second", "retry"),
     ]
+
+
+# ---------------------------------------------------------------- MariaDB: locks and failing triggers
+
+mariadb_only = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def log_users(engine: Engine, skip: int) -> list[tuple[Any, ...]]:
+    """(resource_id, operation, changed_by) of the audit rows after the first ``skip``."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT resource_id, operation, changed_by FROM sqlaudit_log ORDER BY id"))
+        return [tuple(row) for row in rows][skip:]
+
+
+@mariadb_only
+def test_a_statement_that_times_out_on_a_lock_leaves_no_record_and_the_transaction_goes_on(
+    make_engine, Base
+) -> None:
+    """InnoDB rolls back only the statement that waited too long (innodb_lock_wait_timeout,
+    set here per session); the transaction's other writes keep their records and user."""
+    engine = make_engine(pool_size=3, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="seed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
+    before = len(audit_log(engine))
+    holder, waiter = engine.connect(), engine.connect()
+    try:
+        with audit_context(user_id="holder"):
+            holder.execute(text("UPDATE items SET qty = 5 WHERE id = 1"))  # holds row 1
+        with audit_context(user_id="waiter"):
+            waiter.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
+            waiter.execute(text("UPDATE items SET qty = 7 WHERE id = 2"))
+            with pytest.raises(OperationalError) as timeout:
+                waiter.execute(text("UPDATE items SET title = 'locked out' WHERE id = 1"))
+            assert timeout.value.orig.args[0] == 1205  # Lock wait timeout exceeded
+            waiter.execute(text("INSERT INTO items (id, title, qty) VALUES (3, 'three', 1)"))
+            waiter.commit()
+        holder.rollback()
+    finally:
+        holder.close()
+        waiter.close()
+    assert log_users(engine, before) == [("2", "update", "waiter"), ("3", "insert", "waiter")]
+    assert table_rows(engine)["items"] == [(1, "one", 1, None, None), (2, "two", 7, None, None),
+                                           (3, "three", 1, None, None)]
+
+
+@mariadb_only
+def test_a_deadlock_victims_records_roll_back_with_its_writes_and_its_retry_is_recorded(
+    make_engine, Base
+) -> None:
+    """InnoDB rolls back the whole transaction of the deadlock victim (error 1213): none of
+    its records remain; the winner's commit with their own user; the victim's retry too."""
+    import threading
+
+    engine = make_engine(pool_size=3, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="seed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
+    before = len(audit_log(engine))
+    first_locks = threading.Barrier(2)
+    outcome: dict[str, Any] = {}
+
+    def worker(user: str, mine: int, theirs: int) -> None:
+        with engine.connect() as conn, audit_context(user_id=user):
+            try:
+                conn.execute(text(f"UPDATE items SET title = '{user}' WHERE id = {mine}"))
+                first_locks.wait(timeout=10)
+                conn.execute(text(f"UPDATE items SET qty = qty + 1 WHERE id = {theirs}"))
+                conn.commit()
+                outcome[user] = "committed"
+            except OperationalError as exc:
+                outcome[user] = exc.orig.args[0]
+                conn.rollback()
+
+    threads = [threading.Thread(target=worker, args=("A", 1, 2)),
+               threading.Thread(target=worker, args=("B", 2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcome.values(), key=str) == [1213, "committed"]  # one victim, one winner
+    winner = next(u for u, o in outcome.items() if o == "committed")
+    victim = "B" if winner == "A" else "A"
+    mine, theirs = ("1", "2") if winner == "A" else ("2", "1")
+    assert log_users(engine, before) == [(mine, "update", winner), (theirs, "update", winner)]
+    with engine.begin() as conn, audit_context(user_id=victim):  # the retry
+        conn.execute(text(f"UPDATE items SET title = '{victim}' WHERE id = {theirs}"))
+    assert log_users(engine, before)[2:] == [(theirs, "update", victim)]
+
+
+@mariadb_only
+def test_a_write_whose_trigger_fails_is_refused_whole_and_the_transaction_keeps_the_rest(
+    engine, models
+) -> None:
+    """A trigger that fails (here: a transaction id that is not a number, set with raw
+    SQL) fails its statement, and InnoDB undoes every row that statement wrote; the
+    writes before and after it in the transaction, and their records, stay."""
+    _, Item = models
+    before_log = audit_log(engine)
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'kept', 1)"))
+        txid = conn.execute(text("SELECT @sqlaudit_transaction_id")).scalar_one()
+        conn.execute(text("SET @sqlaudit_transaction_id = 'not a number'"))
+        with pytest.raises(DBAPIError) as refused:
+            conn.execute(text("UPDATE items SET qty = qty + 1"))
+        assert refused.value.orig.args[0] == 1366  # Incorrect integer value
+        conn.execute(text("SET @sqlaudit_transaction_id = :txid"), {"txid": txid})
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (5, 'after', 1)"))
+        conn.commit()
+    assert entries(engine, skip=len(before_log)) == [("items", "4", "insert"), ("items", "5", "insert")]
+    assert [row[2] for row in table_rows(engine)["items"]] == [10, 10, 3, 1, 1]  # no qty + 1
+    with Session(engine) as s:
+        assert {r.transaction_id for r in changes(Item, s, filter_resource_ids=[4, 5])} == {txid}
+
+
+@mariadb_only
+def test_a_write_refused_by_the_fail_closed_guard_leaves_nothing_and_the_transaction_goes_on(
+    engine, Base
+) -> None:
+    @track_table(require_user_id=True)
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        body: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (id, body) VALUES (1, 'by A')"))
+            conn.commit()
+        with pytest.raises(DBAPIError, match="needs an acting user"):
+            conn.execute(text("INSERT INTO notes (id, body) VALUES (2, 'nobody'), (3, 'nobody')"))
+        conn.rollback()
+    assert log_users(engine, 0) == [("1", "insert", "A")]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM notes")).scalars().all() == [1]
+
+
+@mariadb_only
+def test_the_connection_after_a_killed_one_holds_no_user_variables(make_engine, Base) -> None:
+    """The server drops a killed session's @sqlaudit_* variables with it; the replacement
+    connection starts with none, so a write without a user records none."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="victim", reason="killed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'lost', 1)"))
+        killed = backend_pid(conn)
+        terminate(engine, killed)
+        with pytest.raises(DBAPIError) as failure:
+            conn.commit()
+        assert failure.value.connection_invalidated
+    with engine.connect() as conn:
+        assert backend_pid(conn) != killed
+        assert conn.execute(text(  # (the transaction id is this transaction's own)
+            "SELECT @sqlaudit_user_id, @sqlaudit_reason, @sqlaudit_context")).one() == (
+            None, None, None)
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (2, 'nobody', 1)"))
+        conn.commit()
+    assert log_users(engine, 0) == [("2", "insert", None)]
+
+
+@mariadb_only
+def test_a_non_transactional_table_keeps_a_rolled_back_write_without_its_record_is_a_documented_hole(
+    engine, Base
+) -> None:
+    """A tracked MyISAM (or Aria) table cannot roll back: the write stays while its audit
+    record, in the InnoDB log, rolls back with the transaction (docs/mariadb.md, Holes)."""
+    @track_table
+    class Counter(Base):
+        __tablename__ = "counters"
+        __table_args__ = {"mysql_engine": "MyISAM"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        n: Mapped[int] = mapped_column(Integer)
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO counters (id, n) VALUES (1, 1)"))
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, n FROM counters")).all() == [(1, 1)]  # kept
+    assert log_users(engine, 0) == []  # and not recorded
