@@ -913,15 +913,16 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
 
     The triggers write values as SQLite's do (dates, times, DECIMAL and JSON as their
     text, see :mod:`sqlaudit.dialects.mysql`), so the SQLite result processors read
-    them, except DECIMAL (its text read exactly) and floats (already JSON numbers)."""
+    them, except DECIMAL (its text read exactly) and floats (JSON numbers, which MariaDB
+    writes without a fraction when they have none: ``1``, read back as ``1.0``)."""
     from sqlalchemy.dialects import mysql, sqlite
 
     mysql_dialect, sqlite_dialect = mysql.dialect(), sqlite.dialect()
     result: dict[str, Optional[Callable[[Any], Any]]] = {}
     for c in table.columns:
         impl = base_type(c.type, mysql_dialect)
-        if isinstance(impl, Float):
-            result[c.name] = None
+        if isinstance(impl, Float):  # as the declared type reads it (DOUBLE's impl is asdecimal)
+            result[c.name] = _decimal if getattr(c.type, "asdecimal", False) else float
         elif isinstance(impl, Numeric):
             result[c.name] = _decimal if impl.asdecimal else float
         else:
