@@ -240,15 +240,16 @@ def _clear_mysql_now(conn: Connection) -> None:
     and discards the connection, as on the other dialects."""
     if conn.invalidated or not conn.info.get(_MYSQL_STAMPED):
         return
-    dbapi: Any = conn.connection.dbapi_connection  # checked out: never None here
+    dbapi: Any = None
     try:
+        dbapi = conn.connection.dbapi_connection  # checked out: never None here
         cursor = dbapi.cursor()
         try:
             _clear_mysql(cursor, conn)
         finally:
             cursor.close()
     except Exception as exc:
-        if conn.dialect.is_disconnect(exc, dbapi, None):
+        if dbapi is not None and conn.dialect.is_disconnect(exc, dbapi, None):
             return  # the session, and its variables, are gone with the connection
         log.warning("sqlaudit could not clear the MariaDB user variables; discarding the "
                     "connection", exc_info=True)
