@@ -249,7 +249,8 @@ def _clear_mysql_now(conn: Connection) -> None:
         finally:
             cursor.close()
     except Exception as exc:
-        if dbapi is not None and conn.dialect.is_disconnect(exc, dbapi, None):
+        lost: Any = exc  # the driver's error, as SQLAlchemy's is_disconnect takes it
+        if dbapi is not None and conn.dialect.is_disconnect(lost, dbapi, None):
             return  # the session, and its variables, are gone with the connection
         log.warning("sqlaudit could not clear the MariaDB user variables; discarding the "
                     "connection", exc_info=True)
