@@ -1,4 +1,5 @@
-"""Faults: failed statements, rolled-back savepoints and killed connections.
+"""Faults: failed statements, rolled-back savepoints and killed connections (and, on
+MariaDB, lock wait timeouts, deadlocks and failing triggers).
 
 The audit records of a change live and die with the change: whatever makes a
 transaction (or part of one) fail must take exactly its audit records with it,

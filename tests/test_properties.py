@@ -3,8 +3,8 @@
 For each column type, Hypothesis generates an old and a new value; the test
 inserts a row with the old value, updates it to the new one, and checks that
 ``get_resource_changes`` reports exactly what a fresh ORM session reads for
-those values (same value, same Python type, at every nesting level), on both
-databases. Each test function creates its table once and gives every example
+those values (same value, same Python type, at every nesting level), on every
+database. Each test function creates its table once and gives every example
 its own primary key.
 """
 
