@@ -28,8 +28,6 @@ from conftest import changes
 
 MARIADB_PORTED = True
 
-sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
-
 
 # ---------------------------------------------------------------- models and helpers
 
@@ -323,13 +321,14 @@ def test_multi_row_statement_failing_halfway_in_a_savepoint_leaves_no_partial_re
     assert titles_by(Item, engine, skip=SEED_TITLES) == [("insert", "4", None, "kept", "A")]
 
 
-@sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"], indirect=True)  # PostgreSQL aborts
 @pytest.mark.parametrize("statement", list(HALFWAY_STATEMENTS))
-def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_continuing_transaction(
+def test_statement_failing_halfway_leaves_no_partial_records_in_the_continuing_transaction(
     engine, models, statement
 ) -> None:
-    """SQLite keeps the transaction open after a constraint error: the row-level triggers
-    of the rows written before the failing one must be undone with the statement."""
+    """SQLite and MariaDB keep the transaction open after a constraint error (PostgreSQL
+    aborts it): the row-level triggers of the rows written before the failing one must
+    be undone with the statement."""
     _, Item = models
     before_log = audit_log(engine)
     with engine.connect() as conn, audit_context(user_id="A"):
