@@ -921,8 +921,9 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
     result: dict[str, Optional[Callable[[Any], Any]]] = {}
     for c in table.columns:
         impl = base_type(c.type, mysql_dialect)
-        if isinstance(impl, Float):  # as the declared type reads it (DOUBLE's impl is asdecimal)
-            result[c.name] = _decimal if getattr(c.type, "asdecimal", False) else float
+        if isinstance(impl, Float):  # a float first, then as the declared type reads a float
+            # (the declared type's own processor: MySQL's DOUBLE impl is asdecimal)
+            result[c.name] = _float_then(c.type.result_processor(mysql_dialect, None))
         elif isinstance(impl, Numeric):
             result[c.name] = _decimal if impl.asdecimal else float
         else:
@@ -932,6 +933,12 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
 
 def _decimal(value: Any) -> Any:
     return Decimal(str(value))
+
+
+def _float_then(process: Optional[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    if process is None:
+        return float
+    return lambda value: process(float(value))
 
 
 # Reads across tables and of past states live in their own modules; this is their home.

@@ -197,6 +197,14 @@ def test_float_round_trips(round_trip, dialect, data) -> None:
 
 
 @PROPERTY
+@given(pair=distinct_pair(st.integers(-(10**12), 10**12).map(lambda n: n / 1000)))
+def test_float_read_as_decimal_round_trips(round_trip, pair) -> None:
+    """``Double(asdecimal=True)``: the history gives the Decimal the ORM reads (floats of
+    three decimals, which stay apart at the ten digits the ORM rounds them to)."""
+    round_trip.check(Double(asdecimal=True), *pair)
+
+
+@PROPERTY
 @given(pair=distinct_pair(st.floats(width=32, allow_nan=False, allow_infinity=False)))
 @pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
 def test_single_precision_float_round_trips(round_trip, pair) -> None:
