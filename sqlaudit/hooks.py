@@ -243,17 +243,24 @@ def _clear_mysql(cursor: Any, conn: Connection) -> None:
 
 def _clear_mysql_now(conn: Connection) -> None:
     """:func:`_clear_mysql` on a cursor of its own (at COMMIT and ROLLBACK). A session whose
-    variables cannot be cleared is invalidated: it is never used again."""
+    variables cannot be cleared is invalidated: it is never used again. A session the
+    server has ended is left to the COMMIT or ROLLBACK that follows, which fails the
+    same way: SQLAlchemy then raises its OperationalError (``connection_invalidated``)
+    and discards the connection, as on the other dialects."""
     if conn.invalidated or not conn.info.get(_MYSQL_STAMPED):
         return
+    dbapi: Any = None
     try:
-        dbapi: Any = conn.connection.dbapi_connection  # checked out: never None here
+        dbapi = conn.connection.dbapi_connection  # checked out: never None here
         cursor = dbapi.cursor()
         try:
             _clear_mysql(cursor, conn)
         finally:
             cursor.close()
-    except Exception:
+    except Exception as exc:
+        lost: Any = exc  # the driver's error, as SQLAlchemy's is_disconnect takes it
+        if dbapi is not None and conn.dialect.is_disconnect(lost, dbapi, None):
+            return  # the session, and its variables, are gone with the connection
         log.warning("sqlaudit could not clear the MariaDB user variables; discarding the "
                     "connection", exc_info=True)
         conn.invalidate()

@@ -945,11 +945,17 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     def work(connection: Connection) -> list[HistoryGap]:
         prep = connection.dialect.identifier_preparer
         sqlite = connection.dialect.name == "sqlite"
-        schema = default_schema(connection) or "main"
-        log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
+        mysql = connection.dialect.name in ("mysql", "mariadb")
+        if mysql:  # the log of the connection's database
+            log = prep.quote("sqlaudit_log")
+        else:
+            schema = default_schema(connection) or "main"
+            log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
         sql = _GAPS.format(log=log)
         if sqlite:
             sql = sql.replace("IS NOT DISTINCT FROM", "IS")
+        elif mysql:
+            sql = sql.replace("IS NOT DISTINCT FROM", "<=>")
         rows = connection.execute(text(sql)).all()
         gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
         for model in models:
@@ -957,6 +963,8 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
             dialect = rendering_dialect(connection.dialect.name)
             if sqlite:
                 from .dialects.sqlite import key_expression as key_of
+            elif mysql:
+                from .dialects.mysql import key_expression as key_of
             else:
                 from .dialects.postgresql import _key as key_of
             table = str(prep.format_table(spec.table))

@@ -914,10 +914,12 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
 
     The triggers write values as SQLite's do (dates, DECIMAL and JSON as their
     text, see :mod:`sqlaudit.dialects.mysql`), so the SQLite result processors read
-    them, except: DECIMAL (its text read exactly); floats, BIT and YEAR (JSON
-    numbers, as the driver returns them, then MySQL's own processor: a DOUBLE
-    with ``asdecimal`` becomes a Decimal as the ORM reads it); TIME (its text can
-    exceed 24 hours: read as the driver's timedelta, then MySQL's processor)."""
+    them, except: DECIMAL (its text read exactly); floats (JSON numbers, which
+    MariaDB writes without a fraction when they have none: ``1``, read as the
+    float ``1.0``, then through the column type's own processor: a DOUBLE with
+    ``asdecimal`` becomes the Decimal the ORM reads); BIT and YEAR (JSON numbers,
+    as the driver returns them); TIME (its text can exceed 24 hours: read as the
+    driver's timedelta, then MySQL's processor)."""
     from sqlalchemy.dialects import mysql, sqlite
 
     mysql_dialect, sqlite_dialect = mysql.dialect(), sqlite.dialect()
@@ -927,7 +929,8 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
         if isinstance(impl, (mysql.BIT, mysql.YEAR)):
             result[c.name] = None
         elif isinstance(impl, Float):
-            result[c.name] = c.type.dialect_impl(mysql_dialect).result_processor(mysql_dialect, None)
+            result[c.name] = _float_then(c.type.dialect_impl(mysql_dialect)
+                                         .result_processor(mysql_dialect, None))
         elif isinstance(impl, Numeric):
             result[c.name] = _decimal if impl.asdecimal else float
         elif isinstance(impl, Time):
@@ -958,6 +961,12 @@ def _mysql_time(value: Any) -> Any:
 
 def _decimal(value: Any) -> Any:
     return Decimal(str(value))
+
+
+def _float_then(process: Optional[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    if process is None:
+        return lambda value: None if value is None else float(value)
+    return lambda value: None if value is None else process(float(value))
 
 
 # Reads across tables and of past states live in their own modules; this is their home.

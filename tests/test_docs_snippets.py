@@ -11,7 +11,9 @@ before a block's opening fence, which Markdown and MkDocs do not show):
   (it defines ``engine`` on a SQLite file with a few tracked tables).
   ``<!-- docs: postgresql -->`` starts a script that runs on PostgreSQL: its
   ``postgresql+psycopg://...`` URLs are replaced by the test server's (a fresh
-  schema).
+  schema). ``<!-- docs: mariadb -->`` starts a script that runs on MariaDB: its
+  ``mysql+pymysql://...`` URLs are replaced by the test server's (a fresh
+  database).
 * Expected output: ``# text`` comment lines right after a ``print(...)`` line
   are what that print writes; a block with such lines must print exactly
   them. A fence preceded by ``<!-- docs: output -->`` is the exact stdout of
@@ -62,6 +64,10 @@ from typing import Any, Optional
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+
+#: The MariaDB blocks name their dialect (``<!-- docs: mariadb -->``); no test here
+#: takes the ``dialect`` fixture without naming it.
+MARIADB_PORTED = True
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -216,7 +222,7 @@ def python_scripts(page: str) -> list[list[Block]]:
         if block.lang != "python" or block.marker.keys() & {"alembic-env", "alembic-revision",
                                                              "signature"}:
             continue
-        if not scripts or block.marker.keys() & {"new-script", "setup", "postgresql"}:
+        if not scripts or block.marker.keys() & {"new-script", "setup", "postgresql", "mariadb"}:
             scripts.append([])
         scripts[-1].append(block)
     return scripts
@@ -258,18 +264,42 @@ def docs_postgres_url(request: pytest.FixtureRequest) -> Any:
         admin.dispose()
 
 
+@pytest.fixture
+def docs_mariadb_url(request: pytest.FixtureRequest) -> Any:
+    """A URL of the MariaDB test server on a fresh database (dropped after)."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    url = request.getfixturevalue("mariadb_url")
+    database = f"sqlaudit_docs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    try:
+        yield (make_url(url).set(database=database).update_query_dict({"charset": "utf8mb4"})
+               .render_as_string(hide_password=False))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
+        admin.dispose()
+
+
 @pytest.mark.parametrize(("page", "number"), SCRIPTS, ids=[f"{p}#{n}" for p, n in SCRIPTS])
 def test_python_blocks_run(page: str, number: int, tmp_path: Path,
                            request: pytest.FixtureRequest) -> None:
     """The page's python blocks, in order, as one script; printed output as shown.
     A script marked ``postgresql`` runs against the test server: its
-    ``postgresql+psycopg://...`` URLs are replaced by a fresh schema's."""
+    ``postgresql+psycopg://...`` URLs are replaced by a fresh schema's; one marked
+    ``mariadb`` runs against the MariaDB test server, its ``mysql+pymysql://...``
+    URLs replaced by a fresh database's."""
     script = python_scripts(page)[number]
-    if "postgresql" in script[0].marker:
-        url = request.getfixturevalue("docs_postgres_url")
-        script = [Block(b.page, b.line, b.lang,
-                        re.sub(r"postgresql\+psycopg://[^\"']+", url, b.code), b.marker)
-                  for b in script]
+    for server, pattern in (("postgresql", r"postgresql\+psycopg://[^\"']+"),
+                            ("mariadb", r"mysql\+pymysql://[^\"']+")):
+        if server in script[0].marker:
+            url = request.getfixturevalue(f"docs_{'postgres' if server == 'postgresql' else server}_url")
+            script = [Block(b.page, b.line, b.lang, re.sub(pattern, url, b.code), b.marker)
+                      for b in script]
     parts: list[str] = []
     setup = script[0].marker.get("setup")
     if setup:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import sqlaudit
@@ -30,6 +29,8 @@ from sqlaudit import (
     verify_audit_log,
 )
 from sqlaudit.ddl import grant_audit_read, prune_audit_log
+
+MARIADB_PORTED = True
 
 PACKAGE = Path(sqlaudit.__file__).resolve().parent
 
@@ -88,13 +89,7 @@ def test_the_cli_error_is_a_sqlaudit_error() -> None:
 
 
 # ---------------------------------------------------------------- representative paths
-
-
-@pytest.fixture
-def sqlite_engine() -> Any:
-    engine = create_engine("sqlite://")
-    yield engine
-    engine.dispose()
+# on every dialect's database (the ``engine`` fixture): the same mistakes, the same errors
 
 
 @pytest.fixture
@@ -130,26 +125,26 @@ TYPE_MISTAKES = [
 
 
 @pytest.mark.parametrize("call", [c for _, c in VALUE_MISTAKES], ids=[i for i, _ in VALUE_MISTAKES])
-def test_argument_errors_are_sqlaudit_errors_and_value_errors(Customer: type, sqlite_engine: Any,
+def test_argument_errors_are_sqlaudit_errors_and_value_errors(Customer: type, engine: Any,
                                                               call: Callable[..., Any]) -> None:
-    with Session(sqlite_engine) as session:
+    with Session(engine) as session:
         with pytest.raises(SQLAuditArgumentError) as err:
-            call(Customer, sqlite_engine, session)
+            call(Customer, engine, session)
         assert isinstance(err.value, SQLAuditError) and isinstance(err.value, ValueError)
         with pytest.raises(ValueError):
-            call(Customer, sqlite_engine, session)
+            call(Customer, engine, session)
 
 
 @pytest.mark.parametrize("call", [c for _, c in TYPE_MISTAKES], ids=[i for i, _ in TYPE_MISTAKES])
 def test_argument_type_errors_are_sqlaudit_errors_and_type_errors(Customer: type,
-                                                                  sqlite_engine: Any,
+                                                                  engine: Any,
                                                                   call: Callable[..., Any]) -> None:
-    with Session(sqlite_engine) as session:
+    with Session(engine) as session:
         with pytest.raises(SQLAuditError) as err:
-            call(Customer, sqlite_engine, session)
+            call(Customer, engine, session)
         assert isinstance(err.value, TypeError), repr(err.value)
         with pytest.raises(TypeError):
-            call(Customer, sqlite_engine, session)
+            call(Customer, engine, session)
 
 
 @pytest.mark.parametrize("catch", [SQLAuditError, ValueError])
@@ -162,8 +157,8 @@ def test_a_track_table_mistake_is_caught_as_either(Base: Any, catch: type) -> No
             id: Mapped[int] = mapped_column(primary_key=True)
 
 
-def test_prune_given_a_naive_datetime_is_not_an_argument_error(sqlite_engine: Any,
+def test_prune_given_a_naive_datetime_is_not_an_argument_error(engine: Any,
                                                                Customer: type) -> None:
     # a control: valid arguments reach the database
-    Customer.metadata.create_all(sqlite_engine)
-    assert prune_audit_log(sqlite_engine, datetime(2000, 1, 1)) == 0
+    Customer.metadata.create_all(engine)
+    assert prune_audit_log(engine, datetime(2000, 1, 1)) == 0

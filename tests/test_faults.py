@@ -1,4 +1,5 @@
-"""Faults: failed statements, rolled-back savepoints and killed connections.
+"""Faults: failed statements, rolled-back savepoints and killed connections (and, on
+MariaDB, lock wait timeouts, deadlocks and failing triggers).
 
 The audit records of a change live and die with the change: whatever makes a
 transaction (or part of one) fail must take exactly its audit records with it,
@@ -16,7 +17,7 @@ from typing import Any, Optional
 import pytest
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
@@ -25,15 +26,16 @@ from sqlaudit.config import SQLAuditConfig, set_config
 
 from conftest import changes
 
-pg_only = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+MARIADB_PORTED = True
 
 
 # ---------------------------------------------------------------- models and helpers
 
 
-def fault_models(Base: Any) -> tuple[type, type]:
-    """Owners and their items, with a UNIQUE, a CHECK and two foreign keys (one deferred)."""
+def fault_models(Base: Any, engine: Optional[Engine] = None) -> tuple[type, type]:
+    """Owners and their items, with a UNIQUE, a CHECK and two foreign keys (one deferred
+    where the database defers: MariaDB checks every foreign key at once)."""
+    deferred = engine is None or engine.dialect.name not in ("mysql", "mariadb")
 
     @track_table(tracked_fields=["name"])
     class Owner(Base):
@@ -50,7 +52,7 @@ def fault_models(Base: Any) -> tuple[type, type]:
         qty: Mapped[int] = mapped_column(Integer)
         owner_id: Mapped[Optional[int]] = mapped_column(ForeignKey("owners.id"))
         checked_owner_id: Mapped[Optional[int]] = mapped_column(  # not tracked
-            ForeignKey("owners.id", deferrable=True, initially="DEFERRED")
+            ForeignKey("owners.id", **({"deferrable": True, "initially": "DEFERRED"} if deferred else {}))
         )
 
     return Owner, Item
@@ -67,7 +69,7 @@ def enforce_sqlite_foreign_keys(engine: Engine) -> None:
 def models(engine, Base) -> tuple[type, type]:
     """Committed history by user "seed": owners 1 and 2, items 1-3 (item 3 belongs to owner 2)."""
     enforce_sqlite_foreign_keys(engine)
-    Owner, Item = fault_models(Base)
+    Owner, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="seed"):
@@ -108,6 +110,16 @@ def titles_by(Item: type, engine: Engine, skip: int = 0) -> list[tuple[Any, ...]
     with Session(engine) as s:
         records = changes(Item, s, filter_fields="title")[skip:]
     return [(r.operation, r.resource_id, r.old_value, r.new_value, r.changed_by) for r in records]
+
+
+@contextlib.contextmanager
+def refused_by_a_constraint() -> Any:
+    """The database refuses the statement or the commit: an IntegrityError, or for a
+    CHECK on MariaDB error 4025, which PyMySQL raises as an OperationalError."""
+    with pytest.raises((IntegrityError, OperationalError)) as caught:
+        yield
+    if isinstance(caught.value, OperationalError):
+        assert caught.value.orig.args[0] == 4025, caught.value  # CONSTRAINT ... failed
 
 
 SEED_TITLES = 3  # title records written by the models fixture
@@ -151,7 +163,7 @@ def test_rolled_back_transaction_with_a_failed_statement_leaves_the_audit_table_
         s.get(Owner, 1).name = "renamed owner"
         s.flush()
         s.add(refused_item(Item, violation))
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             s.flush()
         s.rollback()
     assert audit_log(engine) == before_log
@@ -163,6 +175,7 @@ def test_rolled_back_transaction_with_a_failed_statement_leaves_the_audit_table_
     ]
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # MariaDB defers none
 def test_commit_refused_by_a_deferred_foreign_key_leaves_the_audit_table_as_it_was(
     engine, models
 ) -> None:
@@ -172,7 +185,7 @@ def test_commit_refused_by_a_deferred_foreign_key_leaves_the_audit_table_as_it_w
         s.add(Item(id=4, title="item-4", qty=1, checked_owner_id=99))  # checked at COMMIT
         s.get(Item, 1).title = "renamed"
         s.flush()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             s.commit()
         s.rollback()
     assert audit_log(engine) == before_log
@@ -195,7 +208,7 @@ def test_failed_statement_in_a_rolled_back_savepoint_keeps_the_outer_writes_and_
         with user:
             s.add(Item(id=4, title="before", qty=1))
             s.flush()
-            with pytest.raises(IntegrityError):
+            with refused_by_a_constraint():
                 with s.begin_nested():
                     s.get(Item, 1).title = "inside"
                     s.flush()
@@ -228,7 +241,7 @@ def test_user_entered_inside_a_rolled_back_savepoint_is_recorded_for_its_later_w
             s.flush()
             if failure:
                 s.add(Item(id=90, title="item-1", qty=1))
-                with pytest.raises(IntegrityError):
+                with refused_by_a_constraint():
                     s.flush()
             savepoint.rollback()
             s.add(Item(id=7, title="after, by B", qty=1))
@@ -248,7 +261,7 @@ def test_records_around_a_failed_savepoint_share_their_transaction_id(engine, mo
     with Session(engine) as s, audit_context(user_id="A"):
         s.add(Item(id=4, title="before", qty=1))
         s.flush()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             with s.begin_nested():
                 with audit_context(user_id="B"):
                     s.add(Item(id=90, title="item-1", qty=1))
@@ -270,7 +283,7 @@ def test_failed_statement_in_a_savepoint_logs_no_sqlaudit_warning(engine, models
         with Session(engine) as s, audit_context(user_id="A"):
             s.add(Item(id=4, title="before", qty=1))
             s.flush()
-            with pytest.raises(IntegrityError):
+            with refused_by_a_constraint():
                 with s.begin_nested():
                     s.add(Item(id=90, title="item-1", qty=1))
                     s.flush()
@@ -296,7 +309,7 @@ def test_multi_row_statement_failing_halfway_in_a_savepoint_leaves_no_partial_re
     with engine.connect() as conn, audit_context(user_id="A"):
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'kept', 1)"))
         savepoint = conn.begin_nested()
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             conn.execute(text(HALFWAY_STATEMENTS[statement]))
         savepoint.rollback()
         conn.commit()
@@ -308,18 +321,19 @@ def test_multi_row_statement_failing_halfway_in_a_savepoint_leaves_no_partial_re
     assert titles_by(Item, engine, skip=SEED_TITLES) == [("insert", "4", None, "kept", "A")]
 
 
-@sqlite_only
+@pytest.mark.parametrize("dialect", ["sqlite", "mariadb"], indirect=True)  # PostgreSQL aborts
 @pytest.mark.parametrize("statement", list(HALFWAY_STATEMENTS))
-def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_continuing_transaction(
+def test_statement_failing_halfway_leaves_no_partial_records_in_the_continuing_transaction(
     engine, models, statement
 ) -> None:
-    """SQLite keeps the transaction open after a constraint error: the row-level triggers
-    of the rows written before the failing one must be undone with the statement."""
+    """SQLite and MariaDB keep the transaction open after a constraint error (PostgreSQL
+    aborts it): the row-level triggers of the rows written before the failing one must
+    be undone with the statement."""
     _, Item = models
     before_log = audit_log(engine)
     with engine.connect() as conn, audit_context(user_id="A"):
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'before', 1)"))
-        with pytest.raises(IntegrityError):
+        with refused_by_a_constraint():
             conn.execute(text(HALFWAY_STATEMENTS[statement]))
         conn.execute(text("INSERT INTO items (id, title, qty) VALUES (5, 'after', 1)"))
         conn.commit()
@@ -331,41 +345,58 @@ def test_sqlite_statement_failing_halfway_leaves_no_partial_records_in_the_conti
     ]
 
 
-# ---------------------------------------------------------------- killed connections (PostgreSQL)
+# ---------------------------------------------------------------- killed connections
+
+#: The server ends a connection from another session: pg_terminate_backend on
+#: PostgreSQL, KILL CONNECTION on MariaDB.
+killable = pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
+
+
+# A COMMIT on a connection the server ended raises SQLAlchemy's OperationalError on
+# PostgreSQL, its InterfaceError on MariaDB with PyMySQL (the statement that clears the
+# @sqlaudit_* variables before the COMMIT met the lost connection first, and PyMySQL
+# reports the COMMIT after it as (0, '')); both are DBAPIErrors with
+# connection_invalidated set, and the pool discards the connection.
 
 
 def backend_pid(conn: Any) -> int:
-    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    mysql = conn.dialect.name in ("mysql", "mariadb")
+    return int(conn.execute(text("SELECT CONNECTION_ID()" if mysql else "SELECT pg_backend_pid()"))
+               .scalar_one())
 
 
 def terminate(engine: Engine, pid: int) -> None:
-    """pg_terminate_backend(pid) from a separate connection; return once the backend is gone."""
+    """End the server session ``pid`` from a separate connection; return once it is gone."""
     admin = create_engine(engine.url, poolclass=NullPool)
     try:
         with admin.connect() as conn:
-            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            if engine.dialect.name in ("mysql", "mariadb"):
+                conn.execute(text(f"KILL CONNECTION {int(pid)}"))
+                alive = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = :pid"
+            else:
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+                alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"
             deadline = time.monotonic() + 10
-            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                               {"pid": pid}).scalar_one():
+            while conn.execute(text(alive), {"pid": pid}).scalar_one():
                 assert time.monotonic() < deadline, f"backend {pid} did not exit"
                 time.sleep(0.02)
-                conn.rollback()  # a fresh snapshot of pg_stat_activity
+                conn.rollback()  # a fresh snapshot of the server's session list
     finally:
         admin.dispose()
 
 
 @pytest.fixture
-def pg_models(make_engine, Base) -> tuple[Engine, type, type]:
+def kill_models(make_engine, Base) -> tuple[Engine, type, type]:
     engine = make_engine(pool_size=3, max_overflow=0)  # victim, other, and one to read with
-    Owner, Item = fault_models(Base)
+    Owner, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     return engine, Owner, Item
 
 
-@pg_only
-def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(pg_models) -> None:
-    engine, Owner, Item = pg_models
+@killable
+def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(kill_models) -> None:
+    engine, Owner, Item = kill_models
     victim, other = engine.connect(), engine.connect()
     try:
         with audit_context(user_id="early"):
@@ -382,7 +413,7 @@ def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_record
             victim.execute(text("UPDATE items SET title = 'lost rename' WHERE id = 1"))
             victim.execute(text("DELETE FROM items WHERE id = 2"))
             terminate(engine, pid)
-            with pytest.raises(OperationalError) as failure:
+            with pytest.raises(DBAPIError) as failure:  # see lost_connection_error
                 victim.commit()
         assert failure.value.connection_invalidated
     finally:
@@ -396,12 +427,12 @@ def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_record
     ]
 
 
-@pg_only
+@killable
 def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0)  # no pre_ping
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="victim"):
@@ -409,8 +440,9 @@ def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
         s.flush()
         killed = backend_pid(s.connection())
         terminate(engine, killed)
-        with pytest.raises(OperationalError):
+        with pytest.raises(DBAPIError) as failure:
             s.commit()
+        assert failure.value.connection_invalidated
     with Session(engine) as s, audit_context(user_id="next"):
         s.add(Item(id=2, title="next", qty=1))
         s.flush()
@@ -420,12 +452,12 @@ def test_transaction_after_a_connection_killed_mid_transaction_records_its_user(
     assert titles_by(Item, engine) == [("insert", "2", None, "next", "next")]
 
 
-@pg_only
+@killable
 def test_pre_ping_replaces_a_killed_idle_connection_and_the_next_transaction_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0, pool_pre_ping=True)
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="first"):
@@ -446,12 +478,12 @@ def test_pre_ping_replaces_a_killed_idle_connection_and_the_next_transaction_rec
     ]
 
 
-@pg_only
+@killable
 def test_without_pre_ping_a_killed_idle_connection_fails_once_then_the_retry_records_its_user(
     make_engine, Base
 ) -> None:
     engine = make_engine(pool_size=1, max_overflow=0)
-    _, Item = fault_models(Base)
+    _, Item = fault_models(Base, engine)
     Base.metadata.create_all(engine)
     register_hooks()
     with Session(engine) as s, audit_context(user_id="first"):
@@ -472,3 +504,192 @@ def test_without_pre_ping_a_killed_idle_connection_fails_once_then_the_retry_rec
         ("insert", "1", None, "first", "first"),
         ("insert", "2", None, "second", "retry"),
     ]
+
+
+# ---------------------------------------------------------------- MariaDB: locks and failing triggers
+
+mariadb_only = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def log_users(engine: Engine, skip: int) -> list[tuple[Any, ...]]:
+    """(resource_id, operation, changed_by) of the audit rows after the first ``skip``."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT resource_id, operation, changed_by FROM sqlaudit_log ORDER BY id"))
+        return [tuple(row) for row in rows][skip:]
+
+
+@mariadb_only
+def test_a_statement_that_times_out_on_a_lock_leaves_no_record_and_the_transaction_goes_on(
+    make_engine, Base
+) -> None:
+    """InnoDB rolls back only the statement that waited too long (innodb_lock_wait_timeout,
+    set here per session); the transaction's other writes keep their records and user."""
+    engine = make_engine(pool_size=3, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="seed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
+    before = len(audit_log(engine))
+    holder, waiter = engine.connect(), engine.connect()
+    try:
+        with audit_context(user_id="holder"):
+            holder.execute(text("UPDATE items SET qty = 5 WHERE id = 1"))  # holds row 1
+        with audit_context(user_id="waiter"):
+            waiter.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
+            waiter.execute(text("UPDATE items SET qty = 7 WHERE id = 2"))
+            with pytest.raises(OperationalError) as timeout:
+                waiter.execute(text("UPDATE items SET title = 'locked out' WHERE id = 1"))
+            assert timeout.value.orig.args[0] == 1205  # Lock wait timeout exceeded
+            waiter.execute(text("INSERT INTO items (id, title, qty) VALUES (3, 'three', 1)"))
+            waiter.commit()
+        holder.rollback()
+    finally:
+        holder.close()
+        waiter.close()
+    assert log_users(engine, before) == [("2", "update", "waiter"), ("3", "insert", "waiter")]
+    assert table_rows(engine)["items"] == [(1, "one", 1, None, None), (2, "two", 7, None, None),
+                                           (3, "three", 1, None, None)]
+
+
+@mariadb_only
+def test_a_deadlock_victims_records_roll_back_with_its_writes_and_its_retry_is_recorded(
+    make_engine, Base
+) -> None:
+    """InnoDB rolls back the whole transaction of the deadlock victim (error 1213): none of
+    its records remain; the winner's commit with their own user; the victim's retry too."""
+    import threading
+
+    engine = make_engine(pool_size=3, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="seed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
+    before = len(audit_log(engine))
+    first_locks = threading.Barrier(2)
+    outcome: dict[str, Any] = {}
+
+    def worker(user: str, mine: int, theirs: int) -> None:
+        with engine.connect() as conn, audit_context(user_id=user):
+            try:
+                conn.execute(text(f"UPDATE items SET title = '{user}' WHERE id = {mine}"))
+                first_locks.wait(timeout=10)
+                conn.execute(text(f"UPDATE items SET qty = qty + 1 WHERE id = {theirs}"))
+                conn.commit()
+                outcome[user] = "committed"
+            except OperationalError as exc:
+                outcome[user] = exc.orig.args[0]
+                conn.rollback()
+
+    threads = [threading.Thread(target=worker, args=("A", 1, 2)),
+               threading.Thread(target=worker, args=("B", 2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcome.values(), key=str) == [1213, "committed"]  # one victim, one winner
+    winner = next(u for u, o in outcome.items() if o == "committed")
+    victim = "B" if winner == "A" else "A"
+    mine, theirs = ("1", "2") if winner == "A" else ("2", "1")
+    assert log_users(engine, before) == [(mine, "update", winner), (theirs, "update", winner)]
+    with engine.begin() as conn, audit_context(user_id=victim):  # the retry
+        conn.execute(text(f"UPDATE items SET title = '{victim}' WHERE id = {theirs}"))
+    assert log_users(engine, before)[2:] == [(theirs, "update", victim)]
+
+
+@mariadb_only
+def test_a_write_whose_trigger_fails_is_refused_whole_and_the_transaction_keeps_the_rest(
+    engine, models
+) -> None:
+    """A trigger that fails (here: a transaction id that is not a number, set with raw
+    SQL) fails its statement, and InnoDB undoes every row that statement wrote; the
+    writes before and after it in the transaction, and their records, stay."""
+    _, Item = models
+    before_log = audit_log(engine)
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (4, 'kept', 1)"))
+        txid = conn.execute(text("SELECT @sqlaudit_transaction_id")).scalar_one()
+        conn.execute(text("SET @sqlaudit_transaction_id = 'not a number'"))
+        with pytest.raises(DBAPIError) as refused:
+            conn.execute(text("UPDATE items SET qty = qty + 1"))
+        assert refused.value.orig.args[0] == 1366  # Incorrect integer value
+        conn.execute(text("SET @sqlaudit_transaction_id = :txid"), {"txid": txid})
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (5, 'after', 1)"))
+        conn.commit()
+    assert entries(engine, skip=len(before_log)) == [("items", "4", "insert"), ("items", "5", "insert")]
+    assert [row[2] for row in table_rows(engine)["items"]] == [10, 10, 3, 1, 1]  # no qty + 1
+    with Session(engine) as s:
+        assert {r.transaction_id for r in changes(Item, s, filter_resource_ids=[4, 5])} == {txid}
+
+
+@mariadb_only
+def test_a_write_refused_by_the_fail_closed_guard_leaves_nothing_and_the_transaction_goes_on(
+    engine, Base
+) -> None:
+    @track_table(require_user_id=True)
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        body: Mapped[str] = mapped_column(String(50))
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn:
+        with audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO notes (id, body) VALUES (1, 'by A')"))
+            conn.commit()
+        with pytest.raises(DBAPIError, match="needs an acting user"):
+            conn.execute(text("INSERT INTO notes (id, body) VALUES (2, 'nobody'), (3, 'nobody')"))
+        conn.rollback()
+    assert log_users(engine, 0) == [("1", "insert", "A")]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM notes")).scalars().all() == [1]
+
+
+@mariadb_only
+def test_the_connection_after_a_killed_one_holds_no_user_variables(make_engine, Base) -> None:
+    """The server drops a killed session's @sqlaudit_* variables with it; the replacement
+    connection starts with none, so a write without a user records none."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _, Item = fault_models(Base, engine)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="victim", reason="killed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'lost', 1)"))
+        killed = backend_pid(conn)
+        terminate(engine, killed)
+        with pytest.raises(DBAPIError) as failure:
+            conn.commit()
+        assert failure.value.connection_invalidated
+    with engine.connect() as conn:
+        assert backend_pid(conn) != killed
+        assert conn.execute(text(  # (the transaction id is this transaction's own)
+            "SELECT @sqlaudit_user_id, @sqlaudit_reason, @sqlaudit_context")).one() == (
+            None, None, None)
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (2, 'nobody', 1)"))
+        conn.commit()
+    assert log_users(engine, 0) == [("2", "insert", None)]
+
+
+@mariadb_only
+def test_a_non_transactional_table_keeps_a_rolled_back_write_without_its_record_is_a_documented_hole(
+    engine, Base
+) -> None:
+    """A tracked MyISAM (or Aria) table cannot roll back: the write stays while its audit
+    record, in the InnoDB log, rolls back with the transaction (docs/mariadb.md, Holes)."""
+    @track_table
+    class Counter(Base):
+        __tablename__ = "counters"
+        __table_args__ = {"mysql_engine": "MyISAM"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        n: Mapped[int] = mapped_column(Integer)
+
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO counters (id, n) VALUES (1, 1)"))
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, n FROM counters")).all() == [(1, 1)]  # kept
+    assert log_users(engine, 0) == []  # and not recorded

@@ -24,6 +24,8 @@ from sqlaudit import get_changes, track_table
 
 from conftest import changes
 
+MARIADB_PORTED = True  # the parametrisation below names MariaDB itself
+
 # JSON on every database, and PostgreSQL's JSONB
 pytestmark = pytest.mark.parametrize(("dialect", "json_type"), [
     pytest.param("sqlite", JSON, id="sqlite-json"),

@@ -6,9 +6,10 @@ of its own rows, one commit per change, while sharing one connection pool
 turn). The audit trail must then hold exactly one record per change, each
 carrying its own writer's user, in the order each writer made them.
 
-Default size (CI): 8 threads x 200 commits on both databases (SQLite
-serialises the commits of its file database, which keeps it a few seconds),
-and 6 asyncio tasks x 50 commits per async driver. ``SQLAUDIT_SOAK_SCALE=10``
+Default size (CI): 8 threads x 200 commits on each database (SQLite,
+PostgreSQL, MariaDB; SQLite serialises the commits of its file database, which
+keeps it a few seconds), and 6 asyncio tasks x 50 commits per async driver
+(aiosqlite, asyncpg, psycopg, aiomysql). ``SQLAUDIT_SOAK_SCALE=10``
 multiplies every commit count for long local runs.
 """
 
@@ -31,11 +32,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlaudit import audit_context, register_hooks, track_table
 from sqlaudit.schema import audit_table
 
-from conftest import _postgres_engine, _sqlite_engine, changes
+from conftest import _mariadb_engine, _postgres_engine, _sqlite_engine, changes
+
+MARIADB_PORTED = True  # the SOAKS below name their databases, MariaDB among them
 
 SCALE = int(os.environ.get("SQLAUDIT_SOAK_SCALE", "1"))
 WRITERS = 8
-COMMITS = 200 * SCALE  # per thread, on both databases
+COMMITS = 200 * SCALE  # per thread, on every database
 POOL_SIZE = 4  # fewer connections than writers
 TASKS = 6
 TASK_COMMITS = 50 * SCALE  # per asyncio task
@@ -217,18 +220,24 @@ SOAKS = [
     ("asyncio", "sqlite", "aiosqlite"),
     ("asyncio", "postgresql", "asyncpg"),
     ("asyncio", "postgresql", "psycopg"),
+    ("threads", "mariadb", None),
+    ("asyncio", "mariadb", "aiomysql"),
 ]
 
 
 def _engine(dialect: str, request: pytest.FixtureRequest, tmp: Any, **kw: Any) -> Iterator[Engine]:
     if dialect == "sqlite":
         return _sqlite_engine(f"sqlite:///{tmp / 'soak.db'}", connect_args={"timeout": 60}, **kw)
+    if dialect == "mariadb":
+        return _mariadb_engine(request.getfixturevalue("mariadb_url"), **kw)
     return _postgres_engine(request.getfixturevalue("postgres_url"), **kw)
 
 
 def _async_target(engine: Engine, driver: str) -> tuple[str, dict[str, Any]]:
     if driver == "aiosqlite":
         return f"sqlite+aiosqlite:///{engine.url.database}", {"timeout": 60}
+    if driver == "aiomysql":
+        return engine.url.set(drivername="mysql+aiomysql").render_as_string(hide_password=False), {}
     url = engine.url.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
     if driver == "asyncpg":
         return url, {"server_settings": {"search_path": engine.info_schema}}
@@ -255,7 +264,7 @@ def soak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             records = changes(Doc, s)
         yield SoakResult(plans, log_rows, records)
     finally:
-        for _ in gen:  # the engine's cleanup (drops the PostgreSQL schema)
+        for _ in gen:  # the engine's cleanup (drops the schema or database)
             pass
 
 
