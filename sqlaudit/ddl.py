@@ -646,17 +646,19 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
                  archive: Optional["_export.Archive"]) -> int:
     """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
-    this session only. Sealing is not built there yet, so a sealed log is refused."""
+    this session only (into ``archive`` first, when given). Sealing is not built there
+    yet, so a sealed log is refused."""
     from sqlalchemy import delete, text
 
-    if archive is not None or sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
+    if sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
         raise SQLAuditUnsupportedDialectError(
             "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
-            "sealed, without export_to; sealing and archives are not built there yet "
-            "(docs/mariadb.md).")
+            "sealed; sealing is not built there yet (docs/mariadb.md).")
     allow, restore = _templates.render("mysql", "prune")
     connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
     try:
+        if archive is not None:
+            return archive.delete_into(connection, log_table, where)
         return int(connection.execute(delete(log_table).where(where)).rowcount)
     finally:
         connection.execute(text(restore))
