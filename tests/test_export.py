@@ -333,6 +333,40 @@ def test_exported_records_import_into_an_empty_log_equal_field_by_field(
     assert json_texts(other) == json_texts(engine)
 
 
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_mariadb_archive_imports_into_sqlite_and_postgresql_with_the_same_values(
+        engine, Customer, Base, make_engine, postgres_url, tmp_path, fmt) -> None:
+    """An archive is the same format on every dialect: MariaDB's DATETIME(6) (UTC)
+    comes back as the same instant, its JSON text as the same values."""
+    from conftest import _postgres_engine
+
+    with Session(engine) as s:
+        s.add(Customer(name="pen", email="p@example.com", user_id=1))
+        s.commit()
+    log_rows(engine, **TRICKY)
+    path = tmp_path / f"a.{fmt}"
+    assert export_audit_log(engine, before=NOW + timedelta(days=1), path=path, format=fmt) == 2
+    sqlite = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    pg_engines = _postgres_engine(postgres_url)
+    postgresql = next(pg_engines)
+    try:
+        for target in (sqlite, postgresql):
+            Base.metadata.create_all(target)
+            assert import_audit_log(target, path) == 2
+            assert [_instant(r) for r in everything(target)] == [_instant(r) for r in everything(engine)]
+    finally:
+        sqlite.dispose()
+        for _ in pg_engines:  # drops its schema
+            pass
+
+
+def _instant(row):
+    """A log row with changed_at as an aware UTC instant (naive values are UTC)."""
+    at = row[5]
+    return (*row[:5], at if at.tzinfo else at.replace(tzinfo=timezone.utc), *row[6:])
+
+
 def test_imported_log_goes_on_after_the_archived_ids(engine, Customer, other, tmp_path) -> None:
     log_rows(engine, n=3)
     export_audit_log(engine, before=CUTOFF, path=tmp_path / "a.jsonl")
