@@ -324,6 +324,8 @@ class Archive:
         pg = connection.dialect.name == "postgresql"
         names = [c.name for c in log.columns]
         expressions = log_expressions(log, pg)
+        if connection.dialect.name in ("mysql", "mariadb"):
+            return self._delete_into_mysql(connection, log, where, names, expressions)
         removed, last = 0, None
         with lenient(connection):
             while True:
@@ -339,6 +341,34 @@ class Archive:
                 last = rows[-1][0]
                 if len(rows) < BATCH:
                     break
+        return removed
+
+    def _delete_into_mysql(self, connection: Connection, log: Table, where: Any,
+                           names: Sequence[str], expressions: Sequence[Any]) -> int:
+        """MariaDB / MySQL: no subquery on the table a DELETE removes from, and no
+        RETURNING on MySQL. Each batch is read with ``FOR UPDATE`` (the rows stay
+        locked until the transaction ends: nobody else deletes them meanwhile), written,
+        then deleted by id; a DELETE that removes another number of rows than were
+        written raises, and the transaction rolls back."""
+        removed, last = 0, None
+        while True:
+            cond = where if last is None else and_(where, log.c.id > last)
+            rows = connection.execute(
+                select(*expressions).where(cond).order_by(log.c.id).limit(BATCH)
+                .with_for_update()).all()
+            if not rows:
+                break
+            self.write_rows(names, False, rows)
+            ids = [row[0] for row in rows]
+            deleted = connection.execute(delete(log).where(log.c.id.in_(ids))).rowcount
+            if deleted != len(ids):
+                raise SQLAuditArchiveError(
+                    f"prune_audit_log(): {len(ids)} records were archived but the DELETE "
+                    f"removed {deleted}; nothing was pruned (run it again)")
+            removed += len(rows)
+            last = ids[-1]
+            if len(rows) < BATCH:
+                break
         return removed
 
 

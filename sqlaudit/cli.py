@@ -57,7 +57,8 @@ EXIT_CHECK_FAILED = 1
 #: click's code for a bad option or argument
 EXIT_USAGE = 2
 #: no database URL (neither --url nor SQLAUDIT_DATABASE_URL / DATABASE_URL), or
-#: one that cannot be used (unparsable, driver missing, not PostgreSQL or SQLite)
+#: one that cannot be used (unparsable, driver missing, not PostgreSQL, SQLite or
+#: MariaDB / MySQL)
 EXIT_NO_URL = 3
 #: the database cannot be reached (refused, unknown host or database, bad
 #: credentials, a SQLite file that does not exist or is not a database)
@@ -210,10 +211,15 @@ class Runtime:
             if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg"):
                 driver = "postgresql+psycopg"
             url = url.set(drivername=driver)
+        elif url.drivername in ("mysql", "mariadb"):
+            # the bare scheme's default driver is mysqlclient: use PyMySQL (sqlaudit's
+            # mysql extra) when mysqlclient is not installed
+            if importlib.util.find_spec("MySQLdb") is None and importlib.util.find_spec("pymysql"):
+                url = url.set(drivername=f"{url.drivername}+pymysql")
         backend = url.get_backend_name()
-        if backend not in ("postgresql", "sqlite"):
+        if backend not in ("postgresql", "sqlite", "mysql", "mariadb"):
             raise CLIError(EXIT_NO_URL, f"{_safe(url)} is a {backend} database; sqlaudit "
-                                        "supports PostgreSQL and SQLite")
+                                        "supports PostgreSQL, SQLite and MariaDB / MySQL")
         if backend == "sqlite" and check_file:
             path = url.database
             in_memory = not path or path == ":memory:" or path.startswith("file:")
@@ -229,7 +235,10 @@ class Runtime:
             try:
                 self._engine = create_engine(url)
             except (NoSuchModuleError, ImportError) as exc:
-                hint = " (pip install 'psycopg[binary]', sqlaudit's postgresql extra)" if url.get_backend_name() == "postgresql" else ""
+                hint = {"postgresql": " (pip install 'psycopg[binary]', sqlaudit's postgresql extra)",
+                        "mysql": " (pip install pymysql, sqlaudit's mysql extra)",
+                        "mariadb": " (pip install pymysql, sqlaudit's mysql extra)",
+                        }.get(url.get_backend_name(), "")
                 raise CLIError(EXIT_NO_URL, f"cannot use {_safe(url)}: the driver is not "
                                             f"installed: {_first_line(exc)}{hint}") from None
         return self._engine
@@ -590,7 +599,8 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
     from . import __version__
     from .ddl import render_audit_ddl
     from .dialects import module_for, rendering_dialect
-    from .schema import audit_table
+    from . import _templates
+    from .schema import USER_PREFIX, audit_table
     from .spec import table_of
     from sqlalchemy.schema import CreateIndex, CreateTable, SetTableComment
 
@@ -599,10 +609,11 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
         if rt.url or any(os.environ.get(n) for n in ENV_URLS):
             dialect = rt.database_url(check_file=False).get_backend_name()
         else:
-            raise click.UsageError("pass --dialect postgresql or --dialect sqlite "
+            raise click.UsageError("pass --dialect postgresql, sqlite, mariadb or mysql "
                                    "(or a database URL to take it from)")
     render = rendering_dialect(dialect)
     pg = dialect == "postgresql"
+    mysql = dialect in ("mysql", "mariadb")
     statements: list[str] = []
     if not triggers_only:
         for metadata in dict.fromkeys(table_of(m).metadata for m in models):
@@ -612,14 +623,38 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
             if pg and log.comment:
                 statements.append(str(SetTableComment(log).compile(dialect=render)))
             for index in sorted(log.indexes, key=lambda i: str(i.name)):
+                if mysql and index.name == "ix_sqlaudit_log_user":  # no index on an expression
+                    statements += _templates.render(
+                        "mysql", "user_index", prefix=str(USER_PREFIX),
+                        audit_table=render.identifier_preparer.format_table(log))
+                    continue
                 statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=render)))
             statements += module_for(dialect).protect_statements(metadata, render, schema)
     for model in models:
         statements += render_audit_ddl(model, dialect, audit_schema=audit_schema)
     names = ", ".join(table_of(m).fullname for m in models)
-    sys.stdout.write(f"-- sqlaudit {__version__}: audit triggers of {names} ({dialect})\n\n")
+    sys.stdout.write(f"-- sqlaudit {__version__}: audit triggers of {names} ({dialect})\n")
+    if mysql:
+        # the client drops comments by default, and the triggers' fingerprints with them
+        sys.stdout.write(f"-- run it with: {'mysql' if dialect == 'mysql' else 'mariadb'} "
+                         "--comments DATABASE < this-file\n\n")
+        _write_delimited([st.strip().rstrip(";") for st in statements])
+        return
+    sys.stdout.write("\n")
     for statement in statements:
         sys.stdout.write(statement.strip().rstrip(";") + ";\n\n")
+
+
+def _write_delimited(statements: Sequence[str]) -> None:
+    """A script for the ``mariadb`` / ``mysql`` client: trigger bodies hold semicolons,
+    so each statement ends with a ``DELIMITER`` that none of them contains."""
+    delimiter = "$$"
+    while any(delimiter in statement for statement in statements):
+        delimiter += "$"
+    sys.stdout.write(f"DELIMITER {delimiter}\n\n")
+    for statement in statements:
+        sys.stdout.write(f"{statement}\n{delimiter}\n\n")
+    sys.stdout.write("DELIMITER ;\n")
 
 
 # ---------------------------------------------------------------- log and show
@@ -823,17 +858,30 @@ def count_older(conn: Connection, cutoff: datetime) -> int:
                             .where(log.c.changed_at < bound)).scalar() or 0)
 
 
+def _has_seal_table(conn: Connection) -> bool:
+    """Whether this audit log was ever sealed (it has ``sqlaudit_seal``)."""
+    from .dialects import is_mysql
+
+    if is_mysql(conn.dialect.name):
+        from .schema import log_schema
+
+        return bool(sa_inspect(conn).has_table("sqlaudit_seal", schema=log_schema(conn)))
+    from .integrity import _Log
+
+    return _Log(conn).has_seal_table()
+
+
 def run_prune(rt: Runtime, older_than: str, dry_run: bool, yes: bool,
               export_to: Optional[str] = None, export_format: str = "jsonl") -> None:
     from .ddl import prune_audit_log
-    from .integrity import _Log, seal_audit_log
+    from .integrity import seal_audit_log
 
     cutoff = _cutoff(older_than, "--older-than")
     shown = _when(cutoff)
     with rt.connect() as conn:
         with _working(rt, "counting audit records"):
             count = count_older(conn, cutoff)
-        sealed = _Log(conn).has_seal_table()
+        sealed = _has_seal_table(conn)
     if dry_run:
         rt.out.print(f"{count} audit records older than {shown} would be pruned "
                      "(dry run: nothing was removed)")
@@ -893,7 +941,11 @@ def run_grant_read(rt: Runtime, role: str) -> None:
     with rt.connect():
         pass  # reachable, with an audit table
     grant_audit_read(rt.engine(), role)
-    rt.out.print(f"role {role!r} may now read sqlaudit_log (USAGE on its schema, SELECT on the table)")
+    if rt.engine().dialect.name == "postgresql":
+        rt.out.print(f"role {role!r} may now read sqlaudit_log (USAGE on its schema, SELECT on the table)")
+    else:
+        rt.out.print(f"account {role!r} may now read sqlaudit_log (SELECT on the table"
+                     " and on sqlaudit_seal when the log is sealed)")
 
 
 def run_seal(rt: Runtime) -> None:
@@ -991,7 +1043,7 @@ def build_app() -> "click.Group":
 
     @app.command()
     @connection_options
-    @click.option("--dialect", type=click.Choice(["postgresql", "sqlite"]),
+    @click.option("--dialect", type=click.Choice(["postgresql", "sqlite", "mariadb", "mysql"]),
                   help="Database to render for (default: the URL's, when one is given).")
     @click.option("--audit-schema", metavar="SCHEMA",
                   help="PostgreSQL: schema of sqlaudit_log (default: the models' "
@@ -1003,7 +1055,8 @@ def build_app() -> "click.Group":
             triggers_only: bool) -> None:
         """Print the SQL that installs the audit triggers of the --models.
 
-        Needs no database: review it, or run it (psql -1 -f, sqlite3 db < file)."""
+        Needs no database: review it, or run it (psql -1 -f, sqlite3 db < file,
+        mariadb db < file)."""
         run_sql(rt, dialect, audit_schema, triggers_only)
 
     @app.command()
@@ -1112,7 +1165,8 @@ def build_app() -> "click.Group":
     @click.argument("role")
     @click.pass_obj
     def grant_read(rt: Runtime, role: str) -> None:
-        """Let database ROLE read the audit log (PostgreSQL)."""
+        """Let database ROLE read the audit log, nothing more (PostgreSQL: a role;
+        MariaDB / MySQL: an account 'user'@'host' or a role)."""
         run_grant_read(rt, role)
 
     @app.command()

@@ -32,7 +32,8 @@ from .config import _display_zone
 from .dialects import flavour, is_mysql, module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
-                         SQLAuditUnsafeKeyError, SQLAuditUnsupportedDialectError)
+                         SQLAuditTableNotInDatabaseError, SQLAuditUnsafeKeyError,
+                         SQLAuditUnsupportedDialectError)
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
@@ -676,17 +677,19 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
                  archive: Optional["_export.Archive"]) -> int:
     """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
-    this session only. Sealing is not built there yet, so a sealed log is refused."""
+    this session only (into ``archive`` first, when given). Sealing is not built there
+    yet, so a sealed log is refused."""
     from sqlalchemy import delete, text
 
-    if archive is not None or sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
+    if sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
         raise SQLAuditUnsupportedDialectError(
             "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
-            "sealed, without export_to; sealing and archives are not built there yet "
-            "(docs/mariadb.md).")
+            "sealed; sealing is not built there yet (docs/mariadb.md).")
     allow, restore = _templates.render("mysql", "prune")
     connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
     try:
+        if archive is not None:
+            return archive.delete_into(connection, log_table, where)
         return int(connection.execute(delete(log_table).where(where)).rowcount)
     finally:
         connection.execute(text(restore))
@@ -836,12 +839,23 @@ def import_audit_log(bind: Bind, path: Union[str, "os.PathLike[str]"], *,
 
 
 def grant_audit_read(bind: Bind, role: str) -> None:
-    """Let database ``role`` read the audit history (PostgreSQL): USAGE on the
-    audit table's schema and SELECT on ``sqlaudit_log``, nothing more."""
+    """Let a database role or account read the audit history, nothing more.
+
+    PostgreSQL: ``role`` is a role; it gets USAGE on the audit table's schema and
+    SELECT on ``sqlaudit_log``. MariaDB / MySQL: ``role`` is an account
+    ``user@host`` (``reader@%``, ``reader@10.0.0.%``) or a role name; it gets
+    SELECT on ``sqlaudit_log`` and, on a sealed log, on ``sqlaudit_seal``. The
+    name is quoted as an identifier, never pasted into the SQL. An account or
+    role that does not exist raises :class:`~sqlaudit.exceptions.SQLAuditArgumentError`
+    (MariaDB / MySQL; PostgreSQL's own error on PostgreSQL). SQLite has no
+    roles: :class:`~sqlaudit.exceptions.SQLAuditUnsupportedDialectError`."""
     if not isinstance(role, str) or not role:
         raise SQLAuditArgumentTypeError(f"role must be a non-empty str, got {role!r}")
 
     def work(connection: Connection) -> None:
+        if is_mysql(connection.dialect.name):
+            _grant_audit_read_mysql(connection, role)
+            return
         if connection.dialect.name != "postgresql":
             raise SQLAuditUnsupportedDialectError(
                 f"grant_audit_read() needs PostgreSQL roles; {connection.dialect.name} has none."
@@ -858,3 +872,39 @@ def grant_audit_read(bind: Bind, role: str) -> None:
         _run(connection, statements)
 
     _with_connection(bind, work)
+
+
+#: MariaDB / MySQL: "Can't find any matching row in the user table" (the account does
+#: not exist, and the server creates none by a GRANT), and "no such role"
+_NO_SUCH_GRANTEE = (1133, 1959)
+
+
+def _grant_audit_read_mysql(connection: Connection, role: str) -> None:
+    """GRANT SELECT on the log (and the seal table when there is one) to ``role``:
+    ``user@host`` (split at the last ``@``) or a role name, each part quoted with
+    backticks (a backtick in it doubled)."""
+    schema = log_schema(connection)
+    if schema is None or not sa_inspect(connection).has_table(AUDIT_TABLE_NAME, schema=schema):
+        raise SQLAuditTableNotInDatabaseError(
+            f"{AUDIT_TABLE_NAME} does not exist in this database; create it "
+            "(metadata.create_all() or create_audit_log()) before granting read access to it")
+    prep = rendering_dialect("mysql").identifier_preparer
+    user, at, host = role.rpartition("@")
+    grantee = (f"{prep.quote_identifier(user)}@{prep.quote_identifier(host)}" if at
+               else prep.quote_identifier(role))
+    database = prep.quote_identifier(schema)
+    statements = _templates.render("mysql", "grant_read", grantee=grantee,
+                                   audit_table=f"{database}.{prep.quote_identifier(AUDIT_TABLE_NAME)}")
+    if sa_inspect(connection).has_table("sqlaudit_seal", schema=schema):
+        statements += _templates.render("mysql", "grant_read_seal", grantee=grantee,
+                                        seal_table=f"{database}.{prep.quote_identifier('sqlaudit_seal')}")
+    try:
+        _run(connection, statements)
+    except DBAPIError as exc:
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        if code in _NO_SUCH_GRANTEE:
+            raise SQLAuditArgumentError(
+                f"grant_audit_read(): no account or role {grantee} on this server; create it "
+                "first (CREATE USER 'reader'@'%' IDENTIFIED BY ..., or CREATE ROLE reader) and "
+                "name an account as user@host (reader@%)") from None
+        raise

@@ -29,6 +29,8 @@ from sqlaudit.schema import audit_table
 from test_integrity import Customer  # noqa: F401 (fixture)
 from test_cli import created, log_count, models, run, seeded, tomorrow, url  # noqa: F401 (fixtures)
 
+MARIADB_PORTED = True
+
 NOW = datetime.now(timezone.utc)
 CUTOFF = NOW - timedelta(days=30)
 COLUMNS = [c.name for c in audit_table(MetaData()).columns]
@@ -48,7 +50,7 @@ def log_rows(engine, table_name="customers", n=1, at=None, **values):
     """Insert ``n`` audit rows directly (the log accepts INSERT): old ones, with chosen values."""
     log = audit_table(MetaData())
     at = at or NOW - timedelta(days=60)
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name != "postgresql":  # SQLite's text, MariaDB's DATETIME(6): UTC
         at = at.astimezone(timezone.utc).replace(tzinfo=None)
     row = {"table_name": table_name, "resource_id": "1", "operation": "update", "changed_at": at,
            "changed_by": "alice", "old_data": {"name": "a"}, "new_data": {"name": "b"}, **values}
@@ -79,7 +81,8 @@ def everything(engine):
 
 
 def json_texts(engine):
-    """PostgreSQL: the stored JSON text (every digit); SQLite: the values parsed."""
+    """PostgreSQL: the stored JSON text (every digit); SQLite and MariaDB, whose JSON
+    is text a jsonl archive re-spaces: the values parsed."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             return conn.execute(text(
@@ -229,7 +232,8 @@ def test_prune_that_cannot_write_its_archive_removes_nothing(engine, Customer, t
     assert log_count(engine) == 3
 
 
-def test_prune_failing_while_writing_removes_nothing_and_leaves_no_file(
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
+def test_prune_of_a_sealed_log_failing_while_writing_removes_nothing_and_leaves_no_file(
         engine, Customer, tmp_path, monkeypatch) -> None:
     log_rows(engine, n=3)
     seal_audit_log(engine)
@@ -246,6 +250,7 @@ def test_prune_failing_while_writing_removes_nothing_and_leaves_no_file(
         assert conn.execute(text("SELECT count(*) FROM sqlaudit_seal WHERE kind = 'prune'")).scalar() == 0
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_prune_with_export_is_recorded_and_the_log_still_verifies(engine, Customer, tmp_path) -> None:
     log_rows(engine, n=4)
     log_rows(engine, n=2, at=NOW)
@@ -256,6 +261,52 @@ def test_prune_with_export_is_recorded_and_the_log_still_verifies(engine, Custom
     with engine.connect() as conn:
         assert conn.execute(text(
             "SELECT row_count FROM sqlaudit_seal WHERE kind = 'prune'")).scalar() == 4
+
+
+def test_prune_failing_while_writing_removes_nothing_and_leaves_no_file(
+        engine, Customer, tmp_path, monkeypatch) -> None:
+    log_rows(engine, n=3)
+
+    def disk_full(self, data):
+        raise SQLAuditArchiveError("cannot write the archive: No space left on device")
+
+    monkeypatch.setattr("sqlaudit._export.Archive._write", disk_full)
+    with pytest.raises(SQLAuditArchiveError):
+        prune_audit_log(engine, CUTOFF, export_to=tmp_path / "p.jsonl")
+    assert log_count(engine) == 3
+    assert leftovers(tmp_path) == []
+
+
+def test_two_prunes_at_once_archive_each_record_once(engine, Customer, tmp_path) -> None:
+    """A second prune started while the first has not committed waits for it, then
+    archives and removes only what is left: no record is in both archives."""
+    import threading
+
+    log_rows(engine, n=5)
+    ids = [row[0] for row in everything(engine)]
+    second: dict[str, Any] = {}
+
+    def prune_again() -> None:
+        try:
+            second["removed"] = prune_audit_log(engine, CUTOFF, export_to=tmp_path / "second.jsonl")
+        except Exception as exc:  # reported by the assertion below
+            second["error"] = exc
+
+    with engine.connect() as conn:
+        assert prune_audit_log(conn, CUTOFF, export_to=tmp_path / "first.jsonl") == 5
+        thread = threading.Thread(target=prune_again)
+        thread.start()
+        thread.join(1.0)  # blocked on the first prune's locks
+        assert thread.is_alive()
+        conn.commit()
+    thread.join(30)
+    assert "error" not in second, second.get("error")
+    first = [r["id"] for r in read_jsonl(tmp_path / "first.jsonl")]
+    again = [r["id"] for r in read_jsonl(tmp_path / "second.jsonl")]
+    assert first == ids
+    assert not set(first) & set(again)
+    assert second["removed"] == len(again)
+    assert log_count(engine) == 0
 
 
 def test_prune_with_nothing_to_remove_writes_an_empty_archive(engine, Customer, tmp_path) -> None:
@@ -282,6 +333,40 @@ def test_exported_records_import_into_an_empty_log_equal_field_by_field(
     assert json_texts(other) == json_texts(engine)
 
 
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_mariadb_archive_imports_into_sqlite_and_postgresql_with_the_same_values(
+        engine, Customer, Base, make_engine, postgres_url, tmp_path, fmt) -> None:
+    """An archive is the same format on every dialect: MariaDB's DATETIME(6) (UTC)
+    comes back as the same instant, its JSON text as the same values."""
+    from conftest import _postgres_engine
+
+    with Session(engine) as s:
+        s.add(Customer(name="pen", email="p@example.com", user_id=1))
+        s.commit()
+    log_rows(engine, **TRICKY)
+    path = tmp_path / f"a.{fmt}"
+    assert export_audit_log(engine, before=NOW + timedelta(days=1), path=path, format=fmt) == 2
+    sqlite = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    pg_engines = _postgres_engine(postgres_url)
+    postgresql = next(pg_engines)
+    try:
+        for target in (sqlite, postgresql):
+            Base.metadata.create_all(target)
+            assert import_audit_log(target, path) == 2
+            assert [_instant(r) for r in everything(target)] == [_instant(r) for r in everything(engine)]
+    finally:
+        sqlite.dispose()
+        for _ in pg_engines:  # drops its schema
+            pass
+
+
+def _instant(row):
+    """A log row with changed_at as an aware UTC instant (naive values are UTC)."""
+    at = row[5]
+    return (*row[:5], at if at.tzinfo else at.replace(tzinfo=timezone.utc), *row[6:])
+
+
 def test_imported_log_goes_on_after_the_archived_ids(engine, Customer, other, tmp_path) -> None:
     log_rows(engine, n=3)
     export_audit_log(engine, before=CUTOFF, path=tmp_path / "a.jsonl")
@@ -299,6 +384,7 @@ def test_import_into_a_log_that_is_not_empty_is_refused(engine, Customer, tmp_pa
     assert log_count(engine) == 2
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_archive_of_a_prune_matches_its_sealed_digest_after_import(engine, Customer, other, tmp_path) -> None:
     """Lossless by the seal's own measure: the pruned rows, re-imported from the
     archive, hash to the digest the prune recorded in sqlaudit_seal; the
@@ -360,6 +446,13 @@ def test_cli_prune_export_to_archives_what_it_removes(engine, url, seeded, tmp_p
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("pruned 5 audit records older than ")
     assert len(read_jsonl(path)) == 5 and log_count(engine) == 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
+def test_cli_prune_export_to_leaves_a_log_that_verifies(engine, url, seeded, tmp_path) -> None:
+    path = tmp_path / "pruned.jsonl"
+    assert run("prune", "--older-than", tomorrow(), "--export-to", str(path), "--yes",
+               url=url).returncode == 0
     assert run("verify", url=url).returncode == 0
 
 

@@ -646,21 +646,6 @@ def test_prune_removes_only_older_records_and_the_guard_stays(engine, Base) -> N
     assert [r[:2] for r in log_rows(engine)] == [("insert", "2")]
 
 
-def test_prune_with_an_archive_is_refused_on_mariadb(engine, Base, tmp_path) -> None:
-    from datetime import datetime, timezone
-
-    from sqlaudit import prune_audit_log
-    from sqlaudit.exceptions import SQLAuditUnsupportedDialectError
-
-    invoice_model(Base)
-    Base.metadata.create_all(engine)
-    raw(engine, "INSERT INTO invoices (id, customer) VALUES (1, 'a')")
-
-    with pytest.raises(SQLAuditUnsupportedDialectError, match="export_to"):
-        prune_audit_log(engine, datetime.now(timezone.utc), export_to=tmp_path / "archive.jsonl")
-    assert len(log_rows(engine)) == 1
-
-
 # ------------------------------------------------------------------ privileges
 
 
