@@ -635,9 +635,8 @@ def run_sql(rt: Runtime, dialect: Optional[str], audit_schema: Optional[str],
     names = ", ".join(table_of(m).fullname for m in models)
     sys.stdout.write(f"-- sqlaudit {__version__}: audit triggers of {names} ({dialect})\n")
     if mysql:
-        # the client drops comments by default, and the triggers' fingerprints with them
         sys.stdout.write(f"-- run it with: {'mysql' if dialect == 'mysql' else 'mariadb'} "
-                         "--comments DATABASE < this-file\n\n")
+                         "DATABASE < this-file\n\n")
         _write_delimited([st.strip().rstrip(";") for st in statements])
         return
     sys.stdout.write("\n")

@@ -408,10 +408,10 @@ def test_sql_script_installs_triggers_that_status_finds_current(
     result = run(*args, models=models)
     assert result.returncode == 0, result.stderr
     if dialect == "mariadb":  # run by the mariadb client, as the script's header says
-        assert "mariadb --comments" in result.stdout.splitlines()[1]
+        assert "mariadb DATABASE < this-file" in result.stdout.splitlines()[1]
         target = engine.url
         client = subprocess.run(
-            ["mariadb", "--comments", "-h", target.host or "127.0.0.1", "-P", str(target.port or 3306),
+            ["mariadb", "-h", target.host or "127.0.0.1", "-P", str(target.port or 3306),
              "-u", target.username or "root", *([f"-p{target.password}"] if target.password else []),
              target.database], input=result.stdout, capture_output=True, text=True, timeout=60)
         assert client.returncode == 0, client.stderr
@@ -612,14 +612,21 @@ def test_maintain_partitions_on_mariadb_says_it_needs_postgresql(url, created) -
 
 
 @pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
-def test_a_bare_mysql_url_uses_pymysql(engine, url, seeded) -> None:
+@pytest.mark.parametrize("mysqlclient", ["installed", "missing"])
+def test_a_bare_mysql_url_works_with_or_without_mysqlclient(engine, url, seeded, tmp_path,
+                                                           mysqlclient) -> None:
     """mysql:// and mariadb:// name no driver; SQLAlchemy's default, mysqlclient, is
-    not sqlaudit's mysql extra: the command line uses PyMySQL when mysqlclient is
-    not installed."""
-    assert importlib.util.find_spec("MySQLdb") is None  # what makes this test meaningful
+    not sqlaudit's mysql extra: the command line uses it when it is installed and
+    PyMySQL when it is not."""
+    env = {}
+    if mysqlclient == "missing":  # the CLI's interpreter cannot import MySQLdb
+        (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['MySQLdb'] = None\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    else:
+        assert importlib.util.find_spec("MySQLdb") is not None  # the test extra has it
     for scheme in ("mysql", "mariadb"):
         bare = engine.url.set(drivername=scheme).render_as_string(hide_password=False)
-        found = changes(run("log", "--format", "json", "--user", "bob", url=bare))
+        found = changes(run("log", "--format", "json", "--user", "bob", url=bare, env=env))
         assert [c[6] for c in found] == ["bob"]
 
 
