@@ -704,3 +704,31 @@ def write(results: Dict[str, Any], out_dir: Path) -> List[Path]:
                 text = text.rstrip("\n") + "\n\n" + block.group(0) + "\n"
     md.write_text(text)
     return [md] + ([png] if png else []) + [json_path]
+
+
+def main(argv: List[str]) -> int:
+    """Render a saved run again: ``python bench/report.py RESULTS.json [--merge-into
+    JSON] [--dialects d,...] [--output-dir DIR]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python bench/report.py", description=main.__doc__)
+    p.add_argument("results")
+    p.add_argument("--merge-into", help="a saved benchmarks.json to merge the results into")
+    p.add_argument("--dialects", help="which of the results' dialects to merge (default: all)")
+    p.add_argument("--output-dir", help="default: the directory of --merge-into, else of RESULTS")
+    args = p.parse_args(argv)
+    results = json.loads(Path(args.results).read_text())
+    out = Path(args.output_dir) if args.output_dir else Path(args.merge_into or args.results).parent
+    if args.merge_into:
+        dialects = (args.dialects.split(",") if args.dialects else
+                    sorted(set(results["ours"]) | {p["dialect"] for p in results["peers"]}))
+        results = merge(json.loads(Path(args.merge_into).read_text()), results, dialects)
+    for path in write(results, out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -154,6 +154,11 @@ def main(argv: List[str]) -> int:
     results["machine"] = peers_setup.machine_facts()
     results["elapsed_seconds"] = time.time() - started
     import report
+    # this run's own results first, unmerged (bench/results/ is git-ignored): a report
+    # that fails to render can be rendered again with bench/report.py
+    raw = ROOT / "bench" / "results" / "last-run.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(results, indent=1, default=str))
     if merge_into is not None:
         results = report.merge(json.loads(merge_into.read_text()), results, dialects)
     paths = report.write(results, out_dir)
