@@ -187,7 +187,9 @@ def g_time(dialect: str, aware: bool = False) -> str:
         start = "timestamptz '2024-01-01 00:00:00+00'" if aware else "timestamp '2024-01-01'"
         return f"({start} + (g - 1) * (interval '365 days' / :m))"
     if is_mariadb(dialect):
-        return ("(TIMESTAMP'2024-01-01 00:00:00' + INTERVAL ((g - 1) * 31536000000000 DIV :m) "
+        # milliseconds: g is a BIGINT UNSIGNED there, whose product with the year's
+        # microseconds would overflow at a million rows
+        return ("(TIMESTAMP'2024-01-01 00:00:00' + INTERVAL ((g - 1) * 31536000000 DIV :m) * 1000 "
                 "MICROSECOND)")
     return ("(strftime('%Y-%m-%d %H:%M:%f', '2024-01-01', '+' || printf('%.3f', (g - 1) * "
             "31536000.0 / :m) || ' seconds') || '000')")

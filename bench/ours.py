@@ -787,6 +787,83 @@ def mariadb_round_trips(db: Database, models: Dict[str, Any], variants: Sequence
     return out
 
 
+#: mariadb_trigger_steps: from the minimal row trigger to sqlaudit's, one difference a step
+MARIADB_STEPS = {
+    "rowtrigger": "hand-written minimal row trigger (bench log table, constant user)",
+    "shape": "one INSERT of sqlaudit's row (its values, user from @sqlaudit_user_id) into a "
+             "copy of sqlaudit_log (`CREATE TABLE ... LIKE`: its columns, checks and indexes)",
+    "user": "the same, with db_role and client_addr from USER(), as sqlaudit writes them",
+    "block": "the same statement inside BEGIN ... END, as sqlaudit's trigger body",
+    "sqlaudit": "sqlaudit's trigger (hooks on, the user set per transaction)",
+}
+
+
+def mariadb_trigger_steps(db: Database, models: Dict[str, Any], rows: int,
+                          rounds: int = 3) -> Dict[str, Any]:
+    """MariaDB: the INSERT ... SELECT of ``rows`` rows on five tables whose row triggers
+    go from the hand-written minimal one to sqlaudit's one difference at a time
+    (MARIADB_STEPS), ``rounds`` interleaved rounds: where sqlaudit's per-row cost
+    beyond the minimal trigger goes."""
+    from sqlaudit.hooks import register_hooks, unregister_hooks
+
+    engine = db.engine()
+    js = ("JSON_OBJECT('name', NEW.name, 'qty', NEW.qty, 'price', CAST(NEW.price AS CHAR "
+          "CHARACTER SET utf8mb4), 'updated_at', CAST(CAST(NEW.updated_at AS DATETIME(6)) AS "
+          "CHAR CHARACTER SET utf8mb4), 'active', NEW.active)")
+    cols = ("table_schema, table_name, resource_id, operation, changed_at, changed_by, db_role, "
+            "transaction_id, reason, old_data, new_data, context, application_name, client_addr")
+
+    def values(table: str, user: bool) -> str:
+        role, addr = (("SUBSTRING_INDEX(USER(), '@', 1)", "SUBSTRING_INDEX(USER(), '@', -1)")
+                      if user else ("'root'", "'localhost'"))
+        return (f"(NULL, '{table}', CAST(NEW.id AS CHAR CHARACTER SET utf8mb4), 'insert', "
+                f"UTC_TIMESTAMP(6), NULLIF(@sqlaudit_user_id, ''), {role}, "
+                f"@sqlaudit_transaction_id, NULLIF(@sqlaudit_reason, ''), NULL, {js}, "
+                f"NULLIF(@sqlaudit_context, ''), NULL, {addr})")
+
+    tables = {"rowtrigger": "items_rowtrigger", "sqlaudit": "items_sqlaudit"}
+    for step, (user, block) in {"shape": (False, False), "user": (True, False),
+                                "block": (True, True)}.items():
+        table, log = f"items_step_{step}", f"bench_step_{step}_log"
+        insert = f"INSERT INTO {log} ({cols}) VALUES {values(table, user)}"
+        body = f"BEGIN {insert}; END" if block else insert
+        for sql in (f"CREATE TABLE {table} LIKE items_baseline",
+                    f"CREATE TABLE {log} LIKE sqlaudit_log",
+                    f"CREATE TRIGGER bench_step_{step} AFTER INSERT ON {table} FOR EACH ROW {body}"):
+            run_sql(engine, sql)
+        tables[step] = table
+    logs = {"rowtrigger": ROW_LOG, "shape": "bench_step_shape_log", "user": "bench_step_user_log",
+            "block": "bench_step_block_log"}
+    samples: List[Dict[str, Any]] = []
+    register_hooks()
+    try:
+        for rnd in range(rounds + 1):  # round 0: warm-up at a tenth, discarded
+            n = max(rows // 10, 10) if rnd == 0 else rows
+            line = []
+            for step in harness.rotate(list(MARIADB_STEPS), rnd):
+                sql = text(harness.bulk_insert_sql("mariadb", tables[step]))
+
+                def insert() -> None:
+                    with engine.begin() as conn:
+                        conn.execute(sql, {"lo": 1, "hi": n})
+
+                seconds = harness.timed(insert)
+                line.append(f"{step} {seconds:.3f}s")
+                if rnd:
+                    samples.append({"system": step, "workload": "bulk_insert", "round": rnd,
+                                    "seconds": seconds, "units": n})
+            harness.progress(f"MariaDB    trigger steps {'warm-up' if rnd == 0 else f'round {rnd}/{rounds}'}: "
+                             + ", ".join(line))
+            for step, table in tables.items():
+                run_sql(engine, f"TRUNCATE {table}")
+                if step in logs:
+                    run_sql(engine, f"TRUNCATE {logs[step]}")
+            clear_sqlaudit_log(engine, False)
+    finally:
+        unregister_hooks()
+    return {"rows": rows, "rounds": rounds, "samples": samples}
+
+
 # ------------------------------------------------------------------ driver
 
 def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
@@ -876,6 +953,8 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
             harness.progress(f"{label}statements per ORM transaction (Questions counter)")
             result["round_trips"] = mariadb_round_trips(
                 db, models, ["baseline", "limit", "sqlaudit", ROW_TRIGGER, ROW_TRIGGER_VARS])
+            harness.progress(f"{label}from the minimal row trigger to sqlaudit's, step by step")
+            result["trigger_steps"] = mariadb_trigger_steps(db, models, rows)
         if profile and dialect == "sqlite":
             harness.progress(f"{label}statement trace of one ORM update transaction")
             result["statement_trace"] = sqlite_statement_trace(db, models)

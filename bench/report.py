@@ -361,6 +361,20 @@ def _mariadb_user_cost(run: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
         lu, li = (stats.get("limit", {}).get(w) for w in ("oltp_update", "oltp_insert"))
         lines.append(f"| {title} | {n['oltp_update']} | {n['oltp_insert']} | {_cell(u)} | "
                      f"{_cell(i)} | {_fmt_ratio(_ratio(u, lu))}, {_fmt_ratio(_ratio(i, li))} |")
+    steps = run.get("trigger_steps")
+    if steps:
+        from ours import MARIADB_STEPS
+        st = summarize(steps["samples"])
+        first = st.get("rowtrigger", {}).get("bulk_insert")
+        lines += ["", f"#### MariaDB: from the minimal row trigger to sqlaudit's, one step at a time",
+                  "", f"The INSERT ... SELECT of {steps['rows']:,} rows on five tables whose "
+                  f"AFTER INSERT row triggers differ by one step each, {steps['rounds']} "
+                  f"interleaved rounds after the write rounds above (after a warm-up round at a "
+                  f"tenth of the size); median and min–max:", "",
+                  "| trigger | INSERT ... SELECT | ÷ minimal row trigger |", "|---|---:|---:|"]
+        for step, title in MARIADB_STEPS.items():
+            stat = st.get(step, {}).get("bulk_insert")
+            lines.append(f"| {title} | {_cell(stat)} | {_fmt_ratio(_ratio(stat, first))} |")
     trip = rt["round_trip_seconds"]
     lines += ["", f"One round trip that sets a user variable (`SET @bench_user = NULL` on an open "
               f"connection, median of {rt['round_trip_calls']:,}) took {trip * 1e6:.0f} µs in this "
