@@ -526,6 +526,23 @@ if a commit ever bypassed the hook, attributing another program's later
 writes to the wrong user. We pay the stamping cost on SQLite rather than
 risk that.
 
+**MariaDB: row triggers and session variables.** MariaDB has only row-level
+triggers, so every trigger design pays one trigger call per row, and the
+hand-written minimal row trigger is the floor its set-based statements are
+measured against. sqlaudit's triggers write one row each (an update only when
+a tracked column changed, with only the changed fields); they also record the
+database account and client host (`USER()`) and write into `sqlaudit_log`,
+whose columns and text indexes are wider than the minimal trigger's log: the
+"one step at a time" table under "Where the time goes" splits the difference.
+A trigger can read the acting user only from the session: there is no
+transaction-local variable. So the hooks send one statement that sets
+`@sqlaudit_*` before the transaction's first statement and one that sets them
+to NULL before its COMMIT, so that no later statement on that connection is
+credited to the user. Those two statements per transaction are the floor of
+any trigger design that records a per-transaction user (the row trigger with
+the user in session variables ran in the same rounds); the limit sends one
+statement instead, its own audit row.
+
 **Retrieval reads only what it returns.** Both retrieval queries are served by
 the indexes above (the plans are in "Query plans of the retrieval queries").
 `get_resource_changes` compiles one statement per query shape and reuses it
@@ -541,7 +558,9 @@ return the same records in the same order.
 "The limit" column shows what merely writing one minimal audit row in the
 same transaction costs: where the limit itself is above a baseline target, no
 design that records the change in the same transaction can meet it, and the
-sqlaudit ÷ limit column is the fair measure of the design.
+sqlaudit ÷ limit column is the fair measure of the design. MariaDB's ORM
+targets are ratios to the limit, its set-based ones to the minimal row
+trigger.
 """
 
 
