@@ -172,7 +172,7 @@ def main(argv: List[str]) -> int:
             calls=s["read_calls"], table_rounds=1)
         hist = history.collect(command, history_dialects, args.quick, bool(peer_names), overrides)
         history.write_section(out_dir / "benchmarks.md", history.section(hist))
-    harness.progress(f"done in {results['elapsed_seconds'] / 60:.1f} min: "
+    harness.progress(f"done in {(time.time() - started) / 60:.1f} min: "
                      + ", ".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
                                  for p in paths))
     return 0
