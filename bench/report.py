@@ -572,9 +572,14 @@ MARIADB_INTRO = (
     "`JSON_OBJECT` of the five columns, the update's only when a column changed, into a log "
     "table with sqlaudit_log's four indexes and column types), the ORM commits at most "
     "1.05× the limit, one resource's history < 5 ms. The limit on MariaDB is the same "
-    "`INSERT ... SELECT` as on the other databases, in MariaDB's SQL. \"What a "
-    "per-transaction user costs\" under \"Where the time goes\" has the floor of the ORM "
-    "target.")
+    "`INSERT ... SELECT` as on the other databases, in MariaDB's SQL. Under \"Where the "
+    "time goes\", \"what a per-transaction user costs\" has the floor of the ORM target "
+    "(the row trigger with the user set and cleared per transaction, in the same rounds), "
+    "and \"one step at a time\" splits a set-based statement's cost beyond the minimal row "
+    "trigger into what sqlaudit's trigger does more: its wider log row and indexes, "
+    "the database account and client host it records (`USER()`), its `BEGIN ... END` body. "
+    "The rounds ran on a machine shared with other work (its load is under \"The run\"): "
+    "the min–max spread shows how much the rounds varied.")
 
 
 def markdown(results: Dict[str, Any], png_name: Optional[str]) -> str:
