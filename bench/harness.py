@@ -60,9 +60,24 @@ class ItemColumns:
 
 # ------------------------------------------------------------------ statements
 
+#: MariaDB's Sequence engine: a virtual table of the integers 1..N (its recursive CTEs
+#: stop at max_recursive_iterations, 1000 by default); ranges on it are index scans
+MARIADB_SEQ = "seq_1_to_1000000000"
+
+
+def is_mariadb(dialect: str) -> bool:
+    return dialect in ("mariadb", "mysql")
+
+
 def bulk_insert_sql(dialect: str, table: str) -> str:
     """INSERT ... SELECT of rows :lo..:hi (generated in the database)."""
     cols = "id, name, qty, price, updated_at, active"
+    if is_mariadb(dialect):
+        return (
+            f"INSERT INTO {table} ({cols}) SELECT seq, CONCAT('item ', seq), seq % 1000, "
+            f"(seq % 100000) / 100.0, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND, "
+            f"seq % 2 = 0 FROM {MARIADB_SEQ} WHERE seq BETWEEN :lo AND :hi"
+        )
     if dialect == "postgresql":
         return (
             f"INSERT INTO {table} ({cols}) SELECT g, 'item ' || g, g % 1000, "
@@ -79,10 +94,13 @@ def bulk_insert_sql(dialect: str, table: str) -> str:
 
 #: SET list of the bulk UPDATE (changes two tracked columns of every row).
 UPDATE_SET = {"qty": "qty + 1", "name": "name || '*'"}
+#: the same on MariaDB, where || is OR
+UPDATE_SET_MARIADB = {"qty": "qty + 1", "name": "CONCAT(name, '*')"}
 
 
-def bulk_update_sql(table: str) -> str:
-    return f"UPDATE {table} SET " + ", ".join(f"{c} = {e}" for c, e in UPDATE_SET.items())
+def bulk_update_sql(table: str, dialect: str = "") -> str:
+    sets = UPDATE_SET_MARIADB if is_mariadb(dialect) else UPDATE_SET
+    return f"UPDATE {table} SET " + ", ".join(f"{c} = {e}" for c, e in sets.items())
 
 
 def bulk_delete_sql(table: str) -> str:
@@ -139,9 +157,25 @@ G_RESOURCE = f"(1 + ((g / {TABLES}) * 7919) % {RESOURCES_PER_TABLE})"
 G_USER = f"('user-' || (((g / 7) * 13) % {USERS}))"
 
 
+def g_exprs(dialect: str) -> "tuple[str, str, str]":
+    """(G_TABLE, G_RESOURCE, G_USER) for ``dialect`` (MariaDB: DIV for the integer
+    division, CONCAT for ||)."""
+    if not is_mariadb(dialect):
+        return G_TABLE, G_RESOURCE, G_USER
+    return (G_TABLE, G_RESOURCE.replace(" / ", " DIV ").replace("/", " DIV "),
+            f"CONCAT('user-', (((g DIV 7) * 13) % {USERS}))")
+
+
+def concat(dialect: str, *parts: str) -> str:
+    """SQL concatenation of ``parts`` (|| or, on MariaDB, CONCAT)."""
+    return f"CONCAT({', '.join(parts)})" if is_mariadb(dialect) else " || ".join(parts)
+
+
 def series(dialect: str) -> "tuple[str, str]":
     """(prefix, source) so that ``{prefix} INSERT ... SELECT ... FROM {source}`` runs
     over g = 1..:m on either database."""
+    if is_mariadb(dialect):
+        return "", f"(SELECT seq AS g FROM {MARIADB_SEQ} WHERE seq <= :m) AS s"
     if dialect == "postgresql":
         return "", "generate_series(1, CAST(:m AS integer)) AS s(g)"
     return ("WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :m)", "s")
@@ -152,6 +186,11 @@ def g_time(dialect: str, aware: bool = False) -> str:
     if dialect == "postgresql":
         start = "timestamptz '2024-01-01 00:00:00+00'" if aware else "timestamp '2024-01-01'"
         return f"({start} + (g - 1) * (interval '365 days' / :m))"
+    if is_mariadb(dialect):
+        # milliseconds: g is a BIGINT UNSIGNED there, whose product with the year's
+        # microseconds would overflow at a million rows
+        return ("(TIMESTAMP'2024-01-01 00:00:00' + INTERVAL ((g - 1) * 31536000000 DIV :m) * 1000 "
+                "MICROSECOND)")
     return ("(strftime('%Y-%m-%d %H:%M:%f', '2024-01-01', '+' || printf('%.3f', (g - 1) * "
             "31536000.0 / :m) || ' seconds') || '000')")
 
@@ -205,12 +244,13 @@ class PlainSystem(System):
         self.table = cls.__tablename__
         self.Session = sessionmaker(bind=engine)
         self.pg = dialect == "postgresql"
+        self.my = is_mariadb(dialect)
 
     def bulk_insert(self, lo: int, hi: int) -> None:
         run_sql(self.engine, bulk_insert_sql(self.dialect, self.table), lo=lo, hi=hi)
 
     def bulk_update(self) -> None:
-        run_sql(self.engine, bulk_update_sql(self.table))
+        run_sql(self.engine, bulk_update_sql(self.table, self.dialect))
 
     def bulk_delete(self) -> None:
         run_sql(self.engine, bulk_delete_sql(self.table))
@@ -237,7 +277,8 @@ class PlainSystem(System):
                 conn.execute(text("SELECT 1"))
 
     def reset(self) -> None:
-        run_sql(self.engine, (f"TRUNCATE {self.table}" if self.pg else f"DELETE FROM {self.table}"))
+        run_sql(self.engine, (f"TRUNCATE {self.table}" if self.pg or self.my
+                              else f"DELETE FROM {self.table}"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -252,11 +293,16 @@ def settle(engine: Any) -> None:
     """After generating audit data, before timing reads: the same state for every
     system. PostgreSQL: VACUUM ANALYZE (statistics, visibility map, hint bits) and a
     CHECKPOINT, so no reader competes with the flush of the freshly written pages;
-    SQLite: ANALYZE."""
+    SQLite: ANALYZE; MariaDB: ANALYZE TABLE of every table (InnoDB statistics)."""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
             conn.execute(text("CHECKPOINT"))
+    elif is_mariadb(engine.dialect.name):
+        with engine.connect() as conn:
+            tables = [r[0] for r in conn.execute(text("SHOW TABLES"))]
+            if tables:
+                conn.execute(text("ANALYZE TABLE " + ", ".join(f"`{t}`" for t in tables))).all()
     else:
         run_sql(engine, "ANALYZE")
 

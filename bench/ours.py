@@ -44,6 +44,7 @@ import harness
 from harness import ACTOR, TRACKED, ItemColumns, System, run_sql, scalar
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 LIMIT_LOG = "bench_limit_log"
 ROW_LOG = "bench_rowtrigger_log"
 VARIANTS = ("baseline", "sqlaudit", "limit")
@@ -51,6 +52,10 @@ DIAGNOSTIC = "sqlaudit_noactor"
 ROW_TRIGGER = "rowtrigger"
 LIMIT_BARE = "limit_noindex"
 LIMIT_BARE_LOG = "bench_limit_noindex_log"
+#: MariaDB only: the row trigger reading the user from a session variable that each
+#: transaction sets before its first statement and clears before COMMIT, as sqlaudit does
+ROW_TRIGGER_VARS = "rowtrigger_uservar"
+ROW_VARS_LOG = "bench_rowtrigger_uservar_log"
 
 warnings.filterwarnings("ignore", message=".*Decimal objects natively.*")
 
@@ -84,36 +89,55 @@ def build_models() -> Dict[str, Any]:
     class ItemLimitBare(ItemColumns, Base):
         __tablename__ = "items_limit_noindex"
 
+    class ItemRowTriggerVars(ItemColumns, Base):
+        __tablename__ = "items_rowtrigger_uservar"
+
     _log_table(Base.metadata, LIMIT_LOG, "limit")
     _log_table(Base.metadata, ROW_LOG, "rowtrigger")
     _log_table(Base.metadata, LIMIT_BARE_LOG, "limitbare", indexes=False)
+    _log_table(Base.metadata, ROW_VARS_LOG, "rowvars")
     return {"Base": Base, "baseline": ItemBaseline, "sqlaudit": ItemAudited,
             DIAGNOSTIC: ItemAuditedNoActor, "limit": ItemLimit, ROW_TRIGGER: ItemRowTrigger,
-            LIMIT_BARE: ItemLimitBare}
+            LIMIT_BARE: ItemLimitBare, ROW_TRIGGER_VARS: ItemRowTriggerVars}
 
 
 def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Table:
     """A minimal audit log with the same four indexes as sqlaudit_log (``indexes=False``:
-    its primary key only)."""
+    its primary key only). On MariaDB its columns have sqlaudit_log's types there
+    (binary collation, LONGTEXT, DATETIME(6), InnoDB, utf8mb4) and its text indexes the
+    same prefixes (MariaDB has no index on an expression)."""
+    from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME, LONGTEXT, VARCHAR
+
+    my = ("mysql", "mariadb")
     data = JSON().with_variant(JSONB(), "postgresql")
+    bin_text = Text().with_variant(LONGTEXT(collation="utf8mb4_bin"), *my)
     log = Table(
         name, metadata,
         Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
                autoincrement=True),
-        Column("table_name", String(255), nullable=False),
-        Column("resource_id", Text),
+        Column("table_name", String(255).with_variant(
+            VARCHAR(255, collation="utf8mb4_bin"), *my), nullable=False),
+        Column("resource_id", bin_text),
         Column("operation", String(8), nullable=False),
-        Column("changed_at", DateTime(timezone=True), nullable=False),
-        Column("changed_by", Text),
+        Column("changed_at", DateTime(timezone=True).with_variant(MYSQL_DATETIME(fsp=6), *my),
+               nullable=False),
+        Column("changed_by", bin_text),
         Column("transaction_id", BigInteger),
         Column("old_data", data),
         Column("new_data", data),
+        mysql_engine="InnoDB", mysql_charset="utf8mb4",
     )
     if indexes:
-        from sqlaudit.schema import user_prefix  # the expression of sqlaudit's user index
+        from sqlalchemy import DDL
+        from sqlaudit.schema import USER_PREFIX, user_prefix  # sqlaudit's user index
 
-        Index(f"ix_bench_{tag}_resource", log.c.table_name, log.c.resource_id, log.c.changed_at)
-        Index(f"ix_bench_{tag}_user", user_prefix(log.c.changed_by), log.c.changed_at)
+        Index(f"ix_bench_{tag}_resource", log.c.table_name, log.c.resource_id, log.c.changed_at,
+              mysql_length={"resource_id": 255})
+        Index(f"ix_bench_{tag}_user", user_prefix(log.c.changed_by), log.c.changed_at).ddl_if(
+            callable_=lambda ddl, target, bind, **kw: kw["dialect"].name not in my)
+        event.listen(log, "after_create", DDL(
+            f"CREATE INDEX ix_bench_{tag}_user ON {name} (changed_by({USER_PREFIX}), changed_at)"
+        ).execute_if(callable_=lambda ddl, target, bind, **kw: kw["dialect"].name in my))
         Index(f"ix_bench_{tag}_transaction", log.c.transaction_id)
         Index(f"ix_bench_{tag}_changed_at", log.c.changed_at)
     return log
@@ -122,12 +146,24 @@ def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Tabl
 # ------------------------------------------------------------------ databases
 
 class Database:
-    """A fresh PostgreSQL schema or SQLite file; ``engine()`` makes engines on it."""
+    """A fresh PostgreSQL schema, MariaDB database or SQLite file; ``engine()`` makes
+    engines on it."""
 
-    def __init__(self, dialect: str, postgres_url: Optional[str] = None):
+    def __init__(self, dialect: str, postgres_url: Optional[str] = None,
+                 mariadb_url: Optional[str] = None):
         self.dialect = dialect
         self._engines: List[Any] = []
-        if dialect == "postgresql":
+        if dialect == "mariadb":
+            from sqlalchemy.engine import make_url
+
+            self.schema = f"sqlaudit_bench_{uuid.uuid4().hex[:10]}"
+            self._admin = create_engine(mariadb_url or DEFAULT_MARIADB_URL)
+            run_sql(self._admin, f"CREATE DATABASE `{self.schema}` CHARACTER SET utf8mb4")
+            url = make_url(mariadb_url or DEFAULT_MARIADB_URL).set(database=self.schema)
+            if "charset" not in url.query:
+                url = url.update_query_dict({"charset": "utf8mb4"})
+            self.url = url.render_as_string(hide_password=False)
+        elif dialect == "postgresql":
             self.url = postgres_url or DEFAULT_POSTGRES_URL
             self.schema = f"sqlaudit_bench_{uuid.uuid4().hex[:10]}"
             self._admin = create_engine(self.url)
@@ -148,7 +184,10 @@ class Database:
     def close(self) -> None:
         for eng in self._engines:
             eng.dispose()
-        if self.dialect == "postgresql":
+        if self.dialect == "mariadb":
+            run_sql(self._admin, f"DROP DATABASE IF EXISTS `{self.schema}`")
+            self._admin.dispose()
+        elif self.dialect == "postgresql":
             run_sql(self._admin, f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             self._admin.dispose()
         else:
@@ -203,7 +242,8 @@ class _OwnLog(Plain):
 
     def reset(self) -> None:
         super().reset()
-        run_sql(self.engine, f"TRUNCATE {self.log}" if self.pg else f"DELETE FROM {self.log}")
+        run_sql(self.engine, f"TRUNCATE {self.log}" if self.pg or self.my
+                else f"DELETE FROM {self.log}")
 
 
 class RowTrigger(_OwnLog):
@@ -213,13 +253,66 @@ class RowTrigger(_OwnLog):
 
     def __init__(self, name: str, db: Database, cls: type):
         super().__init__(name, db, cls)
-        for sql in _row_trigger_ddl(self.table, self.pg):
+        for sql in _row_trigger_ddl(self.table, db.dialect, self.log, self.actor_sql):
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(sql)
 
+    #: the actor the trigger writes: a constant
+    actor_sql = f"'{ACTOR}'"
 
 
-def _row_trigger_ddl(table: str, pg: bool) -> List[str]:
+class RowTriggerUserVar(RowTrigger):
+    """MariaDB: the row trigger, with the user read from a session variable that every
+    transaction sets (bind parameter) before its first statement and sets to NULL
+    before COMMIT: the two statements per transaction that sqlaudit's hooks send.
+    The cheapest trigger design that passes a per-transaction user on MariaDB."""
+
+    log = ROW_VARS_LOG
+    actor_sql = "@bench_user"
+    SET = "SET @bench_user = %s, @bench_tx = %s"
+    CLEAR = "SET @bench_user = NULL, @bench_tx = NULL"
+
+    def _in_tx(self, sql: str, **params: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self.SET, (ACTOR, 1))
+            conn.execute(text(sql), params)
+            conn.exec_driver_sql(self.CLEAR)
+
+    def bulk_insert(self, lo: int, hi: int) -> None:
+        self._in_tx(harness.bulk_insert_sql(self.dialect, self.table), lo=lo, hi=hi)
+
+    def bulk_update(self) -> None:
+        self._in_tx(harness.bulk_update_sql(self.table, self.dialect))
+
+    def bulk_delete(self) -> None:
+        self._in_tx(harness.bulk_delete_sql(self.table))
+
+    def oltp_update(self, ids: Sequence[int], tag: str) -> None:
+        for i in ids:
+            with self.Session() as session:
+                session.connection().exec_driver_sql(self.SET, (ACTOR, 1))
+                obj = session.get(self.cls, i)
+                obj.name, obj.qty = f"item {i} {tag}", obj.qty + 1
+                session.flush()
+                session.connection().exec_driver_sql(self.CLEAR)
+                session.commit()
+
+    def oltp_insert(self, ids: Sequence[int]) -> None:
+        for i in ids:
+            with self.Session() as session:
+                session.connection().exec_driver_sql(self.SET, (ACTOR, 1))
+                session.add(harness.new_item(self.cls, i))
+                session.flush()
+                session.connection().exec_driver_sql(self.CLEAR)
+                session.commit()
+
+
+
+def _row_trigger_ddl(table: str, dialect: str, log: str = ROW_LOG,
+                     actor: str = f"'{ACTOR}'") -> List[str]:
+    pg = dialect == "postgresql"
+    if harness.is_mariadb(dialect):
+        return _row_trigger_ddl_mariadb(table, log, actor)
     head = (f"INSERT INTO {ROW_LOG} (table_name, resource_id, operation, changed_at, changed_by, "
             f"old_data, new_data) VALUES ('{table}', ")
     changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" if pg else f"OLD.{c} IS NOT NEW.{c}"
@@ -251,11 +344,37 @@ def _row_trigger_ddl(table: str, pg: bool) -> List[str]:
     ]
 
 
+def _row_trigger_ddl_mariadb(table: str, log: str, actor: str) -> List[str]:
+    """MariaDB: one AFTER ... FOR EACH ROW trigger per operation, each one INSERT of the
+    limit's row (the update's only when a tracked column changed, compared with <=>)."""
+    cols = "table_name, resource_id, operation, changed_at, changed_by, old_data, new_data"
+    now = "UTC_TIMESTAMP(6)"
+    changed = " OR ".join(f"NOT (OLD.{c} <=> NEW.{c})" for c in TRACKED)
+    new, old = _json("NEW", "mariadb"), _json("OLD", "mariadb")
+    return [
+        f"CREATE OR REPLACE TRIGGER bench_row_ins_{table} AFTER INSERT ON {table} FOR EACH ROW "
+        f"INSERT INTO {log} ({cols}) VALUES ('{table}', NEW.id, 'insert', {now}, {actor}, "
+        f"NULL, {new})",
+        f"CREATE OR REPLACE TRIGGER bench_row_upd_{table} AFTER UPDATE ON {table} FOR EACH ROW "
+        f"INSERT INTO {log} ({cols}) SELECT '{table}', NEW.id, 'update', {now}, {actor}, "
+        f"{old}, {new} FROM DUAL WHERE {changed}",
+        f"CREATE OR REPLACE TRIGGER bench_row_del_{table} AFTER DELETE ON {table} FOR EACH ROW "
+        f"INSERT INTO {log} ({cols}) VALUES ('{table}', OLD.id, 'delete', {now}, {actor}, "
+        f"{old}, NULL)",
+    ]
+
+
 def clear_sqlaudit_log(engine: Any, pg: bool) -> None:
-    """Empty the append-only audit table the sanctioned way (prune_audit_log), untimed."""
+    """Empty the append-only audit table the sanctioned way (prune_audit_log), untimed.
+    On MariaDB with TRUNCATE (which fires no trigger), the reset the other variants' log
+    tables get: prune_audit_log's row-by-row DELETE would leave InnoDB purging hundreds
+    of thousands of delete-marked index entries of sqlaudit_log into the next round."""
     from sqlaudit.ddl import prune_audit_log
 
     if scalar(engine, "SELECT count(*) FROM sqlaudit_log") == 0:
+        return
+    if harness.is_mariadb(engine.dialect.name):
+        run_sql(engine, "TRUNCATE sqlaudit_log")
         return
     prune_audit_log(engine, datetime(9000, 1, 1, tzinfo=timezone.utc))
     if pg:
@@ -263,10 +382,12 @@ def clear_sqlaudit_log(engine: Any, pg: bool) -> None:
             conn.execute(text("VACUUM sqlaudit_log"))
 
 
-def _json(alias: str, pg: bool, override: Optional[Dict[str, str]] = None) -> str:
-    """JSON object of the five tracked columns (``override`` replaces expressions)."""
+def _json(alias: str, pg: Any, override: Optional[Dict[str, str]] = None) -> str:
+    """JSON object of the five tracked columns (``override`` replaces expressions);
+    ``pg``: True for PostgreSQL, False for SQLite, or a dialect name."""
     override = override or {}
-    fn = "jsonb_build_object" if pg else "json_object"
+    fn = ("jsonb_build_object" if pg is True or pg == "postgresql" else
+          "JSON_OBJECT" if isinstance(pg, str) and harness.is_mariadb(pg) else "json_object")
     parts = [f"'{c}', {override.get(c, f'{alias}.{c}')}" for c in TRACKED]
     return f"{fn}({', '.join(parts)})"
 
@@ -284,8 +405,14 @@ class Limit(_OwnLog):
     #: the bulk UPDATE's SET expressions (harness.UPDATE_SET) on alias t
     NEW = {"qty": "t.qty + 1", "name": "t.name || '*'"}
 
+    #: the same on MariaDB
+    NEW_MARIADB = {"qty": "t.qty + 1", "name": "CONCAT(t.name, '*')"}
+
     def __init__(self, name: str, db: Database, cls: type):
         super().__init__(name, db, cls)
+        if self.my:
+            self._mariadb_sql()
+            return
         pg = self.pg
         now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
         key = "t.id::text" if pg else "CAST(t.id AS TEXT)"
@@ -310,6 +437,25 @@ class Limit(_OwnLog):
         self.sql_row_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', pg)} "
                                f"{tail} WHERE t.id = :id")
 
+    def _mariadb_sql(self) -> None:
+        """The same statements in MariaDB's SQL (JSON_OBJECT, <=>, UTC_TIMESTAMP(6); the
+        transaction id a constant, as on SQLite: sqlaudit's is a value its hooks set)."""
+        d = "mariadb"
+        head = (f"INSERT INTO {self.log} (table_name, resource_id, operation, changed_at, "
+                f"changed_by, old_data, new_data, transaction_id) SELECT '{self.table}', t.id, ")
+        now, actor, tail = "UTC_TIMESTAMP(6)", "CAST(:actor AS CHAR)", f", 1 FROM {self.table} AS t"
+        self.sql_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', d)} "
+                           f"{tail} WHERE t.id BETWEEN :lo AND :hi")
+        changed = " OR ".join(f"NOT (({e}) <=> t.{c})" for c, e in self.NEW_MARIADB.items())
+        self.sql_update = (f"{head}'update', {now}, {actor}, {_json('t', d)}, "
+                           f"{_json('t', d, self.NEW_MARIADB)}{tail} WHERE {changed}")
+        self.sql_delete = f"{head}'delete', {now}, {actor}, {_json('t', d)}, NULL {tail}"
+        binds = {"name": "CAST(:name AS CHAR)", "qty": "CAST(:qty AS SIGNED)"}
+        self.sql_row_update = (f"{head}'update', {now}, {actor}, {_json('t', d)}, "
+                               f"{_json('t', d, binds)}{tail} WHERE t.id = :id")
+        self.sql_row_insert = (f"{head}'insert', {now}, {actor}, NULL, {_json('t', d)} "
+                               f"{tail} WHERE t.id = :id")
+
     def bulk_insert(self, lo: int, hi: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(text(harness.bulk_insert_sql(self.db.dialect, self.table)),
@@ -319,7 +465,7 @@ class Limit(_OwnLog):
     def bulk_update(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(text(self.sql_update), {"actor": ACTOR})
-            conn.execute(text(harness.bulk_update_sql(self.table)))
+            conn.execute(text(harness.bulk_update_sql(self.table, self.dialect)))
 
     def bulk_delete(self) -> None:
         with self.engine.begin() as conn:
@@ -353,29 +499,36 @@ class BareLimit(Limit):
 
 # ------------------------------------------------------------------ retrieval data
 
-def _generate_sql(pg: bool, target: str) -> str:
-    """INSERT ... SELECT of :m audit rows with a realistic spread (set-based)."""
-    dialect = "postgresql" if pg else "sqlite"
-    g_table = harness.G_TABLE
-    table = f"CASE WHEN {g_table} = 0 THEN 'items_sqlaudit' ELSE 'table_' || {g_table} END"
+def _generate_sql(pg: Any, target: str) -> str:
+    """INSERT ... SELECT of :m audit rows with a realistic spread (set-based); ``pg``:
+    True (PostgreSQL), False (SQLite) or a dialect name."""
+    dialect = pg if isinstance(pg, str) else ("postgresql" if pg else "sqlite")
+    my = harness.is_mariadb(dialect)
+    g_table, g_resource, g_user = harness.g_exprs(dialect)
+    cat = lambda *parts: harness.concat(dialect, *parts)  # noqa: E731
+    other, item, item_next = cat("'table_'", g_table), cat("'item '", "g"), cat("'item '", "(g + 1)")
+    table = f"CASE WHEN {g_table} = 0 THEN 'items_sqlaudit' ELSE {other} END"
     op = "CASE g % 10 WHEN 0 THEN 'insert' WHEN 1 THEN 'delete' ELSE 'update' END"
-    obj = "jsonb_build_object" if pg else "json_object"
-    old = f"CASE WHEN g % 10 = 0 THEN NULL ELSE {obj}('name', 'item ' || g, 'qty', g % 100) END"
-    new = f"CASE WHEN g % 10 = 1 THEN NULL ELSE {obj}('name', 'item ' || (g + 1), 'qty', g % 100 + 1) END"
+    obj = "jsonb_build_object" if dialect == "postgresql" else "JSON_OBJECT" if my else "json_object"
+    old = f"CASE WHEN g % 10 = 0 THEN NULL ELSE {obj}('name', {item}, 'qty', g % 100) END"
+    new = (f"CASE WHEN g % 10 = 1 THEN NULL ELSE {obj}('name', {item_next}, "
+           f"'qty', g % 100 + 1) END")
     cols = ("table_name, resource_id, operation, changed_at, changed_by, old_data, new_data"
             + (", transaction_id" if target == "sqlaudit_log" else ""))
-    tx = ", g / 3" if target == "sqlaudit_log" else ""
+    tx = (", g DIV 3" if my else ", g / 3") if target == "sqlaudit_log" else ""
     prefix, source = harness.series(dialect)
     return (f"{prefix} INSERT INTO {target} ({cols}) SELECT {table}, "
-            f"CAST({harness.G_RESOURCE} AS TEXT), {op}, {harness.g_time(dialect, aware=True)}, "
-            f"{harness.G_USER}, {old}, {new}{tx} FROM {source}")
+            f"CAST({g_resource} AS {'CHAR' if my else 'TEXT'}), {op}, "
+            f"{harness.g_time(dialect, aware=True)}, {g_user}, {old}, {new}{tx} FROM {source}")
 
 
-def fill_audit_tables(engine: Any, pg: bool, m: int) -> None:
+def fill_audit_tables(engine: Any, pg: bool, m: int, dialect: Optional[str] = None) -> None:
+    dialect = dialect or ("postgresql" if pg else "sqlite")
     clear_sqlaudit_log(engine, pg)
-    run_sql(engine, f"TRUNCATE {LIMIT_LOG}" if pg else f"DELETE FROM {LIMIT_LOG}")
-    run_sql(engine, _generate_sql(pg, "sqlaudit_log"), m=m)
-    run_sql(engine, _generate_sql(pg, LIMIT_LOG), m=m)
+    truncate = pg or harness.is_mariadb(dialect)
+    run_sql(engine, f"TRUNCATE {LIMIT_LOG}" if truncate else f"DELETE FROM {LIMIT_LOG}")
+    run_sql(engine, _generate_sql(dialect, "sqlaudit_log"), m=m)
+    run_sql(engine, _generate_sql(dialect, LIMIT_LOG), m=m)
     harness.settle(engine)
 
 
@@ -457,6 +610,13 @@ def retrieval_plans(db: Database, model: type) -> Dict[str, Dict[str, str]]:
             if db.dialect == "postgresql":
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
                 plan = "\n".join(r[0] for r in cur.fetchall())
+            elif db.dialect == "mariadb":
+                cur.execute("EXPLAIN " + statement, parameters)
+                names = [c[0] for c in cur.description]
+                rows_ = [[("NULL" if v is None else str(v)) for v in r] for r in cur.fetchall()]
+                widths = [max(len(x) for x in col) for col in zip(names, *rows_)]
+                plan = "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
+                                 for r in [names] + rows_)
             else:
                 cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)
                 plan = "\n".join(f"{r[0]:>3} {r[1]:>3}  {r[3]}" for r in cur.fetchall())
@@ -577,10 +737,145 @@ def sqlite_statement_trace(db: Database, models: Dict[str, Any]) -> Dict[str, Li
     return traces
 
 
+def mariadb_round_trips(db: Database, models: Dict[str, Any], variants: Sequence[str],
+                        calls: int = 2000) -> Dict[str, Any]:
+    """MariaDB: the statements the client sends per ORM update and ORM insert transaction,
+    per variant (the session's ``Questions`` status counter, read before and after on
+    the same pooled connection, less what two bare reads of the counter add), and the
+    time of one round trip that sets a user variable to NULL (median over ``calls``)."""
+    from sqlalchemy.orm import sessionmaker
+
+    out: Dict[str, Any] = {"statements": {}}
+    for variant in variants:
+        system = make_system(variant, db, models)
+        system.engine.dispose()
+        system.engine = create_engine(db.url, pool_size=1, max_overflow=0)
+        system.Session = sessionmaker(bind=system.engine)
+
+        def questions() -> int:
+            with system.engine.connect() as conn:
+                return int(conn.execute(text("SHOW SESSION STATUS LIKE 'Questions'")).one()[1])
+
+        system.bulk_insert(1, 10)
+        system.before("oltp_update")
+        try:
+            system.oltp_update([1], "warm")
+            system.oltp_insert([11])
+            q0 = questions()
+            q1 = questions()  # what reading the counter itself adds
+            system.oltp_update([2], "count")
+            q2 = questions()
+            system.oltp_insert([12])
+            q3 = questions()
+        finally:
+            system.after("oltp_update")
+        idle = q1 - q0
+        out["statements"][variant] = {"oltp_update": q2 - q1 - idle, "oltp_insert": q3 - q2 - idle}
+        harness.progress(f"MariaDB statements per transaction: {variant} "
+                         f"{out['statements'][variant]}")
+        system.reset()
+        system.close()
+    engine = create_engine(db.url, pool_size=1, max_overflow=0)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        per_call = []
+        for _ in range(calls):
+            start = harness.time.perf_counter()
+            cur.execute("SET @bench_user = NULL")
+            per_call.append(harness.time.perf_counter() - start)
+        import statistics
+        out["round_trip_seconds"] = statistics.median(per_call)
+        out["round_trip_calls"] = calls
+    finally:
+        raw.close()
+        engine.dispose()
+    return out
+
+
+#: mariadb_trigger_steps: from the minimal row trigger to sqlaudit's, one difference a step
+MARIADB_STEPS = {
+    "rowtrigger": "hand-written minimal row trigger (bench log table, constant user)",
+    "shape": "one INSERT of sqlaudit's row (its values, user from @sqlaudit_user_id) into a "
+             "copy of sqlaudit_log (`CREATE TABLE ... LIKE`: its columns, checks and indexes)",
+    "user": "the same, with db_role and client_addr from USER(), as sqlaudit writes them",
+    "block": "the same statement inside BEGIN ... END, as sqlaudit's trigger body",
+    "sqlaudit": "sqlaudit's trigger (hooks on, the user set per transaction)",
+}
+
+
+def mariadb_trigger_steps(db: Database, models: Dict[str, Any], rows: int,
+                          rounds: int = 3) -> Dict[str, Any]:
+    """MariaDB: the INSERT ... SELECT of ``rows`` rows on five tables whose row triggers
+    go from the hand-written minimal one to sqlaudit's one difference at a time
+    (MARIADB_STEPS), ``rounds`` interleaved rounds: where sqlaudit's per-row cost
+    beyond the minimal trigger goes."""
+    from sqlaudit.hooks import register_hooks, unregister_hooks
+
+    engine = db.engine()
+    js = ("JSON_OBJECT('name', NEW.name, 'qty', NEW.qty, 'price', CAST(NEW.price AS CHAR "
+          "CHARACTER SET utf8mb4), 'updated_at', CAST(CAST(NEW.updated_at AS DATETIME(6)) AS "
+          "CHAR CHARACTER SET utf8mb4), 'active', NEW.active)")
+    cols = ("table_schema, table_name, resource_id, operation, changed_at, changed_by, db_role, "
+            "transaction_id, reason, old_data, new_data, context, application_name, client_addr")
+
+    def values(table: str, user: bool) -> str:
+        role, addr = (("SUBSTRING_INDEX(USER(), '@', 1)", "SUBSTRING_INDEX(USER(), '@', -1)")
+                      if user else ("'root'", "'localhost'"))
+        return (f"(NULL, '{table}', CAST(NEW.id AS CHAR CHARACTER SET utf8mb4), 'insert', "
+                f"UTC_TIMESTAMP(6), NULLIF(@sqlaudit_user_id, ''), {role}, "
+                f"@sqlaudit_transaction_id, NULLIF(@sqlaudit_reason, ''), NULL, {js}, "
+                f"NULLIF(@sqlaudit_context, ''), NULL, {addr})")
+
+    tables = {"rowtrigger": "items_rowtrigger", "sqlaudit": "items_sqlaudit"}
+    for step, (user, block) in {"shape": (False, False), "user": (True, False),
+                                "block": (True, True)}.items():
+        table, log = f"items_step_{step}", f"bench_step_{step}_log"
+        insert = f"INSERT INTO {log} ({cols}) VALUES {values(table, user)}"
+        body = f"BEGIN {insert}; END" if block else insert
+        for sql in (f"CREATE TABLE {table} LIKE items_baseline",
+                    f"CREATE TABLE {log} LIKE sqlaudit_log",
+                    f"CREATE TRIGGER bench_step_{step} AFTER INSERT ON {table} FOR EACH ROW {body}"):
+            run_sql(engine, sql)
+        tables[step] = table
+    logs = {"rowtrigger": ROW_LOG, "shape": "bench_step_shape_log", "user": "bench_step_user_log",
+            "block": "bench_step_block_log"}
+    samples: List[Dict[str, Any]] = []
+    register_hooks()
+    try:
+        for rnd in range(rounds + 1):  # round 0: warm-up at a tenth, discarded
+            n = max(rows // 10, 10) if rnd == 0 else rows
+            line = []
+            for step in harness.rotate(list(MARIADB_STEPS), rnd):
+                sql = text(harness.bulk_insert_sql("mariadb", tables[step]))
+
+                def insert() -> None:
+                    with engine.begin() as conn:
+                        conn.execute(sql, {"lo": 1, "hi": n})
+
+                seconds = harness.timed(insert)
+                line.append(f"{step} {seconds:.3f}s")
+                if rnd:
+                    samples.append({"system": step, "workload": "bulk_insert", "round": rnd,
+                                    "seconds": seconds, "units": n})
+            harness.progress(f"MariaDB    trigger steps {'warm-up' if rnd == 0 else f'round {rnd}/{rounds}'}: "
+                             + ", ".join(line))
+            for step, table in tables.items():
+                run_sql(engine, f"TRUNCATE {table}")
+                if step in logs:
+                    run_sql(engine, f"TRUNCATE {logs[step]}")
+            clear_sqlaudit_log(engine, False)
+    finally:
+        unregister_hooks()
+    return {"rows": rows, "rounds": rounds, "samples": samples}
+
+
 # ------------------------------------------------------------------ driver
 
 def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
     cls = models[variant]
+    if variant == ROW_TRIGGER_VARS:
+        return RowTriggerUserVar(variant, db, cls)
     if variant == "baseline":
         return Plain(variant, db, cls)
     if variant == "limit":
@@ -593,6 +888,14 @@ def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
 
 
 def database_facts(engine: Any, dialect: str) -> Dict[str, str]:
+    if dialect == "mariadb":
+        names = ("version", "innodb_buffer_pool_size", "innodb_flush_log_at_trx_commit",
+                 "log_bin", "sync_binlog", "tx_isolation")
+        with engine.connect() as conn:
+            facts = {n: str(conn.execute(text(f"SELECT @@{n}")).scalar()) for n in names}
+            import pymysql
+            facts["driver"] = f"PyMySQL {pymysql.__version__}"
+            return facts
     if dialect == "postgresql":
         names = ("server_version", "shared_buffers", "synchronous_commit", "fsync", "jit",
                  "autovacuum", "work_mem")
@@ -609,15 +912,16 @@ def database_facts(engine: Any, dialect: str) -> Dict[str, str]:
 
 def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: int,
                 rounds: int, read_rounds: int, read_calls: int, postgres_url: Optional[str] = None,
-                diagnostics: bool = True, profile: bool = True) -> Dict[str, Any]:
+                diagnostics: bool = True, profile: bool = True,
+                mariadb_url: Optional[str] = None) -> Dict[str, Any]:
     """Everything measured in-process for one dialect (see the module docstring)."""
     from sqlaudit.config import SQLAuditConfig, set_config
     from sqlaudit.hooks import unregister_hooks
 
     set_config(SQLAuditConfig(get_user_id_callback=lambda: ACTOR, time_zone="UTC"))
     unregister_hooks()
-    db = Database(dialect, postgres_url)
-    label = "PostgreSQL " if dialect == "postgresql" else "SQLite     "
+    db = Database(dialect, postgres_url, mariadb_url)
+    label = {"postgresql": "PostgreSQL ", "mariadb": "MariaDB    "}.get(dialect, "SQLite     ")
     result: Dict[str, Any] = {"dialect": dialect}
     systems: List[System] = []
     try:
@@ -635,7 +939,10 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
                 with setup.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.execute(text("CHECKPOINT"))
 
+        my = dialect == "mariadb"
         variants = list(VARIANTS) + ([DIAGNOSTIC, ROW_TRIGGER, LIMIT_BARE] if diagnostics else [])
+        if my:  # the row trigger is MariaDB's target: always there, with its user-variable twin
+            variants += [v for v in (ROW_TRIGGER, ROW_TRIGGER_VARS) if v not in variants]
         systems = [make_system(v, db, models) for v in variants]
         harness.progress(f"{label}write workloads: {rows:,} rows, {transactions:,} transactions, "
                          f"{rounds} rounds, variants {', '.join(variants)}")
@@ -648,14 +955,20 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
             harness.progress(f"{label}trigger profile (EXPLAIN ANALYZE)")
             result["trigger_profile"] = trigger_profile(db, models["sqlaudit"], rows)
             result["cached_plan"] = cached_plan_effect(db, models, rows)
-        if profile and not pg:
+        if profile and my:
+            harness.progress(f"{label}statements per ORM transaction (Questions counter)")
+            result["round_trips"] = mariadb_round_trips(
+                db, models, ["baseline", "limit", "sqlaudit", ROW_TRIGGER, ROW_TRIGGER_VARS])
+            harness.progress(f"{label}from the minimal row trigger to sqlaudit's, step by step")
+            result["trigger_steps"] = mariadb_trigger_steps(db, models, rows)
+        if profile and dialect == "sqlite":
             harness.progress(f"{label}statement trace of one ORM update transaction")
             result["statement_trace"] = sqlite_statement_trace(db, models)
 
         harness.progress(f"{label}generating {audit_records:,} audit records in sqlaudit_log "
                          f"and {LIMIT_LOG}")
         start = harness.time.perf_counter()
-        fill_audit_tables(setup, pg, audit_records)
+        fill_audit_tables(setup, pg, audit_records, dialect)
         result["fill_seconds"] = harness.time.perf_counter() - start
         result["audit_rows"] = scalar(setup, "SELECT count(*) FROM sqlaudit_log")
         result["read"] = harness.run_read_rounds(

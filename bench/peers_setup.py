@@ -39,18 +39,18 @@ PEERS: Dict[str, Dict[str, Any]] = {
     },
     "continuum": {
         "title": "SQLAlchemy-Continuum (ORM)", "venv": "continuum",
-        "requirements": ["SQLAlchemy-Continuum"], "python": (3, 11),
-        "worker": "continuum_worker.py", "dialects": ("postgresql", "sqlite"),
+        "requirements": ["SQLAlchemy-Continuum", "PyMySQL"], "python": (3, 11),
+        "worker": "continuum_worker.py", "dialects": ("postgresql", "sqlite", "mariadb"),
     },
     "continuum-native": {
         "title": "SQLAlchemy-Continuum native_versioning (triggers)", "venv": "continuum",
-        "requirements": ["SQLAlchemy-Continuum"], "python": (3, 11),
+        "requirements": ["SQLAlchemy-Continuum", "PyMySQL"], "python": (3, 11),
         "worker": "continuum_worker.py", "mode": "native", "dialects": ("postgresql",),
     },
     # bench/history.py only (not part of run.py's "all"): the History API reads
     "continuum-history": {
         "title": "SQLAlchemy-Continuum (history reads)", "venv": "continuum",
-        "requirements": ["SQLAlchemy-Continuum"], "python": (3, 11),
+        "requirements": ["SQLAlchemy-Continuum", "PyMySQL"], "python": (3, 11),
         "worker": "continuum_history_worker.py", "dialects": ("postgresql", "sqlite"),
         "history": True,
     },
@@ -150,6 +150,39 @@ def check_postgres(url: str) -> None:
         engine.dispose()
 
 
+def check_mariadb(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise SystemExit(f"MariaDB at {url} is unreachable ({type(exc).__name__}); set "
+                         f"SQLAUDIT_BENCH_MARIADB_URL or leave mariadb out of --dialects") from exc
+    finally:
+        engine.dispose()
+
+
+def _fresh_mariadb_database(url: str) -> "tuple[str, Any]":
+    """A new MariaDB database (utf8mb4) for one peer, and its dropper."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    name = f"sqlaudit_bench_peer_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+    target = make_url(url).set(database=name)
+    if "charset" not in target.query:
+        target = target.update_query_dict({"charset": "utf8mb4"})
+    return target.render_as_string(hide_password=False), drop
+
+
 def _fresh_database(url: str) -> "tuple[str, Any]":
     """A new PostgreSQL database for one peer (some peers write to schema public)."""
     from sqlalchemy import create_engine, text
@@ -168,7 +201,7 @@ def _fresh_database(url: str) -> "tuple[str, Any]":
 
 
 def run_peer(name: str, dialect: str, venv: Dict[str, Any], s: Dict[str, Any],
-             pg_url: str) -> Dict[str, Any]:
+             pg_url: str, mariadb_url: Optional[str] = None) -> Dict[str, Any]:
     spec = PEERS[name]
     base = {"peer": name, "dialect": dialect, "title": spec["title"]}
     if "error" in venv:
@@ -179,6 +212,9 @@ def run_peer(name: str, dialect: str, venv: Dict[str, Any], s: Dict[str, Any],
     try:
         if dialect == "postgresql":
             url, drop = _fresh_database(pg_url)
+        elif dialect == "mariadb":
+            url, drop = _fresh_mariadb_database(
+                mariadb_url or "mysql+pymysql://root@127.0.0.1:3306/test")
         else:
             url = f"sqlite:///{tmp}/peer.db"
         job = {"peer": name, "dialect": dialect, "url": url, "mode": spec.get("mode"),
@@ -255,6 +291,11 @@ def machine_facts() -> Dict[str, str]:
         driver = f"psycopg {psycopg.__version__}"
     except ImportError:
         driver = "n/a"
+    try:
+        import pymysql
+        driver += f", PyMySQL {pymysql.__version__}"
+    except ImportError:
+        pass
     return {"cpu": cpu, "cores": str(os.cpu_count()), "ram": ram, "os": os_name,
             "python": platform.python_version(), "sqlalchemy": sqlalchemy.__version__,
             "sqlite": sqlite3.sqlite_version, "driver": driver, "sqlaudit": sqlaudit_source()}

@@ -7,14 +7,17 @@ Run from the repository root, in the dev environment (``pip install -e '.[bench]
 
 PostgreSQL comes from SQLAUDIT_BENCH_POSTGRES_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/test); sqlaudit gets a fresh schema
-there, each peer a fresh database, all dropped afterwards. SQLite uses files in
-a temporary directory. Peers are installed from PyPI into bench/.venvs/NAME on
+there, each peer a fresh database, all dropped afterwards. MariaDB (``--dialects
+mariadb``) comes from SQLAUDIT_BENCH_MARIADB_URL (default
+mysql+pymysql://root@127.0.0.1:3306/test); sqlaudit and each peer get a fresh
+database there, dropped afterwards. SQLite uses files in a temporary directory. Peers are installed from PyPI into bench/.venvs/NAME on
 first use (``--no-peers`` skips them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -53,7 +56,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--peer-oltp-budget", type=float,
                    help="seconds after which a peer's ORM workload stops; its time is then "
                         "scaled from the transactions done, and flagged (default 20)")
-    p.add_argument("--dialects", default="postgresql,sqlite", help="comma-separated")
+    p.add_argument("--dialects", default="postgresql,sqlite",
+                   help="comma-separated, from postgresql, sqlite, mariadb")
+    p.add_argument("--merge-into", metavar="JSON",
+                   help="merge this run's dialects into a saved benchmarks.json (replacing "
+                        "those dialects' results, keeping the others with their own run "
+                        "facts) and re-render the report next to it")
     p.add_argument("--peers", default="all",
                    help=f"'all', 'none' or comma-separated from: {', '.join(peers_setup.PEERS)}")
     p.add_argument("--no-peers", action="store_true", help="same as --peers none")
@@ -84,6 +92,9 @@ def main(argv: List[str]) -> int:
     args = parse_args(argv)
     s = settings(args)
     dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
+    for d in dialects:
+        if d not in ("postgresql", "sqlite", "mariadb"):
+            raise SystemExit(f"unknown dialect {d!r}; known: postgresql, sqlite, mariadb")
     peer_names = [] if args.no_peers or args.peers == "none" else (
         [p for p, spec in peers_setup.PEERS.items() if not spec.get("history")]
         if args.peers == "all" else
@@ -91,9 +102,12 @@ def main(argv: List[str]) -> int:
     for name in peer_names:
         if name not in peers_setup.PEERS:
             raise SystemExit(f"unknown peer {name!r}; known: {', '.join(peers_setup.PEERS)}")
+    merge_into = Path(args.merge_into) if args.merge_into else None
     out_dir = Path(args.output_dir) if args.output_dir else (
+        merge_into.parent if merge_into else
         ROOT / "bench" / "results" / "quick" if args.quick else ROOT / "docs")
     pg_url = os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL", "") or None
+    my_url = os.environ.get("SQLAUDIT_BENCH_MARIADB_URL", "") or None
     command = harness.command_line("run.py", argv)
     started = time.time()
     harness.progress(f"{command}: sizes {s['rows']:,} rows / {s['transactions']:,} transactions / "
@@ -108,6 +122,8 @@ def main(argv: List[str]) -> int:
     }
     if "postgresql" in dialects:
         peers_setup.check_postgres(pg_url or ours.DEFAULT_POSTGRES_URL)
+    if "mariadb" in dialects:
+        peers_setup.check_mariadb(my_url or ours.DEFAULT_MARIADB_URL)
 
     def load(phase: str) -> None:  # another busy process on a 2-core machine shows here
         results["load"].append([phase, round(os.getloadavg()[0], 2)])
@@ -122,7 +138,7 @@ def main(argv: List[str]) -> int:
         results["ours"][dialect] = ours.run_dialect(
             dialect, rows=s["rows"], transactions=s["transactions"],
             audit_records=s["audit_records"], rounds=s["rounds"], read_rounds=s["read_rounds"],
-            read_calls=s["read_calls"], postgres_url=pg_url,
+            read_calls=s["read_calls"], postgres_url=pg_url, mariadb_url=my_url,
             diagnostics=not args.no_diagnostics, profile=not args.no_diagnostics)
         load(f"after sqlaudit on {dialect}")
 
@@ -131,21 +147,32 @@ def main(argv: List[str]) -> int:
             if dialect not in peers_setup.PEERS[name]["dialects"]:
                 continue
             results["peers"].append(peers_setup.run_peer(
-                name, dialect, venvs[name], s, pg_url or ours.DEFAULT_POSTGRES_URL))
+                name, dialect, venvs[name], s, pg_url or ours.DEFAULT_POSTGRES_URL,
+                my_url or ours.DEFAULT_MARIADB_URL))
             load(f"after {name} on {dialect}")
 
     results["machine"] = peers_setup.machine_facts()
     results["elapsed_seconds"] = time.time() - started
     import report
+    # this run's own results first, unmerged (bench/results/ is git-ignored): a report
+    # that fails to render can be rendered again with bench/report.py
+    raw = ROOT / "bench" / "results" / "last-run.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(results, indent=1, default=str))
+    if merge_into is not None:
+        results = report.merge(json.loads(merge_into.read_text()), results, dialects)
     paths = report.write(results, out_dir)
-    if not args.no_history and not args.only_peers:
+    # the History API reads (bench/history.py) run on PostgreSQL and SQLite; a merged
+    # run keeps the section already in the report
+    history_dialects = [d for d in dialects if d in ("postgresql", "sqlite")]
+    if not args.no_history and not args.only_peers and history_dialects and merge_into is None:
         import history
         overrides = None if not args.sizes else dict(
             audit_records=s["audit_records"], table_rows=s["rows"], rounds=s["read_rounds"],
             calls=s["read_calls"], table_rounds=1)
-        hist = history.collect(command, dialects, args.quick, bool(peer_names), overrides)
+        hist = history.collect(command, history_dialects, args.quick, bool(peer_names), overrides)
         history.write_section(out_dir / "benchmarks.md", history.section(hist))
-    harness.progress(f"done in {results['elapsed_seconds'] / 60:.1f} min: "
+    harness.progress(f"done in {(time.time() - started) / 60:.1f} min: "
                      + ", ".join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
                                  for p in paths))
     return 0

@@ -77,6 +77,79 @@ def test_benchmark_core_runs_and_records(dialect: str, request: pytest.FixtureRe
         assert title in doc
 
 
+def test_benchmark_core_runs_and_records_on_mariadb(mariadb_url: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run.py --quick --dialects mariadb`` on tiny sizes (in a fresh database, dropped at
+    the end): every variant timed, the audited ones (row triggers included) recorded every
+    row with the actor, the statements per ORM transaction counted, the report has the
+    MariaDB section with its targets; merged into a saved report, the other dialects stay."""
+    monkeypatch.setenv("SQLAUDIT_BENCH_MARIADB_URL", mariadb_url)
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(mariadb_url)
+    with admin.connect() as conn:
+        before = {r[0] for r in conn.execute(text("SHOW DATABASES LIKE 'sqlaudit_bench%'"))}
+    main = _bench_module("run").main
+    code = main([
+        "--quick", "--sizes", f"{ROWS},{TRANSACTIONS},{AUDIT_RECORDS}", "--rounds", "1",
+        "--read-rounds", "1", "--read-calls", "3", "--dialects", "mariadb", "--no-peers",
+        "--output-dir", str(tmp_path),
+    ])
+    assert code == 0
+    with admin.connect() as conn:
+        after = {r[0] for r in conn.execute(text("SHOW DATABASES LIKE 'sqlaudit_bench%'"))}
+    admin.dispose()
+    assert after <= before  # its database was dropped
+    results = json.loads((tmp_path / "benchmarks.json").read_text())
+    run = results["ours"]["mariadb"]
+    variants = ("baseline", "sqlaudit", "limit", "sqlaudit_noactor", "rowtrigger",
+                "limit_noindex", "rowtrigger_uservar")
+    timed = {(s["system"], s["workload"]) for s in run["write"]["samples"] if s["seconds"] > 0}
+    assert timed == {(v, w) for v in variants for w in WRITE}
+    read = {(s["system"], s["workload"]) for s in run["read"]["samples"] if s["seconds"] > 0}
+    assert read == {(v, w) for v in ("sqlaudit", "limit") for w in READ}
+    capture = run["write"]["capture"]
+    for workload in WRITE:
+        expected = ROWS if workload.startswith("bulk") else TRANSACTIONS
+        assert capture["baseline"][workload]["audit_rows"] == 0
+        for variant in ("sqlaudit", "limit", "rowtrigger", "limit_noindex", "rowtrigger_uservar"):
+            got = capture[variant][workload]
+            assert got["audit_rows"] == got["with_actor"] == expected, (variant, workload, got)
+        assert capture["sqlaudit_noactor"][workload]["audit_rows"] == expected
+        assert capture["sqlaudit_noactor"][workload]["with_actor"] == 0
+    assert run["audit_rows"] == AUDIT_RECORDS
+    statements = run["round_trips"]["statements"]
+    for workload in ("oltp_update", "oltp_insert"):
+        base = statements["baseline"][workload]
+        assert statements["limit"][workload] == base + 1  # its one INSERT ... SELECT
+        assert statements["rowtrigger"][workload] == base  # the trigger costs no statement
+        # setting and clearing the user: two statements, for sqlaudit as for the hand-written floor
+        assert statements["sqlaudit"][workload] == statements["rowtrigger_uservar"][workload] == base + 2
+    for workload in READ:
+        assert "sqlaudit_log" in run["plans"][workload]["sql"]
+        assert "ix_sqlaudit_log" in run["plans"][workload]["plan"]
+
+    doc = (tmp_path / "benchmarks.md").read_text()
+    assert "## MariaDB: sqlaudit against the baseline and the limit" in doc
+    assert "≤ 1.2× row trigger:" in doc and "≤ 1.05× limit:" in doc and "< 5 ms:" in doc
+    assert "MariaDB: what a per-transaction user costs an ORM transaction" in doc
+
+    # merged into a saved report of the other dialects, which keep their sections
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    docs = BENCH.parent / "docs"
+    (saved / "benchmarks.json").write_text((docs / "benchmarks.json").read_text())
+    (saved / "benchmarks.md").write_text((docs / "benchmarks.md").read_text())
+    report = _bench_module("report")
+    assert report.main([str(tmp_path / "benchmarks.json"), "--merge-into",
+                        str(saved / "benchmarks.json")]) == 0
+    merged = (saved / "benchmarks.md").read_text()
+    for title in ("## PostgreSQL: sqlaudit against", "## SQLite: sqlaudit against",
+                  "## MariaDB: sqlaudit against", "MariaDB, measured in a run of its own",
+                  "## History API", "## Growth"):
+        assert title in merged, title
+
+
 def test_index_tradeoff_runs_and_checks_its_variants(postgres_url: str, tmp_path: Path) -> None:
     """bench/indexes.py (PostgreSQL only) on tiny sizes, without the peer: every variant
     has exactly the indexes it claims and records every row with the actor (the script

@@ -56,7 +56,7 @@ class PeerSystem(harness.PlainSystem):
         self._in_session(harness.bulk_insert_sql(self.dialect, self.table), lo=lo, hi=hi)
 
     def bulk_update(self) -> None:
-        self._in_session(harness.bulk_update_sql(self.table))
+        self._in_session(harness.bulk_update_sql(self.table, self.dialect))
 
     def bulk_delete(self) -> None:
         self._in_session(harness.bulk_delete_sql(self.table))

@@ -1,7 +1,8 @@
 """Worker for SQLAlchemy-Continuum: ORM unit-of-work versioning, or (job mode
 "native") its PostgreSQL trigger mode. Versions go to items_peer_version; the
 acting user is the transaction's user_id, supplied by a plugin's
-transaction_args() the way its Flask plugin does it.
+transaction_args() the way its Flask plugin does it. Runs on PostgreSQL, SQLite
+and MariaDB (PyMySQL).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from _worker import PeerSystem, harness
 
 cfg = _worker.job()
 native = cfg.get("mode") == "native"
+my = harness.is_mariadb(cfg["dialect"])
+#: Continuum's transaction table, quoted (a reserved word)
+TX = "`transaction`" if my else '"transaction"'
 from sqlalchemy_continuum import make_versioned  # noqa: E402
 from sqlalchemy_continuum.plugins.base import Plugin  # noqa: E402
 
@@ -43,7 +47,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "bench_users"
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 ItemBaseline, Item = _worker.versioned_items(Base)
@@ -54,13 +58,13 @@ Base.metadata.create_all(engine)
 with engine.begin() as conn:
     conn.execute(text("INSERT INTO bench_users (id) VALUES (:u)"), {"u": harness.ACTOR})
 
-trunc = "TRUNCATE {}" if cfg["dialect"] == "postgresql" else "DELETE FROM {}"
+trunc = "TRUNCATE {}" if cfg["dialect"] == "postgresql" or my else "DELETE FROM {}"
 systems = [
     harness.PlainSystem("baseline", engine, ItemBaseline, cfg["dialect"]),
     PeerSystem(cfg["peer"], engine, Item, cfg["dialect"],
                count_sql="SELECT count(*), count(t.user_id) FROM items_peer_version AS v "
-                         'LEFT JOIN "transaction" AS t ON t.id = v.transaction_id',
-               reset_sql=[trunc.format("items_peer_version"), trunc.format('"transaction"')]),
+                         f"LEFT JOIN {TX} AS t ON t.id = v.transaction_id",
+               reset_sql=[trunc.format("items_peer_version"), trunc.format(TX)]),
 ]
 
 
@@ -73,17 +77,18 @@ def reads():
     d, m = cfg["dialect"], cfg["audit_records"]
     ItemVersion, Transaction = version_class(Item), versioning_manager.transaction_cls
     prefix, src = harness.series(d)
-    ts, tab, res = harness.g_time(d), harness.G_TABLE, harness.G_RESOURCE
+    tab, res, user = harness.g_exprs(d)
+    ts, div, item = harness.g_time(d), (" DIV " if my else " / "), harness.concat(d, "'item '", "g")
     with engine.begin() as conn:
         for u in range(harness.USERS):
             if f"user-{u}" != harness.ACTOR:
                 conn.execute(text("INSERT INTO bench_users (id) VALUES (:u)"), {"u": f"user-{u}"})
         conn.execute(text(
-            f'{prefix} INSERT INTO "transaction" (id, issued_at, user_id) '
-            f"SELECT g / 3, {ts}, {harness.G_USER} FROM {src} WHERE g % 3 = 0"), {"m": m + 3})
+            f"{prefix} INSERT INTO {TX} (id, issued_at, user_id) "
+            f"SELECT g{div}3, {ts}, {user} FROM {src} WHERE g % 3 = 0"), {"m": m + 3})
         conn.execute(text(
             f"{prefix} INSERT INTO items_peer_version (id, name, qty, transaction_id, "
-            f"operation_type) SELECT {res}, 'item ' || g, g % 100, (g + 2) / 3, "
+            f"operation_type) SELECT {res}, {item}, g % 100, (g + 2){div}3, "
             f"CASE g % 10 WHEN 0 THEN 0 WHEN 1 THEN 2 ELSE 1 END FROM {src} WHERE {tab} = 0"),
             {"m": m})
         info["audit_rows"] = conn.execute(text("SELECT count(*) FROM items_peer_version")).scalar()
