@@ -597,6 +597,9 @@ def prune_audit_log(
         if archive is not None:  # on disk before the transaction commits
             archive.finish([c.name for c in log_table.columns], connection.dialect.name == "postgresql")
 
+    if isinstance(bind, Engine) and is_mysql(bind.dialect.name):
+        # a prune of a sealed log seals first, which needs READ COMMITTED there
+        bind = bind.execution_options(isolation_level="READ COMMITTED")
     try:
         _with_connection(bind, work)
     except BaseException:
@@ -621,7 +624,7 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
     detail = {"older_than": bound.isoformat()}
     if is_mysql(connection.dialect.name):
-        return _prune_mysql(connection, log_table, where, bound, archive)
+        return _prune_mysql(connection, log_table, where, bound, archive, remove, detail)
     if connection.dialect.name == "postgresql":
         from ._partitions import prune_remover
 
@@ -644,20 +647,22 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
 
 def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
-                 archive: Optional["_export.Archive"]) -> int:
+                 archive: Optional["_export.Archive"], remove: Any, detail: dict[str, Any]) -> int:
     """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
-    this session only. Sealing is not built there yet, so a sealed log is refused."""
-    from sqlalchemy import delete, text
+    this session only, through ``prune_sealed`` (which records a prune of a sealed log
+    in its seal chain). Archives are not built there yet, so ``export_to`` is refused."""
+    from sqlalchemy import text
 
-    if archive is not None or sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
+    from .integrity import prune_sealed
+
+    if archive is not None:
         raise SQLAuditUnsupportedDialectError(
-            "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
-            "sealed, without export_to; sealing and archives are not built there yet "
-            "(docs/mariadb.md).")
+            "prune_audit_log(export_to=...) is not built for MariaDB / MySQL yet; prune "
+            "without export_to, or export first with a query of your own (docs/mariadb.md).")
     allow, restore = _templates.render("mysql", "prune")
     connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
     try:
-        return int(connection.execute(delete(log_table).where(where)).rowcount)
+        return prune_sealed(connection, log_table, where, remove, detail)
     finally:
         connection.execute(text(restore))
 

@@ -18,6 +18,7 @@ from sqlaudit.integrity import SQLAuditIntegrityError
 
 from sample_models import readme_models
 
+MARIADB_PORTED = True
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def ids(engine):
 
 
 def bypass(conn, dialect, table="sqlaudit_log"):
-    """What the owner can always do: switch the append-only guard off for this transaction."""
+    """What the owner can always do: switch the append-only guard off for this transaction
+    (SQLite, MariaDB: drop the guard triggers; on MariaDB that commits at once)."""
     if dialect == "postgresql":
         conn.execute(text("SET LOCAL session_replication_role = replica"))  # superuser
     elif table == "sqlaudit_log":
@@ -52,6 +54,16 @@ def bypass(conn, dialect, table="sqlaudit_log"):
     else:
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_update"))
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_delete"))
+
+
+def insert_with_id(conn, sql, params=None):
+    """An owner's INSERT with an explicit id; MariaDB would read an id of 0 as "the next
+    one" unless the session says NO_AUTO_VALUE_ON_ZERO, which the owner can."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')"))
+    conn.execute(text(sql), params or {})
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(text("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_AUTO_VALUE_ON_ZERO', '')"))
 
 
 def kinds(result):
@@ -130,9 +142,9 @@ def test_a_row_inserted_with_an_old_id_is_reported_as_inserted(engine, Customer)
     write(engine, Customer, 3)
     seal_audit_log(engine)
     with engine.begin() as conn:  # INSERT needs no bypass: the log is append-only, not closed
-        conn.execute(text(
+        insert_with_id(conn,
             "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
-            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')")
     result = verify_audit_log(engine)
     assert kinds(result) == [("inserted", 0, 0)]
 
@@ -217,7 +229,8 @@ def test_a_legitimate_prune_keeps_the_chain_verifiable(engine, Customer) -> None
 
 
 def test_a_prune_that_removes_every_row_keeps_the_chain_verifiable(engine, Customer) -> None:
-    """On SQLite the next record reuses the id of the deleted last one (no AUTOINCREMENT)."""
+    """On SQLite the next record reuses the id of the deleted last one (no AUTOINCREMENT);
+    PostgreSQL's sequence and MariaDB's AUTO_INCREMENT never give an id twice."""
     write(engine, Customer, 2)
     seal_audit_log(engine)
     assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 2
@@ -233,6 +246,8 @@ def test_an_illegitimate_prune_is_reported_as_deleted(engine, Customer) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # what prune_audit_log does, minus the record
             conn.execute(text("SET LOCAL sqlaudit.prune_before = 'infinity'"))
+        elif engine.dialect.name in ("mysql", "mariadb"):  # the same, with the session variable
+            conn.execute(text("SET @sqlaudit_prune_before = '9999-12-31'"))
         else:
             conn.execute(text("DROP TRIGGER sqlaudit_log_no_delete"))
         conn.execute(text("DELETE FROM sqlaudit_log"))
@@ -371,9 +386,9 @@ def test_prune_refuses_to_remove_a_row_inserted_below_every_sealed_range(engine,
     write(engine, Customer, 2)
     seal_audit_log(engine)
     with engine.begin() as conn:
-        conn.execute(text(
+        insert_with_id(conn,
             "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
-            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')")
     with pytest.raises(SQLAuditIntegrityError, match="refusing to prune: .*inserted out of order"):
         prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1))
     assert len(ids(engine)) == 3
@@ -385,9 +400,9 @@ def test_a_prune_of_every_row_of_many_entries_keeps_the_chain_verifiable(engine,
     seal_audit_log(engine)
     pruned = ids(engine)
     assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 5
-    # PostgreSQL never gives an id twice: the pruned ids stay sealed as holding nothing, so a
-    # row inserted later with one of them is reported (test_prune_attacks). SQLite gives them
-    # again, so its new epoch starts empty.
+    # PostgreSQL and MariaDB never give an id twice: the pruned ids stay sealed as holding
+    # nothing, so a row inserted later with one of them is reported (test_prune_attacks).
+    # SQLite gives them again, so its new epoch starts empty.
     empty = hashlib.sha256().hexdigest()
     assert current_epoch(engine) == ([] if engine.dialect.name == "sqlite" else [(1, pruned[-1], 0, empty)])
     write(engine, Customer, 3, prefix="new")  # SQLite gives the pruned ids again
@@ -513,10 +528,11 @@ def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> N
     spec = importlib.util.spec_from_file_location("bench_seal", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    url = request.getfixturevalue("postgres_url") if dialect == "postgresql" else None
-    timings = bench.run(dialect, 300, 1, str(tmp_path), url)
+    url = {"postgresql": "postgres_url", "mariadb": "mariadb_url"}.get(dialect)
+    timings = bench.run(dialect, 300, 1, str(tmp_path), url and request.getfixturevalue(url))
     assert len(timings["seal"]) == len(timings["verify"]) == 1
-    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[dialect]
+    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL",
+                                             "mariadb": "MariaDB"}[dialect]
 
 
 def test_sealing_a_database_without_an_audit_log_says_what_to_do(engine) -> None:
@@ -536,15 +552,17 @@ def test_verify_names_a_head_that_is_not_a_digest(engine, Customer) -> None:
 def test_a_column_added_to_the_log_later_is_sealed_and_old_seals_still_verify(engine, Customer) -> None:
     write(engine, Customer, 2)
     seal_audit_log(engine)
+    name = "mariadb" if engine.dialect.name == "mysql" else engine.dialect.name
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score "
-                          + ("double precision" if engine.dialect.name == "postgresql" else "REAL")))
+                          + {"postgresql": "double precision", "sqlite": "REAL",
+                             "mariadb": "DOUBLE"}[name]))
     write(engine, Customer, 2, prefix="new")
     with engine.begin() as conn:
-        bypass(conn, engine.dialect.name)
-        conn.execute(text("UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)"
-                          if engine.dialect.name == "sqlite" else
-                          "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+        bypass(conn, name)
+        conn.execute(text({"sqlite": "UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)",
+                           "postgresql": "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8",
+                           "mariadb": "UPDATE sqlaudit_log SET score = 0.1e0 + 0.2e0"}[name]))
     head = seal_audit_log(engine)
     assert verify_audit_log(engine, head=head).ok
     log_ids = ids(engine)
