@@ -624,7 +624,7 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
     detail = {"older_than": bound.isoformat()}
     if is_mysql(connection.dialect.name):
-        return _prune_mysql(connection, log_table, where, bound, archive, remove, detail)
+        return _prune_mysql(connection, log_table, where, bound, archive, detail)
     if connection.dialect.name == "postgresql":
         from ._partitions import prune_remover
 
@@ -646,12 +646,16 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     return count
 
 
+#: Rows a MariaDB prune deletes per statement, by key.
+_MYSQL_PRUNE_PAGE = 5000
+
+
 def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
-                 archive: Optional["_export.Archive"], remove: Any, detail: dict[str, Any]) -> int:
+                 archive: Optional["_export.Archive"], detail: dict[str, Any]) -> int:
     """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
     this session only, through ``prune_sealed`` (which records a prune of a sealed log
     in its seal chain). Archives are not built there yet, so ``export_to`` is refused."""
-    from sqlalchemy import text
+    from sqlalchemy import delete, select, text
 
     from .integrity import prune_sealed
 
@@ -659,6 +663,25 @@ def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: da
         raise SQLAuditUnsupportedDialectError(
             "prune_audit_log(export_to=...) is not built for MariaDB / MySQL yet; prune "
             "without export_to, or export first with a query of your own (docs/mariadb.md).")
+    id_col = log_table.c.id
+
+    def remove(condition: Any) -> int:
+        """Delete by key, a page of ids read first (a plain read, which waits for nobody):
+        a DELETE that scanned an index of the log (changed_at) would wait for every row
+        a transaction still in flight has written there, though none of them matches."""
+        removed, after = 0, None
+        while True:
+            page_query = select(id_col).where(condition)
+            if after is not None:
+                page_query = page_query.where(id_col > after)
+            page = [int(i) for i in connection.execute(
+                page_query.order_by(id_col).limit(_MYSQL_PRUNE_PAGE)).scalars()]
+            if not page:
+                return removed
+            removed += int(connection.execute(
+                delete(log_table).where(and_(condition, id_col.in_(page)))).rowcount)
+            after = page[-1]
+
     allow, restore = _templates.render("mysql", "prune")
     connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
     try:
