@@ -567,6 +567,17 @@ def _mysql_kind(name: str, data_type: str) -> str:
     return "other"
 
 
+def _refuse_mysql(connection: Connection) -> None:
+    """Sealing is built and tested on MariaDB; MySQL differs in what it uses (FOR SHARE
+    NOWAIT, CREATE TRIGGER IF NOT EXISTS from 8.0.29, a binary JSON type)."""
+    if not getattr(connection.dialect, "is_mariadb", False):
+        from .exceptions import SQLAuditUnsupportedDialectError
+
+        raise SQLAuditUnsupportedDialectError(
+            "sealing and verifying the audit log are built for MariaDB, not MySQL (untested "
+            "there; docs/mariadb.md); a prune of a log never sealed works on both.")
+
+
 def _mysql_error(exc: DBAPIError) -> Optional[int]:
     args = getattr(exc.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
@@ -736,6 +747,7 @@ def _seal(connection: Connection, log: Optional[_Log] = None) -> tuple[_Log, str
                 "Engine, or a Connection with isolation_level='READ COMMITTED'."
             )
     elif log.my:
+        _refuse_mysql(connection)
         isolation = connection.get_isolation_level()
         if isolation != "READ COMMITTED":
             # REPEATABLE READ keeps the snapshot of the transaction's first read, which
@@ -792,6 +804,8 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
             rows: bool = True) -> VerifyResult:
     """Verify the chain of entries and, unless ``rows`` is False, the log rows."""
     log = log or _Log(connection)
+    if log.my:
+        _refuse_mysql(connection)
     result = VerifyResult()
     entries = log.entries() if log.has_seal_table() else []
     result.seals = len(entries)

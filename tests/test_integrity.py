@@ -832,3 +832,30 @@ def test_mariadb_a_seal_puts_back_the_guards_missing_from_the_seal_table(engine,
         with pytest.raises(DBAPIError, match="append-only"):
             with engine.begin() as conn:
                 conn.execute(text(statement))
+
+
+@mariadb
+def test_mariadb_a_connection_without_a_database_is_told_to_name_one(engine, Customer) -> None:
+    from sqlalchemy import create_engine
+
+    from sqlaudit.exceptions import SQLAuditError
+
+    bare = create_engine(engine.url._replace(database=None))  # URL.set() keeps a database
+    try:
+        for call in (seal_audit_log, verify_audit_log):
+            with pytest.raises(SQLAuditError, match="no database is selected .*name the database"):
+                call(bare)
+    finally:
+        bare.dispose()
+
+
+@mariadb
+def test_mariadb_the_first_seal_commits_the_open_transaction_is_a_documented_hole(engine, Customer) -> None:
+    """MariaDB only: the first seal creates sqlaudit_seal and its guards, and DDL commits
+    the open transaction there; a rollback after it no longer undoes what came before."""
+    with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
+        conn.execute(text("INSERT INTO customers (name, user_id) VALUES ('before the seal', 1)"))
+        seal_audit_log(conn)
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM customers")).scalars().all() == ["before the seal"]
