@@ -61,13 +61,13 @@ SELECT 'customers', CAST(g AS TEXT), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'ins
 FROM s
 """
 
-# MariaDB: JSON_OBJECT as the triggers write it (a DECIMAL as its text). A recursive CTE of
-# 1,000 steps crossed with itself: up to 1,000,000 rows.
+# MariaDB: JSON_OBJECT as the triggers write it (a DECIMAL as its text); 10,000 rows per
+# statement (a recursive CTE of 100 steps crossed with itself), from :offset on.
 MARIADB_FILL = """
 INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, changed_by,
                           db_role, transaction_id, reason, old_data, new_data)
-WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < 999),
-     s(g) AS (SELECT a.n * 1000 + b.n + 1 FROM k AS a CROSS JOIN k AS b)
+WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < 99),
+     s(g) AS (SELECT :offset + a.n * 100 + b.n + 1 FROM k AS a CROSS JOIN k AS b)
 SELECT 'customers', CAST(g AS CHAR), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'insert' END,
        TIMESTAMP'2024-01-01 00:00:00' + INTERVAL g SECOND, CONCAT('user-', g % 50),
        'app', 1000 + g DIV 10, NULL,
@@ -77,6 +77,7 @@ SELECT 'customers', CAST(g AS CHAR), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'ins
                    'updated_at', '2024-01-01 00:00:00.000000', 'active', g % 2 = 0)
 FROM s WHERE g <= :rows ORDER BY g
 """
+MARIADB_STEP = 10_000
 
 
 def _engine(dialect: str, workdir: str, url: "str | None" = None):
@@ -126,8 +127,12 @@ def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = 
             _protect(conn, metadata)
         started = time.perf_counter()
         with engine.begin() as conn:
-            fill_sql = {"postgresql": PG_FILL, "sqlite": SQLITE_FILL, "mariadb": MARIADB_FILL}[dialect]
-            conn.execute(text(fill_sql), {"rows": rows})
+            if dialect == "mariadb":
+                for offset in range(0, rows, MARIADB_STEP):
+                    conn.execute(text(MARIADB_FILL), {"rows": rows, "offset": offset})
+            else:
+                fill_sql = PG_FILL if dialect == "postgresql" else SQLITE_FILL
+                conn.execute(text(fill_sql), {"rows": rows})
         if dialect == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE sqlaudit_log"))
