@@ -201,8 +201,10 @@ def _json8_element(value: Any) -> Any:
 def _unix_element(value: Any) -> Any:
     """MariaDB ``UNIX_TIMESTAMP(timestamp column)``: seconds as a DECIMAL, independent of
     the session's time_zone; as integer microseconds like every other timestamp."""
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal):  # TIMESTAMP(1..6)
         return int(value.scaleb(6))
+    if type(value) is int:  # TIMESTAMP: whole seconds
+        return value * 1_000_000
     return _generic(value)
 
 
