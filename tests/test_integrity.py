@@ -739,14 +739,16 @@ def test_mariadb_digests_do_not_depend_on_the_connections_charset_or_time_zone(e
     from sqlalchemy import create_engine
 
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN stamped TIMESTAMP(6) NULL"))
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN stamped TIMESTAMP(6) NULL, "
+                          "ADD COLUMN stamped_s TIMESTAMP NULL"))
     with Session(engine) as s:
         s.add(Customer(name="\U0001F600 \u00e9", email="a@example.com", user_id=1))
         s.commit()
     with engine.begin() as conn:
         bypass(conn, "mariadb")
         conn.execute(text("SET time_zone = '+00:00'"))
-        conn.execute(text("UPDATE sqlaudit_log SET stamped = '2024-03-31 01:30:00.123456'"))
+        conn.execute(text("UPDATE sqlaudit_log SET stamped = '2024-03-31 01:30:00.123456', "
+                          "stamped_s = '2024-03-31 01:30:00'"))
     other = create_engine(engine.url.update_query_dict({"charset": "latin1"}),
                           connect_args={"init_command": "SET time_zone = '+05:45'"})
     try:
