@@ -1133,7 +1133,8 @@ class HistoryGap:
     """An insert recorded for a row whose previous record says it still existed: the
     row was removed without a recorded delete in between.
 
-    On SQLite that is what ``INSERT OR REPLACE``, ``UPDATE OR REPLACE`` and
+    On MariaDB that is what a foreign-key cascade and TRUNCATE do (they fire no
+    trigger). On SQLite that is what ``INSERT OR REPLACE``, ``UPDATE OR REPLACE`` and
     ``ON CONFLICT REPLACE`` columns do on a connection without
     ``PRAGMA recursive_triggers = ON`` (SQLite fires no delete trigger for the
     row they replace); on PostgreSQL a delete made with the triggers switched off.
@@ -1200,11 +1201,12 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     def work(connection: Connection) -> list[HistoryGap]:
         prep = connection.dialect.identifier_preparer
         sqlite = connection.dialect.name == "sqlite"
-        schema = default_schema(connection) or "main"
+        my = connection.dialect.name in _MYSQL
+        schema = (log_schema(connection) if my else default_schema(connection)) or "main"
         log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
         sql = _GAPS.format(log=log)
-        if sqlite:
-            sql = sql.replace("IS NOT DISTINCT FROM", "IS")
+        if sqlite or my:
+            sql = sql.replace("IS NOT DISTINCT FROM", "IS" if sqlite else "<=>")
         rows = connection.execute(text(sql)).all()
         gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
         for model in models:
@@ -1212,6 +1214,8 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
             dialect = rendering_dialect(connection.dialect.name)
             if sqlite:
                 from .dialects.sqlite import key_expression as key_of
+            elif my:
+                from .dialects.mysql import key_expression as key_of
             else:
                 from .dialects.postgresql import _key as key_of
             table = str(prep.format_table(spec.table))

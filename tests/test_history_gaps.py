@@ -12,6 +12,8 @@ from sqlaudit.integrity import HistoryGap, find_history_gaps
 
 from test_write_paths import _foreign_execute
 
+MARIADB_PORTED = True
+
 
 def _model(Base, replace_column: bool = False):
     @track_table(tracked_fields=["code", "body"])
@@ -108,3 +110,37 @@ def test_a_delete_made_with_triggers_switched_off_is_found(engine, Base) -> None
         conn.execute(text("TRUNCATE items"))
         conn.execute(text("INSERT INTO items (id, code, body) VALUES (1, 'a', 'after truncate')"))
     assert _gaps(engine) == [("items", "1")]  # the unaudited delete; the truncate is no gap
+
+
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+def test_mariadb_rows_removed_by_truncate_or_a_foreign_key_cascade_are_found(engine, Base) -> None:
+    """MariaDB fires no trigger for TRUNCATE nor for a cascade (docs/mariadb.md, Holes):
+    the row inserted again after a TRUNCATE is a gap in its history, and the child rows a
+    cascade removed are found against their table."""
+    from sqlalchemy import ForeignKey
+
+    _model(Base)
+
+    class Parent(Base):
+        __tablename__ = "parents"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+    @track_table(tracked_fields=["parent_id"])
+    class Child(Base):
+        __tablename__ = "children"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id", ondelete="CASCADE"))
+
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO items (id, code, body) VALUES (1, 'a', 'x')"))
+        conn.execute(text("INSERT INTO parents (id) VALUES (7)"))
+        conn.execute(text("INSERT INTO children (id, parent_id) VALUES (1, 7), (2, 7)"))
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE items"))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO items (id, code, body) VALUES (1, 'a', 'again')"))
+        conn.execute(text("DELETE FROM parents"))
+    assert _gaps(engine) == [("items", "1")]
+    assert [(g.table_name, g.resource_id) for g in find_history_gaps(engine, Child)] == [
+        ("items", "1"), ("children", "1"), ("children", "2")]
