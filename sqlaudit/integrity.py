@@ -2,7 +2,7 @@
 
 The database owner or a superuser can always change ``sqlaudit_log`` (for
 example with ``session_replication_role = replica`` on PostgreSQL, or by
-dropping the guard trigger on SQLite). That cannot be prevented from inside
+dropping the guard triggers on SQLite or MariaDB). That cannot be prevented from inside
 the database; this module makes it *detectable*:
 
 * :func:`seal_audit_log` appends to the append-only ``sqlaudit_seal`` table one
@@ -785,8 +785,10 @@ def seal_audit_log(bind: Bind) -> str:
     never skipped. With nothing new it appends nothing and returns the same
     head. Store the returned digest outside the database and pass it to
     :func:`verify_audit_log` to detect a rebuilt chain. Given an Engine it runs
-    (and commits) in its own transaction; given a Connection or Session, in
-    theirs (READ COMMITTED on PostgreSQL).
+    (and commits) in its own transaction, READ COMMITTED on MariaDB; given a
+    Connection or Session, in theirs, which must be READ COMMITTED on PostgreSQL
+    and MariaDB. On MariaDB the first call creates ``sqlaudit_seal``, which
+    commits the transaction it runs in (DDL does there).
     """
     return str(_with_connection(bind, lambda conn: _seal(conn)[1], "READ COMMITTED"))
 
@@ -967,7 +969,8 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     (when given) ``head`` - a digest returned by :func:`seal_audit_log` and kept
     outside the database - is in the chain. ``result.problems`` lists what was
     found, in id order; rows written after the last seal are counted in
-    ``result.unsealed_rows``, not reported.
+    ``result.unsealed_rows``, not reported. Given an Engine on MariaDB it reads
+    in one REPEATABLE READ transaction (one snapshot).
     """
     if head is not None and not isinstance(head, str):
         raise SQLAuditArgumentTypeError("head must be the hex digest str returned by "
