@@ -652,16 +652,17 @@ _T = TypeVar("_T")
 
 
 def _with_connection(bind: Bind, work: Callable[[Connection], _T],
-                     mysql_isolation: Optional[str] = None) -> _T:
+                     isolation: Optional[str] = None, dialects: Sequence[str] = _MYSQL) -> _T:
     """Run ``work`` on ``bind``'s connection; given an Engine, in a transaction of its own,
-    on MariaDB at ``mysql_isolation`` (READ COMMITTED to seal, REPEATABLE READ to verify)."""
+    at ``isolation`` on ``dialects`` (READ COMMITTED to seal on MariaDB; REPEATABLE READ to
+    verify on PostgreSQL and MariaDB: the entries and the rows from one snapshot)."""
     if isinstance(bind, Session):
         return work(bind.connection())
     if isinstance(bind, Connection):
         return work(bind)
     if isinstance(bind, Engine):
-        if mysql_isolation is not None and bind.dialect.name in _MYSQL:
-            bind = bind.execution_options(isolation_level=mysql_isolation)
+        if isolation is not None and bind.dialect.name in dialects:
+            bind = bind.execution_options(isolation_level=isolation)
         with bind.begin() as connection:
             return work(connection)
     raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
@@ -969,13 +970,15 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     (when given) ``head`` - a digest returned by :func:`seal_audit_log` and kept
     outside the database - is in the chain. ``result.problems`` lists what was
     found, in id order; rows written after the last seal are counted in
-    ``result.unsealed_rows``, not reported. Given an Engine on MariaDB it reads
-    in one REPEATABLE READ transaction (one snapshot).
+    ``result.unsealed_rows``, not reported. Given an Engine on PostgreSQL or
+    MariaDB it reads in one REPEATABLE READ transaction: a prune committed while it
+    runs is seen by none of its reads (given a Connection, use that level too).
     """
     if head is not None and not isinstance(head, str):
         raise SQLAuditArgumentTypeError("head must be the hex digest str returned by "
                                         f"seal_audit_log(), got {head!r}")
-    return _with_connection(bind, lambda conn: _verify(conn, head), "REPEATABLE READ")
+    return _with_connection(bind, lambda conn: _verify(conn, head), "REPEATABLE READ",
+                            ("postgresql", *_MYSQL))
 
 
 # --------------------------------------------------------------------------- pruning

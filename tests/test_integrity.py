@@ -861,3 +861,32 @@ def test_mariadb_the_first_seal_commits_the_open_transaction_is_a_documented_hol
         conn.rollback()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM customers")).scalars().all() == ["before the seal"]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
+def test_a_prune_committed_while_verifying_is_not_reported(engine, Customer, monkeypatch) -> None:
+    """PostgreSQL and MariaDB (on SQLite the verifying read keeps writers out):
+    verify_audit_log(engine) reads the seal entries and the rows from one snapshot, so a
+    prune committed between the two reads is seen by neither."""
+    from sqlaudit import integrity
+
+    write(engine, Customer, 3, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 2, prefix="kept")
+    seal_audit_log(engine)
+    original = integrity._Log.entries
+    pruned: list[int] = []
+    started: list[bool] = []
+
+    def entries_then_prune(self):
+        found = original(self)
+        if not started:  # the verify's read, not the prune's own
+            started.append(True)
+            pruned.append(prune_audit_log(engine, bound))  # another connection, committed
+        return found
+
+    monkeypatch.setattr(integrity._Log, "entries", entries_then_prune)
+    result = verify_audit_log(engine)
+    monkeypatch.undo()
+    assert pruned == [3]
+    assert result.ok and result.sealed_rows == 5, result.problems
