@@ -1,14 +1,16 @@
-"""How long sealing and verifying sqlaudit_log takes (sqlaudit.integrity), on both dialects.
+"""How long sealing and verifying sqlaudit_log takes (sqlaudit.integrity), per dialect.
 
-    python bench/seal.py [--rows 1000000] [--rounds 3] [--dialects postgresql,sqlite]
+    python bench/seal.py [--rows 1000000] [--rounds 3] [--dialects postgresql,sqlite,mariadb]
 
 Fills a fresh ``sqlaudit_log`` with ``--rows`` records (INSERT ... SELECT over
-generate_series on PostgreSQL, a recursive CTE on SQLite), with JSON shaped like
+generate_series on PostgreSQL, a recursive CTE on SQLite and MariaDB), with JSON shaped like
 what the triggers write for a 5-column table. Then, per round, drops
 ``sqlaudit_seal`` and times ``seal_audit_log`` (everything from scratch) and
 ``verify_audit_log``; prints the median and every round. PostgreSQL comes from
 ``SQLAUDIT_BENCH_POSTGRES_URL`` (default postgresql+psycopg://postgres@127.0.0.1:5432/test);
-a fresh schema is created and dropped.
+a fresh schema is created and dropped. MariaDB comes from
+``SQLAUDIT_BENCH_MARIADB_URL`` (default mysql+pymysql://root@127.0.0.1:3306/test);
+a fresh database is created and dropped.
 """
 
 from __future__ import annotations
@@ -59,10 +61,39 @@ SELECT 'customers', CAST(g AS TEXT), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'ins
 FROM s
 """
 
+# MariaDB: JSON_OBJECT as the triggers write it (a DECIMAL as its text); 10,000 rows per
+# statement (a recursive CTE of 100 steps crossed with itself), from :offset on.
+MARIADB_FILL = """
+INSERT INTO sqlaudit_log (table_name, resource_id, operation, changed_at, changed_by,
+                          db_role, transaction_id, reason, old_data, new_data)
+WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < 99),
+     s(g) AS (SELECT :offset + a.n * 100 + b.n + 1 FROM k AS a CROSS JOIN k AS b)
+SELECT 'customers', CAST(g AS CHAR), CASE WHEN g % 3 = 0 THEN 'update' ELSE 'insert' END,
+       TIMESTAMP'2024-01-01 00:00:00' + INTERVAL g SECOND, CONCAT('user-', g % 50),
+       'app', 1000 + g DIV 10, NULL,
+       CASE WHEN g % 3 = 0 THEN JSON_OBJECT('name', CONCAT('customer ', g - 1), 'qty', g % 97) END,
+       JSON_OBJECT('name', CONCAT('customer ', g), 'qty', g % 100,
+                   'price', CAST(CAST((g % 1000) / 7.0 AS DECIMAL(10, 2)) AS CHAR),
+                   'updated_at', '2024-01-01 00:00:00.000000', 'active', g % 2 = 0)
+FROM s WHERE g <= :rows ORDER BY g
+"""
+MARIADB_STEP = 10_000
+
 
 def _engine(dialect: str, workdir: str, url: "str | None" = None):
     if dialect == "sqlite":
         return create_engine(f"sqlite:///{workdir}/seal.db"), None
+    if dialect == "mariadb":
+        from sqlalchemy.engine import make_url
+
+        url = url or os.environ.get("SQLAUDIT_BENCH_MARIADB_URL",
+                                    "mysql+pymysql://root@127.0.0.1:3306/test")
+        database = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(url)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+        target = make_url(url).set(database=database).update_query_dict({"charset": "utf8mb4"})
+        return create_engine(target), (admin, database)
     url = url or os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL",
                                 "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     schema = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
@@ -73,10 +104,16 @@ def _engine(dialect: str, workdir: str, url: "str | None" = None):
     return engine, (admin, schema)
 
 
+def dialect_of(engine) -> str:
+    return "mariadb" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
+
+
 def _version(engine) -> str:
     with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+        if dialect_of(engine) == "sqlite":
             return "SQLite " + sqlite3.sqlite_version
+        if dialect_of(engine) == "mariadb":
+            return "MariaDB " + str(conn.execute(text("SELECT VERSION()")).scalar()).split("-")[0]
         return str(conn.execute(text("SHOW server_version")).scalar()).split()[0].join(("PostgreSQL ", ""))
 
 
@@ -90,7 +127,12 @@ def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = 
             _protect(conn, metadata)
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(text(PG_FILL if dialect == "postgresql" else SQLITE_FILL), {"rows": rows})
+            if dialect == "mariadb":
+                for offset in range(0, rows, MARIADB_STEP):
+                    conn.execute(text(MARIADB_FILL), {"rows": rows, "offset": offset})
+            else:
+                fill_sql = PG_FILL if dialect == "postgresql" else SQLITE_FILL
+                conn.execute(text(fill_sql), {"rows": rows})
         if dialect == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE sqlaudit_log"))
@@ -116,7 +158,10 @@ def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = 
         if cleanup is not None:
             admin, schema = cleanup
             with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                if dialect == "mariadb":
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
+                else:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
 
 

@@ -628,6 +628,9 @@ def prune_audit_log(
         if archive is not None:  # on disk before the transaction commits
             archive.finish([c.name for c in log_table.columns], connection.dialect.name == "postgresql")
 
+    if isinstance(bind, Engine) and is_mysql(bind.dialect.name):
+        # a prune of a sealed log seals first, which needs READ COMMITTED there
+        bind = bind.execution_options(isolation_level="READ COMMITTED")
     try:
         _with_connection(bind, work)
     except BaseException:
@@ -652,7 +655,7 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
 
     detail = {"older_than": bound.isoformat()}
     if is_mysql(connection.dialect.name):
-        return _prune_mysql(connection, log_table, where, bound, archive)
+        return _prune_mysql(connection, log_table, where, bound, archive, detail)
     if connection.dialect.name == "postgresql":
         from ._partitions import prune_remover
 
@@ -674,23 +677,44 @@ def _prune(connection: Connection, log_table: Table, where: Any, bound: datetime
     return count
 
 
-def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
-                 archive: Optional["_export.Archive"]) -> int:
-    """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
-    this session only (into ``archive`` first, when given). Sealing is not built there
-    yet, so a sealed log is refused."""
-    from sqlalchemy import delete, text
+#: Rows a MariaDB prune deletes per statement, by key.
+_MYSQL_PRUNE_PAGE = 5000
 
-    if sa_inspect(connection).has_table("sqlaudit_seal", schema=log_table.schema):
-        raise SQLAuditUnsupportedDialectError(
-            "prune_audit_log() on MariaDB / MySQL removes records of a log that was never "
-            "sealed; sealing is not built there yet (docs/mariadb.md).")
+
+def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: datetime,
+                 archive: Optional["_export.Archive"], detail: dict[str, Any]) -> int:
+    """MariaDB / MySQL: delete under the guard lifted for rows older than ``bound`` in
+    this session only, through ``prune_sealed`` (which records a prune of a sealed log
+    in its seal chain), into ``archive`` first when given."""
+    from sqlalchemy import delete, select, text
+
+    from .integrity import prune_sealed
+
+    id_col = log_table.c.id
+
+    def remove(condition: Any) -> int:
+        """Delete by key (into the archive: read FOR UPDATE, written, deleted by id), a page of ids read first (a plain read, which waits for nobody):
+        a DELETE that scanned an index of the log (changed_at) would wait for every row
+        a transaction still in flight has written there, though none of them matches."""
+        if archive is not None:
+            return archive.delete_into(connection, log_table, condition)
+        removed, after = 0, None
+        while True:
+            page_query = select(id_col).where(condition)
+            if after is not None:
+                page_query = page_query.where(id_col > after)
+            page = [int(i) for i in connection.execute(
+                page_query.order_by(id_col).limit(_MYSQL_PRUNE_PAGE)).scalars()]
+            if not page:
+                return removed
+            removed += int(connection.execute(
+                delete(log_table).where(and_(condition, id_col.in_(page)))).rowcount)
+            after = page[-1]
+
     allow, restore = _templates.render("mysql", "prune")
     connection.execute(text(allow), {"bound": bound.astimezone(timezone.utc).replace(tzinfo=None)})
     try:
-        if archive is not None:
-            return archive.delete_into(connection, log_table, where)
-        return int(connection.execute(delete(log_table).where(where)).rowcount)
+        return prune_sealed(connection, log_table, where, remove, detail)
     finally:
         connection.execute(text(restore))
 

@@ -2,7 +2,7 @@
 
 The database owner or a superuser can always change ``sqlaudit_log`` (for
 example with ``session_replication_role = replica`` on PostgreSQL, or by
-dropping the guard trigger on SQLite). That cannot be prevented from inside
+dropping the guard triggers on SQLite or MariaDB). That cannot be prevented from inside
 the database; this module makes it *detectable*:
 
 * :func:`seal_audit_log` appends to the append-only ``sqlaudit_seal`` table one
@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
-from sqlalchemy import ColumnElement, MetaData, Table, and_, case, insert, literal_column, select, text
+from sqlalchemy import JSON, ColumnElement, MetaData, Table, and_, case, event, insert, literal_column, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from . import _templates
@@ -40,7 +42,7 @@ from ._installed import default_schema
 from .context import _context_actor
 # SQLAuditIntegrityError lived here before it joined sqlaudit.exceptions; still importable
 from .exceptions import SQLAuditArgumentTypeError, SQLAuditError, SQLAuditIntegrityError
-from .schema import audit_table, seal_table
+from .schema import audit_table, log_schema, seal_table
 
 __all__ = [
     "CHUNK_ROWS",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 Bind = Union[Engine, Connection, Session]
+_logger = logging.getLogger(__name__)
 
 #: Version of the canonical encoding (rows and entries); stored in every entry.
 FORMAT_VERSION = 1
@@ -180,7 +183,33 @@ def _ts_element(value: Any) -> Any:
     return _generic(value)
 
 
-_ELEMENT = {"json": _json_element, "ts": _ts_element}
+def _utf8(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _utf8_element(value: Any) -> Any:
+    """MariaDB text read as its bytes (``CAST(... AS BINARY)``): the same str whatever
+    the connection's character set (a latin1 or utf8mb3 connection would turn 4-byte
+    characters into '?', so two different texts could read the same)."""
+    return _utf8(value) if isinstance(value, (bytes, bytearray)) else _generic(value)
+
+
+def _json8_element(value: Any) -> Any:
+    return _json_element(_utf8(value) if isinstance(value, (bytes, bytearray)) else value)
+
+
+def _unix_element(value: Any) -> Any:
+    """MariaDB ``UNIX_TIMESTAMP(timestamp column)``: seconds as a DECIMAL, independent of
+    the session's time_zone; as integer microseconds like every other timestamp."""
+    if isinstance(value, Decimal):  # TIMESTAMP(1..6)
+        return int(value.scaleb(6))
+    if type(value) is int:  # TIMESTAMP: whole seconds
+        return value * 1_000_000
+    return _generic(value)
+
+
+_ELEMENT = {"json": _json_element, "ts": _ts_element, "utf8": _utf8_element,
+            "json8": _json8_element, "unix": _unix_element}
 
 
 def _row_encoder(kinds: Sequence[str], positions: Sequence[int]) -> Callable[[Sequence[Any]], bytes]:
@@ -212,16 +241,28 @@ class _Log:
 
     def __init__(self, connection: Connection, log: Optional[Table] = None) -> None:
         self.connection = connection
-        self.pg = connection.dialect.name == "postgresql"
-        if connection.dialect.name not in ("postgresql", "sqlite"):
+        name = connection.dialect.name
+        self.pg = name == "postgresql"
+        self.my = name in _MYSQL
+        self.sqlite = name == "sqlite"
+        if not (self.pg or self.my or self.sqlite):
             from .exceptions import SQLAuditUnsupportedDialectError
 
             raise SQLAuditUnsupportedDialectError(
-                f"sqlaudit.integrity supports PostgreSQL and SQLite, not {connection.dialect.name}."
+                f"sqlaudit.integrity supports PostgreSQL, SQLite and MariaDB, not {name}."
             )
         # named: no TEMP table stands in; the schema of the log given (a prune of
         # another schema's log), so its columns and seal table are the ones used
-        schema = (log.schema if log is not None and log.schema else default_schema(connection)) or "main"
+        if log is not None and log.schema:
+            schema: Optional[str] = log.schema
+        elif self.my:
+            schema = log_schema(connection)  # the current database
+            if schema is None:
+                raise SQLAuditError("no database is selected on this MariaDB connection; name "
+                                    "the database of sqlaudit_log in the URL before sealing or "
+                                    "verifying it.")
+        else:
+            schema = default_schema(connection) or "main"
         self.schema = schema
         metadata = MetaData(schema=schema)
         self.log = log if log is not None else audit_table(metadata)
@@ -244,6 +285,11 @@ class _Log:
                      "bpchar": "text", "bool": "bool", "timestamptz": "ts", "timestamp": "ts",
                      "date": "ts", "json": "json", "jsonb": "json"}
             pairs = [(str(n), kinds.get(str(t), "other")) for n, t in rows]
+        elif self.my:
+            pairs = [(str(n), _mysql_kind(str(n), str(t))) for n, t in conn.execute(text(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = :schema AND TABLE_NAME = 'sqlaudit_log' "
+                "ORDER BY ORDINAL_POSITION"), {"schema": self.schema})]
         else:
             rows = conn.exec_driver_sql('PRAGMA main.table_info("sqlaudit_log")').all()
             pairs = []
@@ -269,6 +315,10 @@ class _Log:
                 out.append(literal_column(f"(extract(epoch FROM {ref}) * 1000000)::bigint"))
             elif self.pg and kind in ("json", "other"):
                 out.append(literal_column(f"{ref}::text"))
+            elif kind in ("utf8", "json8"):  # MariaDB: the stored bytes, not the session's charset
+                out.append(literal_column(f"CAST({ref} AS BINARY)"))
+            elif kind == "unix":
+                out.append(literal_column(f"UNIX_TIMESTAMP({ref})"))
             else:
                 out.append(literal_column(ref))
         return out
@@ -281,7 +331,10 @@ class _Log:
         if extra is not None:
             columns.append(case((extra, 1), else_=0))
         stmt = select(*columns).select_from(self.log).where(cond).order_by(id_col)
-        raw = None if self.pg else self.connection.connection.driver_connection
+        if self.my:
+            yield from self._pages(stmt, lower)
+            return
+        raw = self.connection.connection.driver_connection if self.sqlite else None
         saved = getattr(raw, "text_factory", None)
         if raw is not None:  # SQLite text that is not UTF-8 (written by anyone) must not raise
             raw.text_factory = _lenient_text
@@ -293,6 +346,19 @@ class _Log:
             if raw is not None:
                 raw.text_factory = saved
 
+    def _pages(self, stmt: Any, lower: int) -> Iterator[Sequence[Any]]:
+        """MariaDB: the rows of ``stmt`` in pages of _FETCH ids, each read whole. A
+        streamed (unbuffered) result would forbid any other statement on the
+        connection until it is read to the end; sealing appends entries as it reads.
+        (Verification reads every page from one snapshot: REPEATABLE READ.)"""
+        after = lower
+        while True:
+            page = self.connection.execute(stmt.where(self.log.c.id > after).limit(_FETCH)).all()
+            yield from page
+            if len(page) < _FETCH:
+                return
+            after = int(page[-1][0])
+
     def entries(self) -> list[dict[str, Any]]:
         s = self.seal.c
         sealed_at: ColumnElement[Any] = literal_column(
@@ -301,7 +367,7 @@ class _Log:
                       s.first_id, s.last_id, s.row_count, s.columns, s.detail, s.rows_digest,
                       s.previous_digest, s.digest).order_by(s.id)
         entries = []
-        raw = self.connection.execute(stmt.execution_options(yield_per=_FETCH))
+        raw = self.connection.execute(stmt if self.my else stmt.execution_options(yield_per=_FETCH))
         for row in raw:
             entry = dict(row._mapping)
             stamp = entry.pop("sealed_at")
@@ -315,11 +381,17 @@ class _Log:
             found = self.connection.execute(text("SELECT to_regclass(:rel)"),
                                             {"rel": self.qualified(self.seal)}).scalar()
             return found is not None
+        if self.my:
+            return self.connection.execute(text(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = :schema "
+                "AND TABLE_NAME = 'sqlaudit_seal'"), {"schema": self.schema}).first() is not None
         return self.connection.exec_driver_sql(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlaudit_seal'"
         ).first() is not None
 
     def ensure_seal_table(self) -> None:
+        if self.my:
+            return self._ensure_mysql_seal_table()
         if self.has_seal_table():
             return
         self.seal.create(self.connection, checkfirst=True)
@@ -333,12 +405,38 @@ class _Log:
         for sql in _templates.render(dialect, "protect_seal", **values):
             self.connection.execute(_AuditDDL(sql))
 
+    def _ensure_mysql_seal_table(self) -> None:
+        """MariaDB: create the seal table, then its guards. Each DDL statement commits
+        on its own there, so a failure in between could leave the table without its
+        guards: the guards are checked at every seal and the missing ones created.
+        (Both happen only on the first seal or after the guards were dropped.)"""
+        if not self.has_seal_table():
+            self.seal.create(self.connection, checkfirst=True)
+        names = {"no_update_trigger": "sqlaudit_seal_no_update",
+                 "no_delete_trigger": "sqlaudit_seal_no_delete"}
+        present = self.connection.execute(text(
+            "SELECT count(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = :schema "
+            "AND EVENT_OBJECT_TABLE = 'sqlaudit_seal' AND TRIGGER_NAME IN (:a, :b)"),
+            {"schema": self.schema, "a": names["no_update_trigger"],
+             "b": names["no_delete_trigger"]}).scalar()
+        if present == len(names):
+            return
+        schema = self.prep.quote_schema(self.schema) + "."
+        values = {k: schema + self.prep.quote(v) for k, v in names.items()}
+        from .ddl import _AuditDDL  # executes verbatim, '%' escaped for the driver
+
+        for sql in _templates.render("mysql", "protect_seal", seal_table=self.qualified(self.seal),
+                                     **values):
+            self.connection.execute(_AuditDDL(sql))
+
     def serialise(self) -> None:
         """Serialise sealing and pruning of this log before either asks whether it was
         ever sealed: a first seal must not seal rows an unsealed prune is removing
         (they would be reported as deleted). A transaction-scoped advisory lock on
-        PostgreSQL (the seal table may not exist yet to be locked); SQLite has one
-        writer at a time already (its callers hold the write transaction)."""
+        PostgreSQL (the seal table may not exist yet to be locked); on MariaDB a
+        user-level lock of the session, released once this transaction has ended
+        (see :func:`_take_mysql_lock`); SQLite has one writer at a time already (its
+        callers hold the write transaction)."""
         if self.pg:
             from ._partitions import take_lock
 
@@ -347,17 +445,21 @@ class _Log:
             take_lock(self.connection, self.schema)
             (sql,) = _templates.render("postgresql", "seal_lock")
             self.connection.execute(text(sql), {"schema": self.schema})
+        elif self.my:
+            _take_mysql_lock(self.connection, self.schema)
 
     def lock(self) -> None:
         """Serialise sealers and pruners (never blocks writers of the log)."""
         if self.pg:
             self.connection.exec_driver_sql(f"LOCK TABLE {self.qualified(self.seal)} IN EXCLUSIVE MODE")
-        else:  # opens the write transaction: SQLite has one writer at a time
+        elif self.sqlite:  # opens the write transaction: SQLite has one writer at a time
             self.connection.exec_driver_sql('DELETE FROM "sqlaudit_seal" WHERE 0')
 
     def who(self) -> Optional[str]:
         if self.pg:
             return str(self.connection.execute(text("SELECT session_user")).scalar())
+        if self.my:
+            return str(self.connection.execute(text("SELECT USER()")).scalar())
         actor = _context_actor()
         return actor.user_id if actor is not None else None
 
@@ -369,9 +471,12 @@ class _Log:
         takes it before drawing an id, and keeps it until it ends). With none
         but ours, every id <= s is final. Otherwise only the contiguous run of
         committed ids after ``head`` is safe (an in-flight row is a gap there);
-        the rest is sealed by a later call. SQLite: one writer, max(id).
+        the rest is sealed by a later call. SQLite: one writer, max(id). MariaDB:
+        see :meth:`_mysql_horizon`.
         """
         conn = self.connection
+        if self.my:
+            return self._mysql_horizon(head)
         if not self.pg:
             return int(conn.execute(select(literal_column("max(id)")).select_from(self.log)).scalar() or 0)
         rel = self.qualified(self.log)
@@ -393,6 +498,35 @@ class _Log:
             {"head": head, "last": last}).scalar()
         return int(run) if run is not None else head
 
+    def _mysql_horizon(self, head: int) -> int:
+        """MariaDB (READ COMMITTED): ``m``, the highest committed id; then the run of
+        consecutive committed ids after ``head``. If it reaches ``m``, every id up to
+        ``m`` is final. Otherwise a locking read of the ids between the run and ``m``
+        with NOWAIT tells whether a transaction in flight holds one of them (it fails
+        on an uncommitted row at once): if none does, the missing ids were rolled
+        back and ``m`` is the horizon; if one does, the run's end is (the rest is
+        sealed by a later call). Never waits for a writer, never blocks one."""
+        conn = self.connection
+        top_sql, run_sql, probe_sql = _templates.render("mysql", "seal_horizon",
+                                                        log=self.qualified(self.log))
+        top = conn.execute(text(top_sql), {"head": head}).scalar()
+        if top is None:
+            return head
+        top = int(top)
+        run = conn.execute(text(run_sql), {"head": head, "last": top}).scalar()
+        run = head if run is None else int(run)
+        if run == top:
+            return top
+        if conn.execute(text("SELECT @@innodb_rollback_on_timeout")).scalar():
+            return run  # a failed probe would roll the whole transaction back there
+        try:
+            conn.execute(text(probe_sql), {"low": run, "high": top}).scalar()
+        except DBAPIError as exc:
+            if _mysql_error(exc) not in _LOCK_BUSY:
+                raise
+            return run
+        return top
+
     def append(self, entry: dict[str, Any], sealed_at: datetime) -> None:
         self.append_many([entry], sealed_at)
 
@@ -407,6 +541,109 @@ class _Log:
             self.connection.execute(insert(self.seal), rows)
 
 
+_MYSQL = ("mysql", "mariadb")
+#: MariaDB's JSON is a LONGTEXT with a json_valid() check: sqlaudit's own JSON columns
+#: are known by name (the catalog does not say), a MySQL JSON column by its type.
+_JSON_COLUMNS = frozenset(c.name for c in audit_table(MetaData()).columns if isinstance(c.type, JSON))
+_MYSQL_TEXT = frozenset(("char", "varchar", "tinytext", "text", "mediumtext", "longtext"))
+_MYSQL_INT = frozenset(("tinyint", "smallint", "mediumint", "int", "bigint"))
+#: MySQL error numbers of a lock that NOWAIT did not get (MariaDB; MySQL 8).
+_LOCK_BUSY = frozenset((1205, 3572))
+#: ``Connection.info`` key: (compiled RELEASE_LOCK, its parameters) of the seal lock this
+#: MariaDB session holds.
+_SEAL_LOCK = "sqlaudit_seal_lock"
+
+
+def _mysql_kind(name: str, data_type: str) -> str:
+    data_type = data_type.lower()
+    if data_type == "json" or (name in _JSON_COLUMNS and data_type in _MYSQL_TEXT):
+        return "json8"
+    if data_type in _MYSQL_TEXT:
+        return "utf8"
+    if data_type in _MYSQL_INT:
+        return "int"
+    if data_type in ("datetime", "date"):  # no time zone: read as written
+        return "ts"
+    if data_type == "timestamp":  # shown in the session's time_zone: read as epoch seconds
+        return "unix"
+    return "other"
+
+
+def _refuse_mysql(connection: Connection) -> None:
+    """Sealing is built and tested on MariaDB; MySQL differs in what it uses (FOR SHARE
+    NOWAIT, CREATE TRIGGER IF NOT EXISTS from 8.0.29, a binary JSON type)."""
+    if not getattr(connection.dialect, "is_mariadb", False):
+        from .exceptions import SQLAuditUnsupportedDialectError
+
+        raise SQLAuditUnsupportedDialectError(
+            "sealing and verifying the audit log are built for MariaDB, not MySQL (untested "
+            "there; docs/mariadb.md); a prune of a log never sealed works on both.")
+
+
+def _mysql_error(exc: DBAPIError) -> Optional[int]:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _take_mysql_lock(connection: Connection, schema: str) -> None:
+    """Take the seal lock of ``schema`` for this MariaDB session (seal_lock.sql) unless
+    it holds it already; it is released once the transaction has ended: at the next
+    BEGIN on this connection, or when the connection goes back to the pool (never
+    before the COMMIT, so the next sealer reads this one's entries)."""
+    info = connection.info
+    if _SEAL_LOCK in info:
+        return
+    name = "sqlaudit.seal." + hashlib.sha1(schema.encode("utf-8")).hexdigest()  # <= 64 chars
+    (sql,) = _templates.render("mysql", "seal_lock")
+    got = connection.execute(text(sql), {"name": name}).scalar()
+    if got != 1:
+        timeout = connection.execute(text("SELECT @@lock_wait_timeout")).scalar()
+        raise SQLAuditError(
+            f"another seal_audit_log() or prune_audit_log() of database {schema!r} held the "
+            f"seal lock for longer than lock_wait_timeout ({timeout} s); nothing was done: "
+            "retry when it has finished.")
+    (unlock,) = _templates.render("mysql", "seal_unlock")
+    info[_SEAL_LOCK] = (connection.dialect, unlock, {"name": name})
+    if not event.contains(connection, "begin", _release_at_begin):
+        event.listen(connection, "begin", _release_at_begin)
+    pool = connection.engine.pool
+    if not event.contains(pool, "checkin", _release_at_checkin):
+        event.listen(pool, "checkin", _release_at_checkin)
+
+
+def _release(dbapi_connection: Any, info: dict[Any, Any]) -> None:
+    from .hooks import _execute
+
+    held = info.pop(_SEAL_LOCK, None)
+    if held is None or dbapi_connection is None:  # a closed session holds no lock
+        return
+    dialect, sql, params = held
+    cursor = dbapi_connection.cursor()
+    try:
+        _execute(cursor, dialect, sql, params)
+        cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _release_at_begin(connection: Connection) -> None:
+    """A transaction begins: the one that took the seal lock has ended."""
+    if _SEAL_LOCK in connection.info:
+        _release(connection.connection.dbapi_connection, connection.info)
+
+
+def _release_at_checkin(dbapi_connection: Any, record: Any) -> None:
+    """The connection goes back to the pool (after its COMMIT or ROLLBACK)."""
+    if _SEAL_LOCK not in record.info:
+        return
+    try:
+        _release(dbapi_connection, record.info)
+    except Exception:
+        _logger.warning("sqlaudit could not release the MariaDB seal lock; discarding the "
+                    "connection (its session's end releases it)", exc_info=True)
+        record.invalidate()
+
+
 def _lenient_text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
@@ -414,12 +651,18 @@ def _lenient_text(value: bytes) -> str:
 _T = TypeVar("_T")
 
 
-def _with_connection(bind: Bind, work: Callable[[Connection], _T]) -> _T:
+def _with_connection(bind: Bind, work: Callable[[Connection], _T],
+                     isolation: Optional[str] = None, dialects: Sequence[str] = _MYSQL) -> _T:
+    """Run ``work`` on ``bind``'s connection; given an Engine, in a transaction of its own,
+    at ``isolation`` on ``dialects`` (READ COMMITTED to seal on MariaDB; REPEATABLE READ to
+    verify on PostgreSQL and MariaDB: the entries and the rows from one snapshot)."""
     if isinstance(bind, Session):
         return work(bind.connection())
     if isinstance(bind, Connection):
         return work(bind)
     if isinstance(bind, Engine):
+        if isolation is not None and bind.dialect.name in dialects:
+            bind = bind.execution_options(isolation_level=isolation)
         with bind.begin() as connection:
             return work(connection)
     raise SQLAuditArgumentTypeError(f"expected an Engine, Connection or Session, got {bind!r}")
@@ -506,6 +749,17 @@ def _seal(connection: Connection, log: Optional[_Log] = None) -> tuple[_Log, str
                 f"sealing needs a READ COMMITTED transaction, this one is {isolation}; pass an "
                 "Engine, or a Connection with isolation_level='READ COMMITTED'."
             )
+    elif log.my:
+        _refuse_mysql(connection)
+        isolation = connection.get_isolation_level()
+        if isolation != "READ COMMITTED":
+            # REPEATABLE READ keeps the snapshot of the transaction's first read, which
+            # may predate the seal lock: it could miss seal entries and rows committed since.
+            raise SQLAuditError(
+                f"sealing on MariaDB needs a READ COMMITTED transaction, this one is {isolation}; "
+                "pass an Engine, or a Connection with "
+                "execution_options(isolation_level='READ COMMITTED')."
+            )
     log.serialise()
     log.ensure_seal_table()
     log.lock()
@@ -532,10 +786,12 @@ def seal_audit_log(bind: Bind) -> str:
     never skipped. With nothing new it appends nothing and returns the same
     head. Store the returned digest outside the database and pass it to
     :func:`verify_audit_log` to detect a rebuilt chain. Given an Engine it runs
-    (and commits) in its own transaction; given a Connection or Session, in
-    theirs (READ COMMITTED on PostgreSQL).
+    (and commits) in its own transaction, READ COMMITTED on MariaDB; given a
+    Connection or Session, in theirs, which must be READ COMMITTED on PostgreSQL
+    and MariaDB. On MariaDB the first call creates ``sqlaudit_seal``, which
+    commits the transaction it runs in (DDL does there).
     """
-    return str(_with_connection(bind, lambda conn: _seal(conn)[1]))
+    return str(_with_connection(bind, lambda conn: _seal(conn)[1], "READ COMMITTED"))
 
 
 # --------------------------------------------------------------------------- verifying
@@ -553,6 +809,8 @@ def _verify(connection: Connection, head: Optional[str], log: Optional[_Log] = N
             rows: bool = True) -> VerifyResult:
     """Verify the chain of entries and, unless ``rows`` is False, the log rows."""
     log = log or _Log(connection)
+    if log.my:
+        _refuse_mysql(connection)
     result = VerifyResult()
     entries = log.entries() if log.has_seal_table() else []
     result.seals = len(entries)
@@ -712,12 +970,15 @@ def verify_audit_log(bind: Bind, *, head: Optional[str] = None) -> VerifyResult:
     (when given) ``head`` - a digest returned by :func:`seal_audit_log` and kept
     outside the database - is in the chain. ``result.problems`` lists what was
     found, in id order; rows written after the last seal are counted in
-    ``result.unsealed_rows``, not reported.
+    ``result.unsealed_rows``, not reported. Given an Engine on PostgreSQL or
+    MariaDB it reads in one REPEATABLE READ transaction: a prune committed while it
+    runs is seen by none of its reads (given a Connection, use that level too).
     """
     if head is not None and not isinstance(head, str):
         raise SQLAuditArgumentTypeError("head must be the hex digest str returned by "
                                         f"seal_audit_log(), got {head!r}")
-    return _with_connection(bind, lambda conn: _verify(conn, head))
+    return _with_connection(bind, lambda conn: _verify(conn, head), "REPEATABLE READ",
+                            ("postgresql", *_MYSQL))
 
 
 # --------------------------------------------------------------------------- pruning
@@ -837,7 +1098,7 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
         # one ends at `last`. SQLite reuses the id of a deleted last row (sqlaudit_log has
         # no AUTOINCREMENT), so there the new epoch ends at the last remaining row, not at
         # the old head.
-        last = head if log.pg else int(connection.execute(
+        last = head if not log.sqlite else int(connection.execute(
             select(literal_column("max(id)")).select_from(log.log).where(log.log.c.id <= head)
         ).scalar() or 0)
         plan: list[tuple[int, int, str, Optional[str]]] = []  # (last_id, row_count, digest, columns)
@@ -849,7 +1110,7 @@ def prune_sealed(connection: Connection, log_table: Table, where: Any,
             else:  # untouched: carried over without reading its rows
                 plan.append((int(entry["last_id"]), int(entry["row_count"]), entry["rows_digest"],
                              entry["columns"]))
-        if not plan and log.pg:
+        if not plan and not log.sqlite:
             # Every sealed row is gone. An empty entry up to the old head keeps those ids
             # sealed (as holding nothing), so a row inserted later with one of them is reported
             # as inserted instead of opening the next epoch. (SQLite gives the ids again.)
@@ -878,7 +1139,8 @@ class HistoryGap:
     """An insert recorded for a row whose previous record says it still existed: the
     row was removed without a recorded delete in between.
 
-    On SQLite that is what ``INSERT OR REPLACE``, ``UPDATE OR REPLACE`` and
+    On MariaDB that is what a foreign-key cascade and TRUNCATE do (they fire no
+    trigger). On SQLite that is what ``INSERT OR REPLACE``, ``UPDATE OR REPLACE`` and
     ``ON CONFLICT REPLACE`` columns do on a connection without
     ``PRAGMA recursive_triggers = ON`` (SQLite fires no delete trigger for the
     row they replace); on PostgreSQL a delete made with the triggers switched off.
@@ -945,17 +1207,12 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
     def work(connection: Connection) -> list[HistoryGap]:
         prep = connection.dialect.identifier_preparer
         sqlite = connection.dialect.name == "sqlite"
-        mysql = connection.dialect.name in ("mysql", "mariadb")
-        if mysql:  # the log of the connection's database
-            log = prep.quote("sqlaudit_log")
-        else:
-            schema = default_schema(connection) or "main"
-            log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
+        my = connection.dialect.name in _MYSQL
+        schema = (log_schema(connection) if my else default_schema(connection)) or "main"
+        log = f"{prep.quote_schema(schema)}.{prep.quote('sqlaudit_log')}"
         sql = _GAPS.format(log=log)
-        if sqlite:
-            sql = sql.replace("IS NOT DISTINCT FROM", "IS")
-        elif mysql:
-            sql = sql.replace("IS NOT DISTINCT FROM", "<=>")
+        if sqlite or my:
+            sql = sql.replace("IS NOT DISTINCT FROM", "IS" if sqlite else "<=>")
         rows = connection.execute(text(sql)).all()
         gaps = [HistoryGap(r[0], r[1], str(r[2]), int(r[3]), int(r[4])) for r in rows]
         for model in models:
@@ -963,7 +1220,7 @@ def find_history_gaps(bind: Bind, *models: Any) -> list[HistoryGap]:
             dialect = rendering_dialect(connection.dialect.name)
             if sqlite:
                 from .dialects.sqlite import key_expression as key_of
-            elif mysql:
+            elif my:
                 from .dialects.mysql import key_expression as key_of
             else:
                 from .dialects.postgresql import _key as key_of

@@ -157,3 +157,37 @@ def test_replace_into_records_the_rows_it_removes_so_no_gap_remains(engine, Base
              "REPLACE INTO items (id, code, body) VALUES (3, 'b', 'takes the code of 2')")
     assert _gaps(engine) == []
     assert find_history_gaps(engine, Item) == []
+
+
+@pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+def test_mariadb_rows_removed_by_truncate_or_a_foreign_key_cascade_are_found(engine, Base) -> None:
+    """MariaDB fires no trigger for TRUNCATE nor for a cascade (docs/mariadb.md, Holes):
+    the row inserted again after a TRUNCATE is a gap in its history, and the child rows a
+    cascade removed are found against their table."""
+    from sqlalchemy import ForeignKey
+
+    _model(Base)
+
+    class Parent(Base):
+        __tablename__ = "parents"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+    @track_table(tracked_fields=["parent_id"])
+    class Child(Base):
+        __tablename__ = "children"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+        parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id", ondelete="CASCADE"))
+
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO items (id, code, body) VALUES (1, 'a', 'x')"))
+        conn.execute(text("INSERT INTO parents (id) VALUES (7)"))
+        conn.execute(text("INSERT INTO children (id, parent_id) VALUES (1, 7), (2, 7)"))
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE items"))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO items (id, code, body) VALUES (1, 'a', 'again')"))
+        conn.execute(text("DELETE FROM parents"))
+    assert _gaps(engine) == [("items", "1")]
+    assert [(g.table_name, g.resource_id) for g in find_history_gaps(engine, Child)] == [
+        ("items", "1"), ("children", "1"), ("children", "2")]

@@ -6,18 +6,20 @@ import hashlib
 
 import threading
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import JSON, DateTime, Integer, Numeric, String, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sqlaudit import seal_audit_log, verify_audit_log
+from sqlaudit import seal_audit_log, track_table, verify_audit_log
 from sqlaudit.ddl import prune_audit_log
 from sqlaudit.integrity import SQLAuditIntegrityError
 
 from sample_models import readme_models
 
+MARIADB_PORTED = True
 
 
 @pytest.fixture
@@ -43,7 +45,8 @@ def ids(engine):
 
 
 def bypass(conn, dialect, table="sqlaudit_log"):
-    """What the owner can always do: switch the append-only guard off for this transaction."""
+    """What the owner can always do: switch the append-only guard off for this transaction
+    (SQLite, MariaDB: drop the guard triggers; on MariaDB that commits at once)."""
     if dialect == "postgresql":
         conn.execute(text("SET LOCAL session_replication_role = replica"))  # superuser
     elif table == "sqlaudit_log":
@@ -52,6 +55,16 @@ def bypass(conn, dialect, table="sqlaudit_log"):
     else:
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_update"))
         conn.execute(text("DROP TRIGGER sqlaudit_seal_no_delete"))
+
+
+def insert_with_id(conn, sql, params=None):
+    """An owner's INSERT with an explicit id; MariaDB would read an id of 0 as "the next
+    one" unless the session says NO_AUTO_VALUE_ON_ZERO, which the owner can."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(text("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')"))
+    conn.execute(text(sql), params or {})
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(text("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_AUTO_VALUE_ON_ZERO', '')"))
 
 
 def kinds(result):
@@ -130,17 +143,17 @@ def test_a_row_inserted_with_an_old_id_is_reported_as_inserted(engine, Customer)
     write(engine, Customer, 3)
     seal_audit_log(engine)
     with engine.begin() as conn:  # INSERT needs no bypass: the log is append-only, not closed
-        conn.execute(text(
+        insert_with_id(conn,
             "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
-            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')")
     result = verify_audit_log(engine)
     assert kinds(result) == [("inserted", 0, 0)]
 
 
-@pytest.mark.postgresql_only
-@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
 def test_a_row_inserted_into_a_gap_of_a_sealed_range_is_reported_as_inserted(engine, Customer) -> None:
-    """PostgreSQL only: a rolled-back insert leaves a gap in the ids (SQLite reuses no middle id)."""
+    """PostgreSQL and MariaDB: a rolled-back insert leaves a gap in the ids (SQLite gives
+    the next id after the highest, so it leaves none)."""
     write(engine, Customer, 1)
     with pytest.raises(RuntimeError):
         with Session(engine) as s, s.begin():
@@ -154,7 +167,7 @@ def test_a_row_inserted_into_a_gap_of_a_sealed_range_is_reported_as_inserted(eng
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at) "
-            "VALUES (:id, 'customers', 'delete', now())"), {"id": first + 1})
+            "VALUES (:id, 'customers', 'delete', CURRENT_TIMESTAMP)"), {"id": first + 1})
     assert kinds(verify_audit_log(engine)) == [("inserted", first, last)]
 
 
@@ -217,7 +230,8 @@ def test_a_legitimate_prune_keeps_the_chain_verifiable(engine, Customer) -> None
 
 
 def test_a_prune_that_removes_every_row_keeps_the_chain_verifiable(engine, Customer) -> None:
-    """On SQLite the next record reuses the id of the deleted last one (no AUTOINCREMENT)."""
+    """On SQLite the next record reuses the id of the deleted last one (no AUTOINCREMENT);
+    PostgreSQL's sequence and MariaDB's AUTO_INCREMENT never give an id twice."""
     write(engine, Customer, 2)
     seal_audit_log(engine)
     assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 2
@@ -233,6 +247,8 @@ def test_an_illegitimate_prune_is_reported_as_deleted(engine, Customer) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # what prune_audit_log does, minus the record
             conn.execute(text("SET LOCAL sqlaudit.prune_before = 'infinity'"))
+        elif engine.dialect.name in ("mysql", "mariadb"):  # the same, with the session variable
+            conn.execute(text("SET @sqlaudit_prune_before = '9999-12-31'"))
         else:
             conn.execute(text("DROP TRIGGER sqlaudit_log_no_delete"))
         conn.execute(text("DELETE FROM sqlaudit_log"))
@@ -371,9 +387,9 @@ def test_prune_refuses_to_remove_a_row_inserted_below_every_sealed_range(engine,
     write(engine, Customer, 2)
     seal_audit_log(engine)
     with engine.begin() as conn:
-        conn.execute(text(
+        insert_with_id(conn,
             "INSERT INTO sqlaudit_log (id, table_name, operation, changed_at, changed_by) "
-            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')"))
+            "VALUES (0, 'customers', 'update', CURRENT_TIMESTAMP, 'ceo')")
     with pytest.raises(SQLAuditIntegrityError, match="refusing to prune: .*inserted out of order"):
         prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1))
     assert len(ids(engine)) == 3
@@ -385,9 +401,9 @@ def test_a_prune_of_every_row_of_many_entries_keeps_the_chain_verifiable(engine,
     seal_audit_log(engine)
     pruned = ids(engine)
     assert prune_audit_log(engine, datetime.now(timezone.utc) + timedelta(days=1)) == 5
-    # PostgreSQL never gives an id twice: the pruned ids stay sealed as holding nothing, so a
-    # row inserted later with one of them is reported (test_prune_attacks). SQLite gives them
-    # again, so its new epoch starts empty.
+    # PostgreSQL and MariaDB never give an id twice: the pruned ids stay sealed as holding
+    # nothing, so a row inserted later with one of them is reported (test_prune_attacks).
+    # SQLite gives them again, so its new epoch starts empty.
     empty = hashlib.sha256().hexdigest()
     assert current_epoch(engine) == ([] if engine.dialect.name == "sqlite" else [(1, pruned[-1], 0, empty)])
     write(engine, Customer, 3, prefix="new")  # SQLite gives the pruned ids again
@@ -446,10 +462,9 @@ def test_session_settings_do_not_change_digests(make_engine, Customer, engine) -
             assert result.sealed_rows == 3
 
 
-@pytest.mark.postgresql_only
-@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
 def test_a_row_committed_after_a_seal_with_a_lower_id_is_sealed_next_time(engine, Customer) -> None:
-    """PostgreSQL only: SQLite has one writer at a time, so no row commits out of id order."""
+    """PostgreSQL and MariaDB: SQLite has one writer at a time, so no row commits out of id order."""
     write(engine, Customer, 2)
     slow = engine.connect()
     try:
@@ -513,10 +528,11 @@ def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> N
     spec = importlib.util.spec_from_file_location("bench_seal", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    url = request.getfixturevalue("postgres_url") if dialect == "postgresql" else None
-    timings = bench.run(dialect, 300, 1, str(tmp_path), url)
+    url = {"postgresql": "postgres_url", "mariadb": "mariadb_url"}.get(dialect)
+    timings = bench.run(dialect, 300, 1, str(tmp_path), url and request.getfixturevalue(url))
     assert len(timings["seal"]) == len(timings["verify"]) == 1
-    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[dialect]
+    assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL",
+                                             "mariadb": "MariaDB"}[dialect]
 
 
 def test_sealing_a_database_without_an_audit_log_says_what_to_do(engine) -> None:
@@ -536,15 +552,17 @@ def test_verify_names_a_head_that_is_not_a_digest(engine, Customer) -> None:
 def test_a_column_added_to_the_log_later_is_sealed_and_old_seals_still_verify(engine, Customer) -> None:
     write(engine, Customer, 2)
     seal_audit_log(engine)
+    name = "mariadb" if engine.dialect.name == "mysql" else engine.dialect.name
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN score "
-                          + ("double precision" if engine.dialect.name == "postgresql" else "REAL")))
+                          + {"postgresql": "double precision", "sqlite": "REAL",
+                             "mariadb": "DOUBLE"}[name]))
     write(engine, Customer, 2, prefix="new")
     with engine.begin() as conn:
-        bypass(conn, engine.dialect.name)
-        conn.execute(text("UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)"
-                          if engine.dialect.name == "sqlite" else
-                          "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8"))
+        bypass(conn, name)
+        conn.execute(text({"sqlite": "UPDATE sqlaudit_log SET score = CAST(0.1 AS REAL) + CAST(0.2 AS REAL)",
+                           "postgresql": "UPDATE sqlaudit_log SET score = 0.1::float8 + 0.2::float8",
+                           "mariadb": "UPDATE sqlaudit_log SET score = 0.1e0 + 0.2e0"}[name]))
     head = seal_audit_log(engine)
     assert verify_audit_log(engine, head=head).ok
     log_ids = ids(engine)
@@ -574,13 +592,301 @@ def test_a_float_column_added_later_reads_the_same_under_any_extra_float_digits(
         assert conn.execute(text("SHOW extra_float_digits")).scalar() == "0"  # restored
 
 
-@pytest.mark.postgresql_only
-@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
 def test_sealing_refuses_a_repeatable_read_transaction(engine, Customer) -> None:
-    """PostgreSQL only: an older snapshot could miss rows committed below the horizon."""
+    """PostgreSQL and MariaDB (whose default it is): an older snapshot could miss rows
+    and seal entries committed below the horizon. SQLite has no such level."""
     from sqlaudit.exceptions import SQLAuditError
 
     write(engine, Customer, 1)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         with pytest.raises(SQLAuditError, match="needs a READ COMMITTED transaction"):
             seal_audit_log(conn)
+    seal_audit_log(engine)  # given an Engine, it picks READ COMMITTED itself
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with pytest.raises(SQLAuditError, match="needs a READ COMMITTED transaction"):
+            prune_audit_log(conn, datetime.now(timezone.utc) + timedelta(days=1))  # seals first
+    assert len(ids(engine)) == 1
+
+
+# ------------------------------------------------------------ the canonical text of values
+
+
+def test_four_byte_text_decimals_datetimes_and_json_are_sealed_exactly(engine, Base, dialect) -> None:
+    """A record of 4-byte characters, an exact decimal, a datetime with microseconds and a
+    nested JSON value verifies; one 4-byte character swapped for another is reported, and
+    the original text put back verifies again (the canonical text is deterministic)."""
+    @track_table(tracked_fields=["label", "price", "due", "data"])
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        label: Mapped[str] = mapped_column(String(50))
+        price: Mapped[Decimal] = mapped_column(Numeric(12, 4))
+        due: Mapped[datetime] = mapped_column(DateTime)
+        data: Mapped[dict] = mapped_column(JSON)
+
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        s.add(Item(id=1, label="ok \U0001F600 \u00e9", price=Decimal("12.3400"),
+                   due=datetime(2024, 2, 29, 23, 59, 59, 999999),
+                   data={"b": [1.5, 0.1, 10**20], "a": "\U0001F680", "n": None}))
+        s.commit()
+    head = seal_audit_log(engine)
+    assert verify_audit_log(engine, head=head).ok
+    read = "SELECT CAST(new_data AS TEXT) FROM sqlaudit_log" if dialect == "postgresql" else \
+        "SELECT new_data FROM sqlaudit_log"
+    write_back = ("UPDATE sqlaudit_log SET new_data = CAST(:v AS jsonb)" if dialect == "postgresql"
+                  else "UPDATE sqlaudit_log SET new_data = :v")
+    with engine.connect() as conn:
+        original = conn.execute(text(read)).scalar()
+    assert "\U0001F600" in original
+    with engine.begin() as conn:
+        bypass(conn, dialect)
+        conn.execute(text(write_back), {"v": original.replace("\U0001F600", "\U0001F601")})
+    assert [p.kind for p in verify_audit_log(engine).problems] == ["altered"]
+    with engine.begin() as conn:
+        bypass(conn, dialect)
+        conn.execute(text(write_back), {"v": original})
+    assert verify_audit_log(engine, head=head).ok
+
+
+def test_sealing_and_verifying_read_the_log_in_pages(engine, Customer, monkeypatch) -> None:
+    """Rows are fetched a page at a time (MariaDB: one query per page); pages and seal
+    entries need not line up."""
+    monkeypatch.setattr("sqlaudit.integrity._FETCH", 3)
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 4)
+    write(engine, Customer, 10)
+    head = seal_audit_log(engine)
+    result = verify_audit_log(engine, head=head)
+    assert result.ok and (result.seals, result.sealed_rows) == (3, 10), result.problems
+    log_ids = ids(engine)
+    with engine.begin() as conn:
+        bypass(conn, engine.dialect.name)
+        conn.execute(text("UPDATE sqlaudit_log SET changed_by = 'x' WHERE id = :id"), {"id": log_ids[5]})
+    assert kinds(verify_audit_log(engine)) == [("altered", log_ids[4], log_ids[7])]
+
+
+def test_an_id_left_by_a_rolled_back_write_does_not_hold_the_seal_back(engine, Customer) -> None:
+    """With no transaction in flight, a gap in the ids is a rolled-back write: the seal goes
+    past it (SQLite leaves no gap)."""
+    write(engine, Customer, 1)
+    with pytest.raises(RuntimeError):
+        with Session(engine) as s, s.begin():
+            s.add(Customer(name="rolled back", user_id=1))
+            s.flush()
+            raise RuntimeError("rollback")
+    write(engine, Customer, 1, prefix="d")
+    result = verify_audit_log(engine, head=seal_audit_log(engine))
+    assert result.ok and (result.sealed_rows, result.unsealed_rows) == (2, 0), result.problems
+
+
+# ------------------------------------------------------------ concurrent sealers
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
+def test_concurrent_seals_and_writers_build_one_chain(engine, Customer, monkeypatch) -> None:
+    """PostgreSQL and MariaDB (SQLite has one writer at a time): sealers running at once,
+    with writers committing between them, append to one chain: no entry forks it, no row
+    is sealed twice or skipped."""
+    monkeypatch.setattr("sqlaudit.integrity.CHUNK_ROWS", 3)
+    errors: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def writer(tag: str) -> None:
+        for i in range(12):
+            write(engine, Customer, 2, prefix=f"{tag}{i}-")
+
+    def sealer() -> None:
+        for _ in range(6):
+            seal_audit_log(engine)
+
+    threads = [threading.Thread(target=run, args=(lambda t=t: writer(t),)) for t in "ab"]
+    threads += [threading.Thread(target=run, args=(sealer,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    head = seal_audit_log(engine)
+    result = verify_audit_log(engine, head=head)
+    assert result.ok, result.problems
+    assert (result.sealed_rows, result.unsealed_rows) == (48, 0)
+
+
+# ------------------------------------------------------------ MariaDB only
+
+mariadb = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def seal_lock_holder(conn):
+    """The MariaDB session holding this database's seal lock, or None."""
+    database = conn.execute(text("SELECT DATABASE()")).scalar()
+    name = "sqlaudit.seal." + hashlib.sha1(database.encode()).hexdigest()
+    return conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+
+
+@mariadb
+def test_mariadb_digests_do_not_depend_on_the_connections_charset_or_time_zone(engine, Customer) -> None:
+    """MariaDB only: text is read as its stored bytes, DATETIME as written and TIMESTAMP as
+    epoch seconds. A latin1 connection (which reads a 4-byte character as '?') in another
+    time zone verifies what a utf8mb4 one sealed, and seals what can only be told apart in
+    utf8mb4: swapping one 4-byte character for another is still reported."""
+    from sqlalchemy import create_engine
+
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE sqlaudit_log ADD COLUMN stamped TIMESTAMP(6) NULL, "
+                          "ADD COLUMN stamped_s TIMESTAMP NULL"))
+    with Session(engine) as s:
+        s.add(Customer(name="\U0001F600 \u00e9", email="a@example.com", user_id=1))
+        s.commit()
+    with engine.begin() as conn:
+        bypass(conn, "mariadb")
+        conn.execute(text("SET time_zone = '+00:00'"))
+        conn.execute(text("UPDATE sqlaudit_log SET stamped = '2024-03-31 01:30:00.123456', "
+                          "stamped_s = '2024-03-31 01:30:00'"))
+    other = create_engine(engine.url.update_query_dict({"charset": "latin1"}),
+                          connect_args={"init_command": "SET time_zone = '+05:45'"})
+    try:
+        with other.connect() as conn:
+            assert conn.execute(text("SELECT name FROM customers")).scalar() == "? \u00e9"
+        assert verify_audit_log(other, head=seal_audit_log(engine)).ok
+        write(engine, Customer, 1, prefix="\U0001F680")
+        head = seal_audit_log(other)
+        assert verify_audit_log(engine, head=head).ok
+        with engine.begin() as conn:
+            bypass(conn, "mariadb")
+            conn.execute(text("UPDATE sqlaudit_log SET new_data = REPLACE(new_data, :a, :b)"),
+                         {"a": "\U0001F680", "b": "\U0001F681"})
+        assert [p.kind for p in verify_audit_log(other).problems] == ["altered"]
+    finally:
+        other.dispose()
+
+
+@mariadb
+def test_mariadb_the_seal_lock_is_held_until_the_transaction_has_ended(engine, Customer) -> None:
+    """MariaDB only: the lock is the session's; it outlives the COMMIT (the next sealer must
+    read this one's entries) and goes at the next transaction's start or at checkin."""
+    write(engine, Customer, 1)
+    with engine.connect() as probe:
+        with engine.connect().execution_options(isolation_level="READ COMMITTED") as sealer:
+            me = sealer.execute(text("SELECT CONNECTION_ID()")).scalar()
+            sealer.commit()
+            seal_audit_log(sealer)
+            assert seal_lock_holder(probe) == me
+            sealer.commit()
+            assert seal_lock_holder(probe) == me
+            sealer.execute(text("SELECT 1"))  # the next transaction begins
+            assert seal_lock_holder(probe) is None
+            write(engine, Customer, 1, prefix="b")
+            seal_audit_log(sealer)
+            sealer.rollback()
+        assert seal_lock_holder(probe) is None  # checked in
+        seal_audit_log(engine)
+        assert seal_lock_holder(probe) is None
+    assert verify_audit_log(engine).ok
+
+
+@mariadb
+def test_mariadb_a_seal_that_waits_too_long_for_the_lock_says_so(engine, Customer) -> None:
+    from sqlaudit.exceptions import SQLAuditError
+
+    write(engine, Customer, 1)
+    with engine.connect().execution_options(isolation_level="READ COMMITTED") as holder:
+        seal_audit_log(holder)  # holds the lock: its transaction is still open
+        with engine.connect().execution_options(isolation_level="READ COMMITTED") as other:
+            other.execute(text("SET SESSION lock_wait_timeout = 1"))
+            with pytest.raises(SQLAuditError, match=r"held the seal lock for longer than "
+                                                    r"lock_wait_timeout \(1 s\); nothing was done"):
+                seal_audit_log(other)
+            other.rollback()
+        holder.commit()
+    assert verify_audit_log(engine).ok
+
+
+@mariadb
+def test_mariadb_truncating_the_seal_table_is_caught_by_the_kept_head(engine, Customer) -> None:
+    """MariaDB only: TRUNCATE fires no trigger, so the append-only guards cannot refuse it
+    (do not grant DROP on sqlaudit_seal); the head kept outside the database reports it."""
+    write(engine, Customer, 2)
+    head = seal_audit_log(engine)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE TABLE sqlaudit_seal"))
+    assert [p.kind for p in verify_audit_log(engine, head=head).problems] == ["head_mismatch"]
+
+
+@mariadb
+def test_mariadb_a_seal_puts_back_the_guards_missing_from_the_seal_table(engine, Customer) -> None:
+    """MariaDB only: the seal table and its guards are created by separate statements, each
+    committing on its own; a seal checks the guards and creates the missing ones."""
+    write(engine, Customer, 1)
+    seal_audit_log(engine)
+    with engine.begin() as conn:
+        bypass(conn, "mariadb", table="sqlaudit_seal")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE sqlaudit_seal SET sealed_by = 'unguarded'"))
+    seal_audit_log(engine)
+    for statement in ("UPDATE sqlaudit_seal SET row_count = 0", "DELETE FROM sqlaudit_seal"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+
+
+@mariadb
+def test_mariadb_a_connection_without_a_database_is_told_to_name_one(engine, Customer) -> None:
+    from sqlalchemy import create_engine
+
+    from sqlaudit.exceptions import SQLAuditError
+
+    bare = create_engine(engine.url._replace(database=None))  # URL.set() keeps a database
+    try:
+        for call in (seal_audit_log, verify_audit_log):
+            with pytest.raises(SQLAuditError, match="no database is selected .*name the database"):
+                call(bare)
+    finally:
+        bare.dispose()
+
+
+@mariadb
+def test_mariadb_the_first_seal_commits_the_open_transaction_is_a_documented_hole(engine, Customer) -> None:
+    """MariaDB only: the first seal creates sqlaudit_seal and its guards, and DDL commits
+    the open transaction there; a rollback after it no longer undoes what came before."""
+    with engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
+        conn.execute(text("INSERT INTO customers (name, user_id) VALUES ('before the seal', 1)"))
+        seal_audit_log(conn)
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM customers")).scalars().all() == ["before the seal"]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"], indirect=True)
+def test_a_prune_committed_while_verifying_is_not_reported(engine, Customer, monkeypatch) -> None:
+    """PostgreSQL and MariaDB (on SQLite the verifying read keeps writers out):
+    verify_audit_log(engine) reads the seal entries and the rows from one snapshot, so a
+    prune committed between the two reads is seen by neither."""
+    from sqlaudit import integrity
+
+    write(engine, Customer, 3, prefix="old")
+    bound = just_after_last_record(engine)
+    write(engine, Customer, 2, prefix="kept")
+    seal_audit_log(engine)
+    original = integrity._Log.entries
+    pruned: list[int] = []
+    started: list[bool] = []
+
+    def entries_then_prune(self):
+        found = original(self)
+        if not started:  # the verify's read, not the prune's own
+            started.append(True)
+            pruned.append(prune_audit_log(engine, bound))  # another connection, committed
+        return found
+
+    monkeypatch.setattr(integrity._Log, "entries", entries_then_prune)
+    result = verify_audit_log(engine)
+    monkeypatch.undo()
+    assert pruned == [3]
+    assert result.ok and result.sealed_rows == 5, result.problems

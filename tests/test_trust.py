@@ -411,8 +411,6 @@ def test_a_user_id_over_one_megabyte_is_refused() -> None:
             pass
 
 
-# Not on MariaDB: sealing is not built there yet (docs/mariadb.md).
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)
 def test_drop_audit_log_also_removes_the_seals(engine, Base) -> None:
     from sqlalchemy import inspect as sa_inspect
 
