@@ -859,12 +859,6 @@ def count_older(conn: Connection, cutoff: datetime) -> int:
 
 def _has_seal_table(conn: Connection) -> bool:
     """Whether this audit log was ever sealed (it has ``sqlaudit_seal``)."""
-    from .dialects import is_mysql
-
-    if is_mysql(conn.dialect.name):
-        from .schema import log_schema
-
-        return bool(sa_inspect(conn).has_table("sqlaudit_seal", schema=log_schema(conn)))
     from .integrity import _Log
 
     return _Log(conn).has_seal_table()

@@ -478,7 +478,6 @@ def test_prune_of_a_log_never_sealed_removes_old_records_and_seals_nothing(engin
     assert not inspect(engine).has_table("sqlaudit_seal")
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_prune_removes_old_records_and_the_log_still_verifies(engine, url, seeded) -> None:
     assert run("seal", url=url).returncode == 0
     result = run("prune", "--older-than", tomorrow(), "--yes", url=url)
@@ -489,7 +488,6 @@ def test_prune_removes_old_records_and_the_log_still_verifies(engine, url, seede
     assert run("verify", "--head", head, url=url).returncode == 0
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_a_head_kept_before_a_prune_reports_the_prune(engine, url, seeded) -> None:
     before = run("seal", url=url).stdout.strip()
     assert run("prune", "--older-than", tomorrow(), "--yes", url=url).returncode == 0
@@ -513,7 +511,6 @@ def test_prune_with_nothing_old_enough(url, seeded) -> None:
 
 # ---------------------------------------------------------------- seal and verify
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_seal_prints_the_head_and_verify_accepts_it(url, seeded) -> None:
     sealed = run("seal", url=url)
     assert sealed.returncode == 0, sealed.stderr
@@ -524,7 +521,6 @@ def test_seal_prints_the_head_and_verify_accepts_it(url, seeded) -> None:
             report["problems"]) == (True, head, 5, 0, [])
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_verify_finds_an_altered_record_and_exits_1(engine, url, seeded, dialect) -> None:
     assert run("seal", url=url).returncode == 0
     with engine.begin() as conn:
@@ -540,7 +536,6 @@ def test_verify_finds_an_altered_record_and_exits_1(engine, url, seeded, dialect
     assert [p["kind"] for p in report["problems"]] == ["altered"]
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_verify_with_a_foreign_head_exits_1(url, seeded) -> None:
     assert run("seal", url=url).returncode == 0
     result = run("verify", "--head", "0" * 64, "--format", "json", url=url)
@@ -725,7 +720,6 @@ def test_the_command_line_without_its_extra_says_what_to_install() -> None:
     assert "needs its cli extra: pip install click rich" in error_line(result)
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_prune_of_a_tampered_log_is_refused_with_exit_10(engine, url, seeded, dialect) -> None:
     assert run("seal", url=url).returncode == 0
     with engine.begin() as conn:

@@ -232,7 +232,6 @@ def test_prune_that_cannot_write_its_archive_removes_nothing(engine, Customer, t
     assert log_count(engine) == 3
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_prune_of_a_sealed_log_failing_while_writing_removes_nothing_and_leaves_no_file(
         engine, Customer, tmp_path, monkeypatch) -> None:
     log_rows(engine, n=3)
@@ -250,7 +249,6 @@ def test_prune_of_a_sealed_log_failing_while_writing_removes_nothing_and_leaves_
         assert conn.execute(text("SELECT count(*) FROM sqlaudit_seal WHERE kind = 'prune'")).scalar() == 0
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_prune_with_export_is_recorded_and_the_log_still_verifies(engine, Customer, tmp_path) -> None:
     log_rows(engine, n=4)
     log_rows(engine, n=2, at=NOW)
@@ -384,7 +382,6 @@ def test_import_into_a_log_that_is_not_empty_is_refused(engine, Customer, tmp_pa
     assert log_count(engine) == 2
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_archive_of_a_prune_matches_its_sealed_digest_after_import(engine, Customer, other, tmp_path) -> None:
     """Lossless by the seal's own measure: the pruned rows, re-imported from the
     archive, hash to the digest the prune recorded in sqlaudit_seal; the
@@ -448,7 +445,6 @@ def test_cli_prune_export_to_archives_what_it_removes(engine, url, seeded, tmp_p
     assert len(read_jsonl(path)) == 5 and log_count(engine) == 0
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)  # sealing: not built on MariaDB yet
 def test_cli_prune_export_to_leaves_a_log_that_verifies(engine, url, seeded, tmp_path) -> None:
     path = tmp_path / "pruned.jsonl"
     assert run("prune", "--older-than", tomorrow(), "--export-to", str(path), "--yes",
