@@ -47,31 +47,31 @@ def pg_comment(fingerprint: dict[str, Any]) -> str:
     return _PG_PREFIX + encode(fingerprint)
 
 
-#: MariaDB / MySQL: the fingerprint as the default of a local variable of each trigger
-#: body. Not a comment: the ``mariadb`` and ``mysql`` clients strip comments from what
-#: they send (their default ``--skip-comments``), which would lose it from a script.
-_MYSQL_VARIABLE = "sqlaudit_fingerprint"
+#: MariaDB / MySQL: the fingerprint as a string in a branch of each trigger body that
+#: never runs. Not a comment: the ``mariadb`` and ``mysql`` clients strip comments from
+#: what they send (their default ``--skip-comments``), which would lose it from a
+#: script; not a variable's default, which the server would allocate on every row.
 #: (the server stores a hex literal without its ``_utf8mb4`` introducer)
 _MYSQL = re.compile(
-    r"DECLARE\s+" + _MYSQL_VARIABLE + r"\s+LONGTEXT\s+DEFAULT\s+"
+    r"IF\s+FALSE\s+THEN\s+DO\s+"
     r"(?:'sqlaudit:((?:[^'\\]|'')*)'|(?:_utf8mb4\s*)?[Xx]'([0-9A-Fa-f]*)')"
 )
 
 
 def mysql_declaration(fingerprint: dict[str, Any]) -> str:
-    """``DECLARE sqlaudit_fingerprint LONGTEXT DEFAULT '<fingerprint>';``: a string
-    literal that means the same under every ``sql_mode`` (a hex literal when the
-    text holds a backslash, which NO_BACKSLASH_ESCAPES would read differently)."""
+    """``IF FALSE THEN DO '<fingerprint>'; END IF;``: a string literal that means the
+    same under every ``sql_mode`` (a hex literal when the text holds a backslash,
+    which NO_BACKSLASH_ESCAPES would read differently), in a branch that never runs."""
     value = _PG_PREFIX + encode(fingerprint)
     if "\\" in value:
         literal = f"_utf8mb4 X'{value.encode('utf-8').hex().upper()}'"
     else:
         literal = "'" + value.replace("'", "''") + "'"
-    return f"DECLARE {_MYSQL_VARIABLE} LONGTEXT DEFAULT {literal};"
+    return f"    IF FALSE THEN DO {literal}; END IF;"
 
 
 def parse_mysql(body: Optional[str]) -> Optional[dict[str, Any]]:
-    """The fingerprint of a MariaDB / MySQL trigger body (its declaration, else a comment)."""
+    """The fingerprint of a MariaDB / MySQL trigger body (its dead branch, else a comment)."""
     match = _MYSQL.search(body or "")
     if match is None:
         return parse_sqlite(body)

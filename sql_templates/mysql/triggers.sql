@@ -8,13 +8,14 @@
 -- variables, set by sqlaudit's hook for each transaction and cleared at its end
 -- (raw SQL: SET @sqlaudit_user_id = '42'). Values are encoded as JSON by
 -- sqlaudit (see sqlaudit/dialects/mysql.py) so that retrieval reads them back typed.
--- Each body starts by declaring the fingerprint that audit_status() reads back
--- (DECLARE sqlaudit_fingerprint LONGTEXT DEFAULT 'sqlaudit:{...}'; a string, not
--- a comment, because the mariadb and mysql clients strip comments).
+-- Each body ends with the fingerprint that audit_status() reads back, a string
+-- in a branch that never runs (IF FALSE THEN DO 'sqlaudit:{...}'; END IF;): not
+-- a comment, because the mariadb and mysql clients strip comments, and not a
+-- declared variable, which would be allocated on every row.
 DROP TRIGGER IF EXISTS {{ insert_trigger }}
 -- sqlaudit:statement
 CREATE TRIGGER {{ insert_trigger }} AFTER INSERT ON {{ table }} FOR EACH ROW
-BEGIN {{ fingerprint }}
+BEGIN
 {{ require_user }}    INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,
         changed_by, db_role, transaction_id, reason, old_data, new_data,
@@ -24,12 +25,13 @@ BEGIN {{ fingerprint }}
         IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
         IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), NULL, {{ insert_data }},
         IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+{{ fingerprint }}
 END
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ update_trigger }}
 -- sqlaudit:statement
 CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW
-BEGIN {{ fingerprint }}
+BEGIN
     DECLARE sqlaudit_changed BOOLEAN DEFAULT FALSE;
     DECLARE sqlaudit_old_data LONGTEXT DEFAULT '{}';
     DECLARE sqlaudit_new_data LONGTEXT DEFAULT '{}';
@@ -62,12 +64,13 @@ BEGIN {{ fingerprint }}
                 IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
         END IF;
     END IF;
+{{ fingerprint }}
 END
 -- sqlaudit:statement
 DROP TRIGGER IF EXISTS {{ delete_trigger }}
 -- sqlaudit:statement
 CREATE TRIGGER {{ delete_trigger }} AFTER DELETE ON {{ table }} FOR EACH ROW
-BEGIN {{ fingerprint }}
+BEGIN
 {{ require_user }}    INSERT INTO {{ audit_table }} (
         table_schema, table_name, resource_id, operation, changed_at,
         changed_by, db_role, transaction_id, reason, old_data, new_data,
@@ -77,4 +80,5 @@ BEGIN {{ fingerprint }}
         IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
         IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), {{ delete_data }}, NULL,
         IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
+{{ fingerprint }}
 END
