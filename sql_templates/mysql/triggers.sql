@@ -32,9 +32,6 @@ DROP TRIGGER IF EXISTS {{ update_trigger }}
 -- sqlaudit:statement
 CREATE TRIGGER {{ update_trigger }} AFTER UPDATE ON {{ table }} FOR EACH ROW
 BEGIN
-    DECLARE sqlaudit_changed BOOLEAN DEFAULT FALSE;
-    DECLARE sqlaudit_old_data LONGTEXT DEFAULT '{}';
-    DECLARE sqlaudit_new_data LONGTEXT DEFAULT '{}';
     IF {{ key_changed }} THEN
 {{ require_user }}        INSERT INTO {{ audit_table }} (
             table_schema, table_name, resource_id, operation, changed_at,
@@ -50,19 +47,18 @@ BEGIN
             IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
             IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), NULL, {{ insert_data }},
             IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
-    ELSE
-{{ update_changes }}
-        IF sqlaudit_changed THEN
-{{ require_user }}            INSERT INTO {{ audit_table }} (
-                table_schema, table_name, resource_id, operation, changed_at,
-                changed_by, db_role, transaction_id, reason, old_data, new_data,
-                context, application_name, client_addr)
-            VALUES (
-                {{ schema_literal }}, {{ table_literal }}, {{ update_key }}, 'update', UTC_TIMESTAMP(6),
-                IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
-                IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL), sqlaudit_old_data, sqlaudit_new_data,
-                IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
-        END IF;
+    ELSEIF {{ any_changed }} THEN
+{{ require_user }}        INSERT INTO {{ audit_table }} (
+            table_schema, table_name, resource_id, operation, changed_at,
+            changed_by, db_role, transaction_id, reason, old_data, new_data,
+            context, application_name, client_addr)
+        VALUES (
+            {{ schema_literal }}, {{ table_literal }}, {{ update_key }}, 'update', UTC_TIMESTAMP(6),
+            IF(CHAR_LENGTH(@sqlaudit_user_id) > 0, @sqlaudit_user_id, NULL), SUBSTRING_INDEX(USER(), '@', 1), @sqlaudit_transaction_id,
+            IF(CHAR_LENGTH(@sqlaudit_reason) > 0, @sqlaudit_reason, NULL),
+            {{ changed_old }},
+            {{ changed_new }},
+            IF(CHAR_LENGTH(@sqlaudit_context) > 0, @sqlaudit_context, NULL), NULL, SUBSTRING_INDEX(USER(), '@', -1));
     END IF;
 {{ fingerprint }}
 END

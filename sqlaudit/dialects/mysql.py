@@ -93,23 +93,22 @@ def _object(spec: TableSpec, alias: str, dialect: Dialect) -> str:
     return f"JSON_OBJECT({pairs})"
 
 
-def _update_changes(spec: TableSpec, dialect: Dialect) -> str:
-    """One IF per tracked column, adding its old and new value when it changed.
+def _any_changed(spec: TableSpec, dialect: Dialect) -> str:
+    """Some tracked column's OLD and NEW values differ."""
+    return " OR ".join(f"{_distinct(c, dialect)}" for c in spec.columns)
 
-    Members are merged in as one-member objects (JSON_MERGE_PRESERVE keeps a JSON
-    null, and takes the column name as a plain string, not a JSON path to parse)."""
-    blocks = []
-    for col in spec.columns:
-        name = string_literal(col.name, dialect)
-        blocks.append(
-            f"        IF {_distinct(col, dialect)} THEN\n"
-            f"            SET sqlaudit_changed = TRUE,\n"
-            f"                sqlaudit_old_data = JSON_MERGE_PRESERVE(sqlaudit_old_data, "
-            f"JSON_OBJECT({name}, {_value(col, 'OLD', dialect)})),\n"
-            f"                sqlaudit_new_data = JSON_MERGE_PRESERVE(sqlaudit_new_data, "
-            f"JSON_OBJECT({name}, {_value(col, 'NEW', dialect)}));\n"
-            f"        END IF;")
-    return "\n".join(blocks)
+
+def _changed_members(spec: TableSpec, alias: str, dialect: Dialect) -> str:
+    """A JSON object of the tracked columns that changed, with their ``alias`` value.
+
+    One expression, no variables (a variable of the trigger body is allocated on every
+    row): each column adds a one-member object when it changed, an empty one when not
+    (JSON_MERGE_PRESERVE keeps a JSON null, and takes the column name as a plain
+    string, not a JSON path to parse)."""
+    parts = ",\n                ".join(
+        f"IF({_distinct(c, dialect)}, JSON_OBJECT({string_literal(c.name, dialect)}, "
+        f"{_value(c, alias, dialect)}), JSON_OBJECT())" for c in spec.columns)
+    return f"JSON_MERGE_PRESERVE(JSON_OBJECT(),\n                {parts})"
 
 
 def _key_part(col: Column[Any], alias: str, dialect: Dialect) -> str:
@@ -165,7 +164,9 @@ def _render(spec: TableSpec, dialect: Dialect, fingerprint_comment: str,
         insert_data=_object(spec, "NEW", dialect),
         update_key=key_expression(spec, "NEW", dialect),
         key_changed=f"({key_changed})",
-        update_changes=_update_changes(spec, dialect),
+        any_changed=_any_changed(spec, dialect),
+        changed_old=_changed_members(spec, "OLD", dialect),
+        changed_new=_changed_members(spec, "NEW", dialect),
         delete_key=key_expression(spec, "OLD", dialect),
         delete_data=_object(spec, "OLD", dialect),
         fingerprint=fingerprint_comment,
