@@ -444,6 +444,7 @@ INSTALL_COMMANDS = [
     r"python3? examples/quickstart\.py",
     r"(python -m )?pip install( -e)? (?P<spec>\S+)",
     r"docker compose up -d",
+    r"apt-get install( [a-z0-9.+-]+)+",  # system packages a driver builds against
 ]
 
 

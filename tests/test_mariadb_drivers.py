@@ -13,6 +13,9 @@ and, through ``create_async_engine``, asyncmy (``mysql+asyncmy://``) and aiomysq
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import asyncio
 from typing import Any, Callable, Optional
 
@@ -33,9 +36,29 @@ SYNC_DRIVERS = ["pymysql", "mysqldb", "mariadbconnector"]
 ASYNC_DRIVERS = ["asyncmy", "aiomysql"]
 
 
+#: Drivers that build against MariaDB Connector/C: the ``test-c-drivers`` extra, not
+#: ``test`` (a fresh machine has no libmariadb-dev); CI installs them and sets
+#: SQLAUDIT_REQUIRE_C_DRIVERS=1, which turns their skip into a failure.
+C_DRIVERS = {"mysqldb": "MySQLdb", "mariadbconnector": "mariadb"}
+
+
 @pytest.fixture(params=SYNC_DRIVERS + ASYNC_DRIVERS)
 def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    name = str(request.param)
+    require_c_driver(name)
+    return name
+
+
+def require_c_driver(name: str) -> None:
+    """Skip (fail with SQLAUDIT_REQUIRE_C_DRIVERS=1) when C driver ``name`` is missing."""
+    module = C_DRIVERS.get(name)
+    if module is None or importlib.util.find_spec(module) is not None:
+        return
+    message = (f"{name} tests skipped, {module} is not installed: apt-get install "
+               "libmariadb-dev pkg-config, then pip install '.[test-c-drivers]'")
+    if os.environ.get("SQLAUDIT_REQUIRE_C_DRIVERS") == "1":
+        pytest.fail(message + " (SQLAUDIT_REQUIRE_C_DRIVERS=1)", pytrace=False)
+    pytest.skip(message)
 
 
 def driver_url(engine: Engine, driver: str) -> Any:
