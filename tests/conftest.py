@@ -37,26 +37,60 @@ from sqlaudit.retrieval import get_resource_changes
 DIALECTS = ["sqlite", "postgresql"]
 #: The dialects of a module that sets ``MARIADB_PORTED = True``.
 ALL_DIALECTS = [*DIALECTS, "mariadb"]
-_container: Any = None
+#: Containers started by testcontainers for this run, stopped at its end.
+_containers: list[Any] = []
 
 
-def _docker_postgres() -> tuple[Optional[str], str]:
+def _postgres_container() -> Any:
     try:
-        try:
-            from testcontainers.postgres import PostgresContainer
-        except ImportError:
-            from testcontainers.community.postgres import PostgresContainer  # type: ignore
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        from testcontainers.community.postgres import PostgresContainer  # type: ignore
+    return PostgresContainer("postgres:16-alpine", driver="psycopg")
+
+
+def _mysql_container() -> Any:
+    from testcontainers.mysql import MySqlContainer
+
+    return MySqlContainer("mysql:8.0", dialect="pymysql")
+
+
+def _docker(container: Callable[[], Any]) -> tuple[Optional[str], str]:
+    """The URL of a container started with testcontainers, or None and why not."""
+    try:
         import docker
+        import testcontainers  # noqa: F401
     except ImportError:
         return None, "testcontainers is not installed"
     try:
         docker.from_env().ping()
     except Exception as exc:  # no daemon
         return None, f"no Docker daemon answers ({exc.__class__.__name__})"
-    global _container
-    _container = PostgresContainer("postgres:16-alpine", driver="psycopg")
-    _container.start()
-    return _container.get_connection_url(), "testcontainers"
+    made = container()
+    made.start()
+    _containers.append(made)
+    return made.get_connection_url(), "testcontainers"
+
+
+def _server_url(env: str, server: str, example: str,
+                container: Optional[Callable[[], Any]] = None) -> str:
+    """``SQLAUDIT_TEST_<env>_URL``, else a testcontainers container (when ``container``
+    is given and Docker answers), else a skip naming how to run these tests, which
+    ``SQLAUDIT_REQUIRE_<env>=1`` turns into a failure."""
+    url = os.environ.get(f"SQLAUDIT_TEST_{env}_URL")
+    reason = ""
+    if not url and container is not None:
+        url, reason = _docker(container)
+    if not url:
+        message = (f"{server} tests skipped, no server: run them against a local server with "
+                   f"SQLAUDIT_TEST_{env}_URL={example}")
+        if container is not None:
+            message += f", or pip install '.[test,testcontainers]' with Docker running ({reason})"
+        if os.environ.get(f"SQLAUDIT_REQUIRE_{env}") == "1":
+            pytest.fail(message + f" (SQLAUDIT_REQUIRE_{env}=1)", pytrace=False)
+        pytest.skip(message)
+    _reachable(url, server, env)
+    return url
 
 
 @pytest.hookimpl(wrapper=True)
@@ -72,79 +106,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    url = os.environ.get("SQLAUDIT_TEST_POSTGRES_URL")
-    reason = ""
-    if not url:
-        url, reason = _docker_postgres()
-    if not url:
-        message = (
-            "PostgreSQL tests skipped, no server: run them against a local server with "
-            "SQLAUDIT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test, "
-            f"or pip install '.[test,testcontainers]' with Docker running ({reason})"
-        )
-        if os.environ.get("SQLAUDIT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message + " (SQLAUDIT_REQUIRE_POSTGRES=1)", pytrace=False)
-        pytest.skip(message)
-    _reachable(url, "PostgreSQL", "POSTGRES")
-    yield url
-    if _container is not None:
-        _container.stop()
+    yield _server_url("POSTGRES", "PostgreSQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                      _postgres_container)
+    for container in _containers:
+        container.stop()
+    _containers.clear()
 
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> str:
-    url = os.environ.get("SQLAUDIT_TEST_MARIADB_URL")
-    required = os.environ.get("SQLAUDIT_REQUIRE_MARIADB") == "1"
-    if not url:
-        message = (
-            "MariaDB tests skipped, no server: run them against a local server with "
-            "SQLAUDIT_TEST_MARIADB_URL=mysql+pymysql://root@127.0.0.1:3306/test"
-        )
-        if required:
-            pytest.fail(message + " (SQLAUDIT_REQUIRE_MARIADB=1)", pytrace=False)
-        pytest.skip(message)
-    _reachable(url, "MariaDB", "MARIADB")
-    return url
-
-
-_mysql_container: Any = None
-
-
-def _docker_mysql() -> tuple[Optional[str], str]:
-    try:
-        from testcontainers.mysql import MySqlContainer
-        import docker
-    except ImportError:
-        return None, "testcontainers is not installed"
-    try:
-        docker.from_env().ping()
-    except Exception as exc:  # no daemon
-        return None, f"no Docker daemon answers ({exc.__class__.__name__})"
-    global _mysql_container
-    _mysql_container = MySqlContainer("mysql:8.0", dialect="pymysql")
-    _mysql_container.start()
-    return _mysql_container.get_connection_url(), "testcontainers"
+    return _server_url("MARIADB", "MariaDB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
-    url = os.environ.get("SQLAUDIT_TEST_MYSQL_URL")
-    reason = ""
-    if not url:
-        url, reason = _docker_mysql()
-    if not url:
-        message = (
-            "MySQL 8 tests skipped, no server: run them against a MySQL 8 server with "
-            "SQLAUDIT_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test, or pip install "
-            f"'.[test,testcontainers]' with Docker running ({reason})"
-        )
-        if os.environ.get("SQLAUDIT_REQUIRE_MYSQL") == "1":
-            pytest.fail(message + " (SQLAUDIT_REQUIRE_MYSQL=1)", pytrace=False)
-        pytest.skip(message)
-    _reachable(url, "MySQL", "MYSQL")
-    yield url
-    if _mysql_container is not None:
-        _mysql_container.stop()
+    yield _server_url("MYSQL", "MySQL 8", "mysql+pymysql://root@127.0.0.1:3306/test",
+                      _mysql_container)
+    for container in _containers:
+        container.stop()
+    _containers.clear()
 
 
 def _reachable(url: str, server: str, env: str) -> None:
