@@ -1,0 +1,89 @@
+"""Adversarial review of the MariaDB dialect: each test shows one defect found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sqlaudit import AuditState, audit_context, audit_status, register_hooks, track_table
+
+pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def _note_model(Base: Any) -> type:
+    @track_table(tracked_fields=["title"])
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+
+    return Note
+
+
+def _inserts(engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT JSON_VALUE(new_data, '$.title'), changed_by, transaction_id "
+            "FROM sqlaudit_log WHERE operation = 'insert' ORDER BY id")).all()]
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE OR REPLACE TEMPORARY TABLE scratch (id INT)",
+    "CREATE /* x */ TEMPORARY TABLE scratch (id INT)",
+])
+def test_review_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
+        engine, Base, statement) -> None:
+    """A TEMPORARY table commits nothing on MariaDB, however it is spelled: the writes
+    before and after it are one transaction and must share one transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        s.execute(text(statement))
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] == found[1][2]
+
+
+@pytest.mark.parametrize("statement", ["CHECK TABLE notes", "RESET QUERY CACHE"])
+def test_review_a_statement_that_commits_outside_the_regex_gives_a_new_transaction_id(
+        engine, Base, statement) -> None:
+    """CHECK TABLE and RESET commit the open transaction on MariaDB 10.11 (as ANALYZE,
+    OPTIMIZE and REPAIR, which _IMPLICIT_COMMIT_RE lists): 'before' is committed by it,
+    so a rollback afterwards keeps it; the writes after it are another server
+    transaction and must not share its transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        result = s.execute(text(statement))
+        if result.returns_rows:
+            result.all()
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] != found[1][2]
+
+
+def test_review_a_column_named_like_the_fingerprint_branch_keeps_the_status_current(
+        engine, Base) -> None:
+    """The fingerprint parser searches the whole trigger body; a column whose name holds
+    ``IF FALSE THEN DO 'sqlaudit:{}'`` appears there (back-quoted, its ' not doubled)
+    before the real dead branch and is taken as the fingerprint."""
+    @track_table(tracked_fields=["odd"])
+    class Odd(Base):
+        __tablename__ = "odd"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        odd: Mapped[str] = mapped_column("c IF FALSE THEN DO 'sqlaudit:{}'", String(20))
+
+    Base.metadata.create_all(engine)
+    assert audit_status(engine, Odd) == {"odd": AuditState.CURRENT}
+
