@@ -87,3 +87,26 @@ def test_review_a_column_named_like_the_fingerprint_branch_keeps_the_status_curr
     Base.metadata.create_all(engine)
     assert audit_status(engine, Odd) == {"odd": AuditState.CURRENT}
 
+
+
+def test_review_two_phase_transactions_on_one_connection_get_two_transaction_ids(
+        engine, Base) -> None:
+    """Connection.begin_twophase() (XA on MariaDB) fires begin_twophase/commit_twophase,
+    not begin/commit, so the hook never forgets the first XA transaction's stamp: the
+    second one, committed separately by the server, is recorded with the same
+    transaction id (and the session keeps its @sqlaudit_* variables between them)."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        xa = conn.begin_twophase()
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'first')"))
+        xa.prepare()
+        xa.commit()
+        xa = conn.begin_twophase()
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
+        xa.prepare()
+        xa.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
+    assert found[0][2] != found[1][2]
