@@ -80,6 +80,9 @@ _IMPLICIT_COMMIT_RE = re.compile(
     r"(?:(?:CREATE|DROP)(?!\s+TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
     r"|ANALYZE|OPTIMIZE|REPAIR|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
     re.IGNORECASE | re.DOTALL)
+#: A reference to one of the @sqlaudit_* user variables in any spelling the server
+#: accepts: their names are case-insensitive and may be quoted (@`x`, @'x', @"x").
+_MYSQL_VARIABLE_RE = re.compile(r"@[`'\"]?sqlaudit_", re.IGNORECASE)
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -323,7 +326,7 @@ def _before_cursor_execute(
     if _busy.get():
         return
     _stamp_before(conn, cursor, statement)
-    if is_mysql(conn.dialect.name) and "@sqlaudit_" in statement:  # no text scan elsewhere
+    if is_mysql(conn.dialect.name) and "@" in statement and _MYSQL_VARIABLE_RE.search(statement):
         # the application sets a variable itself (raw SQL): it holds for this checkout
         # (also in AUTOCOMMIT) and is cleared at checkin, never reaching another one
         conn.info[_MYSQL_RAW] = True
