@@ -136,3 +136,28 @@ def test_review_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
         second = conn.connection.dbapi_connection
     assert second is first
     assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+
+
+def test_review_a_user_variable_set_through_raw_connection_is_cleared_at_checkin(
+        make_engine, Base) -> None:
+    """docs/mariadb.md: what raw SQL sets stays, "on a connection from SQLAlchemy's pool,
+    until the connection goes back to the pool". engine.raw_connection() is such a
+    connection, but its cursor runs no SQLAlchemy event, so nothing marks the session and
+    checkin leaves @sqlaudit_user_id set: the next request's write is credited to 42."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    raw = engine.raw_connection()  # a maintenance script acting for user 42
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SET @sqlaudit_user_id = '42'")
+        cursor.execute("INSERT INTO notes (id, title) VALUES (1, 'by 42')")
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:  # request 2: no user at all
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
+    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
