@@ -75,10 +75,13 @@ _CONTROL_RE = re.compile(
 _CONTROL_START = frozenset("BSCERAPbscerap/- \t\r\n")
 #: MariaDB / MySQL statements that commit the open transaction before they run
 #: (DDL, account statements, LOCK TABLES ...); TEMPORARY tables commit nothing.
+_SQL_GAP = r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)"
 _IMPLICIT_COMMIT_RE = re.compile(
-    r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)*"
-    r"(?:(?:CREATE|DROP)(?!\s+TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
-    r"|ANALYZE|OPTIMIZE|REPAIR|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
+    _SQL_GAP + r"*"
+    r"(?:(?:CREATE|DROP)(?!" + _SQL_GAP + r"+(?:OR" + _SQL_GAP + r"+REPLACE" + _SQL_GAP
+    + r"+)?TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
+    r"|ANALYZE|OPTIMIZE|REPAIR|CHECK\s+TABLE|RESET|SET\s+PASSWORD|BACKUP\s+STAGE"
+    r"|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
     re.IGNORECASE | re.DOTALL)
 #: A reference to one of the @sqlaudit_* user variables in any spelling the server
 #: accepts: their names are case-insensitive and may be quoted (@`x`, @'x', @"x").
