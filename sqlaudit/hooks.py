@@ -611,6 +611,7 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
 # Event name and listener; the listeners' signatures differ per event.
 _LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("begin", _begin),
+    ("begin_twophase", _reset),  # XA on MariaDB: a new transaction, a new transaction id
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _rollback),
