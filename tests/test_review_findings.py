@@ -161,3 +161,28 @@ def test_review_a_user_variable_set_through_raw_connection_is_cleared_at_checkin
     with auto.connect() as conn:  # request 2: no user at all
         conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
     assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+
+
+def test_review_grant_audit_read_never_creates_an_account(make_engine, Base) -> None:
+    """grant_audit_read() promises an SQLAuditArgumentError for an account that does not
+    exist ("the server creates none by a GRANT"). That holds only under sql_mode
+    NO_AUTO_CREATE_USER (MariaDB's default); a session without it (sql_mode='', an
+    application's own mode) makes the GRANT create the account, with no password, able
+    to read the whole audit history from anywhere."""
+    import uuid
+
+    from sqlaudit import create_audit_log, grant_audit_read
+    from sqlaudit.exceptions import SQLAuditArgumentError
+
+    engine = make_engine(connect_args={"init_command": "SET SESSION sql_mode = ''"})
+    create_audit_log(engine)
+    name = f"rv_typo_{uuid.uuid4().hex[:8]}"
+    try:
+        with pytest.raises(SQLAuditArgumentError):
+            grant_audit_read(engine, f"{name}@%")
+    finally:
+        with engine.connect() as conn:
+            created = conn.execute(text("SELECT COUNT(*) FROM mysql.user WHERE User = :u"),
+                                   {"u": name}).scalar()
+            conn.execute(text(f"DROP USER IF EXISTS `{name}`@`%`"))
+    assert created == 0
