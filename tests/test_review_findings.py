@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -186,3 +187,38 @@ def test_review_grant_audit_read_never_creates_an_account(make_engine, Base) -> 
                                    {"u": name}).scalar()
             conn.execute(text(f"DROP USER IF EXISTS `{name}`@`%`"))
     assert created == 0
+
+
+def test_review_a_timestamp_column_is_recorded_independently_of_the_writers_time_zone(
+        make_engine, Base) -> None:
+    """A TIMESTAMP column holds an instant; NEW.col in a trigger is that instant in the
+    *writing* session's time_zone. A writer whose session is at +05:00 has its value
+    recorded five hours off what every UTC session (and the ORM there) reads from the
+    row, so get_resource_changes() disagrees with the row itself."""
+
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_resource_changes
+
+    @track_table(tracked_fields=["at"])
+    class Event(Base):
+        __tablename__ = "events"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=6), nullable=True)
+
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    from sqlalchemy import create_engine
+    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    register_hooks()
+    try:
+        with Session(east) as s, audit_context(user_id="A"):
+            s.add(Event(id=1, at=datetime(2020, 1, 1, 12, 0, 0)))
+            s.commit()
+    finally:
+        east.dispose()
+    with Session(utc) as s:
+        stored = s.get(Event, 1).at
+        changes = get_resource_changes(Event, session=s, filter_resource_ids=1)
+    recorded = [c.new_value for c in changes if c.field_name == "at"]
+    assert recorded == [stored]
