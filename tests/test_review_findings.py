@@ -222,3 +222,23 @@ def test_review_a_timestamp_column_is_recorded_independently_of_the_writers_time
         changes = get_resource_changes(Event, session=s, filter_resource_ids=1)
     recorded = [c.new_value for c in changes if c.field_name == "at"]
     assert recorded == [stored]
+
+
+@pytest.mark.parametrize("statement", ["# tool\nCOMMIT", "/*!COMMIT*/"])
+def test_review_a_raw_commit_after_a_hash_comment_clears_the_user(engine, Base, statement) -> None:
+    """MariaDB takes '#' as a comment (and runs the text of /*! ... */): the COMMIT
+    ends the transaction, but _CONTROL_RE skips only '--' and '/* */' comments, so the
+    variables stay set and the next transaction's writes keep the old transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'first')"))
+        conn.exec_driver_sql(statement)
+        left = conn.exec_driver_sql("SELECT @sqlaudit_user_id").scalar()
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
+        conn.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
+    assert left is None
+    assert found[0][2] != found[1][2]
