@@ -65,14 +65,14 @@ _STAMPED_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 #: Group 1 is the keyword; group 2 is set for ROLLBACK ... TO (a savepoint),
 #: group 3 for PREPARE TRANSACTION (which ends the transaction).
 _CONTROL_RE = re.compile(
-    r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+    r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*"  # '#': MariaDB's comment
     r"(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
     r"(?:(?<=ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?(\s+TO)\b"
     r"|(?<=PREPARE)(\s+TRANSACTION)\b)?",
     re.IGNORECASE | re.DOTALL,
 )
 #: First characters a statement matched by _CONTROL_RE can start with.
-_CONTROL_START = frozenset("BSCERAPbscerap/- \t\r\n")
+_CONTROL_START = frozenset("BSCERAPbscerap/-# \t\r\n")
 #: MariaDB / MySQL statements that commit the open transaction before they run
 #: (DDL, account statements, LOCK TABLES ...); TEMPORARY tables commit nothing.
 _SQL_GAP = r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)"
