@@ -240,3 +240,42 @@ def test_review_a_raw_commit_after_a_hash_comment_clears_the_user(engine, Base, 
     found = _inserts(engine)
     assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
     assert found[0][2] != found[1][2]
+
+
+
+def test_review_analyze_update_is_recorded_with_the_acting_user(engine, Base) -> None:
+    """MariaDB's ANALYZE <statement> runs the statement (and reports its plan):
+    ANALYZE UPDATE writes, firing the triggers. _IMPLICIT_COMMIT_RE takes every
+    statement starting with ANALYZE as DDL and returns before stamping, so the
+    write runs without the acting user."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Note(id=1, title="first"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="B"):
+        s.execute(text("ANALYZE UPDATE notes SET title = 'second' WHERE id = 1")).all()
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
+
+
+def test_review_analyze_update_is_not_credited_to_the_previous_user(engine, Base) -> None:
+    """The same hole crediting the wrong user: in one transaction, a write as A, then
+    under audit_context B an ANALYZE UPDATE, which the hook does not stamp: the update is
+    recorded as A's."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s:
+        with audit_context(user_id="A"):
+            s.add(Note(id=1, title="first"))
+            s.flush()
+        with audit_context(user_id="B"):
+            s.execute(text("ANALYZE UPDATE notes SET title = 'second' WHERE id = 1")).all()
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
