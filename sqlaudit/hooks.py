@@ -80,7 +80,10 @@ _IMPLICIT_COMMIT_RE = re.compile(
     _SQL_GAP + r"*"
     r"(?:(?:CREATE|DROP)(?!" + _SQL_GAP + r"+(?:OR" + _SQL_GAP + r"+REPLACE" + _SQL_GAP
     + r"+)?TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
-    r"|ANALYZE|OPTIMIZE|REPAIR|CHECK\s+TABLE|RESET|SET\s+PASSWORD|BACKUP\s+STAGE"
+    # ANALYZE, OPTIMIZE, REPAIR, CHECK of TABLE(s) only: MariaDB's ANALYZE UPDATE (and
+    # ANALYZE of any statement) runs that statement, a write to stamp
+    r"|(?:ANALYZE|OPTIMIZE|REPAIR)\s+(?:(?:NO_WRITE_TO_BINLOG|LOCAL)\s+)?TABLES?"
+    r"|CHECK\s+TABLES?|RESET|SET\s+PASSWORD|BACKUP\s+STAGE"
     r"|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
     re.IGNORECASE | re.DOTALL)
 #: A reference to one of the @sqlaudit_* user variables in any spelling the server
