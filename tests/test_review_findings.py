@@ -279,3 +279,22 @@ def test_review_analyze_update_is_not_credited_to_the_previous_user(engine, Base
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
+
+
+def test_review_an_anonymous_compound_statement_is_recorded_with_the_acting_user(
+        engine, Base) -> None:
+    """MariaDB's anonymous block BEGIN NOT ATOMIC ... END is one statement that writes.
+    _CONTROL_RE takes its leading BEGIN for a transaction start: the hook clears the
+    variables and returns without stamping, so the block's writes have no user."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Note(id=1, title="first"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="B"):
+        s.execute(text("BEGIN NOT ATOMIC UPDATE notes SET title = 'second' WHERE id = 1; END"))
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
