@@ -66,7 +66,8 @@ _STAMPED_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 #: group 3 for PREPARE TRANSACTION (which ends the transaction).
 _CONTROL_RE = re.compile(
     r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*"  # '#': MariaDB's comment
-    r"(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
+    # not MariaDB's anonymous block BEGIN NOT ATOMIC ... END, a statement that writes
+    r"(BEGIN(?!\s+NOT\s+ATOMIC\b)|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
     r"(?:(?<=ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?(\s+TO)\b"
     r"|(?<=PREPARE)(\s+TRANSACTION)\b)?",
     re.IGNORECASE | re.DOTALL,
