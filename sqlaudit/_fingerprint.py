@@ -71,8 +71,13 @@ def mysql_declaration(fingerprint: dict[str, Any]) -> str:
 
 
 def parse_mysql(body: Optional[str]) -> Optional[dict[str, Any]]:
-    """The fingerprint of a MariaDB / MySQL trigger body (its dead branch, else a comment)."""
-    match = _MYSQL.search(body or "")
+    """The fingerprint of a MariaDB / MySQL trigger body (its dead branch, else a comment).
+
+    The last match: the dead branch ends the body, and a back-quoted column name in the
+    body may hold the same text (its ``'`` not doubled there)."""
+    match = None
+    for match in _MYSQL.finditer(body or ""):
+        pass
     if match is None:
         return parse_sqlite(body)
     if match.group(1) is not None:

@@ -922,6 +922,16 @@ def _grant_audit_read_mysql(connection: Connection, role: str) -> None:
     if sa_inspect(connection).has_table("sqlaudit_seal", schema=schema):
         statements += _templates.render("mysql", "grant_read_seal", grantee=grantee,
                                         seal_table=f"{database}.{prep.quote_identifier('sqlaudit_seal')}")
+    # MariaDB's GRANT creates a missing account (with no password) unless the session's
+    # sql_mode has NO_AUTO_CREATE_USER: set for the GRANT, the mode restored after it
+    # (MySQL 8 never creates one, and has no such mode)
+    mode = None
+    if getattr(connection.dialect, "is_mariadb", False):
+        from sqlalchemy import text
+
+        mode = connection.execute(text("SELECT @@SESSION.sql_mode")).scalar()
+        connection.execute(text("SET SESSION sql_mode = CONCAT_WS(',', "
+                                "NULLIF(@@SESSION.sql_mode, ''), 'NO_AUTO_CREATE_USER')"))
     try:
         _run(connection, statements)
     except DBAPIError as exc:
@@ -932,3 +942,8 @@ def _grant_audit_read_mysql(connection: Connection, role: str) -> None:
                 "first (CREATE USER 'reader'@'%' IDENTIFIED BY ..., or CREATE ROLE reader) and "
                 "name an account as user@host (reader@%)") from None
         raise
+    finally:
+        if mode is not None:
+            from sqlalchemy import text
+
+            connection.execute(text("SET SESSION sql_mode = :mode"), {"mode": mode})

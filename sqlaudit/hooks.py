@@ -65,21 +65,31 @@ _STAMPED_DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 #: Group 1 is the keyword; group 2 is set for ROLLBACK ... TO (a savepoint),
 #: group 3 for PREPARE TRANSACTION (which ends the transaction).
 _CONTROL_RE = re.compile(
-    r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
-    r"(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
+    r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/)*"  # '#': MariaDB's comment
+    # not MariaDB's anonymous block BEGIN NOT ATOMIC ... END, a statement that writes
+    r"(BEGIN(?!\s+NOT\s+ATOMIC\b)|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b"
     r"(?:(?<=ROLLBACK)(?:\s+(?:WORK|TRANSACTION))?(\s+TO)\b"
     r"|(?<=PREPARE)(\s+TRANSACTION)\b)?",
     re.IGNORECASE | re.DOTALL,
 )
 #: First characters a statement matched by _CONTROL_RE can start with.
-_CONTROL_START = frozenset("BSCERAPbscerap/- \t\r\n")
+_CONTROL_START = frozenset("BSCERAPbscerap/-# \t\r\n")
 #: MariaDB / MySQL statements that commit the open transaction before they run
 #: (DDL, account statements, LOCK TABLES ...); TEMPORARY tables commit nothing.
+_SQL_GAP = r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)"
 _IMPLICIT_COMMIT_RE = re.compile(
-    r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!|M!).*?\*/)*"
-    r"(?:(?:CREATE|DROP)(?!\s+TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
-    r"|ANALYZE|OPTIMIZE|REPAIR|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
+    _SQL_GAP + r"*"
+    r"(?:(?:CREATE|DROP)(?!" + _SQL_GAP + r"+(?:OR" + _SQL_GAP + r"+REPLACE" + _SQL_GAP
+    + r"+)?TEMPORARY\b)|ALTER|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK"
+    # ANALYZE, OPTIMIZE, REPAIR, CHECK of TABLE(s) only: MariaDB's ANALYZE UPDATE (and
+    # ANALYZE of any statement) runs that statement, a write to stamp
+    r"|(?:ANALYZE|OPTIMIZE|REPAIR)\s+(?:(?:NO_WRITE_TO_BINLOG|LOCAL)\s+)?TABLES?"
+    r"|CHECK\s+TABLES?|RESET|SET\s+PASSWORD|BACKUP\s+STAGE"
+    r"|FLUSH|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
     re.IGNORECASE | re.DOTALL)
+#: A reference to one of the @sqlaudit_* user variables in any spelling the server
+#: accepts: their names are case-insensitive and may be quoted (@`x`, @'x', @"x").
+_MYSQL_VARIABLE_RE = re.compile(r"@[`'\"]?sqlaudit_", re.IGNORECASE)
 _SQLITE_READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _PQ_IDLE = 0  # libpq PQTRANS_IDLE
 _PQ_COMMAND_OK = 1  # libpq PGRES_COMMAND_OK
@@ -323,7 +333,7 @@ def _before_cursor_execute(
     if _busy.get():
         return
     _stamp_before(conn, cursor, statement)
-    if is_mysql(conn.dialect.name) and "@sqlaudit_" in statement:  # no text scan elsewhere
+    if is_mysql(conn.dialect.name) and "@" in statement and _MYSQL_VARIABLE_RE.search(statement):
         # the application sets a variable itself (raw SQL): it holds for this checkout
         # (also in AUTOCOMMIT) and is cleared at checkin, never reaching another one
         conn.info[_MYSQL_RAW] = True
@@ -605,6 +615,7 @@ def _checkin(dbapi_connection: Any, record: Any) -> None:
 # Event name and listener; the listeners' signatures differ per event.
 _LISTENERS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("begin", _begin),
+    ("begin_twophase", _reset),  # XA on MariaDB: a new transaction, a new transaction id
     ("before_cursor_execute", _before_cursor_execute),
     ("commit", _commit),
     ("rollback", _rollback),

@@ -1,0 +1,300 @@
+"""Adversarial review of the MariaDB dialect: each test shows one defect found."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sqlaudit import AuditState, audit_context, audit_status, register_hooks, track_table
+
+pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
+
+def _note_model(Base: Any) -> type:
+    @track_table(tracked_fields=["title"])
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(100))
+
+    return Note
+
+
+def _inserts(engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT JSON_VALUE(new_data, '$.title'), changed_by, transaction_id "
+            "FROM sqlaudit_log WHERE operation = 'insert' ORDER BY id")).all()]
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE OR REPLACE TEMPORARY TABLE scratch (id INT)",
+    "CREATE /* x */ TEMPORARY TABLE scratch (id INT)",
+])
+def test_review_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
+        engine, Base, statement) -> None:
+    """A TEMPORARY table commits nothing on MariaDB, however it is spelled: the writes
+    before and after it are one transaction and must share one transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        s.execute(text(statement))
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] == found[1][2]
+
+
+@pytest.mark.parametrize("statement", ["CHECK TABLE notes", "RESET QUERY CACHE"])
+def test_review_a_statement_that_commits_outside_the_regex_gives_a_new_transaction_id(
+        engine, Base, statement) -> None:
+    """CHECK TABLE and RESET commit the open transaction on MariaDB 10.11 (as ANALYZE,
+    OPTIMIZE and REPAIR, which _IMPLICIT_COMMIT_RE lists): 'before' is committed by it,
+    so a rollback afterwards keeps it; the writes after it are another server
+    transaction and must not share its transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.execute(text("INSERT INTO notes (id, title) VALUES (1, 'before')"))
+        result = s.execute(text(statement))
+        if result.returns_rows:
+            result.all()
+        s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
+        s.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
+    assert found[0][2] != found[1][2]
+
+
+def test_review_a_column_named_like_the_fingerprint_branch_keeps_the_status_current(
+        engine, Base) -> None:
+    """The fingerprint parser searches the whole trigger body; a column whose name holds
+    ``IF FALSE THEN DO 'sqlaudit:{}'`` appears there (back-quoted, its ' not doubled)
+    before the real dead branch and is taken as the fingerprint."""
+    @track_table(tracked_fields=["odd"])
+    class Odd(Base):
+        __tablename__ = "odd"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        odd: Mapped[str] = mapped_column("c IF FALSE THEN DO 'sqlaudit:{}'", String(20))
+
+    Base.metadata.create_all(engine)
+    assert audit_status(engine, Odd) == {"odd": AuditState.CURRENT}
+
+
+
+def test_review_two_phase_transactions_on_one_connection_get_two_transaction_ids(
+        engine, Base) -> None:
+    """Connection.begin_twophase() (XA on MariaDB) fires begin_twophase/commit_twophase,
+    not begin/commit, so the hook never forgets the first XA transaction's stamp: the
+    second one, committed separately by the server, is recorded with the same
+    transaction id (and the session keeps its @sqlaudit_* variables between them)."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        xa = conn.begin_twophase()
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'first')"))
+        xa.prepare()
+        xa.commit()
+        xa = conn.begin_twophase()
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
+        xa.prepare()
+        xa.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
+    assert found[0][2] != found[1][2]
+
+
+@pytest.mark.parametrize("statement", [
+    "SET @SQLAUDIT_USER_ID = '42'",  # user variable names are case-insensitive
+    "SET @`sqlaudit_user_id` = '42'",  # quoted name
+])
+def test_review_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
+        make_engine, Base, statement) -> None:
+    """Raw SQL that sets the acting user in another spelling than the hook's literal
+    "@sqlaudit_" scan (upper case, back-quoted): the server takes it as the same variable,
+    the hook does not see it, and the next checkout of the pooled connection (another
+    request, AUTOCOMMIT) is credited to user 42."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:  # request 1: a support tool acting for user 42
+        conn.execute(text(statement))
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'by 42')"))
+        first = conn.connection.dbapi_connection
+    with auto.connect() as conn:  # request 2: no user at all
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
+        second = conn.connection.dbapi_connection
+    assert second is first
+    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+
+
+def test_review_a_user_variable_set_through_raw_connection_is_cleared_at_checkin(
+        make_engine, Base) -> None:
+    """docs/mariadb.md: what raw SQL sets stays, "on a connection from SQLAlchemy's pool,
+    until the connection goes back to the pool". engine.raw_connection() is such a
+    connection, but its cursor runs no SQLAlchemy event, so nothing marks the session and
+    checkin leaves @sqlaudit_user_id set: the next request's write is credited to 42."""
+    engine = make_engine(pool_size=1, max_overflow=0)
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    raw = engine.raw_connection()  # a maintenance script acting for user 42
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SET @sqlaudit_user_id = '42'")
+        cursor.execute("INSERT INTO notes (id, title) VALUES (1, 'by 42')")
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:  # request 2: no user at all
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
+    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+
+
+def test_review_grant_audit_read_never_creates_an_account(make_engine, Base) -> None:
+    """grant_audit_read() promises an SQLAuditArgumentError for an account that does not
+    exist ("the server creates none by a GRANT"). That holds only under sql_mode
+    NO_AUTO_CREATE_USER (MariaDB's default); a session without it (sql_mode='', an
+    application's own mode) makes the GRANT create the account, with no password, able
+    to read the whole audit history from anywhere."""
+    import uuid
+
+    from sqlaudit import create_audit_log, grant_audit_read
+    from sqlaudit.exceptions import SQLAuditArgumentError
+
+    engine = make_engine(connect_args={"init_command": "SET SESSION sql_mode = ''"})
+    create_audit_log(engine)
+    name = f"rv_typo_{uuid.uuid4().hex[:8]}"
+    try:
+        with pytest.raises(SQLAuditArgumentError):
+            grant_audit_read(engine, f"{name}@%")
+    finally:
+        with engine.connect() as conn:
+            created = conn.execute(text("SELECT COUNT(*) FROM mysql.user WHERE User = :u"),
+                                   {"u": name}).scalar()
+            conn.execute(text(f"DROP USER IF EXISTS `{name}`@`%`"))
+    assert created == 0
+
+
+def test_review_a_timestamp_column_is_recorded_independently_of_the_writers_time_zone(
+        make_engine, Base) -> None:
+    """A TIMESTAMP column holds an instant; NEW.col in a trigger is that instant in the
+    *writing* session's time_zone. A writer whose session is at +05:00 has its value
+    recorded five hours off what every UTC session (and the ORM there) reads from the
+    row, so get_resource_changes() disagrees with the row itself."""
+
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_resource_changes
+
+    @track_table(tracked_fields=["at"])
+    class Event(Base):
+        __tablename__ = "events"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=6), nullable=True)
+
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    from sqlalchemy import create_engine
+    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    register_hooks()
+    try:
+        with Session(east) as s, audit_context(user_id="A"):
+            s.add(Event(id=1, at=datetime(2020, 1, 1, 12, 0, 0)))
+            s.commit()
+    finally:
+        east.dispose()
+    with Session(utc) as s:
+        stored = s.get(Event, 1).at
+        changes = get_resource_changes(Event, session=s, filter_resource_ids=1)
+    recorded = [c.new_value for c in changes if c.field_name == "at"]
+    assert recorded == [stored]
+
+
+@pytest.mark.parametrize("statement", ["# tool\nCOMMIT", "/*!COMMIT*/"])
+def test_review_a_raw_commit_after_a_hash_comment_clears_the_user(engine, Base, statement) -> None:
+    """MariaDB takes '#' as a comment (and runs the text of /*! ... */): the COMMIT
+    ends the transaction, but _CONTROL_RE skips only '--' and '/* */' comments, so the
+    variables stay set and the next transaction's writes keep the old transaction id."""
+    _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.connect() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'first')"))
+        conn.exec_driver_sql(statement)
+        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
+        conn.commit()
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
+    assert found[0][2] != found[1][2]
+
+
+
+def test_review_analyze_update_is_recorded_with_the_acting_user(engine, Base) -> None:
+    """MariaDB's ANALYZE <statement> runs the statement (and reports its plan):
+    ANALYZE UPDATE writes, firing the triggers. _IMPLICIT_COMMIT_RE takes every
+    statement starting with ANALYZE as DDL and returns before stamping, so the
+    write runs without the acting user."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Note(id=1, title="first"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="B"):
+        s.execute(text("ANALYZE UPDATE notes SET title = 'second' WHERE id = 1")).all()
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
+
+
+def test_review_analyze_update_is_not_credited_to_the_previous_user(engine, Base) -> None:
+    """The same hole crediting the wrong user: in one transaction, a write as A, then
+    under audit_context B an ANALYZE UPDATE, which the hook does not stamp: the update is
+    recorded as A's."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s:
+        with audit_context(user_id="A"):
+            s.add(Note(id=1, title="first"))
+            s.flush()
+        with audit_context(user_id="B"):
+            s.execute(text("ANALYZE UPDATE notes SET title = 'second' WHERE id = 1")).all()
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
+
+
+def test_review_an_anonymous_compound_statement_is_recorded_with_the_acting_user(
+        engine, Base) -> None:
+    """MariaDB's anonymous block BEGIN NOT ATOMIC ... END is one statement that writes.
+    _CONTROL_RE takes its leading BEGIN for a transaction start: the hook clears the
+    variables and returns without stamping, so the block's writes have no user."""
+    Note = _note_model(Base)
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Note(id=1, title="first"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="B"):
+        s.execute(text("BEGIN NOT ATOMIC UPDATE notes SET title = 'second' WHERE id = 1; END"))
+        s.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
