@@ -184,7 +184,7 @@ def _ts_element(value: Any) -> Any:
 
 
 def _utf8(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape")
+    return str(value.decode("utf-8", "surrogateescape"))
 
 
 def _utf8_element(value: Any) -> Any:
@@ -254,13 +254,14 @@ class _Log:
         # named: no TEMP table stands in; the schema of the log given (a prune of
         # another schema's log), so its columns and seal table are the ones used
         if log is not None and log.schema:
-            schema: Optional[str] = log.schema
+            schema: str = log.schema
         elif self.my:
-            schema = log_schema(connection)  # the current database
-            if schema is None:
+            current = log_schema(connection)  # the current database
+            if current is None:
                 raise SQLAuditError("no database is selected on this MariaDB connection; name "
                                     "the database of sqlaudit_log in the URL before sealing or "
                                     "verifying it.")
+            schema = current
         else:
             schema = default_schema(connection) or "main"
         self.schema = schema
