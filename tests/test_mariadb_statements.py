@@ -14,24 +14,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sqlaudit import AuditState, audit_context, audit_status, register_hooks, track_table
 
+from test_mariadb import _inserts, _note_model
+
 pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
-
-
-def _note_model(Base: Any) -> type:
-    @track_table(tracked_fields=["title"])
-    class Note(Base):
-        __tablename__ = "notes"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        title: Mapped[str] = mapped_column(String(100))
-
-    return Note
-
-
-def _inserts(engine) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT JSON_VALUE(new_data, '$.title'), changed_by, transaction_id "
-            "FROM sqlaudit_log WHERE operation = 'insert' ORDER BY id")).all()]
 
 
 @pytest.mark.parametrize("statement", [
