@@ -179,39 +179,41 @@ def _upgrade_audit_table(connection: Connection, log_table: Table) -> None:
         return
     if connection.dialect.name != "sqlite":
         return
-    from .schema import LATER_COLUMNS
-
     prep = connection.dialect.identifier_preparer
     existing = {row[1] for row in connection.exec_driver_sql(
         "SELECT 1, name FROM pragma_table_info('sqlaudit_log', 'main')")}
     if not existing:
         return
-    for name in LATER_COLUMNS:
-        if name not in existing:
-            column = log_table.c[name]
-            connection.exec_driver_sql(
-                f"ALTER TABLE main.{prep.quote(AUDIT_TABLE_NAME)} ADD COLUMN {prep.quote(name)} "
-                f"{column.type.compile(connection.dialect)}")
+    _add_later_columns(connection, log_table, f"main.{prep.quote(AUDIT_TABLE_NAME)}", existing)
     for index in log_table.indexes:
         connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _add_later_columns(connection: Connection, log_table: Table, qualified: str,
+                       existing: set[str]) -> None:
+    """Add to the log ``qualified`` the columns it gained since it was created that
+    ``existing`` (its column names) lacks."""
+    from .schema import LATER_COLUMNS
+
+    prep = connection.dialect.identifier_preparer
+    for name in LATER_COLUMNS:
+        if name not in existing:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {qualified} ADD COLUMN {prep.quote(name)} "
+                f"{log_table.c[name].type.compile(connection.dialect)}")
 
 
 def _upgrade_mysql_audit_table(connection: Connection, log_table: Table) -> None:
     """MariaDB / MySQL: the missing columns and indexes of an existing log, read from
     the database (MySQL has no ``ADD COLUMN IF NOT EXISTS``)."""
-    from .schema import LATER_COLUMNS, mysql_index_ddl
+    from .schema import mysql_index_ddl
 
     insp = sa_inspect(connection)
     if not insp.has_table(log_table.name, schema=log_table.schema):
         return
-    prep = connection.dialect.identifier_preparer
     existing = {c["name"] for c in insp.get_columns(log_table.name, schema=log_table.schema)}
-    for name in LATER_COLUMNS:
-        if name not in existing:
-            column = log_table.c[name]
-            connection.exec_driver_sql(
-                f"ALTER TABLE {prep.format_table(log_table)} ADD COLUMN {prep.quote(name)} "
-                f"{column.type.compile(connection.dialect)}")
+    _add_later_columns(connection, log_table,
+                       connection.dialect.identifier_preparer.format_table(log_table), existing)
     indexes = {i["name"] for i in insp.get_indexes(log_table.name, schema=log_table.schema)}
     for name, ddl in mysql_index_ddl(log_table, connection.dialect):
         if name not in indexes:
@@ -693,9 +695,10 @@ def _prune_mysql(connection: Connection, log_table: Table, where: Any, bound: da
     id_col = log_table.c.id
 
     def remove(condition: Any) -> int:
-        """Delete by key (into the archive: read FOR UPDATE, written, deleted by id), a page of ids read first (a plain read, which waits for nobody):
-        a DELETE that scanned an index of the log (changed_at) would wait for every row
-        a transaction still in flight has written there, though none of them matches."""
+        """Delete by key, a page of ids read first (a plain read, which waits for nobody):
+        a DELETE that scanned an index of the log (changed_at) would wait for every row a
+        transaction still in flight has written there, though none of them matches. Into
+        an archive, each page is read FOR UPDATE, written, then deleted by id."""
         if archive is not None:
             return archive.delete_into(connection, log_table, condition)
         removed, after = 0, None

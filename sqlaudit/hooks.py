@@ -332,14 +332,15 @@ def _before_cursor_execute(
 ) -> None:
     if _busy.get():
         return
-    _stamp_before(conn, cursor, statement)
-    if is_mysql(conn.dialect.name) and "@" in statement and _MYSQL_VARIABLE_RE.search(statement):
+    mysql = is_mysql(conn.dialect.name)
+    _stamp_before(conn, cursor, statement, mysql)
+    if mysql and "@" in statement and _MYSQL_VARIABLE_RE.search(statement):
         # the application sets a variable itself (raw SQL): it holds for this checkout
         # (also in AUTOCOMMIT) and is cleared at checkin, never reaching another one
         conn.info[_MYSQL_RAW] = True
 
 
-def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
+def _stamp_before(conn: Connection, cursor: Any, statement: str, mysql: bool) -> None:
     """Stamp the acting user before ``statement``, or forget or clear a stamp."""
     # the first character rules out most statements before the regex runs (hot path)
     control = _CONTROL_RE.match(statement) if statement[:1] in _CONTROL_START else None
@@ -348,13 +349,13 @@ def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
         # run would undo a stamp made now), but it may end or rewind the stamp.
         _transaction_control(conn, cursor, control)
         return
-    if is_mysql(conn.dialect.name) and _IMPLICIT_COMMIT_RE.match(statement):
+    if mysql and _IMPLICIT_COMMIT_RE.match(statement):
         # it commits the open transaction first: the writes after it are another
         # transaction, stamped again with a new transaction id
         conn.info.pop(_STATE, None)
         conn.info.pop(_TXID, None)
         return
-    if is_mysql(conn.dialect.name) and _server_autocommits(conn):
+    if mysql and _server_autocommits(conn):
         # Autocommit switched on behind SQLAlchemy's back (in the driver, or by a raw
         # SET autocommit = 1): every statement commits by itself, so no user may be
         # stamped for "the transaction", and one stamped earlier must not stay.
@@ -379,14 +380,14 @@ def _stamp_before(conn: Connection, cursor: Any, statement: str) -> None:
         _warn_autocommit()
         if dialect.name == "sqlite":
             _clear_sqlite_context(cursor, conn)  # a context row must never reach this write
-        elif is_mysql(dialect.name):
+        elif mysql:
             _clear_mysql(cursor, conn)  # nor a user set by an earlier transaction
         return
     token = _busy.set(True)
     try:
         actor = _resolve(override)
         stamp = (_stamp_postgresql if dialect.name == "postgresql"
-                 else _stamp_mysql if is_mysql(dialect.name) else _stamp_sqlite)
+                 else _stamp_mysql if mysql else _stamp_sqlite)
         conn.info.pop(_STATE, None)
         try:
             stamped = stamp(cursor, dialect, actor, conn)

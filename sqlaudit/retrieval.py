@@ -929,8 +929,8 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
         if isinstance(impl, (mysql.BIT, mysql.YEAR)):
             result[c.name] = None
         elif isinstance(impl, Float):
-            result[c.name] = _float_then(c.type.dialect_impl(mysql_dialect)
-                                         .result_processor(mysql_dialect, None))
+            result[c.name] = _then(_float, c.type.dialect_impl(mysql_dialect)
+                                   .result_processor(mysql_dialect, None))
         elif isinstance(impl, Numeric):
             result[c.name] = _decimal if impl.asdecimal else float
         elif isinstance(impl, Time):
@@ -944,6 +944,10 @@ def _mysql_processors(table: Any) -> dict[str, Optional[Callable[[Any], Any]]]:
 def _then(first: Callable[[Any], Any],
           second: Optional[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     return first if second is None else (lambda value: second(first(value)))
+
+
+def _float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 def _mysql_time(value: Any) -> Any:
@@ -961,12 +965,6 @@ def _mysql_time(value: Any) -> Any:
 
 def _decimal(value: Any) -> Any:
     return Decimal(str(value))
-
-
-def _float_then(process: Optional[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    if process is None:
-        return lambda value: None if value is None else float(value)
-    return lambda value: None if value is None else process(float(value))
 
 
 # Reads across tables and of past states live in their own modules; this is their home.

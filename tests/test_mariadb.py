@@ -849,17 +849,23 @@ def test_a_temporary_table_does_not_commit_so_the_transaction_keeps_its_id(engin
     assert found[0][2] == found[1][2]
 
 
+@pytest.mark.parametrize("statement", [
+    "SET @sqlaudit_user_id = '42'",
+    "SET @SQLAUDIT_USER_ID = '42'",  # user variable names are case-insensitive
+    "SET @`sqlaudit_user_id` = '42'",  # quoted name
+])
 def test_a_raw_user_variable_set_on_an_autocommit_connection_is_cleared_at_checkin(
-        make_engine, Base) -> None:
-    """Raw `SET @sqlaudit_user_id` (the documented way for raw SQL) on an AUTOCOMMIT
-    connection: the next checkout of that connection, another request, holds no user."""
+        make_engine, Base, statement) -> None:
+    """Raw `SET @sqlaudit_user_id` (the documented way for raw SQL), in any spelling the
+    server takes for the same variable, on an AUTOCOMMIT connection: the next checkout
+    of that connection, another request, holds no user."""
     engine = make_engine(pool_size=1, max_overflow=0)
     _note_model(Base)
     Base.metadata.create_all(engine)
     register_hooks()
     auto = engine.execution_options(isolation_level="AUTOCOMMIT")
     with auto.connect() as conn:  # request 1: a support tool acting for user 42
-        conn.execute(text("SET @sqlaudit_user_id = '42'"))
+        conn.execute(text(statement))
         conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'by 42')"))
         first = conn.connection.dbapi_connection
     with auto.connect() as conn:  # request 2: no user at all

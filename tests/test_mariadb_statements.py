@@ -101,32 +101,6 @@ def test_two_phase_transactions_on_one_connection_get_two_transaction_ids(
     assert found[0][2] != found[1][2]
 
 
-@pytest.mark.parametrize("statement", [
-    "SET @SQLAUDIT_USER_ID = '42'",  # user variable names are case-insensitive
-    "SET @`sqlaudit_user_id` = '42'",  # quoted name
-])
-def test_a_raw_user_variable_in_another_spelling_is_cleared_at_checkin(
-        make_engine, Base, statement) -> None:
-    """Raw SQL that sets the acting user in another spelling than the hook's literal
-    "@sqlaudit_" scan (upper case, back-quoted): the server takes it as the same variable,
-    the hook does not see it, and the next checkout of the pooled connection (another
-    request, AUTOCOMMIT) is credited to user 42."""
-    engine = make_engine(pool_size=1, max_overflow=0)
-    _note_model(Base)
-    Base.metadata.create_all(engine)
-    register_hooks()
-    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
-    with auto.connect() as conn:  # request 1: a support tool acting for user 42
-        conn.execute(text(statement))
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (1, 'by 42')"))
-        first = conn.connection.dbapi_connection
-    with auto.connect() as conn:  # request 2: no user at all
-        conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'by nobody')"))
-        second = conn.connection.dbapi_connection
-    assert second is first
-    assert [r[:2] for r in _inserts(engine)] == [("by 42", "42"), ("by nobody", None)]
-
-
 def test_a_user_variable_set_through_a_raw_dbapi_cursor_outlives_checkin_is_a_documented_hole(
         make_engine, Base) -> None:
     """engine.raw_connection()'s cursor runs no SQLAlchemy event, so sqlaudit cannot
