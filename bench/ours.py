@@ -56,6 +56,9 @@ LIMIT_BARE_LOG = "bench_limit_noindex_log"
 #: transaction sets before its first statement and clears before COMMIT, as sqlaudit does
 ROW_TRIGGER_VARS = "rowtrigger_uservar"
 ROW_VARS_LOG = "bench_rowtrigger_uservar_log"
+#: MariaDB only: the cheapest row trigger that writes sqlaudit's record (see RowTriggerRecord)
+ROW_TRIGGER_RECORD = "rowtrigger_record"
+ROW_RECORD_LOG = "bench_rowtrigger_record_log"
 
 warnings.filterwarnings("ignore", message=".*Decimal objects natively.*")
 
@@ -92,13 +95,17 @@ def build_models() -> Dict[str, Any]:
     class ItemRowTriggerVars(ItemColumns, Base):
         __tablename__ = "items_rowtrigger_uservar"
 
+    class ItemRowTriggerRecord(ItemColumns, Base):
+        __tablename__ = "items_rowtrigger_record"
+
     _log_table(Base.metadata, LIMIT_LOG, "limit")
     _log_table(Base.metadata, ROW_LOG, "rowtrigger")
     _log_table(Base.metadata, LIMIT_BARE_LOG, "limitbare", indexes=False)
     _log_table(Base.metadata, ROW_VARS_LOG, "rowvars")
     return {"Base": Base, "baseline": ItemBaseline, "sqlaudit": ItemAudited,
             DIAGNOSTIC: ItemAuditedNoActor, "limit": ItemLimit, ROW_TRIGGER: ItemRowTrigger,
-            LIMIT_BARE: ItemLimitBare, ROW_TRIGGER_VARS: ItemRowTriggerVars}
+            LIMIT_BARE: ItemLimitBare, ROW_TRIGGER_VARS: ItemRowTriggerVars,
+            ROW_TRIGGER_RECORD: ItemRowTriggerRecord}
 
 
 def _log_table(metadata: Any, name: str, tag: str, indexes: bool = True) -> Table:
@@ -306,6 +313,83 @@ class RowTriggerUserVar(RowTrigger):
                 session.connection().exec_driver_sql(self.CLEAR)
                 session.commit()
 
+
+
+class RowTriggerRecord(RowTriggerUserVar):
+    """MariaDB: the cheapest row trigger that writes sqlaudit's record: one INSERT per
+    row, no BEGIN ... END, into a copy of sqlaudit_log (``CREATE TABLE ... LIKE``: its
+    columns, checks and indexes), with every value sqlaudit records: the key as text,
+    the time, the acting user, reason, context and transaction id from session variables
+    (set and cleared per transaction, as RowTriggerUserVar does), the database account
+    and client host from USER(), the five values in sqlaudit's exact encoding. What it
+    leaves out of sqlaudit's trigger: the update's changed fields only (it writes all
+    five old and new values when one changed), a changed key as delete + insert, the
+    optional fail-closed check, the fingerprint that audit_status reads."""
+
+    log = ROW_RECORD_LOG
+    SET = ("SET @bench_user = %s, @bench_tx = %s, @bench_reason = NULL, "
+           "@bench_context = NULL")
+    CLEAR = "SET @bench_user = NULL, @bench_tx = NULL, @bench_reason = NULL, @bench_context = NULL"
+
+    def __init__(self, name: str, db: Database, cls: type):
+        run_sql(db.engine(), f"CREATE TABLE IF NOT EXISTS {self.log} LIKE sqlaudit_log")
+        Plain.__init__(self, name, db, cls)
+        for sql in _record_trigger_ddl(self.table, self.log):
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(sql)
+
+
+#: sqlaudit's encoding of the benchmark's five columns on MariaDB (sqlaudit/dialects/mysql.py:
+#: DECIMAL and DATETIME as their exact text), written out by hand
+def _record_json(alias: str) -> str:
+    as_text = "CAST({} AS CHAR CHARACTER SET utf8mb4)"
+    return (f"JSON_OBJECT('name', {alias}.name, 'qty', {alias}.qty, 'price', "
+            f"{as_text.format(f'{alias}.price')}, 'updated_at', "
+            f"{as_text.format(f'CAST({alias}.updated_at AS DATETIME(6))')}, "
+            f"'active', {alias}.active)")
+
+
+RECORD_COLUMNS = ("table_schema, table_name, resource_id, operation, changed_at, changed_by, "
+                  "db_role, transaction_id, reason, old_data, new_data, context, "
+                  "application_name, client_addr")
+
+
+def _record_values(table: str, alias: str, op: str, old: str, new: str, *, user: str,
+                   tx: str, reason: str, context: str, role: str, addr: str,
+                   key: Optional[str] = None) -> str:
+    """One sqlaudit_log row's values (``key`` defaults to sqlaudit's: the id as text)."""
+    key = key or f"CAST({alias}.id AS CHAR CHARACTER SET utf8mb4)"
+    return (f"NULL, '{table}', {key}, '{op}', UTC_TIMESTAMP(6), {user}, {role}, {tx}, {reason}, "
+            f"{old}, {new}, {context}, NULL, {addr}")
+
+
+def _session(var: str) -> str:
+    """A session variable as sqlaudit's trigger reads it: NULL when unset or empty."""
+    return f"IF(CHAR_LENGTH({var}) > 0, {var}, NULL)"
+
+
+#: USER() split as sqlaudit's trigger splits it: the account and the client host
+ACCOUNT, CLIENT_HOST = "SUBSTRING_INDEX(USER(), '@', 1)", "SUBSTRING_INDEX(USER(), '@', -1)"
+
+
+def _record_trigger_ddl(table: str, log: str) -> List[str]:
+    """RowTriggerRecord's three triggers."""
+    vars_ = dict(user=_session("@bench_user"), tx="@bench_tx", reason=_session("@bench_reason"),
+                 context=_session("@bench_context"), role=ACCOUNT, addr=CLIENT_HOST)
+    changed = " OR ".join(
+        "NOT (CAST(OLD.name AS BINARY) <=> CAST(NEW.name AS BINARY))" if c == "name"
+        else f"NOT (OLD.{c} <=> NEW.{c})" for c in TRACKED)
+    head = f"INSERT INTO {log} ({RECORD_COLUMNS})"
+    new, old = _record_json("NEW"), _record_json("OLD")
+    return [
+        f"CREATE OR REPLACE TRIGGER bench_rec_ins_{table} AFTER INSERT ON {table} FOR EACH ROW "
+        f"{head} VALUES ({_record_values(table, 'NEW', 'insert', 'NULL', new, **vars_)})",
+        f"CREATE OR REPLACE TRIGGER bench_rec_upd_{table} AFTER UPDATE ON {table} FOR EACH ROW "
+        f"{head} SELECT {_record_values(table, 'NEW', 'update', old, new, **vars_)} "
+        f"FROM DUAL WHERE {changed}",
+        f"CREATE OR REPLACE TRIGGER bench_rec_del_{table} AFTER DELETE ON {table} FOR EACH ROW "
+        f"{head} VALUES ({_record_values(table, 'OLD', 'delete', old, 'NULL', **vars_)})",
+    ]
 
 
 def _row_trigger_ddl(table: str, dialect: str, log: str = ROW_LOG,
@@ -794,52 +878,62 @@ def mariadb_round_trips(db: Database, models: Dict[str, Any], variants: Sequence
 
 
 #: mariadb_trigger_steps: from the minimal row trigger to sqlaudit's, one difference a step
+#: (each AFTER INSERT trigger but the first writes into a copy of sqlaudit_log)
 MARIADB_STEPS = {
-    "rowtrigger": "hand-written minimal row trigger (bench log table, constant user)",
-    "shape": "one INSERT of sqlaudit's row (its values, user from @sqlaudit_user_id) into a "
-             "copy of sqlaudit_log (`CREATE TABLE ... LIKE`: its columns, checks and indexes)",
-    "user": "the same, with db_role and client_addr from USER(), as sqlaudit writes them",
-    "block": "the same statement inside BEGIN ... END, as sqlaudit's trigger body",
-    "sqlaudit": "sqlaudit's trigger (hooks on, the user set per transaction)",
+    "rowtrigger": "hand-written minimal row trigger (7 columns into the bench log, constant user)",
+    "table": "the same 7 columns into a copy of sqlaudit_log (`CREATE TABLE ... LIKE`: its "
+             "columns, JSON checks and indexes)",
+    "width": "all 14 columns of sqlaudit's row, the session's values as constants",
+    "user": "the acting user from @sqlaudit_user_id",
+    "session": "the transaction id, reason and context from their session variables too",
+    "account": "the database account and client host from USER()",
+    "encoding": "sqlaudit's value encoding (the key as text, DECIMAL and DATETIME as exact "
+                "text): the record floor's insert trigger",
+    "sqlaudit": "sqlaudit's trigger (its BEGIN ... END body and fingerprint branch; hooks on, "
+                "the user set per transaction)",
 }
 
 
 def mariadb_trigger_steps(db: Database, models: Dict[str, Any], rows: int,
                           rounds: int = 3) -> Dict[str, Any]:
-    """MariaDB: the INSERT ... SELECT of ``rows`` rows on five tables whose row triggers
-    go from the hand-written minimal one to sqlaudit's one difference at a time
+    """MariaDB: the INSERT ... SELECT of ``rows`` rows on tables whose row triggers go
+    from the hand-written minimal one to sqlaudit's one difference at a time
     (MARIADB_STEPS), ``rounds`` interleaved rounds: where sqlaudit's per-row cost
     beyond the minimal trigger goes."""
     from sqlaudit.hooks import register_hooks, unregister_hooks
 
     engine = db.engine()
-    js = ("JSON_OBJECT('name', NEW.name, 'qty', NEW.qty, 'price', CAST(NEW.price AS CHAR "
-          "CHARACTER SET utf8mb4), 'updated_at', CAST(CAST(NEW.updated_at AS DATETIME(6)) AS "
-          "CHAR CHARACTER SET utf8mb4), 'active', NEW.active)")
-    cols = ("table_schema, table_name, resource_id, operation, changed_at, changed_by, db_role, "
-            "transaction_id, reason, old_data, new_data, context, application_name, client_addr")
-
-    def values(table: str, user: bool) -> str:
-        role, addr = (("SUBSTRING_INDEX(USER(), '@', 1)", "SUBSTRING_INDEX(USER(), '@', -1)")
-                      if user else ("'root'", "'localhost'"))
-        return (f"(NULL, '{table}', CAST(NEW.id AS CHAR CHARACTER SET utf8mb4), 'insert', "
-                f"UTC_TIMESTAMP(6), NULLIF(@sqlaudit_user_id, ''), {role}, "
-                f"@sqlaudit_transaction_id, NULLIF(@sqlaudit_reason, ''), NULL, {js}, "
-                f"NULLIF(@sqlaudit_context, ''), NULL, {addr})")
-
+    const = dict(user=f"'{ACTOR}'", tx="NULL", reason="NULL", context="NULL", role="'root'",
+                 addr="'localhost'", key="NEW.id")
+    user = {**const, "user": _session("@sqlaudit_user_id")}
+    session = {**user, "tx": "@sqlaudit_transaction_id", "reason": _session("@sqlaudit_reason"),
+               "context": _session("@sqlaudit_context")}
+    account = {**session, "role": ACCOUNT, "addr": CLIENT_HOST}
+    encoding = {k: v for k, v in account.items() if k != "key"}
+    minimal = _json("NEW", "mariadb")
+    bodies = {  # step -> (values of sqlaudit_log's columns, or None for the 7 columns)
+        "table": None, "width": (minimal, const), "user": (minimal, user),
+        "session": (minimal, session), "account": (minimal, account),
+        "encoding": (_record_json("NEW"), encoding),
+    }
     tables = {"rowtrigger": "items_rowtrigger", "sqlaudit": "items_sqlaudit"}
-    for step, (user, block) in {"shape": (False, False), "user": (True, False),
-                                "block": (True, True)}.items():
+    logs = {"rowtrigger": ROW_LOG}
+    for step, spec in bodies.items():
         table, log = f"items_step_{step}", f"bench_step_{step}_log"
-        insert = f"INSERT INTO {log} ({cols}) VALUES {values(table, user)}"
-        body = f"BEGIN {insert}; END" if block else insert
+        if spec is None:
+            insert = (f"INSERT INTO {log} (table_name, resource_id, operation, changed_at, "
+                      f"changed_by, old_data, new_data) VALUES ('{table}', NEW.id, 'insert', "
+                      f"UTC_TIMESTAMP(6), '{ACTOR}', NULL, {minimal})")
+        else:
+            js, values = spec
+            insert = (f"INSERT INTO {log} ({RECORD_COLUMNS}) VALUES "
+                      f"({_record_values(table, 'NEW', 'insert', 'NULL', js, **values)})")
         for sql in (f"CREATE TABLE {table} LIKE items_baseline",
                     f"CREATE TABLE {log} LIKE sqlaudit_log",
-                    f"CREATE TRIGGER bench_step_{step} AFTER INSERT ON {table} FOR EACH ROW {body}"):
+                    f"CREATE TRIGGER bench_step_{step} AFTER INSERT ON {table} FOR EACH ROW "
+                    f"{insert}"):
             run_sql(engine, sql)
-        tables[step] = table
-    logs = {"rowtrigger": ROW_LOG, "shape": "bench_step_shape_log", "user": "bench_step_user_log",
-            "block": "bench_step_block_log"}
+        tables[step], logs[step] = table, log
     samples: List[Dict[str, Any]] = []
     register_hooks()
     try:
@@ -876,6 +970,8 @@ def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
     cls = models[variant]
     if variant == ROW_TRIGGER_VARS:
         return RowTriggerUserVar(variant, db, cls)
+    if variant == ROW_TRIGGER_RECORD:
+        return RowTriggerRecord(variant, db, cls)
     if variant == "baseline":
         return Plain(variant, db, cls)
     if variant == "limit":
@@ -889,8 +985,8 @@ def make_system(variant: str, db: Database, models: Dict[str, Any]) -> System:
 
 def database_facts(engine: Any, dialect: str) -> Dict[str, str]:
     if dialect == "mariadb":
-        names = ("version", "innodb_buffer_pool_size", "innodb_flush_log_at_trx_commit",
-                 "log_bin", "sync_binlog", "tx_isolation")
+        names = ("version", "innodb_buffer_pool_size", "innodb_log_file_size",
+                 "innodb_flush_log_at_trx_commit", "log_bin", "sync_binlog", "tx_isolation")
         with engine.connect() as conn:
             facts = {n: str(conn.execute(text(f"SELECT @@{n}")).scalar()) for n in names}
             import pymysql
@@ -941,8 +1037,9 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
 
         my = dialect == "mariadb"
         variants = list(VARIANTS) + ([DIAGNOSTIC, ROW_TRIGGER, LIMIT_BARE] if diagnostics else [])
-        if my:  # the row trigger is MariaDB's target: always there, with its user-variable twin
-            variants += [v for v in (ROW_TRIGGER, ROW_TRIGGER_VARS) if v not in variants]
+        if my:  # the row trigger is MariaDB's target: always there, with the two floors
+            variants += [v for v in (ROW_TRIGGER, ROW_TRIGGER_VARS, ROW_TRIGGER_RECORD)
+                         if v not in variants]
         systems = [make_system(v, db, models) for v in variants]
         harness.progress(f"{label}write workloads: {rows:,} rows, {transactions:,} transactions, "
                          f"{rounds} rounds, variants {', '.join(variants)}")
@@ -958,9 +1055,10 @@ def run_dialect(dialect: str, *, rows: int, transactions: int, audit_records: in
         if profile and my:
             harness.progress(f"{label}statements per ORM transaction (Questions counter)")
             result["round_trips"] = mariadb_round_trips(
-                db, models, ["baseline", "limit", "sqlaudit", ROW_TRIGGER, ROW_TRIGGER_VARS])
+                db, models, ["baseline", "limit", "sqlaudit", ROW_TRIGGER, ROW_TRIGGER_VARS,
+                             ROW_TRIGGER_RECORD])
             harness.progress(f"{label}from the minimal row trigger to sqlaudit's, step by step")
-            result["trigger_steps"] = mariadb_trigger_steps(db, models, rows)
+            result["trigger_steps"] = mariadb_trigger_steps(db, models, rows, rounds)
         if profile and dialect == "sqlite":
             harness.progress(f"{label}statement trace of one ORM update transaction")
             result["statement_trace"] = sqlite_statement_trace(db, models)

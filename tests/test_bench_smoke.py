@@ -103,7 +103,7 @@ def test_benchmark_core_runs_and_records_on_mariadb(mariadb_url: str, tmp_path: 
     results = json.loads((tmp_path / "benchmarks.json").read_text())
     run = results["ours"]["mariadb"]
     variants = ("baseline", "sqlaudit", "limit", "sqlaudit_noactor", "rowtrigger",
-                "limit_noindex", "rowtrigger_uservar")
+                "limit_noindex", "rowtrigger_uservar", "rowtrigger_record")
     timed = {(s["system"], s["workload"]) for s in run["write"]["samples"] if s["seconds"] > 0}
     assert timed == {(v, w) for v in variants for w in WRITE}
     read = {(s["system"], s["workload"]) for s in run["read"]["samples"] if s["seconds"] > 0}
@@ -112,7 +112,8 @@ def test_benchmark_core_runs_and_records_on_mariadb(mariadb_url: str, tmp_path: 
     for workload in WRITE:
         expected = ROWS if workload.startswith("bulk") else TRANSACTIONS
         assert capture["baseline"][workload]["audit_rows"] == 0
-        for variant in ("sqlaudit", "limit", "rowtrigger", "limit_noindex", "rowtrigger_uservar"):
+        for variant in ("sqlaudit", "limit", "rowtrigger", "limit_noindex", "rowtrigger_uservar",
+                        "rowtrigger_record"):
             got = capture[variant][workload]
             assert got["audit_rows"] == got["with_actor"] == expected, (variant, workload, got)
         assert capture["sqlaudit_noactor"][workload]["audit_rows"] == expected
@@ -124,7 +125,10 @@ def test_benchmark_core_runs_and_records_on_mariadb(mariadb_url: str, tmp_path: 
         assert statements["limit"][workload] == base + 1  # its one INSERT ... SELECT
         assert statements["rowtrigger"][workload] == base  # the trigger costs no statement
         # setting and clearing the user: two statements, for sqlaudit as for the hand-written floor
-        assert statements["sqlaudit"][workload] == statements["rowtrigger_uservar"][workload] == base + 2
+        assert (statements["sqlaudit"][workload] == statements["rowtrigger_uservar"][workload]
+                == statements["rowtrigger_record"][workload] == base + 2)
+    steps = {s["system"] for s in run["trigger_steps"]["samples"] if s["seconds"] > 0}
+    assert steps == set(_bench_module("ours").MARIADB_STEPS)
     for workload in READ:
         assert "sqlaudit_log" in run["plans"][workload]["sql"]
         assert "ix_sqlaudit_log" in run["plans"][workload]["plan"]
@@ -132,6 +136,7 @@ def test_benchmark_core_runs_and_records_on_mariadb(mariadb_url: str, tmp_path: 
     doc = (tmp_path / "benchmarks.md").read_text()
     assert "## MariaDB: sqlaudit against the baseline and the limit" in doc
     assert "≤ 1.2× row trigger:" in doc and "≤ 1.05× limit:" in doc and "< 5 ms:" in doc
+    assert "≤ 1.1× record floor:" in doc and "≤ 1.05× record floor:" in doc
     assert "MariaDB: what a per-transaction user costs an ORM transaction" in doc
 
     # merged into a saved report of the other dialects, which keep their sections
@@ -204,3 +209,49 @@ def test_growth_benchmark_runs_and_records(dialect: str, request: pytest.Fixture
     doc = (tmp_path / "growth.md").read_text()
     assert "## Growth" in doc and "one resource's history" in doc and "prune January" in doc
     assert (tmp_path / "growth.png").exists() == (importlib.util.find_spec("matplotlib") is not None)
+
+
+def test_the_record_floor_writes_the_record_sqlaudit_writes_on_mariadb(
+        mariadb_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's record floor (the cheapest row trigger said to record what sqlaudit
+    records) writes, for an insert and a delete, the row sqlaudit's trigger writes: same key,
+    operation, user, account, client host and values, both with a transaction id. (Its
+    update row holds all five old and new values, a superset of sqlaudit's changed ones.)"""
+    from sqlalchemy import text
+
+    from sqlaudit.config import SQLAuditConfig, set_config
+    from sqlaudit.hooks import register_hooks, unregister_hooks
+
+    ours = _bench_module("ours")
+    harness = _bench_module("harness")
+    db = ours.Database("mariadb", mariadb_url=mariadb_url)
+    set_config(SQLAuditConfig(get_user_id_callback=lambda: harness.ACTOR))
+    try:
+        models = ours.build_models()
+        engine = db.engine()
+        models["Base"].metadata.create_all(engine)
+        floor = ours.make_system("rowtrigger_record", db, models)
+        register_hooks()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(harness.bulk_insert_sql("mariadb", "items_sqlaudit")),
+                             {"lo": 1, "hi": 3})
+                conn.execute(text(harness.bulk_delete_sql("items_sqlaudit")))
+        finally:
+            unregister_hooks()
+        floor.bulk_insert(1, 3)
+        floor.bulk_delete()
+        columns = ("resource_id, operation, changed_by, db_role, client_addr, reason, context, "
+                   "JSON_EXTRACT(old_data, '$'), JSON_EXTRACT(new_data, '$'), "
+                   "transaction_id IS NOT NULL")
+        with engine.connect() as conn:
+            theirs = conn.execute(text(
+                f"SELECT {columns} FROM {ours.ROW_RECORD_LOG} ORDER BY operation, resource_id")).all()
+            mine = conn.execute(text(f"SELECT {columns} FROM sqlaudit_log "
+                                     "ORDER BY operation, resource_id")).all()
+        assert [r[1] for r in mine] == ["delete"] * 3 + ["insert"] * 3
+        assert [tuple(r) for r in theirs] == [tuple(r) for r in mine]
+        assert all(r[2] == harness.ACTOR and r[3] and r[4] and r[9] for r in mine)
+        floor.close()
+    finally:
+        db.close()
