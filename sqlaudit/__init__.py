@@ -47,6 +47,7 @@ from .exceptions import (
     SQLAuditUserConfigError,
     SQLAuditUserIdTypeError,
     SQLAuditUserIdValueError,
+    SQLAuditWarning,
 )
 from .hooks import hooks_registered, register_hooks, unregister_hooks
 from .integrity import (
@@ -102,6 +103,7 @@ __all__ = [
     "SQLAuditUserConfigError",
     "SQLAuditUserIdTypeError",
     "SQLAuditUserIdValueError",
+    "SQLAuditWarning",
     "VerifyResult",
     "audit_context",
     "audit_status",

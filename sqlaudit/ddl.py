@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import warnings
 from enum import Enum
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional, Union
@@ -33,7 +34,7 @@ from .dialects import flavour, is_mysql, module_for, rendering_dialect
 from .hooks import _forget_sqlite_context
 from .exceptions import (SQLAuditArgumentError, SQLAuditArgumentTypeError, SQLAuditError,
                          SQLAuditTableNotInDatabaseError, SQLAuditUnsafeKeyError,
-                         SQLAuditUnsupportedDialectError)
+                         SQLAuditUnsupportedDialectError, SQLAuditWarning)
 from .schema import HISTORY_MARKER, audit_table, log_schema, rows_of_table
 from .spec import ModelOrTable, TableSpec, check_require_user, spec_for, table_of, tracked_tables
 
@@ -276,6 +277,8 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
     """Run one table's install statements. On SQLite they run in a savepoint, so a
     table whose triggers SQLite refuses (its expression limits) is left with none of
     them, never half-installed; the error says so."""
+    if is_mysql(connection.dialect.name):
+        _warn_if_not_transactional(connection, table)
     if connection.dialect.name != "sqlite":
         _run(connection, statements)
         return
@@ -294,6 +297,25 @@ def _install_atomically(connection: Connection, table: Table, statements: Iterab
             f"installed on it. Track fewer columns, or raise the connection's SQLite limits."
         ) from exc
     connection.exec_driver_sql("RELEASE SAVEPOINT sqlaudit_install")
+
+
+def _warn_if_not_transactional(connection: Connection, table: Table) -> None:
+    """MariaDB / MySQL: warn when ``table``'s storage engine has no transactions (MyISAM,
+    Aria, MEMORY, ...): a rolled-back write to it stays, while its record, in the InnoDB
+    log, rolls back with the transaction."""
+    from sqlalchemy import text
+
+    row = connection.execute(text(
+        "SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t "
+        "LEFT JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE "
+        "WHERE t.TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND t.TABLE_NAME = :name"),
+        {"schema": table.schema, "name": table.name}).first()
+    if row is not None and row[1] == "NO":
+        warnings.warn(SQLAuditWarning(
+            f"table {table.fullname!r} is stored in {row[0]}, which has no transactions: a "
+            f"write to it that is rolled back stays, while its audit record rolls back with "
+            f"the transaction. Convert it (ALTER TABLE ... ENGINE=InnoDB) to keep every write "
+            f"recorded."), stacklevel=2)
 
 
 def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:

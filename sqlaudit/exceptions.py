@@ -7,6 +7,9 @@ is a ``ValueError`` (right type, unusable value) and
 :class:`SQLAuditArgumentTypeError` a ``TypeError`` (wrong type), so
 ``except ValueError`` / ``except TypeError`` keep working. Messages name the
 object that is wrong and say what to do about it.
+
+:class:`SQLAuditWarning` (a ``UserWarning``) is not an error: it is issued for a
+setup that works but loses a guarantee, and says which and what to do.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "SQLAuditUserConfigError",
     "SQLAuditUserIdTypeError",
     "SQLAuditUserIdValueError",
+    "SQLAuditWarning",
 ]
 
 
@@ -122,6 +126,12 @@ class SQLAuditRevertConflict(SQLAuditRevertError):
     def __init__(self, message: str, conflicts: "list[object]") -> None:
         super().__init__(message)
         self.conflicts = conflicts
+
+
+class SQLAuditWarning(UserWarning):
+    """A setup that works but loses a guarantee: for example a tracked MariaDB table in
+    a storage engine without transactions (MyISAM, Aria), whose rolled-back writes stay
+    while their records roll back. The message names the table and what to do."""
 
 
 class SQLAuditArchiveError(SQLAuditError):

@@ -20,7 +20,8 @@ from typing import Any, Optional, Union
 
 import contextlib
 
-from sqlalchemy import BigInteger, Table, bindparam, delete, exists, insert, select, update
+from sqlalchemy import (TIMESTAMP, BigInteger, Table, bindparam, delete, exists, insert, select,
+                        text, update)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -79,6 +80,27 @@ def _savepoint(session: Union[Session, Connection], conn: Connection) -> Any:
     if conn.dialect.name == "sqlite":
         return contextlib.nullcontext()
     return session.begin_nested()
+
+
+@contextlib.contextmanager
+def _utc_timestamps(conn: Connection, specs: list[TableSpec]) -> Any:
+    """MariaDB / MySQL: the session's ``time_zone`` at '+00:00' while a revert reads and
+    writes tables with tracked TIMESTAMP columns, whose recorded values are UTC (see
+    sqlaudit.dialects.mysql): a naive UTC value written in any other zone would land on
+    another instant. The session's own zone is put back afterwards, also on error."""
+    from .dialects import base_type, is_mysql
+
+    if not is_mysql(conn.dialect.name) or not any(
+            isinstance(base_type(c.type, conn.dialect), TIMESTAMP)
+            for spec in specs for c in spec.columns):
+        yield
+        return
+    previous = conn.exec_driver_sql("SELECT @@session.time_zone").scalar()
+    conn.exec_driver_sql("SET time_zone = '+00:00'")
+    try:
+        yield
+    finally:
+        conn.execute(text("SET time_zone = :zone"), {"zone": previous})
 
 
 def _check_row(conn: Connection, change: _Change) -> None:
@@ -277,7 +299,7 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     _check_rows(conn, todo)
     with audit_context(reason=f"revert of transaction {transaction_id}",
                        context={"sqlaudit_revert_of": transaction_id}):
-        with _savepoint(session, conn):
+        with _utc_timestamps(conn, [c.spec for c in todo]), _savepoint(session, conn):
             for change in reversed(todo):
                 _apply(conn, change)
     if isinstance(session, Session):
@@ -306,7 +328,8 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     where = key_condition(table, spec, key)
     attrs = _r._attributes(model_class)
     by_attr = {attr: col for col, attr in attrs.items()}
-    live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()
+    with _utc_timestamps(conn, [spec]):
+        live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()
     if then is not None and live is None:
         values = {by_attr.get(k, k): v for k, v in then.items()}
         values.update({c.name: v for c, v in zip(spec.key_columns, key)})
@@ -317,7 +340,7 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
                 f"have no default and are not tracked, so the log does not hold their values")
     reason = f"restore of {spec.name} {resource_id} to {at.isoformat()}"
     with audit_context(reason=reason, context={"sqlaudit_restore_to": at.isoformat()}):
-        with _savepoint(session, conn):
+        with _utc_timestamps(conn, [spec]), _savepoint(session, conn):
             if then is None:
                 if live is not None:
                     conn.execute(delete(table).where(where))

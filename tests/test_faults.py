@@ -677,7 +677,10 @@ def test_a_non_transactional_table_keeps_a_rolled_back_write_without_its_record_
     engine, Base
 ) -> None:
     """A tracked MyISAM (or Aria) table cannot roll back: the write stays while its audit
-    record, in the InnoDB log, rolls back with the transaction (docs/mariadb.md, Holes)."""
+    record, in the InnoDB log, rolls back with the transaction (docs/mariadb.md, Holes).
+    Installing the triggers on it warns, naming the table and the fix."""
+    from sqlaudit import SQLAuditWarning
+
     @track_table
     class Counter(Base):
         __tablename__ = "counters"
@@ -685,7 +688,8 @@ def test_a_non_transactional_table_keeps_a_rolled_back_write_without_its_record_
         id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
         n: Mapped[int] = mapped_column(Integer)
 
-    Base.metadata.create_all(engine)
+    with pytest.warns(SQLAuditWarning, match=r"'counters' is stored in MyISAM.*ENGINE=InnoDB"):
+        Base.metadata.create_all(engine)
     register_hooks()
     with engine.connect() as conn, audit_context(user_id="A"):
         conn.execute(text("INSERT INTO counters (id, n) VALUES (1, 1)"))
@@ -693,3 +697,32 @@ def test_a_non_transactional_table_keeps_a_rolled_back_write_without_its_record_
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, n FROM counters")).all() == [(1, 1)]  # kept
     assert log_users(engine, 0) == []  # and not recorded
+
+
+@mariadb_only
+def test_installing_on_an_aria_table_warns_and_on_an_innodb_table_does_not(engine, Base) -> None:
+    """install_audit_triggers on an existing table checks its storage engine: Aria (no
+    transactions) warns with the table's name, InnoDB installs silently."""
+    import warnings
+
+    from sqlaudit import SQLAuditWarning, install_audit_triggers
+
+    @track_table
+    class Kept(Base):
+        __tablename__ = "kept"
+        __table_args__ = {"mysql_engine": "Aria"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    @track_table
+    class Safe(Base):
+        __tablename__ = "safe"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SQLAuditWarning)
+        Base.metadata.create_all(engine)
+    with pytest.warns(SQLAuditWarning, match=r"'kept' is stored in Aria, which has no transactions"):
+        install_audit_triggers(engine, Kept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SQLAuditWarning)
+        install_audit_triggers(engine, Safe)

@@ -150,16 +150,8 @@ def test_grant_audit_read_never_creates_an_account(make_engine, Base) -> None:
     assert created == 0
 
 
-def test_a_timestamp_column_is_recorded_in_the_writers_time_zone_is_a_documented_hole(
-        make_engine, Base) -> None:
-    """A TIMESTAMP column holds an instant; NEW.col in a trigger is that instant in the
-    *writing* session's time_zone: a writer at +05:00 has its value recorded five hours
-    off what a UTC session reads from the row (docs/mariadb.md: one time_zone for every
-    writer, or DATETIME columns)."""
-
+def _event_model(Base: Any) -> Any:
     from sqlalchemy.dialects import mysql
-
-    from sqlaudit import get_resource_changes
 
     @track_table(tracked_fields=["at"])
     class Event(Base):
@@ -167,23 +159,164 @@ def test_a_timestamp_column_is_recorded_in_the_writers_time_zone_is_a_documented
         id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
         at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=6), nullable=True)
 
+    return Event
+
+
+def _recorded(Event: Any, engine: Any) -> list[tuple[str, Any, Any]]:
+    from sqlaudit import get_resource_changes
+
+    with Session(engine) as s:
+        changes = get_resource_changes(Event, session=s)
+    return sorted((c.operation, c.old_value, c.new_value) for c in changes if c.field_name == "at")
+
+
+def test_a_timestamp_column_is_recorded_as_its_utc_instant_whatever_the_writers_time_zone(
+        make_engine, Base) -> None:
+    """A TIMESTAMP column holds an instant, which a session reads in its own time_zone.
+    The record holds the instant in UTC (as a session at '+00:00' reads the row): writers
+    at +05:00 and -03:00 are recorded alike, old and new values, and every reader gets
+    the same record whatever its own time_zone."""
+    from sqlalchemy import create_engine
+
+    Event = _event_model(Base)
     utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
     Base.metadata.create_all(utc)
-    from sqlalchemy import create_engine
     east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    west = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '-03:00'"})
     register_hooks()
     try:
         with Session(east) as s, audit_context(user_id="A"):
-            s.add(Event(id=1, at=datetime(2020, 1, 1, 12, 0, 0)))
+            s.add(Event(id=1, at=datetime(2020, 1, 1, 12, 0, 0, 250000)))  # 07:00:00.25 UTC
             s.commit()
+        with Session(west) as s, audit_context(user_id="B"):
+            s.get(Event, 1).at = datetime(2020, 1, 1, 6, 0, 0)  # 09:00 UTC
+            s.commit()
+        with Session(utc) as s:
+            assert s.get(Event, 1).at == datetime(2020, 1, 1, 9, 0, 0)
+        expected = [("insert", None, datetime(2020, 1, 1, 7, 0, 0, 250000)),
+                    ("update", datetime(2020, 1, 1, 7, 0, 0, 250000), datetime(2020, 1, 1, 9, 0, 0))]
+        assert _recorded(Event, utc) == expected
+        assert _recorded(Event, east) == expected  # the reader's time_zone changes nothing
     finally:
         east.dispose()
-    with Session(utc) as s:
-        stored = s.get(Event, 1).at
-        changes = get_resource_changes(Event, session=s, filter_resource_ids=1)
-    recorded = [c.new_value for c in changes if c.field_name == "at"]
-    assert stored == datetime(2020, 1, 1, 7, 0, 0)
-    assert recorded == [datetime(2020, 1, 1, 12, 0, 0)]  # the writer's wall clock
+        west.dispose()
+
+
+def test_a_zero_or_null_timestamp_is_recorded_as_such(make_engine, Base) -> None:
+    """The zero date (allowed where sql_mode has no NO_ZERO_DATE) and NULL are no instants:
+    recorded as the zero date's text and NULL, not as 1970-01-01."""
+    Event = _event_model(Base)
+    engine = make_engine(connect_args={"init_command": "SET sql_mode = '', time_zone = '+05:00'"})
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO events (id, at) VALUES (1, '0000-00-00 00:00:00'), (2, NULL)"))
+    with engine.connect() as conn:
+        recorded = conn.execute(text(
+            "SELECT JSON_UNQUOTE(JSON_EXTRACT(new_data, '$.at')), JSON_TYPE(JSON_EXTRACT(new_data, "
+            "'$.at')) FROM sqlaudit_log ORDER BY resource_id")).all()
+    assert [tuple(r) for r in recorded] == [("0000-00-00 00:00:00.000000", "STRING"),
+                                            ("null", "NULL")]
+
+
+def test_reverting_and_restoring_a_timestamp_in_another_time_zone_keeps_the_instant(
+        make_engine, Base) -> None:
+    """revert_transaction and restore_resource write a recorded (UTC) TIMESTAMP back as
+    the same instant from a session at +05:00, and leave that session's time_zone as it
+    was."""
+    from sqlalchemy import create_engine
+
+    from sqlaudit import get_transactions, restore_resource, revert_transaction
+
+    Event = _event_model(Base)
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    register_hooks()
+    try:
+        with Session(utc) as s, audit_context(user_id="A"):
+            s.add(Event(id=1, at=datetime(2020, 1, 1, 7, 0)))
+            s.commit()
+        with Session(utc) as s:
+            between = s.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar()
+        with Session(utc) as s, audit_context(user_id="A"):
+            s.get(Event, 1).at = datetime(2020, 6, 1, 0, 0)
+            s.commit()
+        with Session(east) as s, audit_context(user_id="B"):
+            last = get_transactions(session=s)[0].transaction_id
+            revert_transaction(s, last)
+            assert s.execute(text("SELECT @@session.time_zone")).scalar() == "+05:00"
+            s.commit()
+        with Session(utc) as s:
+            assert s.get(Event, 1).at == datetime(2020, 1, 1, 7, 0)
+        with Session(utc) as s, audit_context(user_id="A"):
+            s.get(Event, 1).at = datetime(2021, 1, 1, 0, 0)
+            s.commit()
+        with Session(east) as s, audit_context(user_id="B"):
+            from datetime import timezone
+            restore_resource(s, Event, 1, at=between.replace(tzinfo=timezone.utc))
+            assert s.execute(text("SELECT @@session.time_zone")).scalar() == "+05:00"
+            s.commit()
+        with Session(utc) as s:
+            assert s.get(Event, 1).at == datetime(2020, 1, 1, 7, 0)
+    finally:
+        east.dispose()
+
+
+def _load_time_zone(engine: Any, zone: str) -> None:
+    """Load one IANA zone into the server's time zone tables (mariadb-tzinfo-to-sql piped
+    into the mariadb client, on the mysql database), unless it is there already."""
+    import shutil
+    import subprocess
+
+    from sqlalchemy import create_engine
+
+    from test_alembic import mariadb_client
+
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT COUNT(*) FROM mysql.time_zone_name WHERE Name = :z"),
+                        {"z": zone}).scalar():
+            return
+    tool = shutil.which("mariadb-tzinfo-to-sql") or shutil.which("mysql_tzinfo_to_sql")
+    if tool is None:
+        pytest.fail("mariadb-tzinfo-to-sql (MariaDB's server package) is not on PATH", pytrace=False)
+    script = subprocess.run([tool, f"/usr/share/zoneinfo/{zone}", zone], capture_output=True,
+                            text=True, check=True).stdout
+    system = create_engine(engine.url.set(database="mysql"))
+    try:
+        result = mariadb_client(system, script)
+    finally:
+        system.dispose()
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_timestamp_in_the_repeated_hour_of_a_dst_change_keeps_its_instant(
+        make_engine, Base) -> None:
+    """In Europe/Berlin, 02:30 on 2021-10-31 happened twice (00:30 and 01:30 UTC). A writer
+    whose time_zone is Europe/Berlin sees both rows' TIMESTAMP as 02:30; the record keeps
+    the two instants apart. (Loads the zone into the server's time zone tables.)"""
+    from sqlalchemy import create_engine
+
+    Event = _event_model(Base)
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    _load_time_zone(utc, "Europe/Berlin")
+    Base.metadata.create_all(utc)
+    with utc.begin() as conn:  # written at UTC: the exact instants
+        conn.execute(text("INSERT INTO events VALUES (1, '2021-10-31 00:30:00'), "
+                          "(2, '2021-10-31 01:30:00')"))
+    berlin = create_engine(utc.url, connect_args={"init_command": "SET time_zone = 'Europe/Berlin'"})
+    register_hooks()
+    try:
+        with berlin.connect() as conn:
+            seen = conn.execute(text("SELECT at FROM events ORDER BY id")).scalars().all()
+        assert seen == [datetime(2021, 10, 31, 2, 30)] * 2  # one wall-clock time, twice
+        with berlin.begin() as conn, audit_context(user_id="A"):
+            conn.execute(text("DELETE FROM events"))
+    finally:
+        berlin.dispose()
+    first, second = datetime(2021, 10, 31, 0, 30), datetime(2021, 10, 31, 1, 30)
+    assert _recorded(Event, utc) == [("delete", first, None), ("delete", second, None),
+                                     ("insert", None, first), ("insert", None, second)]
 
 
 @pytest.mark.parametrize("statement", ["# tool\nCOMMIT", "-- tool\nCOMMIT", "/* tool */ COMMIT"])

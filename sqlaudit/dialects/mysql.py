@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary,
-                        MetaData, Numeric, String, Time, Uuid)
+from sqlalchemy import (JSON, TIMESTAMP, Boolean, Column, Date, DateTime, Float, Integer,
+                        LargeBinary, MetaData, Numeric, String, Time, Uuid)
 from sqlalchemy.dialects.mysql import BIT, YEAR
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.sqltypes import _Binary
@@ -66,6 +66,8 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
         return f"CAST({ref} AS UNSIGNED)"  # a JSON number, as the driver reads them
     if isinstance(impl, (Integer, Boolean, Float)):
         return ref  # a JSON number (DOUBLE: the shortest text that reads back exactly)
+    if isinstance(impl, TIMESTAMP):
+        return _text(_utc(ref))
     if isinstance(impl, DateTime):  # always six digits of fraction, as SQLite's text has
         return _text(f"CAST({ref} AS DATETIME(6))")
     if isinstance(impl, Time):
@@ -75,6 +77,15 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
     if isinstance(impl, String):
         return ref
     return _text(ref)
+
+
+def _utc(ref: str) -> str:
+    """A TIMESTAMP value as the UTC ``DATETIME(6)`` of its instant, whatever the writing
+    session's ``time_zone``: ``ref`` itself reads in that zone, UNIX_TIMESTAMP() gives
+    the instant (the stored seconds). The zero date, UNIX_TIMESTAMP() 0 (no TIMESTAMP
+    holds 1970-01-01 00:00:00 UTC), and NULL keep their own text."""
+    return (f"IF(UNIX_TIMESTAMP({ref}) > 0, TIMESTAMP'1970-01-01 00:00:00' + INTERVAL "
+            f"UNIX_TIMESTAMP({ref}) * 1000000 MICROSECOND, CAST({ref} AS DATETIME(6)))")
 
 
 def _distinct(col: Column[Any], dialect: Dialect) -> str:
