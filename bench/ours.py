@@ -942,6 +942,7 @@ def mariadb_trigger_steps(db: Database, models: Dict[str, Any], rows: int,
             line = []
             for step in harness.rotate(list(MARIADB_STEPS), rnd):
                 sql = text(harness.bulk_insert_sql("mariadb", tables[step]))
+                harness.settle_mariadb(engine)
 
                 def insert() -> None:
                     with engine.begin() as conn:
