@@ -315,7 +315,20 @@ def _warn_if_not_transactional(connection: Connection, table: Table) -> None:
             f"table {table.fullname!r} is stored in {row[0]}, which has no transactions: a "
             f"write to it that is rolled back stays, while its audit record rolls back with "
             f"the transaction. Convert it (ALTER TABLE ... ENGINE=InnoDB) to keep every write "
-            f"recorded."), stacklevel=2)
+            f"recorded."), stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside sqlaudit, SQLAlchemy, Alembic and
+    contextlib, as the function that calls this one gives it to warnings.warn: the
+    application's line that installed (create_all, install_audit_triggers, a migration)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in (
+            "sqlaudit", "sqlalchemy", "alembic", "contextlib"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _on_audit_table_creating(table: Table, connection: Connection, **kw: Any) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional, Union
 
 import contextlib
 
-from sqlalchemy import (TIMESTAMP, BigInteger, Table, bindparam, delete, exists, insert, select,
-                        text, update)
+from sqlalchemy import (BigInteger, Table, bindparam, delete, exists, insert, select, text,
+                        update)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -82,25 +82,56 @@ def _savepoint(session: Union[Session, Connection], conn: Connection) -> Any:
     return session.begin_nested()
 
 
-@contextlib.contextmanager
-def _utc_timestamps(conn: Connection, specs: list[TableSpec]) -> Any:
-    """MariaDB / MySQL: the session's ``time_zone`` at '+00:00' while a revert reads and
-    writes tables with tracked TIMESTAMP columns, whose recorded values are UTC (see
-    sqlaudit.dialects.mysql): a naive UTC value written in any other zone would land on
-    another instant. The session's own zone is put back afterwards, also on error."""
-    from .dialects import base_type, is_mysql
+#: The fixed offsets MariaDB takes as a session time_zone (MySQL 8 takes -13:59 to +14:00).
+_ZONE_MINUTES = (-(12 * 60 + 59), 13 * 60)
 
-    if not is_mysql(conn.dialect.name) or not any(
-            isinstance(base_type(c.type, conn.dialect), TIMESTAMP)
-            for spec in specs for c in spec.columns):
-        yield
+
+def _timestamp_columns(specs: list[TableSpec]) -> set[tuple[int, str]]:
+    """(id of spec, column name) of the tracked TIMESTAMP columns of ``specs`` whose
+    values the triggers record in UTC (sqlaudit.dialects.mysql.is_timestamp)."""
+    from .dialects.mysql import is_timestamp
+
+    return {(id(spec), c.name) for spec in specs for c in spec.columns if is_timestamp(c)}
+
+
+@contextlib.contextmanager
+def _timestamp_zone(conn: Connection, specs: list[TableSpec]) -> Any:
+    """MariaDB / MySQL: while a revert reads and writes tables with tracked TIMESTAMP
+    columns, whose recorded values are UTC (see sqlaudit.dialects.mysql), the session's
+    ``time_zone`` is the fixed offset its own zone has now. Yields that offset (a
+    timedelta; None when nothing is changed): a recorded value plus the offset names
+    the same instant there (a fixed offset repeats no hour), and NOW() and
+    CURRENT_TIMESTAMP still give the session's wall clock, so a DATETIME ... ON UPDATE
+    CURRENT_TIMESTAMP column the revert touches is stamped as by any other write. An
+    offset MariaDB does not take (beyond +13:00) falls back to '+00:00'. The session's
+    own zone is put back afterwards, also on error."""
+    from .dialects import is_mysql
+
+    if not is_mysql(conn.dialect.name) or not _timestamp_columns(specs):
+        yield None
         return
-    previous = conn.exec_driver_sql("SELECT @@session.time_zone").scalar()
-    conn.exec_driver_sql("SET time_zone = '+00:00'")
+    previous, minutes = conn.exec_driver_sql(
+        "SELECT @@session.time_zone, TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), NOW())").one()
+    minutes = int(minutes)
+    if not _ZONE_MINUTES[0] <= minutes <= _ZONE_MINUTES[1]:
+        minutes = 0
+    sign = "-" if minutes < 0 else "+"
+    conn.exec_driver_sql(f"SET time_zone = '{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}'")
     try:
-        yield
+        yield timedelta(minutes=minutes)
     finally:
         conn.execute(text("SET time_zone = :zone"), {"zone": previous})
+
+
+def _shifted(spec: TableSpec, values: dict[str, Any], offset: Optional[timedelta],
+             dialect: Any) -> dict[str, Any]:
+    """``values`` with each TIMESTAMP column's datetime moved by ``offset``: a recorded
+    (UTC) value into the zone _timestamp_zone set, or (a negative offset) back."""
+    if not offset:
+        return values
+    stamps = {name for _, name in _timestamp_columns([spec])}
+    return {k: v + offset if k in stamps and isinstance(v, datetime) else v
+            for k, v in values.items()}
 
 
 def _check_row(conn: Connection, change: _Change) -> None:
@@ -207,18 +238,20 @@ def _conflicts(change: _Change, later: list[Any]) -> bool:
     return any(r.operation == "insert" for r in after)  # a re-created row stands in the way
 
 
-def _apply(conn: Connection, change: _Change) -> None:
+def _apply(conn: Connection, change: _Change, offset: Optional[timedelta] = None) -> None:
     spec, row = change.spec, change.row
     table = spec.table
     if row.operation == "update":
-        values = {name: old for name, (old, _) in change.columns().items()}
+        values = _shifted(spec, {name: old for name, (old, _) in change.columns().items()},
+                          offset, conn.dialect)
         done = conn.execute(update(table).where(_key_condition(table, spec, row.resource_id))
                             .values(values)).rowcount
     elif row.operation == "insert":
         done = conn.execute(delete(table).where(_key_condition(table, spec, row.resource_id))).rowcount
     else:  # delete: re-insert the snapshot (NULL for the tracked fields it does not list)
         values = {c.name: None for c in spec.columns}
-        values.update({name: old for name, (old, _) in change.columns().items()})
+        values.update(_shifted(spec, {name: old for name, (old, _) in change.columns().items()},
+                               offset, conn.dialect))
         values.update(zip([c.name for c in spec.key_columns], _stored_key(spec, row.resource_id)))
         conn.execute(insert(table).values(values))  # inserted, or raises
         done = 1
@@ -299,9 +332,9 @@ def revert_transaction(session: Union[Session, Connection], transaction_id: int,
     _check_rows(conn, todo)
     with audit_context(reason=f"revert of transaction {transaction_id}",
                        context={"sqlaudit_revert_of": transaction_id}):
-        with _utc_timestamps(conn, [c.spec for c in todo]), _savepoint(session, conn):
+        with _timestamp_zone(conn, [c.spec for c in todo]) as offset, _savepoint(session, conn):
             for change in reversed(todo):
-                _apply(conn, change)
+                _apply(conn, change, offset)
     if isinstance(session, Session):
         session.expire_all()
     return RevertResult(reverted=[r for c in todo for r in c.records],
@@ -328,8 +361,7 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     where = key_condition(table, spec, key)
     attrs = _r._attributes(model_class)
     by_attr = {attr: col for col, attr in attrs.items()}
-    with _utc_timestamps(conn, [spec]):
-        live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()
+    live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()
     if then is not None and live is None:
         values = {by_attr.get(k, k): v for k, v in then.items()}
         values.update({c.name: v for c, v in zip(spec.key_columns, key)})
@@ -340,16 +372,20 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
                 f"have no default and are not tracked, so the log does not hold their values")
     reason = f"restore of {spec.name} {resource_id} to {at.isoformat()}"
     with audit_context(reason=reason, context={"sqlaudit_restore_to": at.isoformat()}):
-        with _utc_timestamps(conn, [spec]), _savepoint(session, conn):
+        with _timestamp_zone(conn, [spec]) as offset, _savepoint(session, conn):
             if then is None:
                 if live is not None:
                     conn.execute(delete(table).where(where))
             else:
-                values = {by_attr.get(k, k): v for k, v in then.items()}
+                values = _shifted(spec, {by_attr.get(k, k): v for k, v in then.items()}, offset,
+                                  conn.dialect)
                 if live is None:
                     values.update({c.name: v for c, v in zip(spec.key_columns, key)})
                     conn.execute(insert(table).values(values))
                 else:
+                    if offset is not None:  # TIMESTAMPs read in the zone the values are in
+                        live = conn.execute(select(*[table.c[c.name] for c in spec.columns])
+                                            .where(where)).one()
                     current = dict(zip([c.name for c in spec.columns], live))
                     changed = {k: v for k, v in values.items() if current.get(k) != v}
                     if changed:

@@ -726,3 +726,88 @@ def test_installing_on_an_aria_table_warns_and_on_an_innodb_table_does_not(engin
     with warnings.catch_warnings():
         warnings.simplefilter("error", SQLAuditWarning)
         install_audit_triggers(engine, Safe)
+
+
+@mariadb_only
+def test_the_aria_warning_points_at_the_callers_line(engine, Base) -> None:
+    """SQLAuditWarning names the application's line that installed the triggers
+    (create_all, install_audit_triggers), so that ``warnings.filterwarnings(...,
+    module="myapp")`` matches it. (Review defect: stacklevel=2 pointed at sqlaudit/ddl.py.)"""
+    import warnings
+
+    from sqlaudit import SQLAuditWarning, install_audit_triggers
+
+    @track_table
+    class Kept(Base):
+        __tablename__ = "kept"
+        __table_args__ = {"mysql_engine": "Aria"}
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Base.metadata.create_all(engine)
+        install_audit_triggers(engine, Kept)
+    found = [w for w in caught if issubclass(w.category, SQLAuditWarning)]
+    assert len(found) == 2  # once per installation
+    assert {w.filename for w in found} == {__file__}, [w.filename for w in found]
+
+
+@mariadb_only
+def test_an_alembic_migration_installing_on_an_aria_table_warns(engine, Base) -> None:
+    """docs/mariadb.md: "installing triggers on a table whose engine has no transactions
+    issues a SQLAuditWarning": so does op.create_audit_triggers, the Alembic operation,
+    online. (Review defect: it installed them without the check.)"""
+    import warnings
+
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    import sqlaudit.alembic  # noqa: F401  (registers the operations)
+    from sqlaudit import SQLAuditWarning
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE kept (id INT PRIMARY KEY) ENGINE=Aria"))
+    with engine.begin() as conn:
+        op = Operations(MigrationContext.configure(conn))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            op.create_audit_triggers("kept", ["id"])
+    assert [w for w in caught if issubclass(w.category, SQLAuditWarning)], \
+        "no SQLAuditWarning from op.create_audit_triggers on an Aria table"
+
+
+@mariadb_only
+def test_a_partitioned_aria_table_and_one_in_another_database_warn(engine, Base) -> None:
+    """The engine check reads the partitions' engine (Aria) and looks in the table's own
+    database (schema=)."""
+    from sqlalchemy import MetaData
+
+    from sqlaudit import SQLAuditWarning, install_audit_triggers
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE DATABASE IF NOT EXISTS sqlaudit_review_other"))
+        conn.execute(text("CREATE TABLE parted (id INT PRIMARY KEY) ENGINE=Aria "
+                          "PARTITION BY HASH(id) PARTITIONS 2"))
+        conn.execute(text("DROP TABLE IF EXISTS sqlaudit_review_other.elsewhere"))
+        conn.execute(text("CREATE TABLE sqlaudit_review_other.elsewhere (id INT PRIMARY KEY) "
+                          "ENGINE=MyISAM"))
+        conn.execute(text("CREATE TABLE elsewhere (id INT PRIMARY KEY) ENGINE=InnoDB"))
+    try:
+        @track_table
+        class Parted(Base):
+            __tablename__ = "parted"
+            id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+        @track_table
+        class Elsewhere(Base):
+            __tablename__ = "elsewhere"
+            __table_args__ = {"schema": "sqlaudit_review_other"}
+            id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+        with pytest.warns(SQLAuditWarning, match="'parted' is stored in Aria"):
+            install_audit_triggers(engine, Parted)
+        with pytest.warns(SQLAuditWarning, match="'sqlaudit_review_other.elsewhere' is stored in MyISAM"):
+            install_audit_triggers(engine, Elsewhere)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP DATABASE sqlaudit_review_other"))

@@ -393,3 +393,285 @@ def test_an_anonymous_compound_statement_is_recorded_with_the_acting_user(
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT operation, changed_by FROM sqlaudit_log ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [("insert", "A"), ("update", "B")]
+
+
+# ---------------------------------------------------------------- review: TIMESTAMP edge cases
+
+
+def _precise_event_model(Base: Any, fsp: int) -> Any:
+    from sqlalchemy.dialects import mysql
+
+    @track_table(tracked_fields=["at"])
+    class PreciseEvent(Base):
+        __tablename__ = "precise_events"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=fsp), nullable=True)
+
+    return PreciseEvent
+
+
+@pytest.mark.parametrize("fsp", [0, 3, 6])
+def test_every_timestamp_precision_and_both_ends_of_the_range_are_recorded_exactly(
+        make_engine, Base, fsp) -> None:
+    """TIMESTAMP(0), (3) and (6), at 1970-01-01 00:00:01 UTC (the first instant a
+    TIMESTAMP holds), 2038-01-19 03:14:07.999999 (the last) and an ordinary instant with
+    microseconds: recorded exactly as a session at '+00:00' reads the row, written from a
+    session at -03:00 (where the first instant reads as 1969); the state now (rebuilt from
+    the live rows, read in another zone) agrees with the records."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy import create_engine
+
+    from sqlaudit import get_resource_state, get_table_state
+
+    Event = _precise_event_model(Base, fsp)
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    west = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '-03:00'"})
+    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    register_hooks()
+    try:
+        with west.begin() as conn, audit_context(user_id="A"):
+            conn.execute(text(
+                "INSERT INTO precise_events VALUES (1, '1969-12-31 21:00:01'), "
+                "(2, '2038-01-19 00:14:07.999999'), (3, '2020-06-30 20:59:59.123456')"))
+        with utc.connect() as conn:
+            stored = dict(conn.execute(text("SELECT id, at FROM precise_events")).all())
+        assert stored[1] == datetime(1970, 1, 1, 0, 0, 1)
+        recorded = {c.resource_id: c.new_value for c in _changes_of(Event, utc)}
+        assert recorded == {str(k): v for k, v in stored.items()}
+        later = datetime.now(timezone.utc) + timedelta(days=1)
+        with Session(east) as s:
+            assert {rid: st["at"] for rid, st in get_table_state(Event, at=later, session=s)} \
+                == recorded
+            assert get_resource_state(Event, 2, at=later, session=s) == {"at": stored[2]}
+    finally:
+        west.dispose()
+        east.dispose()
+
+
+def _changes_of(model: Any, engine: Any) -> list[Any]:
+    from sqlaudit import get_resource_changes
+
+    with Session(engine) as s:
+        return [c for c in get_resource_changes(model, session=s) if c.field_name == "at"]
+
+
+def test_reverting_from_a_session_in_another_zone_stamps_a_datetime_on_update_column_in_that_zone(
+        make_engine, Base) -> None:
+    """A table with a tracked TIMESTAMP and an (untracked) DATETIME ... ON UPDATE
+    CURRENT_TIMESTAMP: an ordinary update from a session at +05:00 stamps the DATETIME
+    with that session's wall clock, and so does revert_transaction from that session.
+    (Review defect: with time_zone '+00:00' for its statements the revert stamped the
+    UTC wall clock, five hours off every other write of the application; the same held
+    for DEFAULT CURRENT_TIMESTAMP on a re-inserted row and NOW() in the application's
+    own triggers.)"""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_transactions, revert_transaction
+
+    @track_table(tracked_fields=["at"])
+    class Stamped(Base):
+        __tablename__ = "stamped"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=6), nullable=True)
+        touched: Mapped[datetime] = mapped_column(DateTime, nullable=True, server_default=text(
+            "CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP"))
+
+    east = make_engine(connect_args={"init_command": "SET time_zone = '+05:00'"})
+    Base.metadata.create_all(east)
+    register_hooks()
+
+    def offset_of_touched(conn: Any) -> float:
+        """Hours between the row's DATETIME stamp and this session's NOW()."""
+        return conn.execute(text(
+            "SELECT TIMESTAMPDIFF(SECOND, touched, NOW()) / 3600 FROM stamped")).scalar()
+
+    with Session(east) as s, audit_context(user_id="A"):
+        s.add(Stamped(id=1, at=datetime(2020, 1, 1)))
+        s.commit()
+    with Session(east) as s, audit_context(user_id="A"):
+        s.get(Stamped, 1).at = datetime(2021, 1, 1)
+        s.commit()
+    with east.connect() as conn:
+        assert abs(offset_of_touched(conn)) < 0.1  # an ordinary write: the session's clock
+    with Session(east) as s, audit_context(user_id="B"):
+        revert_transaction(s, get_transactions(session=s)[0].transaction_id)
+        s.commit()
+    with east.connect() as conn:
+        assert conn.execute(text("SELECT at FROM stamped")).scalar() == datetime(2020, 1, 1)
+        assert abs(offset_of_touched(conn)) < 0.1, "the revert stamped the UTC wall clock"
+
+
+def test_a_revert_that_fails_midway_puts_the_sessions_zone_back_and_leaves_it_usable(
+        make_engine, Base) -> None:
+    """A revert that the database refuses halfway (the re-insert of a deleted row meets
+    a row created since with the same unique value) raises, restores the session's named
+    time_zone, and leaves the caller's transaction usable."""
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_transactions, revert_transaction
+
+    @track_table(tracked_fields=["at", "code"])
+    class Slot(Base):
+        __tablename__ = "slots"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(mysql.TIMESTAMP(fsp=6), nullable=True)
+        code: Mapped[str] = mapped_column(String(10), unique=True)
+
+    engine = make_engine(connect_args={"init_command": "SET time_zone = 'SYSTEM'"})
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Slot(id=1, at=datetime(2020, 1, 1), code="x"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.delete(s.get(Slot, 1))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="A"):
+        s.add(Slot(id=2, at=datetime(2020, 1, 2), code="x"))
+        s.commit()
+    with Session(engine) as s, audit_context(user_id="B"):
+        deleting = get_transactions(session=s)[1].transaction_id
+        s.add(Slot(id=3, at=None, code="y"))
+        s.flush()
+        with pytest.raises(Exception):
+            revert_transaction(s, deleting)
+        assert s.execute(text("SELECT @@session.time_zone")).scalar() == "SYSTEM"
+        s.commit()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM slots ORDER BY id")).scalars().all() == [2, 3]
+
+
+def test_a_timestamp_resource_key_names_one_row_whatever_the_sessions_zone(
+        make_engine, Base) -> None:
+    """A TIMESTAMP in the resource key is recorded as its UTC instant, as its value is:
+    one row has one key for writers and readers in any zone, so get_table_state from a
+    session at +05:00 does not list the row twice (live and recorded) and
+    find_history_gaps does not report a row that is there as removed."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_table_state
+    from sqlaudit.integrity import find_history_gaps
+
+    @track_table
+    class Reading(Base):
+        __tablename__ = "readings"
+        taken: Mapped[datetime] = mapped_column(mysql.TIMESTAMP, primary_key=True)
+        value: Mapped[int] = mapped_column(Integer)
+
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    register_hooks()
+    try:
+        before = datetime.now(timezone.utc) - timedelta(seconds=1)
+        with utc.begin() as conn, audit_context(user_id="A"):
+            conn.execute(text("INSERT INTO readings VALUES ('2020-01-01 00:00:00', 1)"))
+        with Session(utc) as s:  # a reader in the writer's zone: no row yet at ``before``
+            assert list(get_table_state(Reading, at=before, session=s)) == []
+        with Session(east) as s:  # the same question from +05:00
+            assert list(get_table_state(Reading, at=before, session=s)) == []
+        with east.connect() as conn:
+            assert find_history_gaps(conn, Reading) == []
+    finally:
+        east.dispose()
+
+
+@pytest.mark.parametrize("names, recorded", [
+    (("mysql", "mariadb"), datetime(2020, 1, 1, 7, 0)),  # a TIMESTAMP either way: UTC
+    (("mariadb",), datetime(2020, 1, 1, 12, 0)),  # a DATETIME for mysql://: the wall clock
+])
+def test_a_timestamp_variant_on_a_mariadb_url_is_recorded_and_reverted_to_its_instant(
+        make_engine, Base, names, recorded) -> None:
+    """On a mariadb+pymysql:// URL SQLAlchemy picks a column's "mariadb" variant, on a
+    mysql:// URL its "mysql" one. A variant that is a TIMESTAMP under both names is
+    recorded as its UTC instant; one that is a TIMESTAMP under one name only is recorded
+    as the writing session reads it, as a DATETIME is (docs/mariadb.md). Either way
+    revert_transaction from the writer's zone puts back the instant that was written."""
+    from sqlalchemy import DateTime, create_engine
+    from sqlalchemy.dialects import mysql
+
+    from sqlaudit import get_transactions, revert_transaction
+
+    @track_table(tracked_fields=["at"])
+    class Meeting(Base):
+        __tablename__ = "meetings"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[datetime] = mapped_column(
+            DateTime().with_variant(mysql.TIMESTAMP(fsp=6), *names), nullable=True)
+
+    base = make_engine()
+    url = base.url.set(drivername="mariadb+pymysql")
+    utc = create_engine(url, connect_args={"init_command": "SET time_zone = '+00:00'"})
+    east = create_engine(url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    try:
+        Base.metadata.create_all(utc)
+        with utc.connect() as conn:
+            assert conn.execute(text(
+                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = 'meetings' AND COLUMN_NAME = 'at'")).scalar() == "timestamp"
+        register_hooks()
+        with Session(east) as s, audit_context(user_id="A"):
+            s.add(Meeting(id=1, at=datetime(2020, 1, 1, 12, 0)))  # 07:00 UTC
+            s.commit()
+        with Session(east) as s, audit_context(user_id="A"):
+            s.get(Meeting, 1).at = datetime(2021, 1, 1, 12, 0)
+            s.commit()
+        assert recorded in [c.new_value for c in _changes_of(Meeting, utc)]
+        with Session(east) as s, audit_context(user_id="B"):
+            revert_transaction(s, get_transactions(session=s)[0].transaction_id)
+            s.commit()
+        with Session(utc) as s:
+            assert s.get(Meeting, 1).at == datetime(2020, 1, 1, 7, 0)
+    finally:
+        utc.dispose()
+        east.dispose()
+
+
+@pytest.mark.parametrize("mode", ["ANSI,NO_BACKSLASH_ESCAPES", "TRADITIONAL", ""])
+def test_timestamp_triggers_install_and_record_under_other_sql_modes(make_engine, Base, mode) -> None:
+    """The new TIMESTAMP SQL (a TIMESTAMP literal, INTERVAL ... MICROSECOND) installs and
+    records alike whatever the installing and writing sessions' sql_mode."""
+    Event = _precise_event_model(Base, 6)
+    engine = make_engine(connect_args={
+        "init_command": f"SET sql_mode = '{mode}', time_zone = '+02:00'"})
+    Base.metadata.create_all(engine)
+    register_hooks()
+    with engine.begin() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO precise_events VALUES (1, '2020-01-01 02:00:00.5')"))
+    assert [c.new_value for c in _changes_of(Event, engine)] == [datetime(2020, 1, 1, 0, 0, 0, 500000)]
+
+
+def test_a_revert_from_a_named_zone_writes_back_an_instant_of_the_repeated_dst_hour(
+        make_engine, Base) -> None:
+    """A session at Europe/Berlin reverts an update whose old value is 2021-10-31 00:30
+    UTC, the first of the two 02:30 of that night: the row holds that instant again, not
+    the second one, and the session's zone is Europe/Berlin afterwards."""
+    from sqlalchemy import create_engine
+
+    from sqlaudit import get_transactions, revert_transaction
+
+    Event = _event_model(Base)
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    _load_time_zone(utc, "Europe/Berlin")
+    Base.metadata.create_all(utc)
+    register_hooks()
+    with utc.begin() as conn, audit_context(user_id="A"):
+        conn.execute(text("INSERT INTO events VALUES (1, '2021-10-31 00:30:00')"))
+    with utc.begin() as conn, audit_context(user_id="A"):
+        conn.execute(text("UPDATE events SET at = '2022-01-01 00:00:00'"))
+    berlin = create_engine(utc.url, connect_args={"init_command": "SET time_zone = 'Europe/Berlin'"})
+    try:
+        with Session(berlin) as s, audit_context(user_id="B"):
+            revert_transaction(s, get_transactions(session=s)[0].transaction_id)
+            assert s.execute(text("SELECT @@session.time_zone")).scalar() == "Europe/Berlin"
+            s.commit()
+    finally:
+        berlin.dispose()
+    with utc.connect() as conn:
+        assert conn.execute(text("SELECT at FROM events")).scalar() == datetime(2021, 10, 31, 0, 30)

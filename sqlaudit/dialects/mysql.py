@@ -10,6 +10,7 @@ as the text of their JSON (a JSON string), binary values as ``{"$b": hex}``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, TIMESTAMP, Boolean, Column, Date, DateTime, Float, Integer,
@@ -66,7 +67,7 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
         return f"CAST({ref} AS UNSIGNED)"  # a JSON number, as the driver reads them
     if isinstance(impl, (Integer, Boolean, Float)):
         return ref  # a JSON number (DOUBLE: the shortest text that reads back exactly)
-    if isinstance(impl, TIMESTAMP):
+    if is_timestamp(col):
         return _text(_utc(ref))
     if isinstance(impl, DateTime):  # always six digits of fraction, as SQLite's text has
         return _text(f"CAST({ref} AS DATETIME(6))")
@@ -77,6 +78,24 @@ def _value(col: Column[Any], alias: str, dialect: Dialect) -> str:
     if isinstance(impl, String):
         return ref
     return _text(ref)
+
+
+def is_timestamp(col: Column[Any]) -> bool:
+    """Whether ``col`` is a TIMESTAMP whichever name SQLAlchemy gives the server's
+    dialect: ``mysql`` (a ``mysql://`` URL) or ``mariadb`` (a ``mariadb://`` URL), which
+    pick different type variants. A TIMESTAMP under one name only (a variant keyed by
+    one of them) is recorded as a DATETIME, as the writing session reads it: the
+    triggers and revert_transaction then agree whichever URL created the table."""
+    return all(isinstance(base_type(col.type, d), TIMESTAMP) for d in _both_names())
+
+
+@lru_cache(maxsize=1)
+def _both_names() -> tuple[Dialect, Dialect]:
+    """A dialect named ``mysql`` and one named ``mariadb``, to resolve type variants."""
+    from sqlalchemy.dialects import mysql
+    from sqlalchemy.dialects.mysql.mariadb import MariaDBDialect
+
+    return mysql.dialect(), MariaDBDialect()
 
 
 def _utc(ref: str) -> str:
@@ -124,6 +143,8 @@ def _changed_members(spec: TableSpec, alias: str, dialect: Dialect) -> str:
 
 def _key_part(col: Column[Any], alias: str, dialect: Dialect) -> str:
     ref = _ref(col, alias, dialect)
+    if is_timestamp(col):  # the instant, so that every session names the row alike
+        return _text(_utc(ref))
     if isinstance(base_type(col.type, dialect), Uuid):
         # SQLAlchemy stores UUIDs as 32 hex digits in CHAR(32); report str(uuid).
         return (f"IF(CHAR_LENGTH({ref}) = 32, LOWER(CONCAT_WS('-', SUBSTRING({ref}, 1, 8), "

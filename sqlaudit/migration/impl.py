@@ -24,7 +24,7 @@ from sqlalchemy.types import NullType
 
 from .._installed import default_schema
 from ..ddl import (_AuditDDL, _check_key, _descendants_sql, _installation_sql,
-                   _upgrade_audit_table, _validate_installed)
+                   _upgrade_audit_table, _validate_installed, _warn_if_not_transactional)
 from ..dialects import flavour, is_mysql, module_for, rendering_dialect
 from ..exceptions import SQLAuditMigrationError
 from ..schema import audit_table, mysql_index_ddl
@@ -63,6 +63,8 @@ def _create(operations: Operations, op: CreateAuditTriggersOp) -> None:
     spec = _spec(context, op)
     if not context.as_sql:  # offline there is no database to look at
         _check_key(context.bind, spec)
+        if is_mysql(context.dialect.name):
+            _warn_if_not_transactional(_online(context), spec.table)
     schema = None if context.as_sql else default_schema(_online(context))
     log.info("installing audit triggers on %s", op.fullname)
     _ensure_audit_table(context, spec)
