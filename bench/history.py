@@ -22,7 +22,10 @@ and ``get_table_state`` of the 100,000-row table as of mid-year (read to the
 end, a few rounds). SQLAlchemy-Continuum's equivalents (the versions of one
 transaction, a user's last 100 versions, a row's version as of a date) run on
 the same spread of records in its own virtualenv (``bench/.venvs/continuum``);
-``--no-peers`` skips it. PostgreSQL comes from SQLAUDIT_BENCH_POSTGRES_URL.
+``--no-peers`` skips it. PostgreSQL comes from SQLAUDIT_BENCH_POSTGRES_URL, MariaDB
+(``--dialects mariadb``, a fresh database dropped afterwards) from
+SQLAUDIT_BENCH_MARIADB_URL. A full run of some dialects keeps the other dialects'
+results from docs/benchmarks-history.json, each with the run that measured it.
 """
 
 from __future__ import annotations
@@ -62,14 +65,15 @@ START, END = "<!-- history-benchmark:start -->", "<!-- history-benchmark:end -->
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python bench/history.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, printed only")
-    p.add_argument("--dialects", default="postgresql,sqlite")
+    p.add_argument("--dialects", default="postgresql,sqlite",
+                   help="comma-separated, from postgresql, sqlite, mariadb")
     p.add_argument("--no-peers", action="store_true", help="skip SQLAlchemy-Continuum")
     p.add_argument("--output", help="Markdown file whose History API section is (re)written "
                                     "(default: docs/benchmarks.md for a full run)")
     return p.parse_args(argv)
 
 
-def _setup(dialect: str, s: Dict[str, Any], pg_url: str) -> Any:
+def _setup(dialect: str, s: Dict[str, Any], pg_url: str, my_url: Optional[str]) -> Any:
     from sqlalchemy import text
     from sqlalchemy.orm import DeclarativeBase
 
@@ -82,15 +86,14 @@ def _setup(dialect: str, s: Dict[str, Any], pg_url: str) -> Any:
 
     Item = type("Item", (harness.ItemColumns, Base), {"__tablename__": "items_sqlaudit"})
     track_table(tracked_fields=list(harness.TRACKED))(Item)
-    db = ours.Database(dialect, pg_url)
+    db = ours.Database(dialect, pg_url, my_url)
     engine = db.engine()
     Base.metadata.create_all(engine)
-    pg = dialect == "postgresql"
     drop_audit_triggers(engine, Item)  # the live rows predate auditing
     harness.run_sql(engine, harness.bulk_insert_sql(dialect, "items_sqlaudit"),
                     lo=1, hi=s["table_rows"])
     install_audit_triggers(engine, Item)
-    harness.run_sql(engine, ours._generate_sql(pg, "sqlaudit_log"), m=s["audit_records"])
+    harness.run_sql(engine, ours._generate_sql(dialect, "sqlaudit_log"), m=s["audit_records"])
     harness.settle(engine)
     with engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM sqlaudit_log")).scalar()
@@ -163,9 +166,10 @@ def _plans(engine: Any) -> Dict[str, str]:
     return plans
 
 
-def run_ours(dialect: str, s: Dict[str, Any], pg_url: str) -> Dict[str, Any]:
+def run_ours(dialect: str, s: Dict[str, Any], pg_url: str,
+             my_url: Optional[str] = None) -> Dict[str, Any]:
     harness.progress(f"sqlaudit on {dialect}: filling {s['audit_records']:,} audit records")
-    db, engine, Item, count = _setup(dialect, s, pg_url)
+    db, engine, Item, count = _setup(dialect, s, pg_url, my_url)
     try:
         queries = {"sqlaudit": _queries(engine, Item, s)}
         reads = harness.run_read_rounds(queries, rounds=s["rounds"], calls=s["calls"],
@@ -177,11 +181,13 @@ def run_ours(dialect: str, s: Dict[str, Any], pg_url: str) -> Dict[str, Any]:
         db.close()
 
 
-def run_continuum(dialect: str, s: Dict[str, Any], pg_url: str) -> Dict[str, Any]:
+def run_continuum(dialect: str, s: Dict[str, Any], pg_url: str,
+                  my_url: Optional[str] = None) -> Dict[str, Any]:
     venvs = peers_setup.prepare_venvs(["continuum"])
     job = dict(s, read_rounds=s["rounds"], read_calls=s["calls"], rows=0, transactions=0,
                peer_rounds=0, peer_read_rounds=s["rounds"], peer_read_calls=s["calls"])
-    return peers_setup.run_peer("continuum-history", dialect, venvs["continuum"], job, pg_url)
+    return peers_setup.run_peer("continuum-history", dialect, venvs["continuum"], job, pg_url,
+                                my_url)
 
 
 # ------------------------------------------------------------------ report
@@ -204,8 +210,12 @@ def section(results: Dict[str, Any]) -> str:
     for dialect, res in results["ours"].items():
         peer = results["peers"].get(dialect) or {"error": "not run (--no-peers)"}
         peer_read = peer.get("read") or {}
-        lines += [f"### {dialect}", "",
-                  "| read | sqlaudit | target | SQLAlchemy-Continuum equivalent |",
+        lines += [f"### {dialect}", ""]
+        own = res.get("run")
+        if own and own.get("command") != results["command"]:
+            lines += [f"Measured in a run of its own: `{own['command']}`; machine: "
+                      f"{own['machine']}; the run took {own['elapsed'] / 60:.1f} min.", ""]
+        lines += ["| read | sqlaudit | target | SQLAlchemy-Continuum equivalent |",
                   "|---|---:|---|---:|"]
         for key, title in TITLES.items():
             mine = res["read"]["sqlaudit"][key]
@@ -246,18 +256,35 @@ def collect(command: str, dialects: List[str], quick: bool, peers: bool,
     ``overrides`` replaces sizes and rounds (``bench/run.py --sizes``)."""
     s = dict(QUICK if quick else FULL, **(overrides or {}))
     pg_url = os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    my_url = os.environ.get("SQLAUDIT_BENCH_MARIADB_URL") or None
     started = time.time()
     results: Dict[str, Any] = {"command": command, "settings": s, "ours": {}, "peers": {}}
     for dialect in dialects:
-        results["ours"][dialect] = run_ours(dialect, s, pg_url)
+        results["ours"][dialect] = run_ours(dialect, s, pg_url, my_url)
         if peers:
-            results["peers"][dialect] = run_continuum(dialect, s, pg_url)
+            results["peers"][dialect] = run_continuum(dialect, s, pg_url, my_url)
     f = peers_setup.machine_facts()
     results["machine"] = (f"{f['cpu']}, {f['cores']} cores, {f['ram']} RAM; {f['os']}; Python "
                           f"{f['python']}, SQLAlchemy {f['sqlalchemy']}, {f['driver']}, "
-                          f"SQLite {f['sqlite']}; PostgreSQL on the same machine")
+                          f"SQLite {f['sqlite']}; PostgreSQL and MariaDB on the same machine")
     results["elapsed"] = time.time() - started
+    run = {k: results[k] for k in ("command", "machine", "elapsed")}
+    for res in results["ours"].values():
+        res["run"] = run
     return results
+
+
+def merge(saved: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """``new``'s dialects in place of ``saved``'s, the other dialects of ``saved`` kept
+    (each with the run that measured it); the header names ``new``'s run."""
+    merged = dict(new, ours=dict(saved.get("ours", {})), peers=dict(saved.get("peers", {})))
+    for dialect, res in saved.get("ours", {}).items():
+        res.setdefault("run", {k: saved[k] for k in ("command", "machine", "elapsed")})
+    merged["ours"].update(new["ours"])
+    merged["peers"].update(new["peers"])
+    order = ("postgresql", "sqlite", "mariadb")
+    merged["ours"] = {d: merged["ours"][d] for d in sorted(merged["ours"], key=order.index)}
+    return merged
 
 
 def main(argv: List[str]) -> int:
@@ -267,6 +294,10 @@ def main(argv: List[str]) -> int:
                       not args.no_peers)
     text = section(results)
     out = Path(args.output) if args.output else (None if args.quick else ROOT / "docs" / "benchmarks.md")
+    saved = out.parent / "benchmarks-history.json" if out is not None else None
+    if saved is not None and saved.exists():
+        results = merge(json.loads(saved.read_text()), results)
+        text = section(results)
     if out is not None:
         write_section(out, text)
         (out.parent / "benchmarks-history.json").write_text(json.dumps(results, indent=1, default=str))

@@ -51,7 +51,7 @@ PEERS: Dict[str, Dict[str, Any]] = {
     "continuum-history": {
         "title": "SQLAlchemy-Continuum (history reads)", "venv": "continuum",
         "requirements": ["SQLAlchemy-Continuum", "PyMySQL"], "python": (3, 11),
-        "worker": "continuum_history_worker.py", "dialects": ("postgresql", "sqlite"),
+        "worker": "continuum_history_worker.py", "dialects": ("postgresql", "sqlite", "mariadb"),
         "history": True,
     },
 }

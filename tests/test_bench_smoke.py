@@ -255,3 +255,38 @@ def test_the_record_floor_writes_the_record_sqlaudit_writes_on_mariadb(
         floor.close()
     finally:
         db.close()
+
+
+def test_the_history_benchmark_runs_on_mariadb_and_keeps_the_saved_dialects(
+        mariadb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``history.py --dialects mariadb`` on tiny sizes reads a MariaDB log with every History
+    API call (each returning records), drops its database, and merged into the saved
+    section keeps PostgreSQL's and SQLite's results with the run that measured them."""
+    from sqlalchemy import create_engine, text
+
+    monkeypatch.setenv("SQLAUDIT_BENCH_MARIADB_URL", mariadb_url)
+    history = _bench_module("history")
+    monkeypatch.setattr(history, "QUICK", dict(audit_records=3000, table_rows=300, rounds=1,
+                                               calls=3, table_rounds=1))
+    docs = BENCH.parent / "docs"
+    (tmp_path / "benchmarks-history.json").write_text((docs / "benchmarks-history.json").read_text())
+    out = tmp_path / "benchmarks.md"
+    admin = create_engine(mariadb_url)
+    with admin.connect() as conn:
+        before = {r[0] for r in conn.execute(text("SHOW DATABASES LIKE 'sqlaudit_bench%'"))}
+    assert history.main(["--quick", "--dialects", "mariadb", "--no-peers", "--output", str(out)]) == 0
+    with admin.connect() as conn:
+        after = {r[0] for r in conn.execute(text("SHOW DATABASES LIKE 'sqlaudit_bench%'"))}
+    admin.dispose()
+    assert after <= before
+    saved = json.loads((tmp_path / "benchmarks-history.json").read_text())
+    assert list(saved["ours"]) == ["postgresql", "sqlite", "mariadb"]
+    mine = saved["ours"]["mariadb"]
+    assert mine["audit_rows"] == 3000
+    assert set(mine["read"]["sqlaudit"]) == {"tx", "user_latest", "user_transactions", "state"}
+    assert all(mine["records"]["sqlaudit"][k]["mean"] > 0
+               for k in ("tx", "user_latest", "user_transactions"))
+    assert mine["table_state"]["rows"] > 0
+    doc = out.read_text()
+    assert "### mariadb" in doc and "### postgresql" in doc
+    assert "Measured in a run of its own: `python bench/history.py`" in doc  # the saved run

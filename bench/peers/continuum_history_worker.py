@@ -33,7 +33,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "bench_users"
-    id: Mapped[str] = mapped_column(String, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 _, Item = _worker.versioned_items(Base)
@@ -45,18 +45,22 @@ info = {"package": f"SQLAlchemy-Continuum {importlib.metadata.version('SQLAlchem
 
 def reads():
     d, m = cfg["dialect"], cfg["audit_records"]
+    my = harness.is_mariadb(d)
     ItemVersion, Transaction = version_class(Item), versioning_manager.transaction_cls
     prefix, src = harness.series(d)
-    ts, tab, res = harness.g_time(d), harness.G_TABLE, harness.G_RESOURCE
+    ts = harness.g_time(d)
+    tab, res, user = harness.g_exprs(d)
+    tx, div, item = ("`transaction`" if my else '"transaction"', " DIV " if my else " / ",
+                     harness.concat(d, "'item '", "g"))
     with engine.begin() as conn:
         for u in range(harness.USERS):
             conn.execute(text("INSERT INTO bench_users (id) VALUES (:u)"), {"u": f"user-{u}"})
         conn.execute(text(
-            f'{prefix} INSERT INTO "transaction" (id, issued_at, user_id) '
-            f"SELECT g / 3, {ts}, {harness.G_USER} FROM {src} WHERE g % 3 = 0"), {"m": m + 3})
+            f"{prefix} INSERT INTO {tx} (id, issued_at, user_id) "
+            f"SELECT g{div}3, {ts}, {user} FROM {src} WHERE g % 3 = 0"), {"m": m + 3})
         conn.execute(text(
             f"{prefix} INSERT INTO items_peer_version (id, name, qty, transaction_id, "
-            f"operation_type) SELECT {res}, 'item ' || g, g % 100, (g + 2) / 3, "
+            f"operation_type) SELECT {res}, {item}, g % 100, (g + 2){div}3, "
             f"CASE g % 10 WHEN 0 THEN 0 WHEN 1 THEN 2 ELSE 1 END FROM {src} WHERE {tab} = 0"),
             {"m": m})
         info["audit_rows"] = conn.execute(text("SELECT count(*) FROM items_peer_version")).scalar()
