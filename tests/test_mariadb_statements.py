@@ -162,6 +162,22 @@ def _event_model(Base: Any) -> Any:
     return Event
 
 
+def _in_zone(engine_or_url: Any, zone: str) -> Any:
+    """An engine on the same database (or URL) whose sessions run at ``time_zone = zone``."""
+    from sqlalchemy import create_engine
+
+    url = getattr(engine_or_url, "url", engine_or_url)
+    return create_engine(url, connect_args={"init_command": f"SET time_zone = '{zone}'"})
+
+
+def _three_zones(make_engine: Any, Base: Any) -> tuple[Any, Any, Any]:
+    """Engines at '+00:00' (the tables created there), '+05:00' and '-03:00'; hooks on."""
+    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
+    Base.metadata.create_all(utc)
+    register_hooks()
+    return utc, _in_zone(utc, "+05:00"), _in_zone(utc, "-03:00")
+
+
 def _recorded(Event: Any, engine: Any) -> list[tuple[str, Any, Any]]:
     from sqlaudit import get_resource_changes
 
@@ -176,14 +192,8 @@ def test_a_timestamp_column_is_recorded_as_its_utc_instant_whatever_the_writers_
     The record holds the instant in UTC (as a session at '+00:00' reads the row): writers
     at +05:00 and -03:00 are recorded alike, old and new values, and every reader gets
     the same record whatever its own time_zone."""
-    from sqlalchemy import create_engine
-
     Event = _event_model(Base)
-    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
-    Base.metadata.create_all(utc)
-    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
-    west = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '-03:00'"})
-    register_hooks()
+    utc, east, west = _three_zones(make_engine, Base)
     try:
         with Session(east) as s, audit_context(user_id="A"):
             s.add(Event(id=1, at=datetime(2020, 1, 1, 12, 0, 0, 250000)))  # 07:00:00.25 UTC
@@ -224,14 +234,12 @@ def test_reverting_and_restoring_a_timestamp_in_another_time_zone_keeps_the_inst
     """revert_transaction and restore_resource write a recorded (UTC) TIMESTAMP back as
     the same instant from a session at +05:00, and leave that session's time_zone as it
     was."""
-    from sqlalchemy import create_engine
-
     from sqlaudit import get_transactions, restore_resource, revert_transaction
 
     Event = _event_model(Base)
     utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
     Base.metadata.create_all(utc)
-    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    east = _in_zone(utc, "+05:00")
     register_hooks()
     try:
         with Session(utc) as s, audit_context(user_id="A"):
@@ -295,8 +303,6 @@ def test_a_timestamp_in_the_repeated_hour_of_a_dst_change_keeps_its_instant(
     """In Europe/Berlin, 02:30 on 2021-10-31 happened twice (00:30 and 01:30 UTC). A writer
     whose time_zone is Europe/Berlin sees both rows' TIMESTAMP as 02:30; the record keeps
     the two instants apart. (Loads the zone into the server's time zone tables.)"""
-    from sqlalchemy import create_engine
-
     Event = _event_model(Base)
     utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
     _load_time_zone(utc, "Europe/Berlin")
@@ -304,7 +310,7 @@ def test_a_timestamp_in_the_repeated_hour_of_a_dst_change_keeps_its_instant(
     with utc.begin() as conn:  # written at UTC: the exact instants
         conn.execute(text("INSERT INTO events VALUES (1, '2021-10-31 00:30:00'), "
                           "(2, '2021-10-31 01:30:00')"))
-    berlin = create_engine(utc.url, connect_args={"init_command": "SET time_zone = 'Europe/Berlin'"})
+    berlin = _in_zone(utc, "Europe/Berlin")
     register_hooks()
     try:
         with berlin.connect() as conn:
@@ -420,16 +426,10 @@ def test_every_timestamp_precision_and_both_ends_of_the_range_are_recorded_exact
     the live rows, read in another zone) agrees with the records."""
     from datetime import timedelta, timezone
 
-    from sqlalchemy import create_engine
-
     from sqlaudit import get_resource_state, get_table_state
 
     Event = _precise_event_model(Base, fsp)
-    utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
-    Base.metadata.create_all(utc)
-    west = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '-03:00'"})
-    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
-    register_hooks()
+    utc, east, west = _three_zones(make_engine, Base)
     try:
         with west.begin() as conn, audit_context(user_id="A"):
             conn.execute(text(
@@ -552,7 +552,6 @@ def test_a_timestamp_resource_key_names_one_row_whatever_the_sessions_zone(
     find_history_gaps does not report a row that is there as removed."""
     from datetime import timedelta, timezone
 
-    from sqlalchemy import create_engine
     from sqlalchemy.dialects import mysql
 
     from sqlaudit import get_table_state
@@ -566,7 +565,7 @@ def test_a_timestamp_resource_key_names_one_row_whatever_the_sessions_zone(
 
     utc = make_engine(connect_args={"init_command": "SET time_zone = '+00:00'"})
     Base.metadata.create_all(utc)
-    east = create_engine(utc.url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    east = _in_zone(utc, "+05:00")
     register_hooks()
     try:
         before = datetime.now(timezone.utc) - timedelta(seconds=1)
@@ -593,7 +592,7 @@ def test_a_timestamp_variant_on_a_mariadb_url_is_recorded_and_reverted_to_its_in
     recorded as its UTC instant; one that is a TIMESTAMP under one name only is recorded
     as the writing session reads it, as a DATETIME is (docs/mariadb.md). Either way
     revert_transaction from the writer's zone puts back the instant that was written."""
-    from sqlalchemy import DateTime, create_engine
+    from sqlalchemy import DateTime
     from sqlalchemy.dialects import mysql
 
     from sqlaudit import get_transactions, revert_transaction
@@ -607,8 +606,8 @@ def test_a_timestamp_variant_on_a_mariadb_url_is_recorded_and_reverted_to_its_in
 
     base = make_engine()
     url = base.url.set(drivername="mariadb+pymysql")
-    utc = create_engine(url, connect_args={"init_command": "SET time_zone = '+00:00'"})
-    east = create_engine(url, connect_args={"init_command": "SET time_zone = '+05:00'"})
+    utc = _in_zone(url, "+00:00")
+    east = _in_zone(url, "+05:00")
     try:
         Base.metadata.create_all(utc)
         with utc.connect() as conn:
@@ -652,8 +651,6 @@ def test_a_revert_from_a_named_zone_writes_back_an_instant_of_the_repeated_dst_h
     """A session at Europe/Berlin reverts an update whose old value is 2021-10-31 00:30
     UTC, the first of the two 02:30 of that night: the row holds that instant again, not
     the second one, and the session's zone is Europe/Berlin afterwards."""
-    from sqlalchemy import create_engine
-
     from sqlaudit import get_transactions, revert_transaction
 
     Event = _event_model(Base)
@@ -665,7 +662,7 @@ def test_a_revert_from_a_named_zone_writes_back_an_instant_of_the_repeated_dst_h
         conn.execute(text("INSERT INTO events VALUES (1, '2021-10-31 00:30:00')"))
     with utc.begin() as conn, audit_context(user_id="A"):
         conn.execute(text("UPDATE events SET at = '2022-01-01 00:00:00'"))
-    berlin = create_engine(utc.url, connect_args={"init_command": "SET time_zone = 'Europe/Berlin'"})
+    berlin = _in_zone(utc, "Europe/Berlin")
     try:
         with Session(berlin) as s, audit_context(user_id="B"):
             revert_transaction(s, get_transactions(session=s)[0].transaction_id)
