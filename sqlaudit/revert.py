@@ -86,12 +86,12 @@ def _savepoint(session: Union[Session, Connection], conn: Connection) -> Any:
 _ZONE_MINUTES = (-(12 * 60 + 59), 13 * 60)
 
 
-def _timestamp_columns(specs: list[TableSpec]) -> set[tuple[int, str]]:
-    """(id of spec, column name) of the tracked TIMESTAMP columns of ``specs`` whose
-    values the triggers record in UTC (sqlaudit.dialects.mysql.is_timestamp)."""
+def _timestamp_names(spec: TableSpec) -> set[str]:
+    """The tracked TIMESTAMP columns of ``spec`` whose values the triggers record in UTC
+    (sqlaudit.dialects.mysql.is_timestamp)."""
     from .dialects.mysql import is_timestamp
 
-    return {(id(spec), c.name) for spec in specs for c in spec.columns if is_timestamp(c)}
+    return {c.name for c in spec.columns if is_timestamp(c)}
 
 
 @contextlib.contextmanager
@@ -107,7 +107,7 @@ def _timestamp_zone(conn: Connection, specs: list[TableSpec]) -> Any:
     own zone is put back afterwards, also on error."""
     from .dialects import is_mysql
 
-    if not is_mysql(conn.dialect.name) or not _timestamp_columns(specs):
+    if not is_mysql(conn.dialect.name) or not any(map(_timestamp_names, specs)):
         yield None
         return
     previous, minutes = conn.exec_driver_sql(
@@ -123,13 +123,13 @@ def _timestamp_zone(conn: Connection, specs: list[TableSpec]) -> Any:
         conn.execute(text("SET time_zone = :zone"), {"zone": previous})
 
 
-def _shifted(spec: TableSpec, values: dict[str, Any], offset: Optional[timedelta],
-             dialect: Any) -> dict[str, Any]:
+def _shifted(spec: TableSpec, values: dict[str, Any],
+             offset: Optional[timedelta]) -> dict[str, Any]:
     """``values`` with each TIMESTAMP column's datetime moved by ``offset``: a recorded
     (UTC) value into the zone _timestamp_zone set, or (a negative offset) back."""
     if not offset:
         return values
-    stamps = {name for _, name in _timestamp_columns([spec])}
+    stamps = _timestamp_names(spec)
     return {k: v + offset if k in stamps and isinstance(v, datetime) else v
             for k, v in values.items()}
 
@@ -241,17 +241,16 @@ def _conflicts(change: _Change, later: list[Any]) -> bool:
 def _apply(conn: Connection, change: _Change, offset: Optional[timedelta] = None) -> None:
     spec, row = change.spec, change.row
     table = spec.table
+    old_values = _shifted(spec, {name: old for name, (old, _) in change.columns().items()},
+                          offset)
     if row.operation == "update":
-        values = _shifted(spec, {name: old for name, (old, _) in change.columns().items()},
-                          offset, conn.dialect)
         done = conn.execute(update(table).where(_key_condition(table, spec, row.resource_id))
-                            .values(values)).rowcount
+                            .values(old_values)).rowcount
     elif row.operation == "insert":
         done = conn.execute(delete(table).where(_key_condition(table, spec, row.resource_id))).rowcount
     else:  # delete: re-insert the snapshot (NULL for the tracked fields it does not list)
         values = {c.name: None for c in spec.columns}
-        values.update(_shifted(spec, {name: old for name, (old, _) in change.columns().items()},
-                               offset, conn.dialect))
+        values.update(old_values)
         values.update(zip([c.name for c in spec.key_columns], _stored_key(spec, row.resource_id)))
         conn.execute(insert(table).values(values))  # inserted, or raises
         done = 1
@@ -361,31 +360,27 @@ def restore_resource(session: Union[Session, Connection], model_class: type, res
     where = key_condition(table, spec, key)
     attrs = _r._attributes(model_class)
     by_attr = {attr: col for col, attr in attrs.items()}
-    live = conn.execute(select(*[table.c[c.name] for c in spec.columns]).where(where)).first()
-    if then is not None and live is None:
-        values = {by_attr.get(k, k): v for k, v in then.items()}
-        values.update({c.name: v for c, v in zip(spec.key_columns, key)})
-        missing = _missing_for_insert(spec, values)
-        if missing:
-            raise SQLAuditRevertError(
-                f"cannot re-insert {spec.name} {resource_id!r}: NOT NULL column(s) {missing} "
-                f"have no default and are not tracked, so the log does not hold their values")
     reason = f"restore of {spec.name} {resource_id} to {at.isoformat()}"
     with audit_context(reason=reason, context={"sqlaudit_restore_to": at.isoformat()}):
         with _timestamp_zone(conn, [spec]) as offset, _savepoint(session, conn):
+            # read in the zone the recorded TIMESTAMPs are shifted to
+            live = conn.execute(select(*[table.c[c.name] for c in spec.columns])
+                                .where(where)).first()
             if then is None:
                 if live is not None:
                     conn.execute(delete(table).where(where))
             else:
-                values = _shifted(spec, {by_attr.get(k, k): v for k, v in then.items()}, offset,
-                                  conn.dialect)
+                values = _shifted(spec, {by_attr.get(k, k): v for k, v in then.items()}, offset)
                 if live is None:
                     values.update({c.name: v for c, v in zip(spec.key_columns, key)})
+                    missing = _missing_for_insert(spec, values)
+                    if missing:
+                        raise SQLAuditRevertError(
+                            f"cannot re-insert {spec.name} {resource_id!r}: NOT NULL column(s) "
+                            f"{missing} have no default and are not tracked, so the log does not "
+                            f"hold their values")
                     conn.execute(insert(table).values(values))
                 else:
-                    if offset is not None:  # TIMESTAMPs read in the zone the values are in
-                        live = conn.execute(select(*[table.c[c.name] for c in spec.columns])
-                                            .where(where)).one()
                     current = dict(zip([c.name for c in spec.columns], live))
                     changed = {k: v for k, v in values.items() if current.get(k) != v}
                     if changed:
