@@ -22,14 +22,13 @@ import shlex
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import MetaData, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ours.py, beside this file
 
 from sqlaudit import seal_audit_log, verify_audit_log  # noqa: E402
 from sqlaudit.ddl import _protect  # noqa: E402
@@ -80,30 +79,6 @@ FROM s WHERE g <= :rows ORDER BY g
 MARIADB_STEP = 10_000
 
 
-def _engine(dialect: str, workdir: str, url: "str | None" = None):
-    if dialect == "sqlite":
-        return create_engine(f"sqlite:///{workdir}/seal.db"), None
-    if dialect == "mariadb":
-        from sqlalchemy.engine import make_url
-
-        url = url or os.environ.get("SQLAUDIT_BENCH_MARIADB_URL",
-                                    "mysql+pymysql://root@127.0.0.1:3306/test")
-        database = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(url)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
-        target = make_url(url).set(database=database).update_query_dict({"charset": "utf8mb4"})
-        return create_engine(target), (admin, database)
-    url = url or os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL",
-                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    schema = f"sqlaudit_seal_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    return engine, (admin, schema)
-
-
 def dialect_of(engine) -> str:
     return "mariadb" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
 
@@ -117,9 +92,17 @@ def _version(engine) -> str:
         return str(conn.execute(text("SHOW server_version")).scalar()).split()[0].join(("PostgreSQL ", ""))
 
 
-def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = None) -> dict:
-    """Fill, then time ``rounds`` seals and verifies; return the timings."""
-    engine, cleanup = _engine(dialect, workdir, url)
+def run(dialect: str, rows: int, rounds: int, url: "str | None" = None) -> dict:
+    """Fill, then time ``rounds`` seals and verifies on a fresh database (ours.Database:
+    a PostgreSQL schema, a MariaDB database or a SQLite file, all removed afterwards);
+    return the timings. ``url``: the PostgreSQL or MariaDB server's."""
+    import ours
+
+    db = ours.Database(
+        dialect,
+        postgres_url=url or os.environ.get("SQLAUDIT_BENCH_POSTGRES_URL") or None,
+        mariadb_url=url or os.environ.get("SQLAUDIT_BENCH_MARIADB_URL") or None)
+    engine = db.engine()
     try:
         metadata = MetaData()
         with engine.begin() as conn:
@@ -154,15 +137,7 @@ def run(dialect: str, rows: int, rounds: int, workdir: str, url: "str | None" = 
         return {"dialect": dialect, "version": _version(engine), "fill": fill,
                 "seal": seals, "verify": verifies}
     finally:
-        engine.dispose()
-        if cleanup is not None:
-            admin, schema = cleanup
-            with admin.begin() as conn:
-                if dialect == "mariadb":
-                    conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
-                else:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        db.close()
 
 
 def main() -> None:
@@ -173,14 +148,13 @@ def main() -> None:
     args = parser.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(f"machine: {os.cpu_count()} CPUs (nproc), {platform.platform()}, Python {platform.python_version()}")
-    with tempfile.TemporaryDirectory() as workdir:
-        for dialect in args.dialects.split(","):
-            r = run(dialect, args.rows, args.rounds, workdir)
-            med = statistics.median
-            print(f"{r['version']}: {args.rows:,} rows (filled in {r['fill']:.1f} s); "
-                  f"seal median {med(r['seal']):.2f} s, verify median {med(r['verify']):.2f} s "
-                  f"({args.rounds} rounds; seal {', '.join(f'{x:.2f}' for x in r['seal'])}; "
-                  f"verify {', '.join(f'{x:.2f}' for x in r['verify'])})")
+    for dialect in args.dialects.split(","):
+        r = run(dialect, args.rows, args.rounds)
+        med = statistics.median
+        print(f"{r['version']}: {args.rows:,} rows (filled in {r['fill']:.1f} s); "
+              f"seal median {med(r['seal']):.2f} s, verify median {med(r['verify']):.2f} s "
+              f"({args.rounds} rounds; seal {', '.join(f'{x:.2f}' for x in r['seal'])}; "
+              f"verify {', '.join(f'{x:.2f}' for x in r['verify'])})")
 
 
 if __name__ == "__main__":

@@ -394,6 +394,13 @@ def kill_models(make_engine, Base) -> tuple[Engine, type, type]:
     return engine, Owner, Item
 
 
+def _seed_two_items(engine: Engine) -> int:
+    """Items 1 and 2, written by "seed"; the number of audit records after them."""
+    with engine.begin() as conn, audit_context(user_id="seed"):
+        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
+    return len(audit_log(engine))
+
+
 @killable
 def test_connection_killed_mid_transaction_loses_only_its_own_uncommitted_records(kill_models) -> None:
     engine, Owner, Item = kill_models
@@ -520,17 +527,12 @@ def log_users(engine: Engine, skip: int) -> list[tuple[Any, ...]]:
 
 @mariadb_only
 def test_a_statement_that_times_out_on_a_lock_leaves_no_record_and_the_transaction_goes_on(
-    make_engine, Base
+    kill_models
 ) -> None:
     """InnoDB rolls back only the statement that waited too long (innodb_lock_wait_timeout,
     set here per session); the transaction's other writes keep their records and user."""
-    engine = make_engine(pool_size=3, max_overflow=0)
-    _, Item = fault_models(Base, engine)
-    Base.metadata.create_all(engine)
-    register_hooks()
-    with engine.begin() as conn, audit_context(user_id="seed"):
-        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
-    before = len(audit_log(engine))
+    engine, _, Item = kill_models
+    before = _seed_two_items(engine)
     holder, waiter = engine.connect(), engine.connect()
     try:
         with audit_context(user_id="holder"):
@@ -554,19 +556,14 @@ def test_a_statement_that_times_out_on_a_lock_leaves_no_record_and_the_transacti
 
 @mariadb_only
 def test_a_deadlock_victims_records_roll_back_with_its_writes_and_its_retry_is_recorded(
-    make_engine, Base
+    kill_models
 ) -> None:
     """InnoDB rolls back the whole transaction of the deadlock victim (error 1213): none of
     its records remain; the winner's commit with their own user; the victim's retry too."""
     import threading
 
-    engine = make_engine(pool_size=3, max_overflow=0)
-    _, Item = fault_models(Base, engine)
-    Base.metadata.create_all(engine)
-    register_hooks()
-    with engine.begin() as conn, audit_context(user_id="seed"):
-        conn.execute(text("INSERT INTO items (id, title, qty) VALUES (1, 'one', 1), (2, 'two', 1)"))
-    before = len(audit_log(engine))
+    engine, _, Item = kill_models
+    before = _seed_two_items(engine)
     first_locks = threading.Barrier(2)
     outcome: dict[str, Any] = {}
 

@@ -520,7 +520,7 @@ def test_a_seal_entry_given_a_value_of_another_type_is_reported_not_raised(engin
     assert [p.kind for p in result.problems] == ["chain"] and not result.ok
 
 
-def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> None:
+def test_the_seal_benchmark_runs_on_a_small_log(dialect, request) -> None:
     import importlib.util
     from pathlib import Path
 
@@ -529,7 +529,7 @@ def test_the_seal_benchmark_runs_on_a_small_log(dialect, request, tmp_path) -> N
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     url = {"postgresql": "postgres_url", "mariadb": "mariadb_url"}.get(dialect)
-    timings = bench.run(dialect, 300, 1, str(tmp_path), url and request.getfixturevalue(url))
+    timings = bench.run(dialect, 300, 1, url and request.getfixturevalue(url))
     assert len(timings["seal"]) == len(timings["verify"]) == 1
     assert timings["version"].split()[0] == {"sqlite": "SQLite", "postgresql": "PostgreSQL",
                                              "mariadb": "MariaDB"}[dialect]

@@ -789,6 +789,14 @@ def _inserts(engine) -> list[tuple[Any, ...]]:
             "FROM sqlaudit_log WHERE operation = 'insert' ORDER BY id")).all()]
 
 
+def _assert_two_inserts_by_a(engine: Any, first: str, second: str, *, same_transaction: bool) -> None:
+    """The log holds the inserts of notes ``first`` then ``second``, both by user "A",
+    in one transaction or in two."""
+    found = _inserts(engine)
+    assert [r[:2] for r in found] == [(first, "A"), (second, "A")]
+    assert (found[0][2] == found[1][2]) is same_transaction
+
+
 @pytest.mark.parametrize("statement", ["START TRANSACTION", "BEGIN", "BEGIN WORK"])
 def test_a_raw_start_transaction_commits_so_the_next_writes_get_a_new_transaction_id(
         engine, Base, statement) -> None:
@@ -829,9 +837,7 @@ def test_ddl_commits_so_the_writes_after_it_get_a_new_transaction_id(engine, Bas
         s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
         s.commit()
     raw(engine, "UNLOCK TABLES")
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
-    assert found[0][2] != found[1][2]
+    _assert_two_inserts_by_a(engine, "before", "after", same_transaction=False)
 
 
 def test_a_temporary_table_does_not_commit_so_the_transaction_keeps_its_id(engine, Base) -> None:
@@ -844,9 +850,7 @@ def test_a_temporary_table_does_not_commit_so_the_transaction_keeps_its_id(engin
         s.execute(text("DROP TEMPORARY TABLE scratch"))
         s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
         s.commit()
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
-    assert found[0][2] == found[1][2]
+    _assert_two_inserts_by_a(engine, "before", "after", same_transaction=True)
 
 
 @pytest.mark.parametrize("statement", [

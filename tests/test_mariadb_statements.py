@@ -14,9 +14,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sqlaudit import AuditState, audit_context, audit_status, register_hooks, track_table
 
-from test_mariadb import _inserts, _note_model
+from test_mariadb import _assert_two_inserts_by_a, _inserts, _note_model
 
 pytestmark = pytest.mark.parametrize("dialect", ["mariadb"], indirect=True)
+
 
 
 @pytest.mark.parametrize("statement", [
@@ -35,9 +36,7 @@ def test_a_temporary_table_spelled_otherwise_keeps_the_transaction_id(
         s.execute(text(statement))
         s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
         s.commit()
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
-    assert found[0][2] == found[1][2]
+    _assert_two_inserts_by_a(engine, "before", "after", same_transaction=True)
 
 
 @pytest.mark.parametrize("statement", ["CHECK TABLE notes", "RESET QUERY CACHE"])
@@ -57,9 +56,7 @@ def test_a_statement_that_commits_outside_the_regex_gives_a_new_transaction_id(
             result.all()
         s.execute(text("INSERT INTO notes (id, title) VALUES (2, 'after')"))
         s.commit()
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("before", "A"), ("after", "A")]
-    assert found[0][2] != found[1][2]
+    _assert_two_inserts_by_a(engine, "before", "after", same_transaction=False)
 
 
 def test_a_column_named_like_the_fingerprint_branch_keeps_the_status_current(
@@ -96,9 +93,7 @@ def test_two_phase_transactions_on_one_connection_get_two_transaction_ids(
         conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
         xa.prepare()
         xa.commit()
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
-    assert found[0][2] != found[1][2]
+    _assert_two_inserts_by_a(engine, "first", "second", same_transaction=False)
 
 
 def test_a_user_variable_set_through_a_raw_dbapi_cursor_outlives_checkin_is_a_documented_hole(
@@ -338,9 +333,7 @@ def test_a_raw_commit_after_a_comment_gives_the_next_writes_a_new_transaction_id
         conn.exec_driver_sql(statement)
         conn.execute(text("INSERT INTO notes (id, title) VALUES (2, 'second')"))
         conn.commit()
-    found = _inserts(engine)
-    assert [r[:2] for r in found] == [("first", "A"), ("second", "A")]
-    assert found[0][2] != found[1][2]
+    _assert_two_inserts_by_a(engine, "first", "second", same_transaction=False)
 
 
 
